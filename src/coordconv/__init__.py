@@ -1,0 +1,51 @@
+"""coordconv: CoordConv layers for PyTorch, and a runnable reproduction of the CoordConv paper.
+
+The library (this package's top level) depends on torch only:
+
+* :mod:`coordconv.coords`: coordinate grids and encodings (pure functions).
+* :mod:`coordconv.layers`: ``AddCoords``, ``CoordConv{1,2,3}d``, ``CoordConvTranspose{1,2,3}d``.
+* :mod:`coordconv.convert`: ``coordconvify``, which retrofits CoordConv into any network.
+
+Paper: Liu et al., "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution",
+NeurIPS 2018, https://arxiv.org/abs/1807.03247.
+"""
+
+from coordconv._version import __version__ as __version__
+from coordconv.convert import coordconvify as coordconvify
+from coordconv.coords import CoordEncoding as CoordEncoding
+from coordconv.coords import FourierEncoding as FourierEncoding
+from coordconv.coords import LinearEncoding as LinearEncoding
+from coordconv.coords import RadiusEncoding as RadiusEncoding
+from coordconv.coords import coord_channels as coord_channels
+from coordconv.coords import coord_grid as coord_grid
+from coordconv.coords import linear_coords as linear_coords
+from coordconv.coords import tile_vector as tile_vector
+from coordconv.layers import AddCoords as AddCoords
+from coordconv.layers import CoordConv1d as CoordConv1d
+from coordconv.layers import CoordConv2d as CoordConv2d
+from coordconv.layers import CoordConv3d as CoordConv3d
+from coordconv.layers import CoordConvTranspose1d as CoordConvTranspose1d
+from coordconv.layers import CoordConvTranspose2d as CoordConvTranspose2d
+from coordconv.layers import CoordConvTranspose3d as CoordConvTranspose3d
+from coordconv.layers import add_coords as add_coords
+
+__all__ = [
+    "AddCoords",
+    "CoordConv1d",
+    "CoordConv2d",
+    "CoordConv3d",
+    "CoordConvTranspose1d",
+    "CoordConvTranspose2d",
+    "CoordConvTranspose3d",
+    "CoordEncoding",
+    "FourierEncoding",
+    "LinearEncoding",
+    "RadiusEncoding",
+    "__version__",
+    "add_coords",
+    "coord_channels",
+    "coord_grid",
+    "coordconvify",
+    "linear_coords",
+    "tile_vector",
+]

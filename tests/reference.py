@@ -1,0 +1,63 @@
+"""A straightforward concatenating CoordConv, written independently of the package, for the tests to compare with."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from coordconv import FourierEncoding, LinearEncoding, RadiusEncoding
+
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def reference_grid(shape, *, with_r=False, encoding=None, order="ij", dtype=torch.float64) -> Tensor:
+    """(channels, *shape) from linspace + meshgrid, the textbook way."""
+    axes = [torch.linspace(-1, 1, n, dtype=dtype) if n > 1 else torch.zeros(1, dtype=dtype) for n in shape]
+    coords = list(torch.meshgrid(*axes, indexing="ij"))
+    linear = torch.stack(coords[::-1] if order == "xy" else coords)
+    encoding = encoding or LinearEncoding()
+    if isinstance(encoding, LinearEncoding):
+        channels = [linear]
+    elif isinstance(encoding, RadiusEncoding):
+        channels = [linear, linear.square().sum(0, keepdim=True).sqrt()]
+    elif isinstance(encoding, FourierEncoding):
+        channels = [linear] if encoding.include_linear else []
+        for f in encoding.frequencies:
+            channels += [torch.sin(math.pi * f * linear), torch.cos(math.pi * f * linear)]
+    else:
+        raise NotImplementedError(encoding)
+    if with_r:
+        channels.append(linear.square().sum(0, keepdim=True).sqrt())
+    return torch.cat(channels)
+
+
+def reference_forward(layer, x: Tensor, output_size=None) -> Tensor:
+    """The layer's output computed by concatenation (groups == 1) or by its own definition (groups > 1)."""
+    rank = layer._rank
+    grid = reference_grid(x.shape[2:], with_r=layer.with_r, encoding=layer.encoding, order=layer.order, dtype=x.dtype)
+    coords = grid.unsqueeze(0).repeat(x.shape[0], *([1] * grid.dim()))
+    if layer.transposed:
+        output_padding = layer._output_padding(
+            x, output_size, layer.stride, layer.padding, layer.kernel_size, rank, layer.dilation
+        )
+        args = (layer.stride, layer.padding, output_padding)
+        if layer.groups == 1:
+            w = torch.cat([layer.weight, layer.coord_weight], dim=0)
+            return CONV_T[rank](torch.cat([x, coords], 1), w, layer.bias, *args, 1, layer.dilation)
+        plain = CONV_T[rank](x, layer.weight, None, *args, layer.groups, layer.dilation)
+        return plain + CONV_T[rank](coords, layer.coord_weight, layer.bias, *args, 1, layer.dilation)
+
+    def conv(inp, weight, bias, groups):
+        padding = layer.padding
+        if layer.padding_mode != "zeros":
+            inp = F.pad(inp, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
+            padding = 0
+        return CONV[rank](inp, weight, bias, layer.stride, padding, layer.dilation, groups)
+
+    if layer.groups == 1:
+        return conv(torch.cat([x, coords], 1), torch.cat([layer.weight, layer.coord_weight], 1), layer.bias, 1)
+    return conv(x, layer.weight, None, layer.groups) + conv(coords, layer.coord_weight, layer.bias, 1)

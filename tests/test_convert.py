@@ -1,0 +1,162 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from coordconv import CoordConv1d, CoordConv2d, CoordConvTranspose2d, coordconvify
+
+
+class Block(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return torch.relu(self.norm(self.conv(x)) + x)
+
+
+class SmallNet(nn.Module):
+    """Not a Sequential: nested blocks, a ModuleDict, a transposed conv and a 1D branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.blocks = nn.ModuleList([Block(8), Block(8)])
+        self.heads = nn.ModuleDict({"up": nn.ConvTranspose2d(8, 4, 2, stride=2), "seq": nn.Conv1d(8, 2, 3)})
+
+    def forward(self, x):
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.heads["up"](h), self.heads["seq"](h.mean(dim=2))
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+def test_converted_model_computes_the_same_function():
+    model = SmallNet().eval()
+    x = torch.randn(2, 3, 16, 20)
+    before = _outputs(model, x)
+    params_before = dict(model.named_parameters())
+    assert coordconvify(model) is model
+    after = _outputs(model, x)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert isinstance(model.stem, CoordConv2d)
+    assert all(isinstance(b.conv, CoordConv2d) for b in model.blocks)
+    assert isinstance(model.heads["up"], CoordConvTranspose2d) and isinstance(model.heads["seq"], CoordConv1d)
+    # the original Parameter objects are kept, so an optimizer built earlier still updates them
+    for name, p in model.named_parameters():
+        if not name.endswith("coord_weight"):
+            assert p is params_before[name]
+
+
+def test_gradients_reach_the_coordinate_filters():
+    model = coordconvify(SmallNet())
+    up, seq = model(torch.randn(2, 3, 16, 20))
+    (up.square().mean() + seq.square().mean()).backward()
+    coord = [p for n, p in model.named_parameters() if n.endswith("coord_weight")]
+    assert len(coord) == 5
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in coord)
+
+
+def test_training_mode_and_device_dtype_are_kept():
+    model = SmallNet().double().eval()
+    coordconvify(model)
+    assert not model.stem.training
+    assert model.stem.coord_weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("where", "converted"),
+    [
+        ("stem", {"stem"}),
+        ("blocks.*", {"blocks.0.conv", "blocks.1.conv"}),
+        (["stem", "heads.up"], {"stem", "heads.up"}),
+        (lambda name, m: isinstance(m, nn.Conv1d), {"heads.seq"}),
+        (lambda name, m: m.kernel_size == (3, 3) and m.stride == (1, 1), {"blocks.0.conv", "blocks.1.conv"}),
+    ],
+)
+def test_selection(where, converted):
+    model = coordconvify(SmallNet(), where=where)
+    assert {n for n, m in model.named_modules() if hasattr(m, "coord_weight")} == converted
+
+
+def test_first_only_and_options():
+    model = coordconvify(SmallNet(), first_only=True, with_r=True, order="xy")
+    assert {n for n, m in model.named_modules() if hasattr(m, "coord_weight")} == {"stem"}
+    assert model.stem.with_r and model.stem.order == "xy" and model.stem.coord_channels == 3
+    model = coordconvify(SmallNet(), where="blocks.*", first_only=True, encoding="fourier")
+    assert {n for n, m in model.named_modules() if hasattr(m, "coord_weight")} == {"blocks.0.conv"}
+
+
+def test_shared_convolution_is_converted_once_everywhere():
+    conv = nn.Conv2d(3, 3, 1)
+    model = nn.Sequential(conv, nn.ReLU(), conv)
+    coordconvify(model)
+    assert model[0] is model[2] and isinstance(model[0], CoordConv2d)
+
+
+def test_bare_convolution_is_returned_converted():
+    conv = nn.Conv2d(3, 4, 3)
+    twin = coordconvify(conv)
+    assert isinstance(twin, CoordConv2d) and twin.weight is conv.weight
+
+
+def test_subclasses_and_coordconv_layers_are_left_alone():
+    class StdConv2d(nn.Conv2d):
+        def forward(self, x):
+            w = (self.weight - self.weight.mean()) / self.weight.std()
+            return self._conv_forward(x, w, self.bias)
+
+    model = nn.Sequential(StdConv2d(3, 3, 1), CoordConv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
+    coordconvify(model)
+    assert type(model[0]) is StdConv2d and type(model[1]) is CoordConv2d and type(model[2]) is CoordConv2d
+    with pytest.raises(ValueError, match=r"found no nn\.Conv"):
+        coordconvify(nn.Sequential(StdConv2d(3, 3, 1)))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"no nn.Conv\*d / nn.ConvTranspose\*d layer matching where='tail\*'"):
+        coordconvify(SmallNet(), where="tail*")
+    with pytest.raises(ValueError, match="found no"):
+        coordconvify(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(TypeError, match=r"where must be"):
+        coordconvify(SmallNet(), where=3)
+    with pytest.raises(TypeError, match=r"expects an nn\.Module, got Tensor"):
+        coordconvify(torch.zeros(1))
+    with pytest.raises(ValueError, match=r"cannot convert 0: run a forward pass"):
+        coordconvify(nn.Sequential(nn.LazyConv2d(3, 3)))
+    with pytest.raises(ValueError, match="cannot convert 0: parametrized"):
+        coordconvify(nn.Sequential(parametrizations.weight_norm(nn.Conv2d(3, 3, 1))))
+    with pytest.raises(ValueError, match="unknown coordinate encoding"):
+        coordconvify(SmallNet(), encoding="nope")
+
+
+def test_converted_model_state_dict_loads_plain_checkpoint():
+    plain = SmallNet()
+    model = coordconvify(copy.deepcopy(plain))
+    result = model.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == sorted(n for n, _ in model.named_parameters() if n.endswith("coord_weight"))
+    assert not result.unexpected_keys
+
+
+def test_torchvision_resnet18():
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    net = models.resnet18(weights=None, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 80)
+    before = _outputs(net, x)
+    coordconvify(net)
+    assert sum(isinstance(m, CoordConv2d) for m in net.modules()) == 20
+    torch.testing.assert_close(_outputs(net, x), before, rtol=1e-5, atol=1e-5)
+    net.train()
+    net(x).square().mean().backward()
+    assert net.conv1.coord_weight.grad.abs().sum() > 0
+    assert net.layer4[1].conv2.coord_weight.grad.abs().sum() > 0
