@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -233,12 +234,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=9, help="timed repeats per variant; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up calls per variant")
     parser.add_argument(
-        "--threads", type=int, nargs="+", default=None, help="thread counts to run (default: 1 and all cores)"
+        "--threads",
+        type=int,
+        action="append",
+        default=None,
+        help="a thread count to run (repeatable; default: 1 and all cores)",
     )
     parser.add_argument("--quick", action="store_true", help="small cases only (a smoke run of the benchmark)")
     parser.add_argument(
         "--case", action="append", default=None, help="run only the cases whose name contains this (repeatable)"
     )
+    parser.add_argument("--out", default=None, help="also write the report (Markdown) to this file, atomically")
 
 
 def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -253,20 +259,39 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if not cases:
             parser.error(f"no benchmark case matches {args.case}")
     threads = args.threads or sorted({1, os.cpu_count() or 1})
-    print(f"# machine: {machine_description()}")
-    print(f"# median of {args.repeats} interleaved repeats after {args.warmup} warm-up calls, float32, CPU")
+    header = [
+        f"machine: {machine_description()}",
+        f"median of {args.repeats} interleaved repeats after {args.warmup} warm-up calls, float32, CPU",
+    ]
+    for line in header:
+        print(f"# {line}", flush=True)
     rows = run(cases, threads, args.repeats, args.warmup)
-    print(format_table(rows))
+    lines = [format_table(rows), ""]
     gated = [r for r in rows if r.gated and r.threads == 1]
     if gated:
         worst = max(gated, key=lambda r: r.ours_ratio)
-        print(
-            f"\nworst one-thread ratio on the 3x3 64-channel cases: {worst.ours_ratio:.3f} "
-            f"({worst.case}, {worst.mode}); target <= 1.03"
+        lines.append(
+            f"Worst one-thread ratio on the 3x3 64-channel cases: {worst.ours_ratio:.3f} "
+            f"({worst.case}, {worst.mode}); target <= 1.03."
         )
     slower = [r for r in rows if r.ours >= r.naive]
-    print(f"rows where ours is not faster than naive: {len(slower)} of {len(rows)}")
+    lines.append(f"Rows where ours is not faster than naive: {len(slower)} of {len(rows)}.")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        command = f"coordconv bench layer --repeats {args.repeats} --warmup {args.warmup}"
+        command += "".join(f" --threads {n}" for n in args.threads or []) + (" --quick" if args.quick else "")
+        command += "".join(f" --case '{c}'" for c in args.case or []) + f" --out {args.out}"
+        text = "\n".join([f"Command: `{command}`", "", *(f"- {line}" for line in header), "", report, ""])
+        _write_atomic(Path(args.out), text)
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

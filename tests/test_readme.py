@@ -1,0 +1,23 @@
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_readme_tables_match_committed_results():
+    """Every generated block in README.md equals the committed results file it comes from."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "update_readme.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```bash") + 1 : lines.index("```")]
+    commands = [line for line in block if line and not line.startswith("#")]
+    assert len(commands) == 2
+    assert commands[1].endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci, ".ci/run must call the README's test command"
