@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_module.add_arguments(layer)
     layer.set_defaults(func=_bench_layer, parser=layer)
+
+    from coordconv.repro.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -1,0 +1,146 @@
+"""The reproduction's subcommands of ``coordconv``: ``train``, ``reproduce`` and ``dataset``.
+
+Heavy imports (matplotlib, the experiments' data) happen when a command runs, not when ``coordconv --help``
+builds the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from coordconv.repro.experiments import toy
+from coordconv.repro.runtime.config import add_config_arguments, config_from_args
+from coordconv.repro.runtime.rundir import RunError
+
+__all__ = ["add_commands"]
+
+
+def _fail(message: str) -> int:
+    print(f"coordconv: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(
+            toy.preset(args.preset, args.task, args.model, args.split, seed=args.seed),
+            {k: v for k, v in vars(args).items() if k not in {"task", "model", "split", "seed"}},
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        summary = toy.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except RunError as e:
+        return _fail(str(e))
+    if summary.get("interrupted"):
+        return 0
+    name = summary["metric"]
+    reached = summary["seconds_to_target"]
+    print(
+        f"{summary['task']} {summary['model']} {summary['split']} seed {summary['seed']}: "
+        f"train {name} {summary['train'][name]:.4f}, test {name} {summary['test'][name]:.4f}, "
+        + (f"target reached after {reached:.1f} s of training" if reached is not None else "target not reached")
+        + f" -> {args.out}"
+    )
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from coordconv.repro import reproduce
+
+    if args.seeds < 1:
+        args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    unknown = [t for t in args.tasks if t not in toy.TASKS]
+    if unknown:
+        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(toy.TASKS)}")
+    try:
+        reproduce.main(
+            args.tasks or ["classification"],
+            preset=args.preset,
+            seeds=args.seeds,
+            first_seed=args.first_seed,
+            out=Path(args.out),
+            overwrite=args.overwrite,
+            command=shlex.join(["coordconv", "reproduce", *sys.argv[sys.argv.index("reproduce") + 1 :]])
+            if "reproduce" in sys.argv
+            else "",
+        )
+    except RunError as e:
+        return _fail(str(e))
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from coordconv.repro.data import notsoclevr
+
+    try:
+        written = notsoclevr.write(
+            Path(args.out),
+            split=args.split,
+            test_fraction=args.test_fraction,
+            seed=args.split_seed,
+            square_value=args.square_value,
+            official_split=args.official_split,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, FileExistsError) as e:
+        return _fail(str(e))
+    for path in written:
+        print(path)
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``train``, ``reproduce`` and ``dataset`` on the ``coordconv`` subparsers."""
+    train = commands.add_parser(
+        "train",
+        help="one training run of a coordinate task",
+        description="Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks).",
+    )
+    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    for task in toy.TASKS:
+        p = tasks.add_parser(task, help=f"the {task} task", description=toy.__doc__)
+        p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
+        p.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
+        p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+        p.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings to start from (default: quick)")
+        p.add_argument("--out", required=True, help="run directory")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+        add_config_arguments(p, toy.Config, skip=("task", "model", "split", "seed"))
+        p.set_defaults(func=_train, parser=p)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="the paper's coordinate tasks, conv against CoordConv (the main job)",
+        description=(
+            "Train conv and CoordConv on both splits for each TASK (default: classification), then print a "
+            "table beside the paper's numbers and write report.md and plots into --out. Finished runs in --out "
+            "are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped."
+        ),
+    )
+    reproduce.add_argument("tasks", nargs="*", metavar="TASK", help=f"tasks to run: {', '.join(toy.TASKS)}")
+    reproduce.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings (default: quick)")
+    reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
+    reproduce.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
+    reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
+    reproduce.add_argument("--overwrite", action="store_true", help="retrain runs that are already in --out")
+    reproduce.set_defaults(func=_reproduce, parser=reproduce)
+
+    dataset = commands.add_parser(
+        "dataset", help="write a data set to disk", description="Write a data set (npz) and a picture of examples."
+    )
+    kinds = dataset.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    nsc = kinds.add_parser("notsoclevr", help="Not-so-Clevr (squares on a 64x64 canvas)")
+    nsc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
+    nsc.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
+    nsc.add_argument("--test-fraction", type=float, default=0.2, help="uniform split's test fraction (default 0.2)")
+    nsc.add_argument("--split-seed", type=int, default=0, help="uniform split's seed (default: 0)")
+    nsc.add_argument("--official-split", action="store_true", help="the official code's uniform split")
+    nsc.add_argument("--square-value", type=float, default=1.0, help="value inside squares (official: 128/255)")
+    nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    nsc.set_defaults(func=_dataset, parser=nsc)

@@ -1,0 +1,1 @@
+"""Datasets the paper's experiments use, generated here (nothing is downloaded)."""

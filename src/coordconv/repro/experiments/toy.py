@@ -1,0 +1,548 @@
+"""The three Not-so-Clevr coordinate tasks (Liu et al. 2018, Sec. 3-4), conv against CoordConv.
+
+* ``classification``: (x, y) -> the one-hot centre pixel, softmax over 4,096 pixels; metric: accuracy.
+* ``rendering``: (x, y) -> the 9x9 square, per-pixel sigmoid; metric: IOU of the mask ``sigmoid > 0.5``.
+* ``regression``: one-hot centre map -> (x, y) / 64, mean squared error; metrics: error in pixels and the
+  fraction of examples within half a pixel.
+
+``model="conv"`` is the paper's convolutional baseline (the deconv painter; for regression the uniform or the
+quadrant regressor, as the paper used one per split); ``model="coordconv"`` is the paper's CoordConv model.
+Optimisation follows the official code: Adam with beta2 = 0.99, an L2 penalty ``l2 * sum(w ** 2)`` on the
+convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches; the
+test set is evaluated after every epoch (or every ``eval_every`` steps), and the training time at which the
+test metric first reaches its target (accuracy 1, IOU 0.99, error < 0.5 px) is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coordconv.repro.data import notsoclevr
+from coordconv.repro.models import toy as models
+from coordconv.repro.runtime.allocator import keep_freed_memory
+from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.rundir import Run, write_json
+from coordconv.repro.runtime.seeding import seed_everything
+
+__all__ = ["PRESETS", "TARGETS", "TASKS", "Config", "build_model", "main", "preset"]
+
+Task = Literal["classification", "rendering", "regression"]
+TASKS: tuple[str, ...] = ("classification", "rendering", "regression")
+ModelKind = Literal["conv", "coordconv"]
+PRESETS = ("smoke", "quick", "paper")
+#: test metric and the value at which a task counts as solved
+TARGETS: dict[str, tuple[str, float]] = {
+    "classification": ("accuracy", 1.0),
+    "rendering": ("iou", 0.99),
+    "regression": ("error_px", 0.5),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run of a coordinate task."""
+
+    task: Task = "classification"
+    """Which coordinate task: classification, rendering or regression."""
+    model: ModelKind = "coordconv"
+    """The paper's convolutional baseline (conv) or its CoordConv model (coordconv)."""
+    split: notsoclevr.SplitKind = "uniform"
+    """uniform: random positions held out; quadrant: the bottom-right quadrant held out."""
+    seed: int = 0
+    """Seed of the weights and of the batch order."""
+    epochs: int = 10
+    """Passes over the training set."""
+    batch_size: int = 16
+    """Examples per training step."""
+    lr: float = 0.01
+    """Adam learning rate."""
+    l2: float = 0.0
+    """L2 penalty l2 * sum(w^2) on the convolution kernels (the official code's regulariser)."""
+    adam_beta2: float = 0.99
+    """Adam's beta2 (the official code uses 0.99)."""
+    lr_step_every: int = 0
+    """Multiply the learning rate by lr_step_ratio every this many epochs (0: constant)."""
+    lr_step_ratio: float = 0.1
+    """Factor of each learning-rate step."""
+    lr_max_steps: int = 4
+    """At most this many learning-rate steps."""
+    multiplier: int = 1
+    """Width multiplier of the deconv painter, the rendering painter and the quadrant conv regressor."""
+    filter_size: int = 3
+    """Kernel size of the deconv painter and of the rendering painter's convolutions."""
+    conv_regressor: Literal["auto", "uniform", "quadrant"] = "auto"
+    """Conv regressor architecture; auto uses the one the paper used for the split."""
+    input_scale: Literal["raw", "unit"] = "raw"
+    """(x, y) inputs as raw pixel indices 4..59 (official) or scaled like the coordinate channels to [-1, 1]."""
+    square_value: float = 1.0
+    """Value inside the rendering target's square (the official code's grey is 128/255)."""
+    test_fraction: float = 0.2
+    """Fraction held out by the uniform split (the paper's text: 0.2)."""
+    split_seed: int = 0
+    """Seed of the uniform split."""
+    official_split: bool = False
+    """Use the official code's uniform split (each position held out with probability 0.25, seed 20202)."""
+    train_subset: int = 0
+    """Train on a fixed random subset of this many training examples (0: all of them); for quick tests."""
+    test_subset: int = 0
+    """Evaluate on a fixed random subset of this many test examples (0: all of them); for quick tests."""
+    eval_every: int = 0
+    """Evaluate the test set every this many steps as well as after each epoch (0: after each epoch only)."""
+    eval_batch_size: int = 512
+    """Examples per evaluation batch."""
+    stop_at_target: bool = False
+    """Stop as soon as the test metric reaches the task's target."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    stop_after_epochs: int = 0
+    """Stop after this many epochs of this session, leaving the checkpoint, as an interruption would (tests)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "l2": self.l2 >= 0,
+            "adam_beta2": 0 <= self.adam_beta2 < 1,
+            "lr_step_every": self.lr_step_every >= 0,
+            "lr_max_steps": self.lr_max_steps >= 0,
+            "multiplier": self.multiplier >= 1,
+            "filter_size": self.filter_size >= 1,
+            "square_value": self.square_value > 0,
+            "test_fraction": 0 < self.test_fraction < 1,
+            "train_subset": self.train_subset >= 0,
+            "test_subset": self.test_subset >= 0,
+            "eval_every": self.eval_every >= 0,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "threads": self.threads >= 0,
+            "stop_after_epochs": self.stop_after_epochs >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+        for name, allowed in (
+            ("task", TASKS),
+            ("model", ("conv", "coordconv")),
+            ("split", ("uniform", "quadrant")),
+            ("conv_regressor", ("auto", "uniform", "quadrant")),
+            ("input_scale", ("raw", "unit")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}; expected one of {allowed}")
+        if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:
+            raise ValueError(f"the deconv painter needs filter_size >= 2, got {self.filter_size}")
+        if self.task == "rendering" and self.model == "coordconv" and self.filter_size % 2 == 0:
+            raise ValueError(f"the rendering painter needs an odd filter_size, got {self.filter_size}")
+
+
+def preset(name: str, task: str, model: str, split: str = "uniform", **overrides: Any) -> Config:
+    """The named preset for a task and model.
+
+    ``smoke`` runs in seconds (tests), ``quick`` in CPU minutes, ``paper`` with the official settings and budget.
+    ``quick`` settings were chosen by measurement on a 2-core CPU (see README): they reach the paper's
+    CoordConv results within its budget and give the conv baselines at least as much training.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    base = {"task": task, "model": model, "split": split}
+    settings: dict[str, Any]
+    if name == "paper":
+        settings = _PAPER[(task, model)]
+    elif name == "quick":
+        settings = _QUICK[(task, model)]
+    else:
+        settings = _SMOKE[(task, model)]
+    return Config(**{**base, **settings, **overrides})
+
+
+# Official settings (experiment_logs.sh and the README's example commands; PAPER.md sections 3-5).
+_PAPER: dict[tuple[str, str], dict[str, Any]] = {
+    ("classification", "coordconv"): {"epochs": 100, "batch_size": 16, "lr": 0.005, "l2": 0.001},
+    ("classification", "conv"): {
+        "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
+        "lr_step_every": 200,
+    },
+    ("rendering", "coordconv"): {"epochs": 50, "batch_size": 16, "lr": 0.005, "l2": 0.001},
+    ("rendering", "conv"): {
+        "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
+        "lr_step_every": 200,
+    },
+    ("regression", "coordconv"): {"epochs": 100, "batch_size": 256, "lr": 0.01, "l2": 1e-5},
+    ("regression", "conv"): {"epochs": 100, "batch_size": 256, "lr": 0.001, "l2": 1e-4},
+}  # fmt: skip
+_QUICK: dict[tuple[str, str], dict[str, Any]] = {
+    ("classification", "coordconv"): {"epochs": 4, "batch_size": 16, "lr": 0.01},
+    ("classification", "conv"): {"epochs": 10, "batch_size": 32, "lr": 0.01, "multiplier": 2},
+    ("rendering", "coordconv"): {"epochs": 4, "batch_size": 16, "lr": 0.005},
+    ("rendering", "conv"): {"epochs": 10, "batch_size": 32, "lr": 0.01, "multiplier": 2},
+    ("regression", "coordconv"): {"epochs": 30, "batch_size": 32, "lr": 0.01, "l2": 1e-5},
+    ("regression", "conv"): {"epochs": 30, "batch_size": 32, "lr": 0.001, "l2": 1e-4},
+}  # fmt: skip
+_SMOKE: dict[tuple[str, str], dict[str, Any]] = {
+    key: {**value, "epochs": 2, "batch_size": 32, "train_subset": 128, "test_subset": 64}
+    for key, value in _QUICK.items()
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class Data:
+    """Inputs and targets of one split of one task."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    train_xy: Tensor  # square centres (x, y) of the examples, for reports
+    test_xy: Tensor
+
+
+def make_split(cfg: Config) -> notsoclevr.Split:
+    """The train/test split the config asks for."""
+    if cfg.official_split:
+        if cfg.split != "uniform":
+            raise ValueError("official_split applies to the uniform split only")
+        return notsoclevr.official_uniform_split()
+    return notsoclevr.make_split(cfg.split, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+
+
+def load_data(cfg: Config) -> Data:
+    """Generate Not-so-Clevr and turn it into the task's inputs and targets."""
+    xy = notsoclevr.centers()
+    split = make_split(cfg)
+    train_index, test_index = split.train, split.test
+    subsets = torch.Generator().manual_seed(cfg.split_seed + 1)
+    if cfg.train_subset:
+        train_index = train_index[torch.randperm(len(train_index), generator=subsets)[: cfg.train_subset]]
+    if cfg.test_subset:
+        test_index = test_index[torch.randperm(len(test_index), generator=subsets)[: cfg.test_subset]]
+    if cfg.task == "regression":
+        inputs = notsoclevr.onehot_maps(xy).contiguous(memory_format=torch.channels_last)
+        targets = xy.float() / notsoclevr.CANVAS
+    else:
+        inputs = xy.float() if cfg.input_scale == "raw" else xy.float() * (2 / (notsoclevr.CANVAS - 1)) - 1
+        if cfg.task == "classification":
+            targets = xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
+        else:
+            targets = notsoclevr.square_images(xy, cfg.square_value).contiguous(memory_format=torch.channels_last)
+    return Data(
+        inputs[train_index], targets[train_index], inputs[test_index], targets[test_index], xy[train_index],
+        xy[test_index],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# model, loss, metrics
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """The paper's network for the task and model kind."""
+    model: nn.Module
+    if cfg.task == "classification":
+        model = (
+            models.CoordConvPainter()
+            if cfg.model == "coordconv"
+            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
+        )
+    elif cfg.task == "rendering":
+        model = (
+            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size)
+            if cfg.model == "coordconv"
+            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
+        )
+    elif cfg.model == "coordconv":
+        model = models.CoordConvRegressor()
+    else:
+        kind = cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor
+        model = models.ConvRegressorUniform() if kind == "uniform" else models.ConvRegressorQuadrant(cfg.multiplier)
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]
+
+
+def loss_fn(task: str, output: Tensor, target: Tensor) -> Tensor:
+    """The task's training loss (without the L2 penalty)."""
+    if task == "classification":
+        return F.cross_entropy(output.flatten(1), target)
+    if task == "rendering":
+        # the target's own values, as the official code (its grey squares make the targets 128/255)
+        return F.binary_cross_entropy_with_logits(output, target)
+    return F.mse_loss(output, target)
+
+
+def batch_metrics(task: str, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Per-example metrics of a batch (summed by the caller)."""
+    if task == "classification":
+        return {"accuracy": (output.flatten(1).argmax(1) == target).float()}
+    if task == "rendering":
+        predicted = output > 0  # sigmoid > 0.5
+        truth = target > 0
+        inter = (predicted & truth).flatten(1).sum(1)
+        union = (predicted | truth).flatten(1).sum(1)
+        return {"iou": inter / union.clamp(min=1)}
+    error = (output - target).mul(notsoclevr.CANVAS).norm(dim=1)
+    return {"error_px": error, "within_half_px": (error < 0.5).float()}
+
+
+def predicted_centres(task: str, output: Tensor) -> Tensor:
+    """The (x, y) centre each example's output stands for (argmax, mask centroid, or the regression output)."""
+    if task == "classification":
+        index = output.flatten(1).argmax(1)
+        return torch.stack([index % notsoclevr.CANVAS, index // notsoclevr.CANVAS], dim=1).float()
+    if task == "rendering":
+        mask = (output[:, 0] > 0).float()
+        grid = torch.arange(notsoclevr.CANVAS, dtype=mask.dtype)
+        total = mask.sum((1, 2)).clamp(min=1)
+        return torch.stack([(mask.sum(1) * grid).sum(1) / total, (mask.sum(2) * grid).sum(1) / total], dim=1)
+    return output * notsoclevr.CANVAS
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, task: str, x: Tensor, y: Tensor, batch_size: int
+) -> tuple[dict[str, float], Tensor, Tensor]:
+    """Evaluate a whole set in inference mode.
+
+    Returns:
+        The mean loss and metrics, the predicted centres, and the task metric of every example.
+    """
+    was_training = model.training
+    model.eval()
+    name, _ = TARGETS[task]
+    sums: dict[str, float] = {"loss": 0.0}
+    centres, per_example = [], []
+    for start in range(0, len(x), batch_size):
+        out = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        sums["loss"] += loss_fn(task, out, target).item() * len(target)
+        for metric, values in batch_metrics(task, out, target).items():
+            sums[metric] = sums.get(metric, 0.0) + values.sum().item()
+            if metric == name:
+                per_example.append(values)
+        centres.append(predicted_centres(task, out))
+    model.train(was_training)
+    return {k: v / len(x) for k, v in sums.items()}, torch.cat(centres), torch.cat(per_example)
+
+
+def reached(task: str, metrics: dict[str, float]) -> bool:
+    """Whether the test metrics meet the task's target."""
+    name, target = TARGETS[task]
+    return metrics[name] < target if name == "error_px" else metrics[name] >= target
+
+
+def learning_rate(cfg: Config, epoch: int) -> float:
+    """The official step policy: ``lr * ratio ** min(epoch // every, max_steps)``."""
+    if cfg.lr_step_every == 0:
+        return cfg.lr
+    return cfg.lr * cfg.lr_step_ratio ** min(epoch // cfg.lr_step_every, cfg.lr_max_steps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class Counters:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def main(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train one run into ``out`` and return its summary (also written to ``out/summary.json``).
+
+    Args:
+        cfg: the run's config.
+        out: the run directory.
+        resume: continue the run in ``out`` from its last checkpoint (a finished run is returned as it is).
+        overwrite: replace a run already in ``out``.
+        log: where progress lines go (default: standard error, or a bar on a terminal).
+
+    Raises:
+        RunError: ``out`` holds another run, or the run to resume is missing, different or corrupt.
+    """
+    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+    if resume and run.finished:
+        return run.summary()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
+    seed_everything(cfg.seed)
+    data = load_data(cfg)
+    model = build_model(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
+    penalised = list(models.l2_weights(model))
+
+    counters = Counters()
+    reached_at: dict[str, Any] | None = None
+    best: float | None = None
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters = Counters(**state["counters"])
+        reached_at, best = state["reached_at"], state["best"]
+
+    metric_name, _ = TARGETS[cfg.task]
+    lower_is_better = metric_name == "error_px"
+    session_start = time.perf_counter()
+    wall_offset = counters.wall_seconds
+    steps_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
+    stopped_early = False
+
+    def wall() -> float:
+        return wall_offset + time.perf_counter() - session_start
+
+    def record_eval(kind: str, train_metrics: dict[str, float] | None) -> dict[str, float]:
+        nonlocal reached_at, best
+        test_metrics, _, _ = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
+        value = test_metrics[metric_name]
+        if best is None or (value < best if lower_is_better else value > best):
+            best = value
+        if reached_at is None and reached(cfg.task, test_metrics):
+            reached_at = {"train_seconds": counters.train_seconds, "wall_seconds": wall(), "step": counters.step}
+        record: dict[str, Any] = {
+            "kind": kind,
+            "epoch": counters.epoch,
+            "step": counters.step,
+            "train_seconds": round(counters.train_seconds, 4),
+            "wall_seconds": round(wall(), 4),
+            "lr": learning_rate(cfg, counters.epoch),
+        }
+        if train_metrics is not None:
+            record.update({f"train_{k}": v for k, v in train_metrics.items()})
+        record.update({f"test_{k}": v for k, v in test_metrics.items()})
+        run.log(record)
+        return test_metrics
+
+    desc = f"{cfg.task} {cfg.model} {cfg.split} seed {cfg.seed}"
+    progress = Progress(cfg.epochs * steps_per_epoch, desc, every=10.0) if log is None else None
+    emit = log or (progress.write if progress else print)
+    if progress:
+        progress.update(counters.epoch * steps_per_epoch)
+    model.train()
+    epochs_this_session = 0
+    while counters.epoch < cfg.epochs and not stopped_early:
+        epoch = counters.epoch
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, epoch)
+        # the batch order depends on the seed and the epoch only, so that a resumed run sees the same batches
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        sums: dict[str, float] = {}
+        seen = 0
+        for index in torch.split(order, cfg.batch_size):
+            start = time.perf_counter()
+            x, y = data.train_x[index], data.train_y[index]
+            output = model(x)
+            loss = loss_fn(cfg.task, output, y)
+            total = loss + cfg.l2 * sum(w.square().sum() for w in penalised) if cfg.l2 else loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            counters.train_seconds += time.perf_counter() - start
+            counters.step += 1
+            seen += len(index)
+            with torch.no_grad():
+                sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
+                for name, values in batch_metrics(cfg.task, output.detach(), y).items():
+                    sums[name] = sums.get(name, 0.0) + values.sum().item()
+            if progress:
+                progress.update(1, loss=loss.item())
+            if cfg.eval_every and counters.step % cfg.eval_every == 0:
+                test_metrics = record_eval("step", None)
+                if cfg.stop_at_target and reached_at is not None:
+                    stopped_early = True
+                    break
+        counters.epoch += 1
+        counters.wall_seconds = wall()
+        train_metrics = {k: v / seen for k, v in sums.items()}
+        test_metrics = record_eval("epoch", train_metrics)
+        emit(
+            f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} {train_metrics[metric_name]:.4f} "
+            f"test {metric_name} {test_metrics[metric_name]:.4f} ({counters.train_seconds:.1f} s training)"
+        )
+        if cfg.stop_at_target and reached_at is not None:
+            stopped_early = True
+        run.save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "counters": dataclasses.asdict(counters),
+                "reached_at": reached_at,
+                "best": best,
+            }
+        )
+        epochs_this_session += 1
+        if cfg.stop_after_epochs and epochs_this_session >= cfg.stop_after_epochs and counters.epoch < cfg.epochs:
+            if progress:
+                progress.close()
+            emit(f"{desc}: stopped after {epochs_this_session} epoch(s) as asked; resume with --resume")
+            return {"interrupted": True, "epoch": counters.epoch}
+    if progress:
+        progress.close()
+
+    train_final, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
+    test_final, test_centres, per_example = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
+    run.save_weights(model)
+    write_json(
+        Path(out) / "predictions.json",
+        {
+            "test_xy": data.test_xy.tolist(),
+            "predicted_xy": [[round(v, 3) for v in row] for row in test_centres.tolist()],
+            metric_name: [round(v, 5) for v in per_example.tolist()],
+        },
+    )
+    summary = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "split": cfg.split,
+        "seed": cfg.seed,
+        "params": params,
+        "architecture": type(model).__name__,
+        "train": train_final,
+        "test": test_final,
+        "metric": metric_name,
+        "target": TARGETS[cfg.task][1],
+        "best_test": best,
+        "seconds_to_target": None if reached_at is None else round(reached_at["train_seconds"], 3),
+        "wall_seconds_to_target": None if reached_at is None else round(reached_at["wall_seconds"], 3),
+        "steps_to_target": None if reached_at is None else reached_at["step"],
+        "train_seconds": round(counters.train_seconds, 3),
+        "wall_seconds": round(wall(), 3),
+        "epochs": counters.epoch,
+        "steps": counters.step,
+        "stopped_at_target": stopped_early,
+        "config": to_dict(cfg),
+    }
+    run.finish(summary)
+    return summary
+
+
+def replace(cfg: Config, **changes: Any) -> Config:
+    """``cfg`` with some fields changed (validated again)."""
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,1 @@
+"""The paper's networks. Models know nothing of training."""

@@ -1,0 +1,1 @@
+"""The paper's reference numbers, result tables and plots."""

@@ -1,0 +1,223 @@
+"""Tables and plots of the coordinate tasks, from finished run directories.
+
+Runs live in ``ROOT/<task>/<model>-<split>-seed<k>/`` (what ``coordconv reproduce`` writes). Everything
+here reads those files only, so a report can be regenerated from committed results at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordconv.repro.report.paper import PAPER
+
+__all__ = ["RunRecord", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "run_dir"]
+
+MODELS = ("conv", "coordconv")
+SPLITS = ("uniform", "quadrant")
+COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
+
+
+def run_dir(root: Path, task: str, model: str, split: str, seed: int) -> Path:
+    """Where ``coordconv reproduce`` puts one run."""
+    return root / task / f"{model}-{split}-seed{seed}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run's files, parsed."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    predictions: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.summary["task"], self.summary["split"], self.summary["model"]
+
+
+def load_runs(root: Path, task: str | None = None) -> list[RunRecord]:
+    """Every finished run under ``root`` (optionally of one task), sorted by task, split, model and seed."""
+    records = []
+    for summary_path in sorted(root.glob("*/*/summary.json")):
+        folder = summary_path.parent
+        summary = json.loads(summary_path.read_text())
+        if task is not None and summary["task"] != task:
+            continue
+        metrics_path, predictions_path = folder / "metrics.jsonl", folder / "predictions.json"
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+        predictions = json.loads(predictions_path.read_text()) if predictions_path.exists() else {}
+        records.append(RunRecord(folder, summary, metrics, predictions))
+    return sorted(records, key=lambda r: (r.summary["task"], r.summary["split"], r.summary["model"], r.summary["seed"]))
+
+
+def _fmt(values: list[float], metric: str) -> str:
+    scale, unit, digits = (100.0, "%", 1) if metric in ("accuracy", "within_half_px") else (1.0, "", 3)
+    if metric == "error_px":
+        unit, digits = " px", 2
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}{unit}"
+    spread = statistics.stdev(values) * scale
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}{unit}"
+
+
+def results_table(runs: list[RunRecord], task: str) -> str:
+    """A Markdown table of one task: our mean ± std over seeds beside the paper's claim."""
+    lines = [
+        "| split | model | params | paper | train | test | test, worst seed | seeds solved | median s to target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split in SPLITS:
+        for model in MODELS:
+            group = [r for r in runs if r.key == (task, split, model)]
+            if not group:
+                continue
+            metric = group[0].summary["metric"]
+            train = [r.summary["train"][metric] for r in group]
+            test = [r.summary["test"][metric] for r in group]
+            worst = max(test) if metric == "error_px" else min(test)
+            times = [r.summary["seconds_to_target"] for r in group if r.summary["seconds_to_target"] is not None]
+            median_time = f"{statistics.median(times):.1f}" if times else "never"
+            lines.append(
+                f"| {split} | {model} ({group[0].summary['architecture']}) | {group[0].summary['params']:,} | "
+                f"{PAPER[(task, split, model)].text} | {_fmt(train, metric)} | {_fmt(test, metric)} | "
+                f"{_fmt([worst], metric)} | {len(times)}/{len(group)} | {median_time} |"
+            )
+    metric_name = runs[0].summary["metric"] if runs else ""
+    target = runs[0].summary["target"] if runs else ""
+    lines.append("")
+    lines.append(
+        f'Metric: {metric_name} (mean ± standard deviation over seeds). "Seeds solved": runs whose test '
+        f"{metric_name} reached {target}{' px' if metric_name == 'error_px' else ''}"
+        f"{' (below)' if metric_name == 'error_px' else ''}; the time is training time, evaluation excluded."
+    )
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    tmp.replace(path)
+
+
+def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
+    """What each model predicts for the held-out positions (first seed of each configuration).
+
+    Top row: the test metric at each held-out centre (train centres in grey). Bottom row: where the model's
+    predictions for the held-out examples land (a 2D histogram of predicted centres).
+    """
+    plt = _pyplot()
+    import numpy as np
+
+    panels = [(s, m) for s in SPLITS for m in MODELS if any(r.key == (task, s, m) for r in runs)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 7), squeeze=False)
+    for col, (split, model) in enumerate(panels):
+        record = next(r for r in runs if r.key == (task, split, model))
+        metric = record.summary["metric"]
+        truth = np.array(record.predictions["test_xy"])
+        predicted = np.array(record.predictions["predicted_xy"])
+        values = np.array(record.predictions[metric])
+        canvas = np.full((64, 64), np.nan)
+        canvas[truth[:, 1], truth[:, 0]] = values
+        background = np.zeros((64, 64))
+        background[4:60, 4:60] = 0.85
+        background[truth[:, 1], truth[:, 0]] = 1.0
+        top, bottom = axes[0, col], axes[1, col]
+        top.imshow(background, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        cmap, vmin, vmax = ("viridis_r", 0.0, 5.0) if metric == "error_px" else ("viridis", 0.0, 1.0)
+        image = top.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        top.set_title(f"{model}, {split}\ntest {metric} per held-out centre", fontsize=9)
+        fig.colorbar(image, ax=top, fraction=0.046, pad=0.04)
+        hist, _, _ = np.histogram2d(
+            np.clip(predicted[:, 1], 0, 63), np.clip(predicted[:, 0], 0, 63), bins=64, range=[[0, 64], [0, 64]]
+        )
+        bottom.imshow(background * 0.3, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        bottom.imshow(np.ma.masked_equal(hist, 0), cmap="magma", interpolation="nearest")
+        bottom.set_title("where its test predictions land", fontsize=9)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{task}: held-out positions (grey square: all positions; light: test set)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[RunRecord], task: str, path: Path) -> None:
+    """Train and test metric against training seconds, every seed, both models, one panel per split."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), squeeze=False)
+    for ax, split in zip(axes[0], SPLITS, strict=True):
+        metric = ""
+        for model in MODELS:
+            for i, record in enumerate(r for r in runs if r.key == (task, split, model)):
+                metric = record.summary["metric"]
+                epochs = [m for m in record.metrics if m["kind"] == "epoch"]
+                evals = record.metrics
+                label = model if i == 0 else None
+                ax.plot(
+                    [m["train_seconds"] for m in evals], [m[f"test_{metric}"] for m in evals],
+                    color=COLOURS[model], alpha=0.8, label=f"{label} test" if label else None,
+                )  # fmt: skip
+                ax.plot(
+                    [m["train_seconds"] for m in epochs], [m[f"train_{metric}"] for m in epochs],
+                    color=COLOURS[model], alpha=0.5, linestyle="--", label=f"{label} train" if label else None,
+                )  # fmt: skip
+        ax.set_xlabel("training seconds (this CPU)")
+        ax.set_ylabel(metric)
+        if metric == "error_px":
+            ax.set_yscale("log")
+        ax.set_title(f"{task}, {split} split")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
+    """Final test metric of conv and CoordConv per task and split (mean, and every seed as a dot)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        metric = ""
+        for s_index, split in enumerate(SPLITS):
+            for m_index, model in enumerate(MODELS):
+                group = [r for r in runs if r.key == (task, split, model)]
+                if not group:
+                    continue
+                metric = group[0].summary["metric"]
+                values = [r.summary["test"][metric] for r in group]
+                x = s_index * 3 + m_index
+                ax.bar(
+                    x, statistics.fmean(values), color=COLOURS[model], alpha=0.7, label=model if s_index == 0 else None
+                )
+                ax.scatter([x] * len(values), values, color="black", s=8, zorder=3)
+        ax.set_xticks([0.5, 3.5], list(SPLITS))
+        ax.set_ylabel(f"test {metric}")
+        if metric == "error_px":
+            ax.set_yscale("log")
+        ax.set_title(task)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("conv vs CoordConv on held-out positions", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

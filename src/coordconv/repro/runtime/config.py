@@ -1,0 +1,95 @@
+"""Configs are frozen dataclasses with a docstring under each field; the command line is generated from them."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import itertools
+import textwrap
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+__all__ = ["add_config_arguments", "config_from_args", "field_docs", "to_dict"]
+
+C = TypeVar("C")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (the string literal after its annotation)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _parser_for(annotation: Any) -> tuple[dict[str, Any], str]:
+    """The argparse keyword arguments and metavar for one field type."""
+    if get_origin(annotation) is Literal:
+        choices = get_args(annotation)
+        return {"type": type(choices[0]), "choices": choices}, "{" + ",".join(map(str, choices)) + "}"
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            kwargs, metavar = _parser_for(inner[0])
+            convert = kwargs["type"]
+            kwargs["type"] = lambda text: None if text.lower() == "none" else convert(text)
+            return kwargs, metavar
+    if get_origin(annotation) is tuple:
+        item = get_args(annotation)[0]
+        return {"type": item, "nargs": "+"}, item.__name__.upper()
+    if annotation in (int, float, str):
+        return {"type": annotation}, annotation.__name__.upper()
+    raise TypeError(f"unsupported config field type {annotation!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` option per dataclass field (``--flag/--no-flag`` for bools).
+
+    Options default to "not given", so that only what the user types overrides a preset.
+    """
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.init:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = docs.get(field.name, "")
+        annotation = hints[field.name]
+        if annotation is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            continue
+        kwargs, metavar = _parser_for(annotation)
+        group.add_argument(flag, dest=field.name, default=argparse.SUPPRESS, metavar=metavar, help=help_text, **kwargs)
+
+
+def config_from_args(base: C, args: argparse.Namespace | Mapping[str, Any]) -> C:
+    """``base`` with every field that ``args`` sets replaced (tuples for ``nargs`` fields)."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    names = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return dataclasses.replace(base, **changes)  # type: ignore[type-var]
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as a JSON-ready dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

@@ -1,0 +1,153 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from coordconv.repro.experiments import toy
+
+pytest.importorskip("safetensors")
+pytest.importorskip("matplotlib")
+
+SUMMARY_KEYS = {
+    "task", "model", "split", "seed", "params", "train", "test", "best_test", "seconds_to_target", "wall_seconds",
+    "epochs",
+}  # fmt: skip
+
+
+def coordconv(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("task", toy.TASKS)
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_smoke_preset_through_the_cli(task, model, tmp_path):
+    out = tmp_path / "run"
+    split = "quadrant" if model == "conv" else "uniform"
+    result = coordconv(
+        "train", task, "--model", model, "--split", split, "--seed", 3, "--preset", "smoke", "--out", out
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"-> {out}" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= SUMMARY_KEYS
+    assert (summary["task"], summary["model"], summary["split"], summary["seed"]) == (task, model, split, 3)
+    assert summary["epochs"] == 2 and summary["params"] > 0
+    metric = summary["metric"]
+    assert metric in summary["train"] and metric in summary["test"]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[-1])["epoch"] == 2
+    for name in ("config.json", "model.safetensors", "checkpoint.pt", "predictions.json"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["task"] == task and "commit" in config["git"]
+
+
+def test_overrides_reach_the_config(tmp_path):
+    out = tmp_path / "run"
+    result = coordconv(
+        "train", "regression", "--preset", "smoke", "--out", out, "--lr", "0.002", "--batch-size", "16",
+        "--no-stop-at-target", "--epochs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["lr"], config["batch_size"], config["epochs"]) == (0.002, 16, 1)
+
+
+def _without_times(summary):
+    timeless = {k: v for k, v in summary.items() if "seconds" not in k}
+    return json.loads(json.dumps(timeless))
+
+
+def test_resume_after_interruption_gives_the_same_result(tmp_path):
+    base = toy.preset("smoke", "classification", "coordconv", "quadrant", epochs=3)
+    full = toy.main(base, tmp_path / "full", log=lambda line: None)
+    interrupted = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", log=lambda line: None)
+    assert interrupted == {"interrupted": True, "epoch": 1}
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    # resuming needs the same config; stop_after_epochs is part of it, so resume with that config
+    resumed = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", resume=True, log=lambda line: None)
+    assert resumed == {"interrupted": True, "epoch": 2}
+    resumed = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", resume=True, log=lambda line: None)
+    assert _without_times(resumed) | {"config": None} == _without_times(full) | {"config": None}
+    full_log = [
+        {k: v for k, v in json.loads(line).items() if "seconds" not in k}
+        for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    ]
+    cut_log = [
+        {k: v for k, v in json.loads(line).items() if "seconds" not in k}
+        for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert cut_log == full_log
+
+
+def test_killed_run_resumes_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "classification", "--preset", "smoke", "--epochs", "3", "--out", out]
+    first = coordconv(*args, "--stop-after-epochs", "1")
+    assert first.returncode == 0, first.stderr
+    assert "resume with --resume" in first.stderr
+    (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text() + '{"partial": "line of a killed run"}\n')
+    again = coordconv(*args, "--stop-after-epochs", "1", "--resume")
+    assert again.returncode == 0, again.stderr
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # the stray line is gone, no epoch twice
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "painting", "--out", "X"], "invalid choice: 'painting'"),
+        (["train", "classification", "--model", "mlp", "--out", "X"], "invalid choice: 'mlp'"),
+        (["train", "classification", "--out", "X", "--batch-size", "0"], "invalid batch_size: 0"),
+        (["train", "classification", "--out", "X", "--lr", "fast"], "invalid float value: 'fast'"),
+        (["train", "classification"], "the following arguments are required: --out"),
+        (["reproduce", "painting"], "unknown task 'painting'"),
+        (["reproduce", "--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
+def test_bad_cli_input(args, message):
+    result = coordconv(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "regression", "--preset", "smoke", "--epochs", "1", "--out", out]
+    assert coordconv(*args).returncode == 0
+    before = (out / "summary.json").read_text()
+    result = coordconv(*args)
+    assert result.returncode == 1
+    assert "already holds a run" in result.stderr and "--overwrite" in result.stderr
+    assert (out / "summary.json").read_text() == before
+    assert coordconv(*args, "--overwrite").returncode == 0
+
+
+def test_resume_errors(tmp_path):
+    result = coordconv("train", "regression", "--preset", "smoke", "--out", tmp_path / "none", "--resume")
+    assert result.returncode == 1 and "holds no run" in result.stderr
+    out = tmp_path / "run"
+    args = ["train", "regression", "--preset", "smoke", "--epochs", "2", "--out", out]
+    assert coordconv(*args, "--stop-after-epochs", "1").returncode == 0
+    result = coordconv(*args, "--stop-after-epochs", "1", "--lr", "0.5", "--resume")
+    assert result.returncode == 1 and "config differs in lr" in result.stderr
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = coordconv(*args, "--stop-after-epochs", "1", "--resume")
+    assert result.returncode == 1 and "corrupt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_reproduce_smoke_writes_report(tmp_path):
+    out = tmp_path / "repro"
+    result = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "| uniform | coordconv" in result.stdout
+    for name in ("report.md", "summary.png", "regression/table.md", "regression/heatmaps.png", "regression/curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "fits train and test perfectly" in report  # the paper's claim sits beside ours
+    again = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
+    assert again.returncode == 0 and again.stdout.count("(reused)") == 4
