@@ -52,8 +52,13 @@ def main(
                 continue
         summary = toy.main(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet)
         _print_run(i, len(plan), summary, "trained")
-    runs = [r for task in tasks for r in report.load_runs(out, task)]
-    path = write_report(out, tasks, runs, command=command or f"coordconv reproduce {shlex.join(tasks)}")
+    command = command or f"coordconv reproduce {shlex.join(tasks)}"
+    for task in tasks:
+        write_atomic(out / task / "command.txt", command + "\n")
+    # the report covers every task with runs in ``out``, also those an earlier command trained
+    present = [t for t in toy.TASKS if (out / t / "command.txt").exists()]
+    runs = [r for task in present for r in report.load_runs(out, task)]
+    path = write_report(out, present, runs)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
     return path
 
@@ -81,12 +86,10 @@ def _print_run(i: int, n: int, summary: dict[str, object], how: str) -> None:
     )
 
 
-def write_report(out: Path, tasks: list[str], runs: list[report.RunRecord], command: str) -> Path:
+def write_report(out: Path, tasks: list[str], runs: list[report.RunRecord]) -> Path:
     """Tables, plots and ``report.md`` for ``tasks`` from the finished runs."""
     sections = [
         "# CoordConv reproduction: the coordinate tasks",
-        "",
-        f"Command: `{command}`",
         "",
         "Each table gives our mean ± standard deviation over seeds beside what the paper reports. The paper's "
         "numbers are the best of large hyperparameter sweeps trained for up to hours on a GPU; ours come from "
@@ -96,7 +99,8 @@ def write_report(out: Path, tasks: list[str], runs: list[report.RunRecord], comm
         task_runs = [r for r in runs if r.summary["task"] == task]
         if not task_runs:
             continue
-        table = report.results_table(task_runs, task)
+        command = (out / task / "command.txt").read_text().strip()
+        table = f"Command: `{command}`\n\n" + report.results_table(task_runs, task)
         write_atomic(out / task / "table.md", table + "\n")
         report.plot_heatmaps(task_runs, task, out / task / "heatmaps.png")
         report.plot_curves(task_runs, task, out / task / "curves.png")

@@ -9,8 +9,10 @@
 quadrant regressor, as the paper used one per split); ``model="coordconv"`` is the paper's CoordConv model.
 Optimisation follows the official code: Adam with beta2 = 0.99, an L2 penalty ``l2 * sum(w ** 2)`` on the
 convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches; the
-test set is evaluated after every epoch (or every ``eval_every`` steps), and the training time at which the
-test metric first reaches its target (accuracy 1, IOU 0.99, error < 0.5 px) is recorded.
+test set is evaluated after every epoch (or every ``eval_every`` steps). A run counts as *solved* at the first
+evaluation where both the test set and the whole training set meet the task's target (accuracy 100%, IOU
+0.99, error below 0.5 px); the training time until then is recorded (evaluation excluded), and
+``stop_at_target`` ends the run there, as time-to-target benchmarks such as MLPerf do.
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ class Config:
     """Conv regressor architecture; auto uses the one the paper used for the split."""
     input_scale: Literal["raw", "unit"] = "raw"
     """(x, y) inputs as raw pixel indices 4..59 (official) or scaled like the coordinate channels to [-1, 1]."""
+    onehot_scale: float = 1.0
+    """Regression: value of the hot pixel of the one-hot input (official: 1; 64 is roughly its inverse standard
+    deviation over the canvas, i.e. a standardised input)."""
+    interm_loss: bool = False
+    """Rendering with CoordConv: add the softmax loss of the centre logits against the true centre pixel (the
+    official code's --interm_loss option)."""
     square_value: float = 1.0
     """Value inside the rendering target's square (the official code's grey is 128/255)."""
     test_fraction: float = 0.2
@@ -99,10 +107,10 @@ class Config:
     """Evaluate on a fixed random subset of this many test examples (0: all of them); for quick tests."""
     eval_every: int = 0
     """Evaluate the test set every this many steps as well as after each epoch (0: after each epoch only)."""
-    eval_batch_size: int = 512
+    eval_batch_size: int = 128
     """Examples per evaluation batch."""
     stop_at_target: bool = False
-    """Stop as soon as the test metric reaches the task's target."""
+    """Stop as soon as the run is solved: the test set and the whole training set meet the task's target."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
     stop_after_epochs: int = 0
@@ -120,6 +128,7 @@ class Config:
             "multiplier": self.multiplier >= 1,
             "filter_size": self.filter_size >= 1,
             "square_value": self.square_value > 0,
+            "onehot_scale": self.onehot_scale > 0,
             "test_fraction": 0 < self.test_fraction < 1,
             "train_subset": self.train_subset >= 0,
             "test_subset": self.test_subset >= 0,
@@ -168,14 +177,17 @@ def preset(name: str, task: str, model: str, split: str = "uniform", **overrides
     return Config(**{**base, **settings, **overrides})
 
 
-# Official settings (experiment_logs.sh and the README's example commands; PAPER.md sections 3-5).
+# Official settings (experiment_logs.sh and the README's example commands; PAPER.md sections 3-5): raw pixel
+# inputs, the official budgets. The logged CoordConv rendering command cannot run as written (it names no loss
+# and 1x1 painting filters); we use the README's filter size 3 and the official --interm_loss option, without
+# which the softmax-sharpened painter does not train (measured: IOU 0 after 10 epochs).
 _PAPER: dict[tuple[str, str], dict[str, Any]] = {
     ("classification", "coordconv"): {"epochs": 100, "batch_size": 16, "lr": 0.005, "l2": 0.001},
     ("classification", "conv"): {
         "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
         "lr_step_every": 200,
     },
-    ("rendering", "coordconv"): {"epochs": 50, "batch_size": 16, "lr": 0.005, "l2": 0.001},
+    ("rendering", "coordconv"): {"epochs": 50, "batch_size": 16, "lr": 0.005, "l2": 0.001, "interm_loss": True},
     ("rendering", "conv"): {
         "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
         "lr_step_every": 200,
@@ -183,18 +195,42 @@ _PAPER: dict[tuple[str, str], dict[str, Any]] = {
     ("regression", "coordconv"): {"epochs": 100, "batch_size": 256, "lr": 0.01, "l2": 1e-5},
     ("regression", "conv"): {"epochs": 100, "batch_size": 256, "lr": 0.001, "l2": 1e-4},
 }  # fmt: skip
+# Chosen by measurement on the project's 2-core CPU (README, "What made the quadrant split robust"): inputs scaled
+# like the coordinate channels, the official L2 for classification, the official intermediate loss for
+# rendering, batch 32 for the CoordConv regressor (at the official 256 it stalls at 14-20 px). Every run stops
+# when solved (train and test at the target), as time-to-target benchmarks do; the conv baselines get budgets
+# larger than the slowest CoordConv run needs.
 _QUICK: dict[tuple[str, str], dict[str, Any]] = {
-    ("classification", "coordconv"): {"epochs": 4, "batch_size": 16, "lr": 0.01},
-    ("classification", "conv"): {"epochs": 10, "batch_size": 32, "lr": 0.01, "multiplier": 2},
-    ("rendering", "coordconv"): {"epochs": 4, "batch_size": 16, "lr": 0.005},
-    ("rendering", "conv"): {"epochs": 10, "batch_size": 32, "lr": 0.01, "multiplier": 2},
-    ("regression", "coordconv"): {"epochs": 30, "batch_size": 32, "lr": 0.01, "l2": 1e-5},
-    ("regression", "conv"): {"epochs": 30, "batch_size": 32, "lr": 0.001, "l2": 1e-4},
+    ("classification", "coordconv"): {
+        "input_scale": "unit", "epochs": 30, "batch_size": 16, "lr": 0.01, "l2": 0.001, "eval_every": 25,
+        "stop_at_target": True,
+    },
+    ("classification", "conv"): {
+        "input_scale": "unit", "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 0.001, "multiplier": 2,
+        "eval_every": 25, "stop_at_target": True,
+    },
+    ("rendering", "coordconv"): {
+        "input_scale": "unit", "epochs": 20, "batch_size": 16, "lr": 0.005, "interm_loss": True, "eval_every": 50,
+        "stop_at_target": True,
+    },
+    ("rendering", "conv"): {
+        "input_scale": "unit", "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 0.001, "multiplier": 2,
+        "eval_every": 50, "stop_at_target": True,
+    },
+    ("regression", "coordconv"): {
+        "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 1e-5, "eval_every": 25, "stop_at_target": True,
+    },
+    ("regression", "conv"): {
+        "epochs": 100, "batch_size": 256, "lr": 0.001, "l2": 1e-4, "eval_every": 5, "stop_at_target": True,
+    },
 }  # fmt: skip
 _SMOKE: dict[tuple[str, str], dict[str, Any]] = {
-    key: {**value, "epochs": 2, "batch_size": 32, "train_subset": 128, "test_subset": 64}
+    key: {
+        **value, "epochs": 2, "batch_size": 32, "train_subset": 128, "test_subset": 64, "eval_every": 0,
+        "stop_at_target": False,
+    }
     for key, value in _QUICK.items()
-}
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,7 +269,7 @@ def load_data(cfg: Config) -> Data:
     if cfg.test_subset:
         test_index = test_index[torch.randperm(len(test_index), generator=subsets)[: cfg.test_subset]]
     if cfg.task == "regression":
-        inputs = notsoclevr.onehot_maps(xy).contiguous(memory_format=torch.channels_last)
+        inputs = notsoclevr.onehot_maps(xy).mul_(cfg.onehot_scale).contiguous(memory_format=torch.channels_last)
         targets = xy.float() / notsoclevr.CANVAS
     else:
         inputs = xy.float() if cfg.input_scale == "raw" else xy.float() * (2 / (notsoclevr.CANVAS - 1)) - 1
@@ -339,7 +375,7 @@ def evaluate(
 
 
 def reached(task: str, metrics: dict[str, float]) -> bool:
-    """Whether the test metrics meet the task's target."""
+    """Whether a set's metrics meet the task's target."""
     name, target = TARGETS[task]
     return metrics[name] < target if name == "error_px" else metrics[name] >= target
 
@@ -397,6 +433,9 @@ def main(
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
     penalised = list(models.l2_weights(model))
+    image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
+    if cfg.interm_loss and image_painter is None:
+        raise ValueError("interm_loss applies to the CoordConv rendering model only")
 
     counters = Counters()
     reached_at: dict[str, Any] | None = None
@@ -424,8 +463,12 @@ def main(
         value = test_metrics[metric_name]
         if best is None or (value < best if lower_is_better else value > best):
             best = value
+        full_train: dict[str, float] | None = None
         if reached_at is None and reached(cfg.task, test_metrics):
-            reached_at = {"train_seconds": counters.train_seconds, "wall_seconds": wall(), "step": counters.step}
+            # solved means the target on the whole training set too, as the paper's "100% train and test"
+            full_train, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
+            if reached(cfg.task, full_train):
+                reached_at = {"train_seconds": counters.train_seconds, "wall_seconds": wall(), "step": counters.step}
         record: dict[str, Any] = {
             "kind": kind,
             "epoch": counters.epoch,
@@ -436,7 +479,10 @@ def main(
         }
         if train_metrics is not None:
             record.update({f"train_{k}": v for k, v in train_metrics.items()})
+        if full_train is not None:
+            record.update({f"train_set_{k}": v for k, v in full_train.items()})
         record.update({f"test_{k}": v for k, v in test_metrics.items()})
+        record["solved"] = reached_at is not None
         run.log(record)
         return test_metrics
 
@@ -458,8 +504,15 @@ def main(
         for index in torch.split(order, cfg.batch_size):
             start = time.perf_counter()
             x, y = data.train_x[index], data.train_y[index]
-            output = model(x)
-            loss = loss_fn(cfg.task, output, y)
+            if image_painter is not None:
+                output, centre = image_painter.forward_with_centre(x)
+                xy = data.train_xy[index]
+                loss = loss_fn(cfg.task, output, y) + F.cross_entropy(
+                    centre.flatten(1), xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
+                )
+            else:
+                output = model(x)
+                loss = loss_fn(cfg.task, output, y)
             total = loss + cfg.l2 * sum(w.square().sum() for w in penalised) if cfg.l2 else loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()

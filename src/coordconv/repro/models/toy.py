@@ -167,10 +167,14 @@ class CoordConvImagePainter(nn.Module):
 
     def forward(self, xy: Tensor) -> Tensor:
         """``(B, 2)`` coordinates -> ``(B, 1, 64, 64)`` logits of the square image."""
+        return self.forward_with_centre(xy)[0]
+
+    def forward_with_centre(self, xy: Tensor) -> tuple[Tensor, Tensor]:
+        """The square image's logits and the centre logits before the softmax (for the intermediate loss)."""
         centre = self.painter(xy)
         sharpened = centre.flatten(1).softmax(dim=1).view_as(centre)
         out: Tensor = self.paint(sharpened)
-        return out
+        return out, centre
 
 
 class ConvRegressorUniform(nn.Module):
