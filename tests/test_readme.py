@@ -18,6 +18,17 @@ def test_readme_starts_with_the_two_commands():
     block = lines[lines.index("```bash") + 1 : lines.index("```")]
     commands = [line for line in block if line and not line.startswith("#")]
     assert len(commands) == 2
+    assert commands[0].endswith("coordconv reproduce")
     assert commands[1].endswith("python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must call the README's test command"
+
+
+def test_readme_images_and_links_exist():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(((?:results|benchmarks|src|tests)/[^)#]+)\)", text)
+    assert targets
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, missing

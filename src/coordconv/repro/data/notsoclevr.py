@@ -172,7 +172,7 @@ def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> Non
     import matplotlib.pyplot as plt
 
     picks = [0, 1000, 2000, 3135]
-    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3 * (len(picks) + 1), 3.2))
+    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3 * (len(picks) + 1), 3.8))
     membership = torch.zeros(CANVAS, CANVAS)
     membership[xy[split.train, 1], xy[split.train, 0]] = 1
     membership[xy[split.test, 1], xy[split.test, 0]] = 2

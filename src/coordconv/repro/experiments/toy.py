@@ -149,6 +149,8 @@ class Config:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"invalid {name}: {getattr(self, name)!r}; expected one of {allowed}")
+        if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
+            raise ValueError("interm_loss applies to the CoordConv rendering model only")
         if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:
             raise ValueError(f"the deconv painter needs filter_size >= 2, got {self.filter_size}")
         if self.task == "rendering" and self.model == "coordconv" and self.filter_size % 2 == 0:
@@ -434,8 +436,6 @@ def main(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
     penalised = list(models.l2_weights(model))
     image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
-    if cfg.interm_loss and image_painter is None:
-        raise ValueError("interm_loss applies to the CoordConv rendering model only")
 
     counters = Counters()
     reached_at: dict[str, Any] | None = None
