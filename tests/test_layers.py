@@ -510,3 +510,20 @@ def test_padding_modes_change_the_coordinate_border():
     torch.testing.assert_close(
         b, F.conv2d(F.pad(coord_grid((5, 5), **F64)[None], (1, 1, 1, 1), mode="reflect"), reflect.coord_weight)
     )
+
+
+@pytest.mark.parametrize("cls", [CoordConv2d, CoordConvTranspose2d])
+def test_torch_func_per_sample_gradients(cls):
+    """vmap(grad(...)) through the layer gives each sample's gradient (as Opacus-style code needs)."""
+    layer = cls(2, 3, 3, padding=1, **F64)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    x = torch.randn(4, 2, 5, 6, **F64)
+
+    def loss(p, xi):
+        return torch.func.functional_call(layer, p, (xi.unsqueeze(0),)).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    for i in range(len(x)):
+        expected = torch.autograd.grad(loss(dict(layer.named_parameters()), x[i]), list(layer.parameters()))
+        for name, value in zip(params, expected, strict=True):
+            torch.testing.assert_close(per_sample[name][i], value)

@@ -448,11 +448,22 @@ class _AddBatchTerm(torch.autograd.Function):
         return grad, _sum_over_batch(grad)
 
 
+def _plain_autograd(out: Tensor) -> bool:
+    """Whether ``out`` lives under a transform that custom autograd Functions do not suit.
+
+    ``torch.compile`` traces its own backward, and ``torch.func`` transforms (``vmap``, ``grad``) wrap tensors; in
+    both the plain in-place add, with autograd's own reduction, is used.
+    """
+    if torch.compiler.is_compiling():
+        return True
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(is_wrapped is not None and is_wrapped(out))
+
+
 def _add_batch_term(out: Tensor, term: Tensor) -> Tensor:
     """Add the batch-1 coordinate term to the convolution's output, in place and in the output's layout."""
     term = term.contiguous(memory_format=_memory_format(out))
-    # The custom backward only matters in eager mode; compiled graphs generate their own reduction.
-    if torch.is_grad_enabled() and (out.requires_grad or term.requires_grad) and not torch.compiler.is_compiling():
+    if torch.is_grad_enabled() and (out.requires_grad or term.requires_grad) and not _plain_autograd(out):
         return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call]
     return out.add_(term)
 
