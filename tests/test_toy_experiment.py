@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from coordconv.repro.experiments import toy
 
@@ -151,3 +152,16 @@ def test_reproduce_smoke_writes_report(tmp_path):
     assert "fits train and test perfectly" in report  # the paper's claim sits beside ours
     again = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 4
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("bogus", "invalid device 'bogus'"), ("cuda:7", "device 'cuda:7' asked for, but torch sees")],
+)
+def test_unavailable_device_is_refused_before_anything_is_written(device, message, tmp_path):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "run"
+    result = coordconv("train", "classification", "--preset", "smoke", "--device", device, "--out", out)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

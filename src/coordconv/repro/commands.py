@@ -1,4 +1,4 @@
-"""The reproduction's subcommands of ``coordconv``: ``train``, ``reproduce`` and ``dataset``.
+"""The reproduction's subcommands of ``coordconv``: ``train``, ``reproduce``, ``sweep`` and ``dataset``.
 
 Heavy imports (matplotlib, the experiments' data) happen when a command runs, not when ``coordconv --help``
 builds the parser.
@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as e:
         args.parser.error(str(e))
     try:
-        summary = toy.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+        summary = toy.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device)
     except RunError as e:
         return _fail(str(e))
     if summary.get("interrupted"):
@@ -74,6 +74,30 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from coordconv.repro import sweep
+
+    try:
+        sweep.main(
+            args.task,
+            grid=args.grid,
+            out=Path(args.out or f"runs/sweep-{args.task}-{args.grid}"),
+            address=args.address,
+            max_concurrent=args.max_concurrent,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            seeds=args.seeds,
+            command=shlex.join(["coordconv", "sweep", *sys.argv[sys.argv.index("sweep") + 1 :]])
+            if "sweep" in sys.argv
+            else "",
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    except RunError as e:
+        return _fail(str(e))
+    return 0
+
+
 def _dataset(args: argparse.Namespace) -> int:
     from coordconv.repro.data import notsoclevr
 
@@ -95,7 +119,7 @@ def _dataset(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    """Register ``train``, ``reproduce`` and ``dataset`` on the ``coordconv`` subparsers."""
+    """Register ``train``, ``reproduce``, ``sweep`` and ``dataset`` on the ``coordconv`` subparsers."""
     train = commands.add_parser(
         "train",
         help="one training run of a coordinate task",
@@ -111,6 +135,7 @@ def add_commands(commands: Any) -> None:
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+        p.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:N (default: cpu)")
         add_config_arguments(p, toy.Config, skip=("task", "model", "split", "seed"))
         p.set_defaults(func=_train, parser=p)
 
@@ -130,6 +155,30 @@ def add_commands(commands: Any) -> None:
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     reproduce.add_argument("--overwrite", action="store_true", help="retrain runs that are already in --out")
     reproduce.set_defaults(func=_reproduce, parser=reproduce)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="the paper's hyperparameter grids on Ray Tune",
+        description=(
+            "Run a grid of training runs of TASK as Ray Tune trials: an embedded local Ray by default, a Ray "
+            "cluster with --address. Each trial is an ordinary run under OUT/runs; a sweep started again skips "
+            "finished trials and resumes unfinished ones. Writes OUT/report.md, table.md, trials.csv and "
+            "distribution.png. Needs the sweep extra: pip install 'torch-coordconv[sweep]'."
+        ),
+    )
+    sweep.add_argument("task", choices=toy.TASKS, metavar="TASK", help=f"one of {', '.join(toy.TASKS)}")
+    sweep.add_argument(
+        "--grid", choices=("smoke", "quick", "paper"), default="quick", help="which grid (default: quick)"
+    )
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument(
+        "--max-concurrent", type=int, default=0, help="trials at a time (default: CPUs / CPUs per trial)"
+    )
+    sweep.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (torch threads) per trial (default: 1)")
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU fraction per trial (default: 0)")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
+    sweep.add_argument("--out", default=None, help="output folder (default: runs/sweep-TASK-GRID)")
+    sweep.set_defaults(func=_sweep, parser=sweep)
 
     dataset = commands.add_parser(
         "dataset", help="write a data set to disk", description="Write a data set (npz) and a picture of examples."

@@ -34,7 +34,7 @@ from coordconv.repro.models import toy as models
 from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, write_json
+from coordconv.repro.runtime.rundir import Run, RunError, write_json
 from coordconv.repro.runtime.seeding import seed_everything
 
 __all__ = ["PRESETS", "TARGETS", "TASKS", "Config", "build_model", "main", "preset"]
@@ -410,6 +410,7 @@ def main(
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Train one run into ``out`` and return its summary (also written to ``out/summary.json``).
 
@@ -419,10 +420,13 @@ def main(
         resume: continue the run in ``out`` from its last checkpoint (a finished run is returned as it is).
         overwrite: replace a run already in ``out``.
         log: where progress lines go (default: standard error, or a bar on a terminal).
+        device: where to train. Not part of the config: a run may resume on another device.
 
     Raises:
-        RunError: ``out`` holds another run, or the run to resume is missing, different or corrupt.
+        RunError: ``out`` holds another run, the run to resume is missing, different or corrupt, or ``device``
+            is not available.
     """
+    device = _device(device)
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
@@ -431,7 +435,9 @@ def main(
     keep_freed_memory()
     seed_everything(cfg.seed)
     data = load_data(cfg)
-    model = build_model(cfg)
+    if device.type != "cpu":
+        data = Data(**{f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)})
+    model = build_model(cfg).to(device)
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
     penalised = list(models.l2_weights(model))
@@ -594,6 +600,18 @@ def main(
     }
     run.finish(summary)
     return summary
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise RunError(f"invalid device {str(device)!r}; expected for example cpu, cuda or cuda:1") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"device {str(device)!r} asked for, but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RunError(f"device {str(device)!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def replace(cfg: Config, **changes: Any) -> Config:

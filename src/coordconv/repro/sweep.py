@@ -1,0 +1,513 @@
+"""``coordconv sweep``: the paper's hyperparameter grids of the coordinate tasks, run as Ray Tune trials.
+
+The paper's strongest claim is about the best of many conv models (324 deconv configurations per split for
+classification). A sweep expands a named grid into ordinary training runs (``toy.main``), each with its own
+run directory under ``OUT/runs``, and hands the runs that are not finished yet to Ray Tune: an embedded local
+Ray by default, a Ray cluster when an address is given. Because every trial is a run of the
+run runtime, a sweep that is interrupted and started again skips the finished trials (they are not even given
+to Ray) and resumes the unfinished ones from their checkpoints. The report is built from the run summaries on
+disk, never from Ray's own records, so it is the same however many times the sweep was restarted.
+
+Grids (``GRIDS``):
+
+* ``paper``: the official grids (``experiment_logs.sh``; PAPER.md sections 3-5). Classification deconv:
+  lr {0.001, 0.002, 0.005, 0.01, 0.02, 0.05} x L2 {0, 0.001, 0.01} x filter size {2, 3, 4} x multiplier
+  {1, 2, 3} x batch {16, 32} = 324 configurations per split, 1,000 epochs, lr x0.1 every 200 epochs; CoordConv:
+  lr {0.001, 0.005, 0.01} x L2 {0, 0.001}, batch 16, 50 epochs. Rendering: the same deconv grid (the official
+  one also crosses it with an MSE loss, which we do not implement: 324 rather than 648 per split) and CoordConv
+  lr {0.001, 0.005} x L2 {0, 0.001} x multiplier {1, 2}. Regression: lr {0.0005, 0.001, 0.01} x L2 {1e-5, 1e-4,
+  5e-4} for the conv regressors; the paper gives one CoordConv setting, and we cross the same grid.
+* ``quick``: a documented subset on the ``quick`` presets that finishes on 2 CPU cores in about an hour
+  (classification: 36 deconv configurations per split at 20 epochs and the 6 CoordConv ones).
+* ``smoke``: two tiny trials, for tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import socket
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordconv.repro.experiments import toy
+from coordconv.repro.report.paper import PAPER
+from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, Run, RunError, write_atomic, write_json
+
+__all__ = ["GRIDS", "Group", "Trial", "expand", "main", "write_report"]
+
+SWEEP_FILE = "sweep.json"
+BOTH_SPLITS = ("uniform", "quadrant")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A block of a grid: one model on some splits, a preset, fixed overrides and the axes crossed."""
+
+    model: str
+    splits: tuple[str, ...]
+    preset: str
+    axes: Mapping[str, tuple[Any, ...]]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Configurations per split and seed."""
+        return math.prod(len(values) for values in self.axes.values())
+
+
+_DECONV_PAPER = {
+    "lr": (0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+    "l2": (0.0, 0.001, 0.01),
+    "filter_size": (2, 3, 4),
+    "multiplier": (1, 2, 3),
+    "batch_size": (16, 32),
+}
+_DECONV_QUICK = {"lr": (0.002, 0.01, 0.05), "l2": (0.0, 0.001), "filter_size": (2, 3, 4), "multiplier": (1, 2)}
+_REGRESSION_PAPER = {"lr": (0.0005, 0.001, 0.01), "l2": (1e-5, 1e-4, 5e-4)}
+
+
+_SMOKE = (Group("coordconv", ("uniform",), "smoke", {"lr": (0.005, 0.01)}),)
+
+
+GRIDS: dict[str, dict[str, tuple[Group, ...]]] = {
+    "classification": {
+        "smoke": _SMOKE,
+        "quick": (
+            Group("conv", BOTH_SPLITS, "quick", _DECONV_QUICK, {"epochs": 20}),
+            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.005, 0.01), "l2": (0.0, 0.001)}),
+        ),
+        "paper": (
+            Group("conv", BOTH_SPLITS, "paper", _DECONV_PAPER),
+            Group(
+                "coordconv", BOTH_SPLITS, "paper", {"lr": (0.001, 0.005, 0.01), "l2": (0.0, 0.001)},
+                {"batch_size": 16, "epochs": 50},
+            ),
+        ),
+    },
+    "rendering": {
+        "smoke": _SMOKE,
+        "quick": (
+            Group("conv", BOTH_SPLITS, "quick", {"lr": (0.002, 0.01), "l2": (0.0, 0.001), "multiplier": (1, 2)},
+                  {"epochs": 20}),
+            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.005), "l2": (0.0, 0.001)}),
+        ),
+        "paper": (
+            Group("conv", BOTH_SPLITS, "paper", _DECONV_PAPER),
+            Group(
+                "coordconv", BOTH_SPLITS, "paper",
+                {"lr": (0.001, 0.005), "l2": (0.0, 0.001), "multiplier": (1, 2)}, {"batch_size": 16, "epochs": 50},
+            ),
+        ),
+    },
+    "regression": {
+        "smoke": _SMOKE,
+        "quick": (
+            Group("conv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.01), "l2": (1e-5, 1e-4)}, {"epochs": 50}),
+            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.01), "l2": (1e-5, 1e-4)}),
+        ),
+        "paper": (
+            Group("conv", BOTH_SPLITS, "paper", _REGRESSION_PAPER),
+            Group("coordconv", BOTH_SPLITS, "paper", _REGRESSION_PAPER),
+        ),
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration of a sweep: its name (also its run directory's name), the varied values and config."""
+
+    name: str
+    values: Mapping[str, Any]
+    config: toy.Config
+
+
+def expand(task: str, grid: str, *, seeds: int = 1, first_seed: int = 0, threads: int = 1) -> list[Trial]:
+    """The trials of a named grid, in a fixed order.
+
+    Raises:
+        ValueError: unknown task or grid, or seeds or threads below 1.
+    """
+    if task not in GRIDS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(GRIDS)}")
+    if grid not in GRIDS[task]:
+        raise ValueError(f"unknown grid {grid!r}; expected one of {', '.join(GRIDS[task])}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if threads < 1:
+        raise ValueError(f"threads per trial must be >= 1, got {threads}")
+    trials = []
+    for group in GRIDS[task][grid]:
+        names = list(group.axes)
+        for split in group.splits:
+            for combo in itertools.product(*(group.axes[n] for n in names)):
+                values = dict(zip(names, combo, strict=True))
+                for seed in range(first_seed, first_seed + seeds):
+                    cfg = toy.preset(
+                        group.preset, task, group.model, split, seed=seed, threads=threads, **group.fixed, **values
+                    )
+                    label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+                    trials.append(Trial(f"{group.model}-{split}-seed{seed}-{label}", values, cfg))
+    return trials
+
+
+# ---------------------------------------------------------------------------------------------------------
+# running
+
+
+def _trainable(params: dict[str, Any]) -> None:
+    """Ray Tune's function trainable: one run of the run runtime, resumed if it was started before."""
+    from ray import tune
+
+    spec = params["trial"]
+    out = Path(spec["out"])
+    summary = toy.main(
+        toy.Config(**spec["config"]), out, resume=(out / CONFIG).exists(), log=lambda line: None, device=spec["device"]
+    )
+    metric = summary["metric"]
+    tune.report(
+        {
+            "test": summary["test"][metric],
+            "train": summary["train"][metric],
+            "seconds_to_target": summary["seconds_to_target"],
+        }
+    )
+
+
+def _check_address(address: str) -> None:
+    """Fail fast, with a clear message, when a ``host:port`` cluster address does not answer."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RunError(f"invalid Ray address {address!r}; expected HOST:PORT, 'auto' or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise RunError(
+            f"cannot reach the Ray cluster at {address} ({e.strerror or e}); is `ray start` running there?"
+        ) from None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        from ray import tune
+    except ImportError as e:
+        raise RunError(
+            f"coordconv sweep needs Ray Tune ({e}); install it with: pip install 'torch-coordconv[sweep]'"
+        ) from e
+    return ray, tune
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run_with_ray(
+    pending: list[tuple[Trial, Path]],
+    *,
+    out: Path,
+    address: str | None,
+    max_concurrent: int,
+    cpus_per_trial: int,
+    gpus_per_trial: float,
+    done_before: int,
+    total: int,
+) -> list[str]:
+    """Run ``pending`` as Ray Tune trials; return the names of the trials that failed."""
+    ray, tune = _import_ray()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        _check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError) as e:
+            raise RunError(f"cannot connect to the Ray cluster at {address}: {e}") from e
+    else:
+        ray.init(
+            address="local",  # always a new embedded instance, never another sweep's
+            num_cpus=os.cpu_count() or 1,
+            num_gpus=None if gpus_per_trial else 0,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    finished = [done_before]
+    started = time.perf_counter()
+
+    class Report(tune.Callback):  # type: ignore[misc,name-defined]
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            finished[0] += 1
+            r = trial.last_result or {}
+            reached = r.get("seconds_to_target")
+            when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
+            _print(
+                f"[{finished[0]}/{total}] {trial.config['trial']['name']}: train {r.get('train', math.nan):.4f} "
+                f"test {r.get('test', math.nan):.4f}, {when} ({time.perf_counter() - started:.0f} s into the sweep)"
+            )
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            _print(f"sweep: trial {trial.config['trial']['name']} failed; its log is under {trial.path}")
+
+    device = "cuda" if gpus_per_trial else "cpu"
+    specs = [
+        {"name": t.name, "config": to_dict(t.config), "out": str(path.resolve()), "device": device}
+        for t, path in pending
+    ]
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space={"trial": tune.grid_search(specs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent,
+            trial_name_creator=lambda trial: trial.config["trial"]["name"],
+            trial_dirname_creator=lambda trial: trial.config["trial"]["name"],
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str((out / "ray").resolve()),
+            name=f"session-{time.strftime('%Y%m%d-%H%M%S')}",
+            verbose=0,
+            callbacks=[Report()],
+        ),
+    )
+    try:
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    return [r.config["trial"]["name"] for r in results if r.error is not None]
+
+
+def main(
+    task: str,
+    *,
+    grid: str = "quick",
+    out: Path,
+    address: str | None = None,
+    max_concurrent: int = 0,
+    cpus_per_trial: int = 1,
+    gpus_per_trial: float = 0.0,
+    seeds: int = 1,
+    command: str = "",
+) -> Path:
+    """Run every trial of ``grid`` that ``out`` lacks, then write the sweep report; return its path.
+
+    Args:
+        task: classification, rendering or regression.
+        grid: smoke, quick or paper.
+        out: the sweep's folder (runs in ``out/runs``, Ray's records in ``out/ray``, the report in ``out``).
+        address: a Ray cluster's address (``HOST:PORT``, ``auto`` or ``ray://...``); None starts a local Ray.
+        max_concurrent: trials at a time (0: as many as the CPUs allow, ``cpu_count // cpus_per_trial``).
+        cpus_per_trial: CPUs reserved by each trial, also its torch thread count.
+        gpus_per_trial: GPU fraction reserved by each trial; above 0, trials train on the GPU Ray assigns them.
+        seeds: seeds per configuration.
+        command: the command line, for the report.
+
+    Raises:
+        ValueError: a bad grid, task or resource option.
+        RunError: ``out`` holds another sweep, Ray is missing or unreachable, or trials failed.
+    """
+    if cpus_per_trial < 1:
+        raise ValueError(f"cpus_per_trial must be >= 1, got {cpus_per_trial}")
+    if not 0 <= gpus_per_trial <= 1 and not float(gpus_per_trial).is_integer():
+        raise ValueError(f"gpus_per_trial must be a fraction in [0, 1] or a whole number, got {gpus_per_trial}")
+    if gpus_per_trial < 0:
+        raise ValueError(f"gpus_per_trial must be >= 0, got {gpus_per_trial}")
+    if max_concurrent < 0:
+        raise ValueError(f"max_concurrent must be >= 0, got {max_concurrent}")
+    trials = expand(task, grid, seeds=seeds, threads=cpus_per_trial)
+    out = Path(out)
+    identity = {"task": task, "grid": grid, "seeds": seeds, "trials": len(trials)}
+    stored_path = out / SWEEP_FILE
+    if stored_path.exists():
+        stored = json.loads(stored_path.read_text())
+        if {k: stored.get(k) for k in identity} != identity:
+            raise RunError(
+                f"{out} holds another sweep ({stored.get('task')} grid {stored.get('grid')}, "
+                f"{stored.get('seeds')} seed(s)); choose another --out"
+            )
+    write_json(stored_path, {**identity, "command": command, "names": [t.name for t in trials]})
+
+    pending: list[tuple[Trial, Path]] = []
+    for trial in trials:
+        path = out / "runs" / trial.name
+        if (path / SUMMARY).exists():
+            stored_config = Run(path, {}).summary().get("config")
+            if stored_config != to_dict(trial.config):
+                raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
+            continue
+        pending.append((trial, path))
+    done = len(trials) - len(pending)
+    concurrency = max_concurrent or max(1, (os.cpu_count() or 1) // cpus_per_trial)
+    _print(
+        f"sweep: {task} grid {grid}: {len(trials)} trials, {done} already finished, {len(pending)} to run "
+        f"({concurrency} at a time, {cpus_per_trial} CPU(s) each) into {out}"
+    )
+    failed: list[str] = []
+    if pending:
+        failed = _run_with_ray(
+            pending,
+            out=out,
+            address=address,
+            max_concurrent=concurrency,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            done_before=done,
+            total=len(trials),
+        )
+    report = write_report(out, task, grid, trials, command=command)
+    _print(f"sweep: report: {report}")
+    if failed:
+        raise RunError(f"{len(failed)} trial(s) failed ({', '.join(failed[:3])}); run the same command to retry them")
+    unfinished = [trial.name for trial, path in pending if not (path / SUMMARY).exists()]
+    if unfinished:
+        raise RunError(
+            f"the sweep stopped with {len(unfinished)} trial(s) unfinished; run the same command to resume them"
+        )
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass(frozen=True)
+class _Row:
+    trial: Trial
+    summary: dict[str, Any]
+
+    @property
+    def test(self) -> float:
+        return float(self.summary["test"][self.summary["metric"]])
+
+    @property
+    def train(self) -> float:
+        return float(self.summary["train"][self.summary["metric"]])
+
+    @property
+    def solved(self) -> bool:
+        return self.summary["seconds_to_target"] is not None
+
+
+def _load(out: Path, trials: Sequence[Trial]) -> list[_Row]:
+    rows = []
+    for trial in trials:
+        path = out / "runs" / trial.name
+        if (path / SUMMARY).exists():
+            rows.append(_Row(trial, Run(path, {}).summary()))
+    return rows
+
+
+def _fmt(value: float, metric: str) -> str:
+    if metric == "error_px":
+        return f"{value:.2f} px"
+    return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3f}"
+
+
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+
+
+def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, command: str = "") -> Path:
+    """``out/report.md``, ``out/table.md``, ``out/trials.csv`` and ``out/distribution.png`` from finished runs."""
+    metric, target = toy.TARGETS[task]
+    lower = metric == "error_px"
+    rows = _load(out, trials)
+    blocks = [(m, s) for m in ("conv", "coordconv") for s in BOTH_SPLITS]
+    lines = [
+        f"| model | split | configs | best test {metric} | median test | solved (train and test at target) "
+        f"| best configuration | paper |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for model, split in blocks:
+        group = [r for r in rows if r.trial.config.model == model and r.trial.config.split == split]
+        planned = sum(1 for t in trials if t.config.model == model and t.config.split == split)
+        paper = PAPER[(task, split, model)].text
+        if not planned:
+            continue
+        if not group:
+            lines.append(f"| {model} | {split} | 0 of {planned} | | | | | {paper} |")
+            continue
+        best = min(group, key=lambda r: r.test) if lower else max(group, key=lambda r: r.test)
+        lines.append(
+            f"| {model} | {split} | {len(group)}" + (f" of {planned}" if len(group) < planned else "")
+            + f" | {_fmt(best.test, metric)} | {_fmt(statistics.median(r.test for r in group), metric)} "
+            f"| {sum(r.solved for r in group)} of {len(group)} | {_values(best.trial.values)} | {paper} |"
+        )  # fmt: skip
+    table = "\n".join(lines)
+    if command:
+        table = f"Command: `{command}`\n\n{table}"
+    write_atomic(out / "table.md", table + "\n")
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = sorted({k for t in trials for k in t.values})
+    writer.writerow(["name", "model", "split", "seed", *names, f"train_{metric}", f"test_{metric}", "solved"])
+    for r in rows:
+        c = r.trial.config
+        writer.writerow(
+            [
+                r.trial.name,
+                c.model,
+                c.split,
+                c.seed,
+                *(r.trial.values.get(n, "") for n in names),
+                f"{r.train:.6g}",
+                f"{r.test:.6g}",
+                int(r.solved),
+            ]
+        )
+    write_atomic(out / "trials.csv", buffer.getvalue())
+    if rows:
+        _plot_distribution(rows, blocks, metric, target, out / "distribution.png")
+    text = [
+        f"# Sweep: {task}, grid {grid}",
+        "",
+        f"{len(rows)} of {len(trials)} trials finished. Each configuration is one ordinary training run under "
+        f"`runs/`; per-trial values are in [trials.csv](trials.csv). A run is *solved* when the test set and the "
+        f"whole training set reach the target ({metric} {'<' if lower else '>='} {target:g}).",
+        "",
+        table,
+        "",
+        "![distribution of test metrics over the grid](distribution.png)" if rows else "",
+        "",
+    ]
+    path = out / "report.md"
+    write_atomic(path, "\n".join(text))
+    return path
+
+
+def _plot_distribution(
+    rows: Sequence[_Row], blocks: Sequence[tuple[str, str]], metric: str, target: float, path: Path
+) -> None:
+    from coordconv.repro.report.toy import COLOURS, _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    labels = []
+    for i, (model, split) in enumerate(blocks):
+        values = [r.test for r in rows if r.trial.config.model == model and r.trial.config.split == split]
+        labels.append(f"{'CoordConv' if model == 'coordconv' else 'conv'}\n{split}")
+        if not values:
+            continue
+        jitter = [i + 0.25 * (((k * 0.618034) % 1) - 0.5) for k in range(len(values))]
+        scale = 1.0 if metric == "error_px" else 100.0
+        ax.scatter(jitter, [v * scale for v in values], s=14, alpha=0.7, color=COLOURS[model])
+    ax.axhline(target * (1.0 if metric == "error_px" else 100.0), color="grey", lw=0.8, ls="--", label="target")
+    ax.set_xticks(range(len(blocks)), labels)
+    ax.set_ylabel(f"test {metric}" + ("" if metric == "error_px" else " (%)"))
+    if metric == "error_px":
+        ax.set_yscale("log")
+    ax.set_title("one point per configuration of the grid")
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
