@@ -527,3 +527,62 @@ def test_torch_func_per_sample_gradients(cls):
         expected = torch.autograd.grad(loss(dict(layer.named_parameters()), x[i]), list(layer.parameters()))
         for name, value in zip(params, expected, strict=True):
             torch.testing.assert_close(per_sample[name][i], value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape"),
+    [(CoordConv1d, (2, 3, 9)), (CoordConv2d, (2, 3, 7, 5)), (CoordConv3d, (2, 3, 4, 5, 4)),
+     (CoordConvTranspose2d, (2, 3, 5, 4))],
+)  # fmt: skip
+def test_inference_reuses_the_coordinate_term_until_something_changes(cls, shape):
+    torch.manual_seed(0)
+    layer = cls(3, 4, 3, stride=2, bias=True).double()
+    x = torch.randn(shape, dtype=torch.float64)
+
+    def check(inputs=x):
+        with torch.no_grad():
+            first = layer(inputs)
+            again = layer(inputs)  # from the cache
+        with torch.inference_mode():
+            inference = layer(inputs)
+        fresh = reference_forward(layer, inputs)
+        for out in (first, again, inference):
+            torch.testing.assert_close(out, fresh)
+
+    check()
+    with torch.no_grad():  # in-place updates, as optimizers and load_state_dict make them
+        layer.coord_weight.add_(0.5)
+    check()
+    layer.bias.data = layer.bias.data + 1.0  # storage swapped without a version bump
+    check()
+    layer.coord_weight = nn.Parameter(torch.randn_like(layer.coord_weight))
+    check()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(x).square().sum().backward()
+    optimizer.step()
+    check()
+    check(x[..., :-1])  # another size
+    check(x[:1])  # another batch
+    layer.float()
+    check(x.float())
+    if x.dim() == 4:  # another layout
+        check(x.float().contiguous(memory_format=torch.channels_last))
+    clone = pickle.loads(pickle.dumps(layer))
+    assert "_term_cache" in layer.__dict__ and "_term_cache" not in clone.__dict__
+    assert "_term_cache" not in copy.deepcopy(layer).__dict__
+
+
+def test_inference_computes_the_coordinate_term_once_per_change():
+    layer = CoordConv2d(3, 4, 3)
+    calls = []
+    compute = layer._coord_term
+    layer._coord_term = lambda x: calls.append(1) or compute(x)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        layer(x), layer(x), layer(x)
+        assert len(calls) == 1
+        layer.coord_weight.mul_(2)
+        layer(x), layer(x)
+        assert len(calls) == 2
+    layer(x), layer(x)  # recording gradients: computed every time
+    assert len(calls) == 4

@@ -402,6 +402,38 @@ class _CoordConvMixin(nn.Module):
             grid = grid.contiguous(memory_format=torch.channels_last)
         return grid
 
+    def _term(self, out: Tensor, compute: Callable[[], Tensor], *extra: Any) -> Tensor:
+        """The coordinate term for ``out``, in ``out``'s layout; reused between calls without autograd.
+
+        Without gradient recording (``torch.no_grad``, ``torch.inference_mode``) the term depends only on the
+        coordinate filters, the bias, the grid and the layer's options, so it is computed once and kept until
+        one of them changes: a new or in-place-updated parameter (its version counter and storage are part of
+        the key), another input size, dtype, device, layout or autocast state. The cache holds one batch-1
+        output; it is never pickled or copied.
+        """
+        fmt = _memory_format(out)
+        if torch.is_grad_enabled() or _plain_autograd(out):
+            return compute().contiguous(memory_format=fmt)
+        params = (self.coord_weight, self.bias)
+        device = out.device.type
+        key = (
+            tuple(out.shape[2:]), out.dtype, out.device, fmt, torch.is_inference_mode_enabled(),
+            torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device),
+            self.stride, self.padding, self.dilation, self.padding_mode, self.encoding, self.with_r, self.order,
+            extra, *((p._version, p.data_ptr(), p.dtype, p.device) for p in params if p is not None),
+        )  # fmt: skip
+        cached = self.__dict__.get("_term_cache")
+        if cached is not None and cached[0] == key and all(a is b for a, b in zip(cached[1], params, strict=True)):
+            return cast(Tensor, cached[2])
+        term = compute().contiguous(memory_format=fmt)
+        self.__dict__["_term_cache"] = (key, params, term)
+        return term
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_term_cache", None)
+        return state
+
     def extra_repr(self) -> str:
         return ", ".join([super().extra_repr(), *_coord_repr(self.encoding, self.with_r, self.order)])
 
@@ -483,7 +515,7 @@ class _CoordConvNd(_CoordConvMixin):
     def forward(self, input: Tensor) -> Tensor:
         x, batched = self._prepare(input)
         out: Tensor = self._conv_forward(x, self.weight, None)  # type: ignore[operator]
-        out = _add_batch_term(out, self._coord_term(x))
+        out = _add_batch_term(out, self._term(out, lambda: self._coord_term(x), tuple(x.shape[2:])))
         return out if batched else out.squeeze(0)
 
 
@@ -499,10 +531,13 @@ class _CoordConvTransposeNd(_CoordConvMixin):
         )
         conv = type(self)._conv_fn
         out = conv(x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation)
-        term = conv(
-            self._grid(x), self.coord_weight, self.bias, self.stride, self.padding, output_padding, 1, self.dilation
-        )
-        out = _add_batch_term(out, term)
+
+        def term() -> Tensor:
+            return conv(
+                self._grid(x), self.coord_weight, self.bias, self.stride, self.padding, output_padding, 1, self.dilation
+            )
+
+        out = _add_batch_term(out, self._term(out, term, tuple(x.shape[2:]), tuple(output_padding)))
         return out if batched else out.squeeze(0)
 
 
