@@ -49,6 +49,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_rl(args: argparse.Namespace) -> int:
+    from coordconv.repro.experiments import rl
+
+    try:
+        cfg = config_from_args(
+            rl.preset(args.preset, args.env, args.model, seed=args.seed),
+            {k: v for k, v in vars(args).items() if k not in {"env", "model", "seed"}},
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        summary = rl.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except RunError as e:
+        return _fail(str(e))
+    if summary.get("interrupted"):
+        return 0
+    final = summary["final_return"]
+    print(
+        f"rl {summary['model']} {summary['env']} seed {summary['seed']}: {summary['steps']} steps, "
+        f"{summary['episodes']} episodes, final mean return "
+        + ("(no episode finished)" if final is None else f"{final:.2f}")
+        + f", {summary['steps_per_second']} steps/s -> {args.out}"
+    )
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
@@ -123,7 +149,10 @@ def add_commands(commands: Any) -> None:
     train = commands.add_parser(
         "train",
         help="one training run of a coordinate task",
-        description="Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks).",
+        description=(
+            "Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks) or rl "
+            "(A2C on MinAtar or Atari)."
+        ),
     )
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for task in toy.TASKS:
@@ -138,6 +167,27 @@ def add_commands(commands: Any) -> None:
         p.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:N (default: cpu)")
         add_config_arguments(p, toy.Config, skip=("task", "model", "split", "seed"))
         p.set_defaults(func=_train, parser=p)
+    from coordconv.repro.experiments import rl
+
+    p = tasks.add_parser(
+        "rl",
+        help="A2C on a MinAtar or Atari game",
+        description=rl.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    p.add_argument(
+        "--env",
+        default="MinAtar/Breakout",
+        help="game: MinAtar/Breakout, MsPacman, ALE/MsPacman-v5, ... (default: MinAtar/Breakout)",
+    )
+    p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--preset", choices=rl.PRESETS, default="quick", help="settings to start from (default: quick)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    add_config_arguments(p, rl.Config, skip=("env", "model", "seed"))
+    p.set_defaults(func=_train_rl, parser=p)
 
     reproduce = commands.add_parser(
         "reproduce",

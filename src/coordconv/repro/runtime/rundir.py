@@ -199,10 +199,17 @@ class Run:
     # -- results ----------------------------------------------------------------------------------------------
 
     def save_weights(self, model: nn.Module) -> None:
-        """Save the model's state dict as safetensors, with the config as metadata."""
+        """Save the model's state dict as safetensors, with the config as metadata (shared tensors copied)."""
         from safetensors.torch import save_file
 
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        tensors: dict[str, torch.Tensor] = {}
+        seen: set[tuple[int, int]] = set()
+        for k, v in model.state_dict().items():
+            v = v.detach().contiguous().cpu()
+            where = (v.untyped_storage().data_ptr(), v.storage_offset())
+            # safetensors refuses tensors that share memory (a body shared by two heads appears under two names)
+            tensors[k] = v.clone() if where in seen else v
+            seen.add(where)
         tmp = self.path / f".{WEIGHTS}.tmp{os.getpid()}"
         save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
         os.replace(tmp, self.path / WEIGHTS)

@@ -1,0 +1,390 @@
+"""A2C agents with and without CoordConv on MinAtar and Atari (Liu et al. 2018, Sec. 5.3), on Stable-Baselines3.
+
+The paper adds "a CoordConv layer to an actor network within A2C" and reports better results on 6 of 9 Atari
+games, similar on 2 and worse on 1, with a large gain on Ms. Pac-Man; it names no other game and released no
+code. Here the agent is SB3's ``A2C`` with SB3's reference Atari hyperparameters (RL Zoo: 16 environments,
+5 steps per update, RMSprop as TensorFlow's with eps 1e-5, entropy 0.01, value 0.25, learning rate 7e-4) and
+a convolutional body from :mod:`coordconv.repro.models.rl`: the Nature CNN on Atari (SB3's Atari wrappers,
+84x84 grey frames, 4 stacked) and MinAtar's own small network on the 10x10 MinAtar boards.
+
+``model="coordconv"`` makes the first convolution (``coord_layers="first"``, default) or every convolution
+(``"all"``) a CoordConv layer. By default the actor and the critic share the body, as SB3's A2C does, so both
+see the coordinates; ``coord_in="actor"`` gives the actor and the critic separate bodies with CoordConv in the
+actor's only (the paper's wording). The plain model always uses the same sharing as the CoordConv model it is
+compared with.
+
+Measured per run: the mean episodic return of the last ``final_episodes`` episodes, the area under the
+learning curve (the mean over the run of the running mean return, sampled at every log point), and
+environment steps per second of training. Runs checkpoint the policy, its optimizer, the step count and the
+episode history every ``log_every`` steps (a ``weights_only`` checkpoint of the run runtime); a resumed run
+continues from there with freshly reset environments, so it is not identical step for step to an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.rundir import Run, RunError
+from coordconv.repro.runtime.seeding import seed_everything
+
+__all__ = ["ATARI_GAMES", "MINATAR_GAMES", "PRESETS", "Config", "env_id", "main", "preset"]
+
+PRESETS = ("smoke", "quick", "paper")
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+#: Ms. Pac-Man (the paper's named game) and eight more where positions matter
+ATARI_GAMES = (
+    "MsPacman", "Asterix", "Seaquest", "SpaceInvaders", "Breakout", "Amidar", "Alien", "BankHeist", "Frostbite",
+)  # fmt: skip
+
+
+def env_id(name: str) -> str:
+    """The gymnasium id of a game: ``MinAtar/Breakout`` -> ``MinAtar/Breakout-v1``, ``MsPacman`` -> ``ALE/MsPacman-v5``.
+
+    Full ids (with a version) pass through unchanged.
+    """
+    if "-v" in name:
+        return name
+    if name.startswith("MinAtar/"):
+        return f"{name}-v1"
+    return f"ALE/{name.removeprefix('ALE/')}-v5"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One A2C training run."""
+
+    env: str = "MinAtar/Breakout-v1"
+    """Game: a gymnasium id (MinAtar/Breakout-v1, ALE/MsPacman-v5) or short name (MinAtar/Breakout, MsPacman)."""
+    model: Literal["conv", "coordconv"] = "coordconv"
+    """Plain convolutional body (conv) or with CoordConv (coordconv)."""
+    coord_layers: Literal["first", "all"] = "first"
+    """Which convolutions become CoordConv in the coordconv model."""
+    coord_in: Literal["shared", "actor"] = "shared"
+    """shared: actor and critic share one body (SB3's A2C default); actor: separate bodies, CoordConv in the
+    actor's only."""
+    with_r: bool = False
+    """Add the radius channel."""
+    seed: int = 0
+    """Seed of the agent and the environments."""
+    total_steps: int = 1_000_000
+    """Environment steps (over all environments; on Atari, agent steps, each 4 frames)."""
+    n_envs: int = 16
+    """Parallel environments."""
+    n_steps: int = 5
+    """Steps per environment per update."""
+    lr: float = 7e-4
+    """RMSprop learning rate."""
+    gamma: float = 0.99
+    """Discount."""
+    ent_coef: float = 0.01
+    """Entropy bonus."""
+    vf_coef: float = 0.25
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping."""
+    frame_stack: int = 4
+    """Atari: frames stacked (MinAtar boards are not stacked)."""
+    vec_env: Literal["auto", "dummy", "subproc"] = "auto"
+    """Environments in this process (dummy) or in subprocesses (subproc); auto: subproc for Atari, dummy for
+    MinAtar, whose steps cost less than a process hop."""
+    log_every: int = 50_000
+    """Log a metrics line and checkpoint every this many steps."""
+    final_episodes: int = 100
+    """The final return is the mean over this many last episodes."""
+    threads: int = 1
+    """torch CPU threads."""
+    stop_after_logs: int = 0
+    """Stop after this many log points of this session, leaving the checkpoint, as an interruption would (tests)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "total_steps": self.total_steps >= 1,
+            "n_envs": self.n_envs >= 1,
+            "n_steps": self.n_steps >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "gamma": 0 < self.gamma <= 1,
+            "ent_coef": self.ent_coef >= 0,
+            "vf_coef": self.vf_coef >= 0,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "frame_stack": self.frame_stack >= 1,
+            "log_every": self.log_every >= 1,
+            "final_episodes": self.final_episodes >= 1,
+            "threads": self.threads >= 0,
+            "stop_after_logs": self.stop_after_logs >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+        for name, allowed in (
+            ("model", ("conv", "coordconv")),
+            ("coord_layers", ("first", "all")),
+            ("coord_in", ("shared", "actor")),
+            ("vec_env", ("auto", "dummy", "subproc")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}; expected one of {allowed}")
+
+    @property
+    def is_minatar(self) -> bool:
+        return env_id(self.env).startswith("MinAtar/")
+
+
+def preset(name: str, env: str, model: str, **overrides: Any) -> Config:
+    """The named preset for a game and model.
+
+    ``smoke`` runs in seconds (tests), ``quick`` 1M steps (MinAtar: minutes per run on one core), ``paper`` 10M
+    agent steps (the usual Atari A2C budget: hours per run on a GPU machine).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+    settings: dict[str, Any] = {
+        "smoke": {"total_steps": 2_000, "n_envs": 4, "log_every": 1_000, "final_episodes": 10},
+        "quick": {"total_steps": 1_000_000, "log_every": 50_000},
+        "paper": {"total_steps": 10_000_000, "log_every": 250_000},
+    }[name]
+    return Config(**{"env": env_id(env), "model": model, **settings, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# environments and agent
+
+
+def _import_rl() -> dict[str, Any]:
+    try:
+        import gymnasium as gym
+        import stable_baselines3
+    except ImportError as e:
+        raise RunError(f"the RL experiments need the rl extra ({e}); pip install 'torch-coordconv[rl]'") from e
+    return {"gym": gym, "sb3": stable_baselines3}
+
+
+def _register(name: str) -> None:
+    """Register the games of ``name``'s package with gymnasium (once per process).
+
+    Raises:
+        RunError: the package is not installed, or it has no game ``name``.
+    """
+    import gymnasium as gym
+
+    if name in gym.registry:
+        return
+    try:
+        if name.startswith("MinAtar/"):
+            import minatar.gym
+
+            minatar.gym.register_envs()
+        else:
+            import ale_py
+
+            gym.register_envs(ale_py)
+    except ImportError as e:
+        raise RunError(f"{name} needs a package that is missing ({e}); pip install 'torch-coordconv[rl]'") from e
+    if name not in gym.registry:
+        family = name.split("/")[0] + "/"
+        known = sorted(k for k in gym.registry if k.startswith(family) and k.endswith(name[-3:]))
+        hint = f"; for example {', '.join(known[:5])}" if known else ""
+        raise RunError(f"unknown environment {name!r}{hint}")
+
+
+def _make_game(name: str, **kwargs: Any) -> Any:
+    """``gym.make(name)`` after registering the game's package: runs in each environment subprocess too."""
+    import gymnasium as gym
+
+    _register(name)
+    return gym.make(name, **kwargs)
+
+
+def make_env(cfg: Config) -> Any:
+    """The vectorised, monitored environments of ``cfg`` (SB3's Atari preprocessing for Atari games)."""
+    _import_rl()
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+
+    name = env_id(cfg.env)
+    subproc = cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and not cfg.is_minatar)
+    vec_cls = SubprocVecEnv if subproc and cfg.n_envs > 1 else DummyVecEnv
+    _register(name)
+    if cfg.is_minatar:
+        return make_vec_env(partial(_make_game, name), n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
+    # ALE v5 skips 4 frames itself; SB3's AtariWrapper skips (and max-pools) 4, so the env must not skip again
+    env = make_atari_env(
+        partial(_make_game, name), n_envs=cfg.n_envs, seed=cfg.seed, env_kwargs={"frameskip": 1}, vec_env_cls=vec_cls
+    )
+    return VecFrameStack(env, cfg.frame_stack)
+
+
+def build_agent(cfg: Config, env: Any) -> Any:
+    """SB3's A2C with the RL Zoo's Atari hyperparameters and our body."""
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    from coordconv.repro.sb3 import ActorCoordPolicy, CNNExtractor
+
+    coord = "none" if cfg.model == "conv" else cfg.coord_layers
+    policy_kwargs = {
+        "features_extractor_class": CNNExtractor,
+        "features_extractor_kwargs": {"coord": coord, "with_r": cfg.with_r},
+        "share_features_extractor": cfg.coord_in == "shared",
+        "optimizer_class": RMSpropTFLike,
+        "optimizer_kwargs": {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0},
+    }
+    return A2C(
+        ActorCoordPolicy,
+        env,
+        learning_rate=cfg.lr,
+        n_steps=cfg.n_steps,
+        gamma=cfg.gamma,
+        ent_coef=cfg.ent_coef,
+        vf_coef=cfg.vf_coef,
+        max_grad_norm=cfg.max_grad_norm,
+        policy_kwargs=policy_kwargs,
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training
+
+
+def _summary_of(episodes: list[list[float]], curve: list[float | None], final_episodes: int) -> dict[str, Any]:
+    returns = [r for _, r, _ in episodes]
+    points = [c for c in curve if c is not None]
+    last = returns[-final_episodes:]
+    return {
+        "episodes": len(returns),
+        "final_return": statistics.fmean(last) if last else None,
+        "final_return_std": statistics.pstdev(last) if len(last) > 1 else None,
+        "auc": statistics.fmean(points) if points else None,
+    }
+
+
+def main(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train one agent into ``out`` and return its summary (also in ``out/summary.json``).
+
+    Raises:
+        RunError: ``out`` holds another run, the run to resume is missing, different or corrupt, or the game
+            or the RL packages are missing.
+    """
+    _import_rl()
+    _register(env_id(cfg.env))  # an unknown game fails before anything is written
+    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+    if resume and run.finished:
+        return run.summary()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    env = make_env(cfg)
+    try:
+        return _train(cfg, run, env, resume, log)
+    finally:
+        env.close()
+
+
+def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    agent = build_agent(cfg, env)
+    params = sum(p.numel() for p in agent.policy.parameters())
+    episodes: list[list[float]] = []  # [step, return, length]
+    curve: list[float | None] = []  # running mean return (last 100 episodes) at every log point
+    train_seconds = 0.0
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        agent.policy.load_state_dict(state["policy"])
+        agent.policy.optimizer.load_state_dict(state["optimizer"])
+        agent.num_timesteps = int(state["steps"])
+        episodes = [list(e) for e in state["episodes"]]
+        curve = list(state["curve"])
+        train_seconds = float(state["train_seconds"])
+
+    class Episodes(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.append([self.num_timesteps, float(info["episode"]["r"]), float(info["episode"]["l"])])
+            return True
+
+    callback = Episodes()
+    desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
+    progress = Progress(cfg.total_steps, desc, every=30.0) if log is None else None
+    emit = log or (progress.write if progress else print)
+    if progress:
+        progress.update(agent.num_timesteps)
+    logs_this_session = 0
+    while agent.num_timesteps < cfg.total_steps:
+        before = agent.num_timesteps
+        chunk = min(cfg.log_every - before % cfg.log_every, cfg.total_steps - before)
+        start = time.perf_counter()
+        agent.learn(chunk, reset_num_timesteps=False, callback=callback, progress_bar=False)
+        train_seconds += time.perf_counter() - start
+        recent = [r for _, r, _ in episodes[-100:]]
+        mean_return = statistics.fmean(recent) if recent else None
+        curve.append(mean_return)
+        run.log(
+            {
+                "step": agent.num_timesteps,
+                "episodes": len(episodes),
+                "mean_return_100": mean_return,
+                "train_seconds": round(train_seconds, 3),
+                "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
+            }
+        )
+        run.save_checkpoint(
+            {
+                "policy": agent.policy.state_dict(),
+                "optimizer": agent.policy.optimizer.state_dict(),
+                "steps": agent.num_timesteps,
+                "episodes": episodes,
+                "curve": curve,
+                "train_seconds": train_seconds,
+            }
+        )
+        if progress:
+            progress.update(agent.num_timesteps - before, ret=mean_return)
+        else:
+            shown = "none yet" if mean_return is None else f"{mean_return:.2f}"
+            emit(f"{desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}")
+        logs_this_session += 1
+        if cfg.stop_after_logs and logs_this_session >= cfg.stop_after_logs and agent.num_timesteps < cfg.total_steps:
+            if progress:
+                progress.close()
+            emit(f"{desc}: stopped after {logs_this_session} log point(s) as asked; resume with --resume")
+            return {"interrupted": True, "steps": agent.num_timesteps}
+    if progress:
+        progress.close()
+    run.save_weights(agent.policy)
+    summary = {
+        "task": "rl",
+        "model": cfg.model,
+        "env": env_id(cfg.env),
+        "seed": cfg.seed,
+        "params": params,
+        **_summary_of(episodes, curve, cfg.final_episodes),
+        "steps": agent.num_timesteps,
+        "train_seconds": round(train_seconds, 3),
+        "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
+        "config": to_dict(cfg),
+    }
+    run.finish(summary)
+    return summary

@@ -1,0 +1,88 @@
+"""Convolutional bodies of the RL agents, plain or with CoordConv layers (framework-free: plain ``nn.Module``).
+
+* :class:`NatureCNN`: the Atari network of Mnih et al. (2015) that A2C baselines use: 8x8/4 (32), 4x4/2 (64),
+  3x3/1 (64), then a 512-unit layer, on 84x84 stacks of frames.
+* :class:`MinAtarCNN`: MinAtar's own baseline network (Young and Tian, 2019): one 3x3 convolution with 16
+  channels, then a 128-unit layer, on the 10x10 boards.
+
+``coord`` places CoordConv: ``"none"`` (the plain network), ``"first"`` (the first convolution only, as the
+paper's toy models and its "a CoordConv layer in the actor network") or ``"all"`` (every convolution). Inputs
+are ``(N, C, H, W)`` floats; the Stable-Baselines3 extractor in :mod:`coordconv.repro.rl` handles layouts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from coordconv import CoordConv2d
+
+__all__ = ["PLACEMENTS", "MinAtarCNN", "NatureCNN", "Placement", "conv_layer"]
+
+Placement = Literal["none", "first", "all"]
+PLACEMENTS: tuple[str, ...] = ("none", "first", "all")
+
+
+def conv_layer(
+    index: int, coord: Placement, in_channels: int, out_channels: int, kernel_size: int, stride: int, *, with_r: bool
+) -> nn.Conv2d:
+    """Convolution number ``index`` (from 0) of a body with the ``coord`` placement."""
+    if coord not in PLACEMENTS:
+        raise ValueError(f"invalid coord placement {coord!r}; expected one of {PLACEMENTS}")
+    if coord == "all" or (coord == "first" and index == 0):
+        return CoordConv2d(in_channels, out_channels, kernel_size, stride, with_r=with_r)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride)
+
+
+class NatureCNN(nn.Module):
+    """The Nature DQN body: three convolutions and a 512-unit layer, ReLU after each."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int = 84,
+        width: int = 84,
+        *,
+        features: int = 512,
+        coord: Placement = "none",
+        with_r: bool = False,
+    ) -> None:
+        super().__init__()
+        layers = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
+        convs: list[nn.Module] = []
+        channels = in_channels
+        for i, (out, k, s) in enumerate(layers):
+            convs += [conv_layer(i, coord, channels, out, k, s, with_r=with_r), nn.ReLU()]
+            channels = out
+        self.convs = nn.Sequential(*convs, nn.Flatten())
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
+        self.features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.convs(x))  # type: ignore[no-any-return]
+
+
+class MinAtarCNN(nn.Module):
+    """MinAtar's baseline body: a 3x3 convolution with 16 channels and a 128-unit layer, ReLU after each."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int = 10,
+        width: int = 10,
+        *,
+        features: int = 128,
+        coord: Placement = "none",
+        with_r: bool = False,
+    ) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(conv_layer(0, coord, in_channels, 16, 3, 1, with_r=with_r), nn.ReLU(), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(16 * (height - 2) * (width - 2), features), nn.ReLU())
+        self.features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.convs(x))  # type: ignore[no-any-return]

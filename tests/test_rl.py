@@ -1,0 +1,153 @@
+"""The RL agents: CoordConv bodies, their SB3 extractor and policy, and A2C runs on MinAtar and Atari."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coordconv import CoordConv2d
+from coordconv.repro.models.rl import MinAtarCNN, NatureCNN
+
+gym = pytest.importorskip("gymnasium")
+pytest.importorskip("stable_baselines3")
+
+from stable_baselines3 import A2C  # noqa: E402
+from stable_baselines3.common.envs import FakeImageEnv  # noqa: E402
+
+from coordconv.repro.experiments import rl  # noqa: E402
+from coordconv.repro.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
+
+
+def coordconv(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(("coord", "expected"), [("none", 0), ("first", 1), ("all", 3)])
+def test_nature_cnn_placements(coord, expected):
+    net = NatureCNN(4, coord=coord, with_r=True)
+    assert net(torch.rand(2, 4, 84, 84)).shape == (2, 512)
+    assert count_coordconv(net) == expected
+    if expected:
+        first = net.convs[0]
+        assert isinstance(first, CoordConv2d) and first.with_r and first.stride == (4, 4)
+
+
+def test_plain_bodies_match_the_reference_networks():
+    # Nature CNN: 32*(4*64+1) + 64*(32*16+1) + 64*(64*9+1) + (3136*512+512) parameters
+    nature = sum(p.numel() for p in NatureCNN(4).parameters())
+    assert nature == 32 * (4 * 64 + 1) + 64 * (32 * 16 + 1) + 64 * (64 * 9 + 1) + 3136 * 512 + 512
+    minatar = sum(p.numel() for p in MinAtarCNN(4).parameters())
+    assert minatar == 16 * (4 * 9 + 1) + 16 * 8 * 8 * 128 + 128  # MinAtar's baseline network
+    assert MinAtarCNN(4, coord="first")(torch.rand(3, 4, 10, 10)).shape == (3, 128)
+
+
+def test_bad_placement():
+    with pytest.raises(ValueError, match="invalid coord placement 'middle'"):
+        NatureCNN(4, coord="middle")
+
+
+def test_extractor_layouts_and_bodies():
+    chw = gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8")
+    ext = CNNExtractor(chw, coord="first")
+    assert ext.body == "nature" and ext.channels_first and ext.features_dim == 512
+    assert ext(torch.rand(2, 4, 84, 84)).shape == (2, 512)
+    board = gym.spaces.Box(0, 1, (10, 10, 6), dtype=bool)  # MinAtar: channels last, booleans
+    ext = CNNExtractor(board, coord="all")
+    assert ext.body == "minatar" and not ext.channels_first and ext.features_dim == 128
+    assert ext(torch.zeros(5, 10, 10, 6, dtype=torch.bool)).shape == (5, 128)
+    with pytest.raises(ValueError, match="expects a 3D Box"):
+        CNNExtractor(gym.spaces.Box(0, 1, (10,)))
+    with pytest.raises(ValueError, match="invalid body 'resnet'"):
+        CNNExtractor(chw, body="resnet")
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_a2c_on_sb3_fake_image_env(share):
+    env = FakeImageEnv(screen_height=84, screen_width=84, n_channels=4, discrete=True)
+    model = A2C(
+        ActorCoordPolicy,
+        env,
+        n_steps=5,
+        seed=0,
+        device="cpu",
+        policy_kwargs={
+            "features_extractor_class": CNNExtractor,
+            "features_extractor_kwargs": {"coord": "first"},
+            "share_features_extractor": share,
+        },
+    )
+    coord = model.policy.pi_features_extractor.net.convs[0].coord_weight.detach().clone()
+    model.learn(100)
+    assert not torch.equal(model.policy.pi_features_extractor.net.convs[0].coord_weight, coord)  # it trains
+    pi, vf = model.policy.pi_features_extractor, model.policy.vf_features_extractor
+    assert count_coordconv(pi) == 1
+    if share:
+        assert vf is pi
+    else:  # CoordConv in the actor only: the critic's body is plain and separate
+        assert count_coordconv(vf) == 0
+        assert not {id(p) for p in pi.parameters()} & {id(p) for p in vf.parameters()}
+
+
+def test_env_ids():
+    assert rl.env_id("MinAtar/Breakout") == "MinAtar/Breakout-v1"
+    assert rl.env_id("MsPacman") == "ALE/MsPacman-v5"
+    assert rl.env_id("ALE/Pong-v5") == "ALE/Pong-v5"
+
+
+def _summary(out):
+    summary = json.loads((out / "summary.json").read_text())
+    return {k: v for k, v in summary.items() if k not in {"train_seconds", "steps_per_second"}}
+
+
+def test_minatar_smoke_is_deterministic_and_resumes(tmp_path):
+    pytest.importorskip("minatar")
+    args = ["train", "rl", "--env", "MinAtar/Breakout", "--model", "coordconv", "--preset", "smoke"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        result = coordconv(*args, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert "steps/s" in result.stdout
+    summary = _summary(a)
+    assert summary == _summary(b)  # same seed, same run
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert summary["steps"] >= 2000 and summary["episodes"] > 0 and summary["env"] == "MinAtar/Breakout-v1"
+    assert {"final_return", "auc", "params", "model", "seed", "task"} <= set(summary)
+
+    c = tmp_path / "c"  # interrupted after the first log point, then resumed
+    assert coordconv(*args, "--out", c, "--stop-after-logs", "1").returncode == 0
+    assert not (c / "summary.json").exists()
+    result = coordconv(*args, "--out", c, "--stop-after-logs", "1", "--resume")
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(line)["step"] for line in (c / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1000, 2000]
+    assert _summary(c)["steps"] == 2000
+
+
+def test_atari_smoke_ms_pacman(tmp_path):
+    pytest.importorskip("ale_py")
+    out = tmp_path / "pacman"
+    result = coordconv("train", "rl", "--env", "MsPacman", "--model", "conv", "--preset", "smoke", "--out", out)
+    assert result.returncode == 0, result.stderr
+    summary = _summary(out)
+    assert summary["env"] == "ALE/MsPacman-v5" and summary["steps"] >= 2000
+    assert summary["config"]["vec_env"] == "auto"  # subprocess environments for Atari
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--env", "MinAtar/Pong"], 1, "unknown environment 'MinAtar/Pong-v1'; for example MinAtar/Asterix-v1"),
+        (["--n-envs", "0"], 2, "invalid n_envs: 0"),
+        (["--coord-in", "critic"], 2, "invalid choice: 'critic'"),
+    ],
+)
+def test_bad_rl_input(tmp_path, args, code, message):
+    pytest.importorskip("minatar")
+    out = tmp_path / "run"
+    result = coordconv("train", "rl", "--preset", "smoke", "--out", out, *args)
+    assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
