@@ -151,3 +151,31 @@ def test_bad_rl_input(tmp_path, args, code, message):
     result = coordconv("train", "rl", "--preset", "smoke", "--out", out, *args)
     assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_verdict_counts_only_clear_differences():
+    from coordconv.repro.report.rl import verdict
+
+    assert verdict([10.0, 11.0, 12.0], [1.0, 2.0, 3.0]) == "win"
+    assert verdict([1.0, 2.0, 3.0], [10.0, 11.0, 12.0]) == "loss"
+    assert verdict([1.0, 5.0, 9.0], [2.0, 6.0, 7.0]) == "tie"  # spread larger than the difference
+    assert verdict([3.0, 3.0], [3.0, 3.0]) == "tie"
+    assert verdict([], [1.0]) == "?"
+
+
+def test_reproduce_rl_smoke_writes_report_and_reuses_runs(tmp_path):
+    pytest.importorskip("minatar")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "repro"
+    args = ["reproduce", "rl", "--preset", "smoke", "--games", "MinAtar/Breakout", "--out", out]
+    result = coordconv(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(trained)") == 2
+    table = (out / "rl" / "table.md").read_text()
+    assert "| MinAtar-Breakout |" in table and "wins" in table and "coordconv reproduce rl" in table
+    assert (out / "rl" / "curves.png").stat().st_size > 0
+    assert "![learning curves](curves.png)" in (out / "rl" / "report.md").read_text()
+    result = coordconv(*args)
+    assert result.returncode == 0 and result.stdout.count("(reused)") == 2
+    result = coordconv("reproduce", "classification", "--games", "MinAtar/Breakout", "--out", out)
+    assert result.returncode == 2 and "--games applies to the rl task only" in result.stderr

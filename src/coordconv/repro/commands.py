@@ -80,21 +80,27 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    unknown = [t for t in args.tasks if t not in toy.TASKS]
+    unknown = [t for t in args.tasks if t not in (*toy.TASKS, "rl")]
     if unknown:
-        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(toy.TASKS)}")
+        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join((*toy.TASKS, 'rl'))}")
+    if args.games and "rl" not in args.tasks:
+        args.parser.error("--games applies to the rl task only")
+    tasks = args.tasks or ["classification"]
+    command = (
+        shlex.join(["coordconv", "reproduce", *sys.argv[sys.argv.index("reproduce") + 1 :]])
+        if "reproduce" in sys.argv
+        else ""
+    )
+    common = {
+        "preset": args.preset, "seeds": args.seeds, "first_seed": args.first_seed, "out": Path(args.out),
+        "overwrite": args.overwrite, "command": command,
+    }  # fmt: skip
     try:
-        reproduce.main(
-            args.tasks or ["classification"],
-            preset=args.preset,
-            seeds=args.seeds,
-            first_seed=args.first_seed,
-            out=Path(args.out),
-            overwrite=args.overwrite,
-            command=shlex.join(["coordconv", "reproduce", *sys.argv[sys.argv.index("reproduce") + 1 :]])
-            if "reproduce" in sys.argv
-            else "",
-        )
+        toy_tasks = [t for t in tasks if t != "rl"]
+        if toy_tasks:
+            reproduce.main(toy_tasks, **common)
+        if "rl" in tasks:
+            reproduce.main_rl(args.games, **common)
     except RunError as e:
         return _fail(str(e))
     return 0
@@ -198,7 +204,12 @@ def add_commands(commands: Any) -> None:
             "are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped."
         ),
     )
-    reproduce.add_argument("tasks", nargs="*", metavar="TASK", help=f"tasks to run: {', '.join(toy.TASKS)}")
+    reproduce.add_argument(
+        "tasks", nargs="*", metavar="TASK", help=f"tasks to run: {', '.join(toy.TASKS)}, rl (A2C agents)"
+    )
+    reproduce.add_argument(
+        "--games", nargs="+", default=[], help="rl: games (default: the five MinAtar games; paper preset: nine Atari)"
+    )
     reproduce.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings (default: quick)")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from coordconv.repro.experiments import toy
 from coordconv.repro.report import toy as report
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.rundir import CONFIG, Run, write_atomic
 
-__all__ = ["main"]
+__all__ = ["main", "main_rl", "write_rl_report"]
 
 
 def main(
@@ -44,14 +47,8 @@ def main(
     for i, (task, split, model, seed) in enumerate(plan, 1):
         cfg = toy.preset(preset, task, model, split, seed=seed)
         folder = report.run_dir(out, task, model, split, seed)
-        resume = (folder / CONFIG).exists() and not overwrite
-        if resume and Run(folder, {}).finished:
-            summary = Run(folder, {}).summary()
-            if summary.get("config") == _plain(cfg):
-                _print_run(i, len(plan), summary, "reused")
-                continue
-        summary = toy.main(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet)
-        _print_run(i, len(plan), summary, "trained")
+        summary, how = _reuse_or_train(folder, cfg, toy.main, overwrite)
+        _print_run(i, len(plan), summary, how)
     command = command or f"coordconv reproduce {shlex.join(tasks)}"
     for task in tasks:
         write_atomic(out / task / "command.txt", command + "\n")
@@ -63,10 +60,86 @@ def main(
     return path
 
 
-def _plain(cfg: toy.Config) -> dict[str, object]:
-    from coordconv.repro.runtime.config import to_dict
+def _reuse_or_train(
+    folder: Path, cfg: Any, train: Callable[..., dict[str, Any]], overwrite: bool
+) -> tuple[dict[str, Any], str]:
+    """The finished run in ``folder`` if its config is ``cfg``; else train it (resuming an unfinished one)."""
+    resume = (folder / CONFIG).exists() and not overwrite
+    if resume and Run(folder, {}).finished:
+        summary = Run(folder, {}).summary()
+        if summary.get("config") == to_dict(cfg):
+            return summary, "reused"
+    return train(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet), "trained"
 
-    return to_dict(cfg)
+
+def main_rl(
+    games: list[str],
+    *,
+    preset: str = "quick",
+    seeds: int = 3,
+    first_seed: int = 0,
+    out: Path = Path("runs/reproduce"),
+    overwrite: bool = False,
+    command: str = "",
+) -> Path:
+    """A2C with conv and CoordConv bodies on each game and seed, then ``out/rl/report.md``.
+
+    ``games`` defaults to the five MinAtar games (the ``paper`` preset: the nine Atari games). Finished runs are
+    reused and unfinished ones resumed, as in :func:`main`.
+    """
+    from coordconv.repro.experiments import rl
+    from coordconv.repro.report import rl as rl_report
+
+    started = time.perf_counter()
+    if not games:
+        games = list(rl.ATARI_GAMES) if preset == "paper" else [f"MinAtar/{g}" for g in rl.MINATAR_GAMES]
+    plan = [
+        (game, model, seed)
+        for game in games
+        for model in report.MODELS
+        for seed in range(first_seed, first_seed + seeds)
+    ]
+    print(f"reproduce: {len(plan)} A2C runs ({len(games)} games; preset {preset}; {seeds} seed(s)) into {out}")
+    for i, (game, model, seed) in enumerate(plan, 1):
+        cfg = rl.preset(preset, game, model, seed=seed)
+        summary, how = _reuse_or_train(rl_report.run_dir(out, cfg.env, model, seed), cfg, rl.main, overwrite)
+        final = summary["final_return"]
+        print(
+            f"[{i}/{len(plan)}] {rl_report.game_name(cfg.env):<22} {model:<9} seed {seed}: final return "
+            + ("-" if final is None else f"{final:.2f}")
+            + f", {summary['steps_per_second']} steps/s ({how})",
+            flush=True,
+        )
+    write_atomic(out / "rl" / "command.txt", (command or f"coordconv reproduce rl --games {shlex.join(games)}") + "\n")
+    path = write_rl_report(out)
+    print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
+    return path
+
+
+def write_rl_report(out: Path) -> Path:
+    """``out/rl/table.md``, ``curves.png`` and ``report.md`` from the finished A2C runs under ``out/rl``."""
+    from coordconv.repro.report import rl as rl_report
+
+    runs = rl_report.load_runs(out)
+    command = (out / "rl" / "command.txt").read_text().strip()
+    table = f"Command: `{command}`\n\n" + rl_report.results_table(runs)
+    write_atomic(out / "rl" / "table.md", table + "\n")
+    rl_report.plot_curves(runs, out / "rl" / "curves.png")
+    text = [
+        "# CoordConv reproduction: A2C agents",
+        "",
+        "SB3's A2C with the RL Zoo's Atari hyperparameters; conv and CoordConv bodies (CoordConv first layer, "
+        "shared by actor and critic unless the config says otherwise).",
+        "",
+        table,
+        "",
+        "![learning curves](curves.png)",
+        "",
+    ]
+    path = out / "rl" / "report.md"
+    write_atomic(path, "\n".join(text))
+    print(f"\nrl\n{table}")
+    return path
 
 
 def _quiet(line: str) -> None:

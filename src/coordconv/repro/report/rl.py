@@ -1,0 +1,147 @@
+"""Tables and plots of the A2C runs, from finished run directories ``ROOT/rl/<game>/<model>-seed<k>/``."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordconv.repro.report.toy import COLOURS, MODELS, _pyplot, _save
+
+__all__ = ["RLRun", "game_name", "load_runs", "plot_curves", "results_table", "run_dir", "verdict"]
+
+#: |t| above which a difference of mean final returns counts as a win or a loss
+T_THRESHOLD = 2.0
+
+
+def game_name(env: str) -> str:
+    """``MinAtar/Breakout-v1`` -> ``MinAtar-Breakout``, ``ALE/MsPacman-v5`` -> ``MsPacman`` (folder names)."""
+    base = env.rsplit("-v", 1)[0]
+    return base.removeprefix("ALE/").replace("/", "-")
+
+
+def run_dir(root: Path, env: str, model: str, seed: int) -> Path:
+    """Where ``coordconv reproduce rl`` puts one run."""
+    return root / "rl" / game_name(env) / f"{model}-seed{seed}"
+
+
+@dataclass(frozen=True)
+class RLRun:
+    """A finished A2C run's files, parsed."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+
+def load_runs(root: Path) -> list[RLRun]:
+    """Every finished A2C run under ``root/rl``, sorted by game, model and seed."""
+    runs = []
+    for summary_path in sorted((root / "rl").glob("*/*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        metrics_path = summary_path.parent / "metrics.jsonl"
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+        runs.append(RLRun(summary_path.parent, summary, metrics))
+    return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def verdict(coord: list[float], plain: list[float]) -> str:
+    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t statistic of the mean final returns beyond +-2."""
+    if not coord or not plain:
+        return "?"
+    (mc, sc), (mp, sp) = _mean_std(coord), _mean_std(plain)
+    se = math.sqrt(sc**2 / len(coord) + sp**2 / len(plain))
+    if se == 0:
+        return "tie" if mc == mp else ("win" if mc > mp else "loss")
+    t = (mc - mp) / se
+    return "win" if t > T_THRESHOLD else "loss" if t < -T_THRESHOLD else "tie"
+
+
+def _values(runs: list[RLRun], env: str, model: str, key: str) -> list[float]:
+    return [
+        float(r.summary[key])
+        for r in runs
+        if r.summary["env"] == env and r.summary["model"] == model and r.summary[key] is not None
+    ]
+
+
+def results_table(runs: list[RLRun]) -> str:
+    """Per game: final return and learning-curve area of both models, the verdict, and the speed ratio."""
+    envs = sorted({r.summary["env"] for r in runs})
+    lines = [
+        "| game | conv final return | CoordConv final return | conv AUC | CoordConv AUC | CoordConv | seeds "
+        "| steps/s conv | steps/s CoordConv | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    tally = {"win": 0, "tie": 0, "loss": 0}
+    ratios = []
+    for env in envs:
+        cells = []
+        for key in ("final_return", "auc"):
+            for model in MODELS:
+                values = _values(runs, env, model, key)
+                cells.append("-" if not values else "{:.2f} ± {:.2f}".format(*_mean_std(values)))
+        result = verdict(_values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return"))
+        tally[result] = tally.get(result, 0) + 1
+        speed = [_values(runs, env, m, "steps_per_second") for m in MODELS]
+        medians = [statistics.median(v) if v else math.nan for v in speed]
+        ratio = medians[1] / medians[0] if medians[0] else math.nan
+        if math.isfinite(ratio):
+            ratios.append(ratio)
+        seeds = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
+        lines.append(
+            f"| {game_name(env)} | {' | '.join(cells)} | {result} | {seeds} | {medians[0]:.0f} | {medians[1]:.0f} "
+            f"| {ratio:.3f} |"
+        )
+    lines += [
+        "",
+        f"CoordConv against conv: {tally['win']} wins, {tally['tie']} ties, {tally['loss']} losses "
+        "(paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs Welch's t statistic of the "
+        f"mean final returns beyond ±{T_THRESHOLD:g}; final return: mean of the last episodes of each run; AUC: "
+        "mean over the run of the running mean return. Mean ± standard deviation over seeds. Steps per second "
+        "are medians over the runs, each measured alone"
+        + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),
+    ]
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[RLRun], path: Path) -> None:
+    """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game."""
+    plt = _pyplot()
+    envs = sorted({r.summary["env"] for r in runs})
+    cols = min(len(envs), 3) or 1
+    rows = max(1, math.ceil(len(envs) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, env in zip(axes.flat, envs, strict=False):
+        for model in MODELS:
+            group = [r for r in runs if r.summary["env"] == env and r.summary["model"] == model]
+            if not group:
+                continue
+            steps = [m["step"] for m in group[0].metrics]
+            curves = [[m["mean_return_100"] for m in r.metrics][: len(steps)] for r in group]
+            n = min(len(c) for c in curves)
+            points = [
+                [c[i] for c in curves if c[i] is not None] for i in range(n)
+            ]  # seeds with an episode finished by then
+            xs = [steps[i] for i in range(n) if points[i]]
+            ys = [p for p in points if p]
+            label = "CoordConv" if model == "coordconv" else "conv"
+            ax.plot(xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)")
+            ax.fill_between(xs, [min(p) for p in ys], [max(p) for p in ys], color=COLOURS[model], alpha=0.2)
+        ax.set_title(game_name(env), fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("mean return (last 100 episodes)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(envs) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
