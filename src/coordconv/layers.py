@@ -391,7 +391,20 @@ class _CoordConvMixin(nn.Module):
         return x, batched
 
     def _grid(self, x: Tensor) -> Tensor:
-        """The batch-1 coordinate input ``(1, coord_channels, *spatial)`` for ``x``'s grid."""
+        """The batch-1 coordinate input ``(1, coord_channels, *spatial)`` for ``x``'s grid.
+
+        Kept for the next call with the same size, dtype, device and grad mode (outside ``torch.compile`` and
+        ``torch.func`` transforms): building a grid costs several small operations.
+        """
+        key = None
+        if not _plain_autograd(x):
+            key = (
+                tuple(x.shape[2:]), x.dtype, x.device, torch.is_inference_mode_enabled(), self.encoding, self.with_r,
+                self.order,
+            )  # fmt: skip
+            cached = self.__dict__.get("_grid_cache")
+            if cached is not None and cached[0] == key:
+                return cast(Tensor, cached[1])
         grid = coord_grid(
             x.shape[2:], encoding=self.encoding, with_r=self.with_r, order=self.order, dtype=x.dtype, device=x.device
         ).unsqueeze(0)
@@ -400,6 +413,8 @@ class _CoordConvMixin(nn.Module):
         # it, while small grids are fastest contiguous.
         if grid.dim() == 4 and grid.device.type == "cpu" and grid.numel() > _SMALL_GRID:
             grid = grid.contiguous(memory_format=torch.channels_last)
+        if key is not None:
+            self.__dict__["_grid_cache"] = (key, grid)
         return grid
 
     def _term(self, out: Tensor, compute: Callable[[], Tensor], *extra: Any) -> Tensor:
@@ -409,7 +424,7 @@ class _CoordConvMixin(nn.Module):
         coordinate filters, the bias, the grid and the layer's options, so it is computed once and kept until
         one of them changes: a new or in-place-updated parameter (its version counter and storage are part of
         the key), another input size, dtype, device, layout or autocast state. The cache holds one batch-1
-        output; it is never pickled or copied.
+        output; it is never pickled or copied (nor is the cached grid).
         """
         fmt = _memory_format(out)
         if torch.is_grad_enabled() or _plain_autograd(out):
@@ -432,6 +447,7 @@ class _CoordConvMixin(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_term_cache", None)
+        state.pop("_grid_cache", None)
         return state
 
     def extra_repr(self) -> str:
