@@ -152,6 +152,13 @@ def test_reproduce_smoke_writes_report(tmp_path):
     assert "fits train and test perfectly" in report  # the paper's claim sits beside ours
     again = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 4
+    table = (out / "regression" / "table.md").read_text()
+    # a run kept elsewhere under the output folder (an ablation, say) is not part of the report
+    stray = out / "ablations" / "extra-run"
+    args = ["train", "regression", "--model", "coordconv", "--preset", "smoke", "--epochs", "1", "--out", stray]
+    assert coordconv(*args).returncode == 0
+    assert coordconv("reproduce", "regression", "--preset", "smoke", "--out", out).returncode == 0
+    assert (out / "regression" / "table.md").read_text() == table
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordconv.repro.experiments.toy import TASKS
 from coordconv.repro.report.paper import PAPER
 
 __all__ = ["RunRecord", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "run_dir"]
@@ -41,9 +42,13 @@ class RunRecord:
 
 
 def load_runs(root: Path, task: str | None = None) -> list[RunRecord]:
-    """Every finished run under ``root`` (optionally of one task), sorted by task, split, model and seed."""
+    """Every finished run in ``root``'s task folders (optionally one task's), sorted by task, split, model, seed.
+
+    Only ``root/<task>/<run>/`` counts: runs kept elsewhere under ``root`` (ablations, say) are not the report's.
+    """
     records = []
-    for summary_path in sorted(root.glob("*/*/summary.json")):
+    paths = [p for t in ((task,) if task else TASKS) for p in sorted((root / t).glob("*/summary.json"))]
+    for summary_path in paths:
         folder = summary_path.parent
         summary = json.loads(summary_path.read_text())
         if task is not None and summary["task"] != task:
