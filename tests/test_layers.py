@@ -376,6 +376,8 @@ def test_compile_fullgraph_equals_eager(layer_fn):
 
 
 @pytest.mark.slow
+# inductor's CPU backend imports a torch module that still calls a deprecated torch.jit API (torch 2.13)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_inductor_equals_eager():
     torch._dynamo.reset()
     layer = CoordConv2d(3, 8, 3, padding=1, with_r=True)
