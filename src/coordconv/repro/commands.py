@@ -150,6 +150,15 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> None:
+    """The options every ``coordconv train`` experiment shares: seed, preset, run directory, resume, overwrite."""
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--preset", choices=presets, default="quick", help="settings to start from (default: quick)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+
 def add_commands(commands: Any) -> None:
     """Register ``train``, ``reproduce``, ``sweep`` and ``dataset`` on the ``coordconv`` subparsers."""
     train = commands.add_parser(
@@ -165,11 +174,7 @@ def add_commands(commands: Any) -> None:
         p = tasks.add_parser(task, help=f"the {task} task", description=toy.__doc__)
         p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
         p.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
-        p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-        p.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings to start from (default: quick)")
-        p.add_argument("--out", required=True, help="run directory")
-        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-        p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+        _add_run_arguments(p, toy.PRESETS)
         p.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:N (default: cpu)")
         add_config_arguments(p, toy.Config, skip=("task", "model", "split", "seed"))
         p.set_defaults(func=_train, parser=p)
@@ -187,11 +192,7 @@ def add_commands(commands: Any) -> None:
         help="game: MinAtar/Breakout, MsPacman, ALE/MsPacman-v5, ... (default: MinAtar/Breakout)",
     )
     p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    p.add_argument("--preset", choices=rl.PRESETS, default="quick", help="settings to start from (default: quick)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    _add_run_arguments(p, rl.PRESETS)
     add_config_arguments(p, rl.Config, skip=("env", "model", "seed"))
     p.set_defaults(func=_train_rl, parser=p)
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import torch
 
-from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, RunError
 from coordconv.repro.runtime.seeding import seed_everything
@@ -124,17 +124,7 @@ class Config:
             "threads": self.threads >= 0,
             "stop_after_logs": self.stop_after_logs >= 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
-        for name, allowed in (
-            ("model", ("conv", "coordconv")),
-            ("coord_layers", ("first", "all")),
-            ("coord_in", ("shared", "actor")),
-            ("vec_env", ("auto", "dummy", "subproc")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}; expected one of {allowed}")
+        validate(self, checks)
 
     @property
     def is_minatar(self) -> bool:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from coordconv.repro.data import notsoclevr
 from coordconv.repro.models import toy as models
 from coordconv.repro.runtime.allocator import keep_freed_memory
-from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, RunError, write_json
 from coordconv.repro.runtime.seeding import seed_everything
@@ -137,18 +137,7 @@ class Config:
             "threads": self.threads >= 0,
             "stop_after_epochs": self.stop_after_epochs >= 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
-        for name, allowed in (
-            ("task", TASKS),
-            ("model", ("conv", "coordconv")),
-            ("split", ("uniform", "quadrant")),
-            ("conv_regressor", ("auto", "uniform", "quadrant")),
-            ("input_scale", ("raw", "unit")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}; expected one of {allowed}")
+        validate(self, checks)
         if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
             raise ValueError("interm_loss applies to the CoordConv rendering model only")
         if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:

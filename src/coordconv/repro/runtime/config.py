@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-__all__ = ["add_config_arguments", "config_from_args", "field_docs", "to_dict"]
+__all__ = ["add_config_arguments", "config_from_args", "field_docs", "to_dict", "validate"]
 
 C = TypeVar("C")
 
@@ -93,3 +93,19 @@ def config_from_args(base: C, args: argparse.Namespace | Mapping[str, Any]) -> C
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as a JSON-ready dict (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def validate(config: Any, checks: Mapping[str, bool]) -> None:
+    """Check a config: ``checks`` (field name -> whether its value is valid), then every ``Literal`` field.
+
+    Raises:
+        ValueError: naming the first invalid field, its value and, for a ``Literal`` field, the choices.
+    """
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(f"invalid {name}: {getattr(config, name)!r}")
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        hint = hints[f.name]
+        if get_origin(hint) is Literal and getattr(config, f.name) not in get_args(hint):
+            raise ValueError(f"invalid {f.name}: {getattr(config, f.name)!r}; expected one of {get_args(hint)}")
