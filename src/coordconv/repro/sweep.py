@@ -17,7 +17,7 @@ Grids (``GRIDS``):
   one also crosses it with an MSE loss, which we do not implement: 324 rather than 648 per split) and CoordConv
   lr {0.001, 0.005} x L2 {0, 0.001} x multiplier {1, 2}. Regression: lr {0.0005, 0.001, 0.01} x L2 {1e-5, 1e-4,
   5e-4} for the conv regressors; the paper gives one CoordConv setting, and we cross the same grid.
-* ``quick``: a documented subset on the ``quick`` presets that finishes on 2 CPU cores in about an hour
+* ``quick``: a documented subset on the ``quick`` presets that finishes on 2 CPU cores in 60-90 minutes
   (classification: 36 deconv configurations per split at 20 epochs and the 6 CoordConv ones).
 * ``smoke``: two tiny trials, for tests.
 """
