@@ -509,8 +509,7 @@ def _plain_autograd(out: Tensor) -> bool:
 
 
 def _add_batch_term(out: Tensor, term: Tensor) -> Tensor:
-    """Add the batch-1 coordinate term to the convolution's output, in place and in the output's layout."""
-    term = term.contiguous(memory_format=_memory_format(out))
+    """Add the batch-1 coordinate term (already in ``out``'s layout, see ``_term``) to the output, in place."""
     if torch.is_grad_enabled() and (out.requires_grad or term.requires_grad) and not _plain_autograd(out):
         return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call]
     return out.add_(term)

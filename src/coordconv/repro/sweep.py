@@ -318,10 +318,8 @@ def main(
     """
     if cpus_per_trial < 1:
         raise ValueError(f"cpus_per_trial must be >= 1, got {cpus_per_trial}")
-    if not 0 <= gpus_per_trial <= 1 and not float(gpus_per_trial).is_integer():
+    if gpus_per_trial < 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer()):
         raise ValueError(f"gpus_per_trial must be a fraction in [0, 1] or a whole number, got {gpus_per_trial}")
-    if gpus_per_trial < 0:
-        raise ValueError(f"gpus_per_trial must be >= 0, got {gpus_per_trial}")
     if max_concurrent < 0:
         raise ValueError(f"max_concurrent must be >= 0, got {max_concurrent}")
     trials = expand(task, grid, seeds=seeds, threads=cpus_per_trial)
