@@ -21,6 +21,7 @@ from coordconv import (
     FourierEncoding,
     add_coords,
     coord_grid,
+    layers,
 )
 from reference import reference_forward, reference_grid
 
@@ -414,7 +415,9 @@ def test_onnx_export_runs_in_onnxruntime(layer_fn, tmp_path):
         (CoordConv3d, torch.channels_last_3d),
     ],
 )
-def test_channels_last_equals_contiguous(cls, fmt):
+@pytest.mark.parametrize("small_output", [0, 10**9], ids=["large-output path", "small-output path"])
+def test_channels_last_equals_contiguous(cls, fmt, small_output, monkeypatch):
+    monkeypatch.setattr(layers, "_SMALL_OUTPUT", small_output)
     layer = cls(8, 8, 3, padding=1)
     x = torch.randn(3, 8, *([6] * cls._rank))
     layer_cl = copy.deepcopy(layer).to(memory_format=fmt)

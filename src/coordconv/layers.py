@@ -56,6 +56,9 @@ PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _T = TypeVar("_T", bound="_CoordConvMixin")
 _SMALL_GRID = 20480  # elements; where torch's CPU convolution switches batch-1 inputs to its oneDNN path
+# Channels-last outputs up to this many elements get the coordinate term through autograd's own add (measured,
+# torch 2.13 CPU: 20-35 us faster per call for MinAtar-sized layers, slower than ``_AddBatchTerm`` above ~4e5).
+_SMALL_OUTPUT = 131072
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -509,10 +512,22 @@ def _plain_autograd(out: Tensor) -> bool:
 
 
 def _add_batch_term(out: Tensor, term: Tensor) -> Tensor:
-    """Add the batch-1 coordinate term (already in ``out``'s layout, see ``_term``) to the output, in place."""
-    if torch.is_grad_enabled() and (out.requires_grad or term.requires_grad) and not _plain_autograd(out):
-        return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call]
-    return out.add_(term)
+    """Add the batch-1 coordinate term (already in ``out``'s layout, see ``_term``) to the output.
+
+    Autograd's own broadcast add is used where its batch reduction is fast: without gradients, under
+    ``torch.compile`` / ``torch.func``, and for contiguous outputs. A channels-last output is added in its physical
+    order (a permuted view, so the reduction runs over contiguous rows) when small, where a custom autograd
+    Function's fixed cost would dominate, and through ``_AddBatchTerm`` when large, which adds in place.
+    """
+    needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
+    if not needs_grad or out.is_contiguous() or _plain_autograd(out):
+        return out.add_(term)
+    if out.numel() <= _SMALL_OUTPUT:
+        rank = out.dim() - 2
+        last = (0, *range(2, rank + 2), 1)
+        first = (0, rank + 1, *range(1, rank + 1))
+        return (out.permute(last) + term.permute(last)).permute(first)
+    return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call]
 
 
 class _CoordConvNd(_CoordConvMixin):
