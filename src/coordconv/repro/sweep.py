@@ -487,9 +487,10 @@ def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, co
 def _plot_distribution(
     rows: Sequence[_Row], blocks: Sequence[tuple[str, str]], metric: str, target: float, path: Path
 ) -> None:
-    from coordconv.repro.report.toy import COLOURS, _pyplot, _save
+    from coordconv.repro.report.plots import pyplot, save_figure
+    from coordconv.repro.report.toy import COLOURS
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
     labels = []
     for i, (model, split) in enumerate(blocks):
@@ -507,5 +508,4 @@ def _plot_distribution(
         ax.set_yscale("log")
     ax.set_title("one point per configuration of the grid")
     ax.legend(loc="best", fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -166,11 +166,9 @@ def write(
 
 
 def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> None:
-    import matplotlib
+    from coordconv.repro.report.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     picks = [0, 1000, 2000, 3135]
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3 * (len(picks) + 1), 3.8))
     membership = torch.zeros(CANVAS, CANVAS)
@@ -186,7 +184,4 @@ def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> Non
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=80)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.report.toy import COLOURS, MODELS, _pyplot, _save
+from coordconv.repro.report.plots import pyplot, save_figure
+from coordconv.repro.report.toy import COLOURS, MODELS
 
 __all__ = ["RLRun", "game_name", "load_runs", "plot_curves", "results_table", "run_dir", "verdict"]
 
@@ -114,7 +115,7 @@ def results_table(runs: list[RLRun]) -> str:
 
 def plot_curves(runs: list[RLRun], path: Path) -> None:
     """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game."""
-    plt = _pyplot()
+    plt = pyplot()
     envs = sorted({r.summary["env"] for r in runs})
     cols = min(len(envs), 3) or 1
     rows = max(1, math.ceil(len(envs) / cols))
@@ -143,5 +144,4 @@ def plot_curves(runs: list[RLRun], path: Path) -> None:
     for ax in list(axes.flat)[len(envs) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -14,6 +14,7 @@ from typing import Any
 
 from coordconv.repro.experiments.toy import TASKS
 from coordconv.repro.report.paper import PAPER
+from coordconv.repro.report.plots import pyplot, save_figure
 
 __all__ = ["RunRecord", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "run_dir"]
 
@@ -105,29 +106,13 @@ def results_table(runs: list[RunRecord], task: str) -> str:
     return "\n".join(lines)
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    tmp.replace(path)
-
-
 def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
     """What each model predicts for the held-out positions (first seed of each configuration).
 
     Top row: the test metric at each held-out centre (train centres in grey). Bottom row: where the model's
     predictions for the held-out examples land (one red dot per example).
     """
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
 
     panels = [(s, m) for s in SPLITS for m in MODELS if any(r.key == (task, s, m) for r in runs)]
@@ -163,13 +148,12 @@ def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
             ax.set_yticks([])
     fig.suptitle(f"{task}: held-out positions (grey: training centres; white: test centres)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_curves(runs: list[RunRecord], task: str, path: Path) -> None:
     """Train and test metric against training seconds, every seed, both models, one panel per split."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), squeeze=False)
     for ax, split in zip(axes[0], SPLITS, strict=True):
         metric = ""
@@ -195,13 +179,12 @@ def plot_curves(runs: list[RunRecord], task: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
     """Final test metric of conv and CoordConv per task and split (mean, and every seed as a dot)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         metric = ""
@@ -226,5 +209,4 @@ def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("conv vs CoordConv on held-out positions", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
