@@ -1,0 +1,435 @@
+"""GANs and VAEs on two-object Sort-of-Clevr, conv against CoordConv (Liu et al. 2018, Sec. 5.1).
+
+* ``gan``: the DCGAN-like baseline against the CoordConv GAN (``clevr_coordconv_in_gd``), trained as the
+  official code does: z of ``z_dim`` dimensions uniform in [-1, 1], batch 16, Adam (lr 1e-4 for D, 5e-4 for G,
+  beta1 0.5 as in DCGAN), each iteration one discriminator step then two generator steps, the non-saturating
+  loss (sigmoid cross-entropy). Samples come from the generator in eval mode (BatchNorm running statistics).
+* ``vae``: a conv VAE against a CoordConv VAE of about the same size (Bernoulli decoder, the ELBO with
+  ``kl_weight`` on the KL term, Adam). Samples decode z ~ N(0, I).
+
+Measured at every evaluation, on ``eval_samples`` generated images (the paper: 1,000): the red and the blue object
+are found by colour (:func:`~coordconv.repro.data.sortofclevr.find_objects`); reported are the entropies of
+the red centres, the blue centres and the centre differences (8-px bins, nats; the paper's binning is not
+known) beside the same numbers for the training data, the fraction of samples with exactly one red and one
+blue object, the fraction with exactly two objects of any colour (a model that has not yet learnt the colours
+still draws two objects), and both fractions over latent-interpolation frames (16 strips of 10 frames between
+random latents; for the VAE between the encodings of two test images): an object that dissolves or doubles on
+the way shows up there. The VAE also reports its test ELBO terms.
+
+Each step draws its batch and its latents from a generator seeded by the run's seed and the step number, so a
+resumed run continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coordconv.repro.data import sortofclevr
+from coordconv.repro.models import generative as models
+from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.rundir import Run
+from coordconv.repro.runtime.seeding import seed_everything
+
+__all__ = ["PRESETS", "TASKS", "Config", "evaluate", "interpolate", "main", "preset"]
+
+Task = Literal["gan", "vae"]
+TASKS: tuple[str, ...] = ("gan", "vae")
+PRESETS = ("smoke", "quick", "paper")
+INTERP_STRIPS, INTERP_FRAMES = 16, 10
+TEST_IMAGES = 1_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run of a generative model on Sort-of-Clevr."""
+
+    task: Task = "gan"
+    """gan or vae."""
+    model: Literal["conv", "coordconv"] = "coordconv"
+    """The conv baseline or the CoordConv model."""
+    seed: int = 0
+    """Seed of the weights, the batches and the latents."""
+    steps: int = 2_000
+    """Training iterations (GAN: one discriminator step and g_steps generator steps each)."""
+    batch_size: int = 16
+    """Images per step."""
+    width: float = 1.0
+    """Multiplier of every hidden channel count (1: the official sizes)."""
+    z_dim: int = 256
+    """Latent dimensions (GAN: uniform in [-1, 1]; VAE: normal)."""
+    lr: float = 1e-3
+    """VAE: Adam learning rate."""
+    lr_d: float = 1e-4
+    """GAN: discriminator learning rate."""
+    lr_g: float = 5e-4
+    """GAN: generator learning rate."""
+    beta1: float = 0.5
+    """Adam's beta1 (DCGAN's 0.5)."""
+    g_steps: int = 2
+    """GAN: generator steps per discriminator step."""
+    d_batchnorm: bool = True
+    """GAN: BatchNorm in the discriminator (official: yes). Real and fake images go through it in separate
+    batches, as in DCGAN."""
+    kl_weight: float = 1.0
+    """VAE: weight of the KL term."""
+    train_images: int = 50_000
+    """Training images generated (the paper: 50,000)."""
+    data_seed: int = 0
+    """Seed of the generated training images (test images use data_seed + 1)."""
+    eval_every: int = 500
+    """Evaluate and checkpoint every this many steps (and at the end)."""
+    eval_samples: int = 1_000
+    """Generated images per evaluation (the paper: 1,000)."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    stop_after_steps: int = 0
+    """Stop after this many steps of this session, leaving the checkpoint, as an interruption would (tests)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "width": 0 < self.width <= 16 and math.isfinite(self.width),
+            "z_dim": self.z_dim >= 1,
+            "lr": self.lr > 0,
+            "lr_d": self.lr_d > 0,
+            "lr_g": self.lr_g > 0,
+            "beta1": 0 <= self.beta1 < 1,
+            "g_steps": self.g_steps >= 1,
+            "kl_weight": self.kl_weight >= 0,
+            "train_images": self.train_images >= 1,
+            "eval_every": self.eval_every >= 1,
+            "eval_samples": self.eval_samples >= 2,
+            "threads": self.threads >= 0,
+            "stop_after_steps": self.stop_after_steps >= 0,
+        }
+        validate(self, checks)
+
+
+def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
+    """The named preset's config of ``task`` / ``model``, with ``overrides``.
+
+    * ``smoke``: seconds, for tests.
+    * ``quick``: a width-1/8 model and 10,000 images, minutes per run on a CPU core (GAN 3,000 iterations, VAE
+      1,000 steps): far below the paper's budget, see the README. The GAN's discriminator has no BatchNorm here:
+      with it, both GANs collapsed to blank or noise images within 2,000 iterations at this width (measured).
+    * ``paper``: the official sizes and budget (GAN: 50 epochs of 50,000 images at batch 16), a GPU job.
+
+    Raises:
+        ValueError: unknown preset, task or model.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    base: dict[str, Any] = {"task": task, "model": model}
+    if task == "vae":
+        base.update(z_dim=16, batch_size=32)
+    quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
+    quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
+    sizes: dict[str, dict[str, Any]] = {
+        "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
+        "quick": quick,
+        "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
+    }
+    return Config(**{**base, **sizes[name], **overrides})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the two trainers: one step each, and how they sample
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _channels_last(module: _M) -> _M:
+    """The module with its 4D weights in channels-last layout (faster convolutions on CPU)."""
+    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]
+
+
+class _Trainer:
+    """What a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling."""
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, z: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
+        raise NotImplementedError
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+
+class _GAN(_Trainer):
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        g, d = models.build_gan(cfg.model, cfg.z_dim, cfg.width, batchnorm=cfg.d_batchnorm)
+        self.g, self.d = _channels_last(g), _channels_last(d)
+        self.modules = {"generator": self.g, "discriminator": self.d}
+        self.optimizers = {
+            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999)),
+            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999)),
+        }
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        return torch.rand(n, self.cfg.z_dim, generator=gen) * 2 - 1
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        real = (images.float() / 127.5 - 1).contiguous(memory_format=torch.channels_last)
+        n = len(real)
+        ones, zeros = torch.ones(n), torch.zeros(n)
+        with torch.no_grad():
+            fake = self.g(self.latents(n, gen))
+        loss_d = F.binary_cross_entropy_with_logits(self.d(real), ones) + F.binary_cross_entropy_with_logits(
+            self.d(fake), zeros
+        )
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizers["discriminator"].step()
+        for _ in range(self.cfg.g_steps):
+            # the non-saturating loss: the generator maximises log D(G(z))
+            loss_g = F.binary_cross_entropy_with_logits(self.d(self.g(self.latents(n, gen))), ones)
+            self.optimizers["generator"].zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.optimizers["generator"].step()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    def sample(self, z: Tensor) -> Tensor:
+        self.g.eval()
+        with torch.no_grad():
+            out = torch.cat([self.g(part) for part in z.split(256)]) * 0.5 + 0.5
+        self.g.train()
+        return out
+
+
+class _VAE(_Trainer):
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.vae = _channels_last(models.build_vae(cfg.model, cfg.z_dim, cfg.width))
+        self.modules = {"vae": self.vae}
+        self.optimizers = {"vae": torch.optim.Adam(self.vae.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))}
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        return torch.randn(n, self.cfg.z_dim, generator=gen)
+
+    def losses(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image reconstruction (Bernoulli negative log-likelihood, nats) and KL, with the given noise."""
+        mean, logvar = self.vae.encoder(x)
+        logits = self.vae.decoder(mean + noise * (0.5 * logvar).exp())
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum(1)
+        return recon, kl
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        x = (images.float() / 255).contiguous(memory_format=torch.channels_last)
+        recon, kl = self.losses(x, self.latents(len(x), gen))
+        loss = (recon + self.cfg.kl_weight * kl).mean()
+        self.optimizers["vae"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers["vae"].step()
+        return {"recon": recon.mean().item(), "kl": kl.mean().item()}
+
+    def sample(self, z: Tensor) -> Tensor:
+        self.vae.eval()
+        with torch.no_grad():
+            out = torch.cat([self.vae.decode(part) for part in z.split(256)])
+        self.vae.train()
+        return out
+
+    def encode(self, images: Tensor) -> Tensor:
+        self.vae.eval()
+        with torch.no_grad():
+            mean, _ = self.vae.encoder(images.float() / 255)
+        self.vae.train()
+        return mean  # type: ignore[no-any-return]
+
+    def test_elbo(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        self.vae.eval()
+        recon, kl = [], []
+        with torch.no_grad():
+            for part in images.split(256):
+                x = part.float() / 255
+                r, k = self.losses(x, self.latents(len(x), gen))
+                recon.append(r)
+                kl.append(k)
+        self.vae.train()
+        mean_recon, mean_kl = torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
+        return {"test_recon": mean_recon, "test_kl": mean_kl, "test_elbo": -(mean_recon + mean_kl)}
+
+
+def _build(cfg: Config) -> _Trainer:
+    return _GAN(cfg) if cfg.task == "gan" else _VAE(cfg)
+
+
+def interpolate(a: Tensor, b: Tensor, frames: int = INTERP_FRAMES) -> Tensor:
+    """``(len(a) * frames, dim)``: for each pair, ``frames`` latents from ``a`` to ``b`` (ends included)."""
+    t = torch.linspace(0, 1, frames).view(1, frames, 1)
+    return (a.unsqueeze(1) * (1 - t) + b.unsqueeze(1) * t).flatten(0, 1)
+
+
+def _step_generator(cfg: Config, step: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 7 + salt)
+
+
+def _interpolation_latents(cfg: Config, trainer: _Trainer, test: Tensor) -> Tensor:
+    gen = _step_generator(cfg, -1, salt=2)
+    if isinstance(trainer, _VAE):
+        pick = torch.randperm(len(test), generator=gen)[: 2 * INTERP_STRIPS]
+        ends = trainer.encode(test[pick].contiguous(memory_format=torch.channels_last))
+        a, b = ends[:INTERP_STRIPS], ends[INTERP_STRIPS:]
+    else:
+        a, b = trainer.latents(INTERP_STRIPS, gen), trainer.latents(INTERP_STRIPS, gen)
+    return interpolate(a, b)
+
+
+def evaluate(cfg: Config, trainer: _Trainer, test: Tensor) -> tuple[dict[str, Any], Tensor, Tensor, Any]:
+    """Metrics of the current model; also its samples, interpolation frames and found objects."""
+    samples = trainer.sample(trainer.latents(cfg.eval_samples, _step_generator(cfg, -1, salt=1)))
+    found = sortofclevr.find_objects(samples)
+    frames = trainer.sample(_interpolation_latents(cfg, trainer, test))
+    in_frames = sortofclevr.find_objects(frames)
+    metrics: dict[str, Any] = {
+        "entropy": sortofclevr.entropies(found),
+        "one_each": found.one_each.float().mean().item(),
+        "two_objects": found.two_objects.float().mean().item(),
+        "red_found": (~found.red.isnan().any(1)).float().mean().item(),
+        "blue_found": (~found.blue.isnan().any(1)).float().mean().item(),
+        "interpolation_one_each": in_frames.one_each.float().mean().item(),
+        "interpolation_two_objects": in_frames.two_objects.float().mean().item(),
+    }
+    if isinstance(trainer, _VAE):
+        metrics.update(trainer.test_elbo(test, _step_generator(cfg, -1, salt=3)))
+    return metrics, samples, frames, found
+
+
+def main(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train one run into ``out`` and return its summary (also written to ``out/summary.json``).
+
+    Writes, besides the run runtime's files: ``samples.png`` (64 samples), ``interpolation.png`` (16 strips) and
+    ``objects.npz`` (the found red and blue centres of the final samples and their average image).
+
+    Raises:
+        RunError: ``out`` holds another run, or the run to resume is missing, different or corrupt.
+    """
+    import numpy as np
+
+    from coordconv.repro.report.plots import save_image_grid
+
+    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+    if resume and run.finished:
+        return run.summary()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    images, _ = sortofclevr.generate(cfg.train_images, cfg.data_seed)
+    test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
+    trainer = _build(cfg)
+    step, train_seconds = 0, 0.0
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        for name, module in trainer.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, opt in trainer.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        step, train_seconds = state["step"], state["train_seconds"]
+
+    desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
+    progress = Progress(cfg.steps, desc, every=30.0) if log is None else None
+    emit = log or (progress.write if progress else print)
+    if progress:
+        progress.update(step)
+    steps_this_session = 0
+    metrics: dict[str, Any] = {}
+    while step < cfg.steps:
+        gen = _step_generator(cfg, step)
+        batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
+        torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
+        start = time.perf_counter()
+        losses = trainer.step(batch, gen)
+        train_seconds += time.perf_counter() - start
+        step += 1
+        steps_this_session += 1
+        if progress:
+            progress.update(1, **losses)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics, *_ = evaluate(cfg, trainer, test)
+            run.log({"step": step, "train_seconds": train_seconds, **losses, **metrics})
+            ent = metrics["entropy"]
+            emit(
+                f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
+                f"{_fmt(ent['red'])} blue {_fmt(ent['blue'])} diff {_fmt(ent['diff'])} ({train_seconds:.0f} s)"
+            )
+            run.save_checkpoint(
+                {
+                    "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
+                    "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+                    "step": step,
+                    "train_seconds": train_seconds,
+                }
+            )
+            if cfg.stop_after_steps and steps_this_session >= cfg.stop_after_steps and step < cfg.steps:
+                if progress:
+                    progress.close()
+                emit(f"{desc}: stopped after {steps_this_session} step(s) as asked; resume with --resume")
+                return {"interrupted": True, "step": step}
+    if progress:
+        progress.close()
+
+    metrics, samples, frames, found = evaluate(cfg, trainer, test)
+    data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
+    run.save_weights(nn.ModuleDict(trainer.modules))
+    save_image_grid(samples[:64], run.path / "samples.png")
+    save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
+    tmp = run.path / ".objects.tmp.npz"
+    np.savez_compressed(
+        tmp,
+        red=found.red.numpy(),
+        blue=found.blue.numpy(),
+        mean_image=samples.mean(0).numpy(),
+        data_red=data_found.red.numpy(),
+        data_blue=data_found.blue.numpy(),
+        data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
+    )
+    tmp.replace(run.path / "objects.npz")
+    summary = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "steps": step,
+        "train_seconds": round(train_seconds, 2),
+        "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in trainer.modules.items()},
+        **metrics,
+        "data": {
+            "entropy": sortofclevr.entropies(data_found),
+            "one_each": data_found.one_each.float().mean().item(),
+            "two_objects": data_found.two_objects.float().mean().item(),
+        },
+        "config": to_dict(cfg),
+    }
+    run.finish(summary)
+    return summary
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,201 @@
+"""The paper's generative models on 64x64 RGB images: DCGAN-like and CoordConv GANs, conv and CoordConv VAEs.
+
+From the official code (``model_builders.CoordConvGAN``, ``train_gan.py``; Liu et al. 2018, Sec. 5.1):
+
+* :class:`ConvGenerator`: z -> linear to 4x4x512 -> BN, ReLU -> 5x5 stride-2 transposed convolutions to 256, 128,
+  64 (BN, ReLU) and 3 channels -> tanh.
+* :class:`Discriminator`: 5x5 stride-2 convolutions to 64 (leaky ReLU 0.2), 128, 256, 512 (BN, leaky ReLU) ->
+  linear to one logit. ``coord=True`` is the CoordConv GAN's discriminator: coordinates on its input image, that
+  is, its first convolution is a :class:`~coordconv.CoordConv2d`.
+* :class:`CoordConvGenerator` (``clevr_coordconv_in_gd``): z tiled over the 64x64 canvas with the (i, j)
+  channels -> 1x1 convolutions to 512, 256, 256, 128, 64 -> two 3x3 convolutions of 64 -> 1x1 to 3 -> tanh, ReLU
+  after every hidden layer, no upsampling. Its first layer is computed as ``W z`` broadcast over the canvas
+  plus a 1x1 convolution of the coordinate grid: equal to a 1x1 CoordConv of the tiled z (tested), without
+  convolving 256 constant channels at every pixel.
+
+The VAEs (the paper shows them qualitatively and released no code) use the same bodies: the conv VAE encodes
+with four 4x4 stride-2 convolutions and decodes with the DCGAN generator's layout; the CoordConv VAE's encoder
+gets coordinates on its input and its decoder is the CoordConv generator's layout (1x1 convolutions to 512, 512,
+256, 256, 128, 3x3 to 128 and 64). The conv decoder runs at half width so that the two VAEs have about the same
+number of parameters (tested within 25%).
+
+``width`` multiplies every hidden channel count (1: the official sizes), so that CPU presets are possible.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from coordconv import CoordConv2d, coord_grid
+
+__all__ = [
+    "VAE",
+    "ConvDecoder",
+    "ConvGenerator",
+    "CoordConvDecoder",
+    "CoordConvGenerator",
+    "Discriminator",
+    "Encoder",
+    "build_gan",
+    "build_vae",
+]
+
+SIZE = 64
+
+
+def _w(channels: int, width: float) -> int:
+    return max(1, round(channels * width))
+
+
+class ConvDecoder(nn.Module):
+    """Latent -> image through a 4x4 map and four stride-2 transposed convolutions (the DCGAN generator)."""
+
+    def __init__(self, latent: int, width: float = 1.0, *, kernel: int = 5, out: str = "tanh") -> None:
+        super().__init__()
+        chans = [_w(c, width) for c in (512, 256, 128, 64)]
+        self.start = chans[0]
+        self.fc = nn.Linear(latent, 4 * 4 * chans[0])
+        self.bn0 = nn.BatchNorm2d(chans[0])
+        layers: list[nn.Module] = []
+        pad = (kernel - 1) // 2
+        for cin, cout in itertools.pairwise(chans):
+            layers += [
+                nn.ConvTranspose2d(cin, cout, kernel, 2, pad, output_padding=kernel % 2, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
+        layers.append(nn.ConvTranspose2d(chans[-1], 3, kernel, 2, pad, output_padding=kernel % 2))
+        self.deconvs = nn.Sequential(*layers)
+        self.out = nn.Tanh() if out == "tanh" else nn.Identity()
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = torch.relu(self.bn0(self.fc(z).view(-1, self.start, 4, 4)))
+        return self.out(self.deconvs(h))  # type: ignore[no-any-return]
+
+
+class CoordConvDecoder(nn.Module):
+    """Latent tiled over the canvas with coordinates -> 1x1 convolutions -> two 3x3 convolutions -> 1x1 to RGB."""
+
+    def __init__(
+        self,
+        latent: int,
+        width: float = 1.0,
+        *,
+        pointwise: tuple[int, ...] = (512, 256, 256, 128, 64),
+        spatial: tuple[int, ...] = (64, 64),
+        out: str = "tanh",
+    ) -> None:
+        super().__init__()
+        point = [_w(c, width) for c in pointwise]
+        # first layer: a 1x1 conv of [tiled z, i, j] = W_z z (per image) + W_ij [i, j] (per pixel) + b
+        self.z_in = nn.Linear(latent, point[0])
+        self.coord_in = nn.Conv2d(2, point[0], 1, bias=False)
+        self.register_buffer("grid", coord_grid((SIZE, SIZE)).unsqueeze(0), persistent=False)
+        layers: list[nn.Module] = [nn.ReLU()]
+        for cin, cout in itertools.pairwise(point):
+            layers += [nn.Conv2d(cin, cout, 1), nn.ReLU()]
+        channels = point[-1]
+        for cout in (_w(c, width) for c in spatial):
+            layers += [nn.Conv2d(channels, cout, 3, padding=1), nn.ReLU()]
+            channels = cout
+        layers.append(nn.Conv2d(channels, 3, 1))
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Tanh() if out == "tanh" else nn.Identity()
+
+    def forward(self, z: Tensor) -> Tensor:
+        grid = cast(Tensor, self.grid)
+        h = self.z_in(z)[:, :, None, None] + self.coord_in(grid.to(z.dtype))
+        return self.out(self.body(h))  # type: ignore[no-any-return]
+
+
+ConvGenerator = ConvDecoder
+CoordConvGenerator = CoordConvDecoder
+
+
+class Discriminator(nn.Module):
+    """Four 5x5 stride-2 convolutions and a linear logit; ``coord=True`` gives the first one coordinates.
+
+    ``batchnorm=False`` leaves out the BatchNorm layers (and gives those convolutions a bias).
+    """
+
+    def __init__(self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True) -> None:
+        super().__init__()
+        chans = [_w(c, width) for c in (64, 128, 256, 512)]
+        first: nn.Module = (CoordConv2d if coord else nn.Conv2d)(3, chans[0], 5, 2, 2)
+        layers: list[nn.Module] = [first, nn.LeakyReLU(0.2)]
+        for cin, cout in itertools.pairwise(chans):
+            norm: nn.Module = nn.BatchNorm2d(cout) if batchnorm else nn.Identity()
+            layers += [nn.Conv2d(cin, cout, 5, 2, 2, bias=not batchnorm), norm, nn.LeakyReLU(0.2)]
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Linear(4 * 4 * chans[-1], 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.convs(x)).squeeze(1)  # type: ignore[no-any-return]
+
+
+def build_gan(
+    model: str, z_dim: int = 256, width: float = 1.0, *, batchnorm: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
+
+    ``batchnorm`` is the discriminator's (see :class:`Discriminator`).
+    """
+    if model == "conv":
+        return ConvGenerator(z_dim, width), Discriminator(width, batchnorm=batchnorm)
+    if model == "coordconv":
+        return CoordConvGenerator(z_dim, width), Discriminator(width, coord=True, batchnorm=batchnorm)
+    raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+
+
+class Encoder(nn.Module):
+    """Image -> (mean, log-variance) through four 4x4 stride-2 convolutions (the first a CoordConv if ``coord``)."""
+
+    def __init__(self, latent: int, width: float = 1.0, *, coord: bool = False) -> None:
+        super().__init__()
+        chans = [3, *(_w(c, width) for c in (64, 128, 256, 512))]
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(itertools.pairwise(chans)):
+            conv = CoordConv2d if coord and i == 0 else nn.Conv2d
+            layers += [conv(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Linear(4 * 4 * chans[-1], 2 * latent)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean, logvar = self.fc(self.convs(x)).chunk(2, dim=1)
+        return mean, logvar
+
+
+class VAE(nn.Module):
+    """A VAE with a Bernoulli decoder: ``decoder(z)`` gives pixel logits of images in ``[0, 1]``."""
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module, latent: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent = latent
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, mean, logvar)`` for images ``x`` in ``[0, 1]``, with one reparameterised sample."""
+        mean, logvar = self.encoder(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return self.decoder(z), mean, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` (the decoder's mean) for latents ``z``."""
+        return torch.sigmoid(self.decoder(z))
+
+
+def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
+    """The conv (``"conv"``) or the CoordConv (``"coordconv"``) VAE, of about the same size."""
+    if model == "conv":
+        # half-width decoder: the transposed convolutions would otherwise hold four times the CoordConv decoder's
+        # parameters
+        return VAE(Encoder(latent, width), ConvDecoder(latent, width / 2, kernel=4, out="logits"), latent)
+    if model == "coordconv":
+        decoder = CoordConvDecoder(latent, width, pointwise=(512, 512, 256, 256, 128), spatial=(128, 64), out="logits")
+        return VAE(Encoder(latent, width, coord=True), decoder, latent)
+    raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")

@@ -1,0 +1,235 @@
+"""Sort-of-Clevr, the object finder and entropy, the GAN and VAE models, and their runs through the CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coordconv import CoordConv2d
+from coordconv.repro.data import sortofclevr as soc
+from coordconv.repro.experiments import generative
+from coordconv.repro.models import generative as models
+from coordconv.repro.runtime.config import to_dict
+
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+
+
+def coordconv(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+
+
+def test_scenes_follow_the_rules():
+    scenes = soc.sample_scenes(2000, seed=3)
+    c = scenes.centers
+    assert c.shape == (2000, 2, 2) and scenes.circle.shape == (2000, 2)
+    assert c.min() == soc.FIRST and c.max() == soc.LAST  # uniform in [10, 54): both ends are drawn
+    assert ((c[:, 0] - c[:, 1]).float().norm(dim=1) >= soc.MIN_DISTANCE).all()
+    assert 0.4 < scenes.circle.float().mean() < 0.6
+
+
+def test_images_hold_one_red_and_one_blue_object_of_the_right_shape():
+    images, scenes = soc.generate(300, seed=1)
+    assert images.shape == (300, 3, 64, 64) and images.dtype == torch.uint8
+    red, blue, ink = soc.colour_masks(images)
+    white = (images == 255).all(dim=1)
+    assert (red | blue | white).all()  # nothing but white, red and blue
+    assert torch.equal(ink, red | blue)
+    # objects that do not touch have their exact areas: 21x21 squares, radius-10 discs
+    apart = ((scenes.centers[:, 0] - scenes.centers[:, 1]).abs() > 2 * soc.HALF).any(dim=1)
+    disc = sum(1 for dx in range(-10, 11) for dy in range(-10, 11) if dx * dx + dy * dy <= 100)
+    for k, mask in enumerate((red, blue)):
+        expected = torch.where(scenes.circle[:, k], disc, 21 * 21)
+        assert torch.equal(mask.flatten(1).sum(1)[apart], expected[apart])
+    found = soc.find_objects(images)
+    assert found.one_each.all()
+    # objects with a gap between them are two regions; adjacent or overlapping ones form one
+    gap = ((scenes.centers[:, 0] - scenes.centers[:, 1]).abs() > 2 * soc.HALF + 1).any(dim=1)
+    assert found.two_objects[gap].all() and found.two_objects.float().mean() > 0.75  # ~0.8: many touch
+    assert torch.allclose(found.blue, scenes.centers[:, 1].float())  # blue is drawn last, never covered
+    assert (found.red - scenes.centers[:, 0].float()).abs().max() <= 1.0  # a covered edge row moves it < 1 px
+
+
+def test_generation_is_deterministic_for_a_seed():
+    a, _ = soc.generate(50, seed=7)
+    b, _ = soc.generate(50, seed=7)
+    c, _ = soc.generate(50, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_bad_counts():
+    with pytest.raises(ValueError, match="count must be >= 0, got -1"):
+        soc.sample_scenes(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the object finder and the entropy, on known answers
+
+
+def _canvas(*objects):
+    """White images with given (colour, x0, y0, size) filled squares."""
+    img = torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)
+    for colour, x0, y0, size in objects:
+        img[0, :, y0 : y0 + size, x0 : x0 + size] = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
+    return img
+
+
+def test_finder_known_answers():
+    red, blue = (255, 0, 0), (0, 0, 255)
+    one_each = _canvas((red, 10, 20, 5), (blue, 40, 40, 9))
+    found = soc.find_objects(one_each)
+    assert found.red.tolist() == [[12.0, 22.0]] and found.blue.tolist() == [[44.0, 44.0]]
+    assert found.one_each.tolist() == [True]
+    two_red = soc.find_objects(_canvas((red, 0, 0, 6), (red, 30, 30, 8), (blue, 50, 5, 6)))
+    assert two_red.red_count.tolist() == [2] and two_red.red.tolist() == [[33.5, 33.5]]  # the larger one
+    assert two_red.one_each.tolist() == [False] and two_red.object_count.tolist() == [3]
+    purple = soc.find_objects(_canvas(((128, 0, 128), 5, 5, 8), ((128, 0, 128), 40, 40, 8)))
+    assert purple.red_count.tolist() == purple.blue_count.tolist() == [0] and purple.two_objects.tolist() == [True]
+    speck = soc.find_objects(_canvas((red, 5, 5, 4), (blue, 40, 40, 6)))  # 16 px < MIN_AREA: noise
+    assert speck.red_count.tolist() == [0] and speck.red.isnan().all()
+    float_images = one_each.float() / 255  # float input in [0, 1] gives the same answer
+    assert soc.find_objects(float_images).red.tolist() == [[12.0, 22.0]]
+    with pytest.raises(ValueError, match=r"RGB images \(N, 3, H, W\), got shape \(1, 64, 64\)"):
+        soc.find_objects(one_each[:, 0])
+
+
+def test_entropy_known_distributions():
+    # uniform over 4 bins of 8 px -> log 4; all in one bin -> 0
+    four = torch.tensor([[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]] * 25)
+    assert soc.position_entropy(four) == pytest.approx(math.log(4))
+    assert soc.position_entropy(torch.tensor([[1.0, 1.0], [7.0, 7.0]])) == 0.0
+    # rows with NaN are left out
+    with_nan = torch.cat([four, torch.full((10, 2), math.nan)])
+    assert soc.position_entropy(with_nan) == pytest.approx(math.log(4))
+    # the whole uniform data: close to log of the number of occupied bins
+    _, scenes = soc.generate(20_000, seed=0)
+    h = soc.position_entropy(scenes.centers[:, 0].float())
+    assert math.log(25) < h < math.log(49)
+    with pytest.raises(ValueError, match="at least one point"):
+        soc.position_entropy(torch.full((3, 2), math.nan))
+    assert soc.entropies(soc.find_objects(_canvas()))["red"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# models
+
+
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_gan_and_vae_shapes(model):
+    g, d = models.build_gan(model, z_dim=8, width=1 / 16)
+    x = g(torch.rand(3, 8) * 2 - 1)
+    assert x.shape == (3, 3, 64, 64) and x.abs().max() <= 1
+    assert d(x).shape == (3,)
+    assert isinstance(d.convs[0], CoordConv2d) == (model == "coordconv")
+    _, plain_d = models.build_gan(model, z_dim=8, width=1 / 16, batchnorm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain_d.modules()) and plain_d(x).shape == (3,)
+    vae = models.build_vae(model, latent=4, width=1 / 16)
+    logits, mean, logvar = vae(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 3, 64, 64) and mean.shape == logvar.shape == (2, 4)
+    assert isinstance(vae.encoder.convs[0], CoordConv2d) == (model == "coordconv")
+
+
+def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
+    gen = models.CoordConvGenerator(6, width=1 / 16).double()
+    layer = CoordConv2d(6, gen.z_in.out_features, 1, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(gen.z_in.weight[:, :, None, None])
+        layer.coord_weight.copy_(gen.coord_in.weight)
+        layer.bias.copy_(gen.z_in.bias)
+    z = torch.rand(2, 6, dtype=torch.float64)
+    ours = gen.z_in(z)[:, :, None, None] + gen.coord_in(gen.grid.double())
+    tiled = layer(z[:, :, None, None].expand(2, 6, 64, 64))
+    torch.testing.assert_close(ours, tiled)
+
+
+@pytest.mark.parametrize("width", [1.0, 1 / 8])
+def test_vaes_have_matched_sizes(width):
+    sizes = [sum(p.numel() for p in models.build_vae(m, 16, width).parameters()) for m in ("conv", "coordconv")]
+    assert abs(sizes[0] - sizes[1]) / max(sizes) < 0.25
+
+
+def test_official_gan_sizes():
+    g, _ = models.build_gan("coordconv", 256, 1.0)
+    pointwise = [(256, 512), (512, 256), (256, 256), (256, 128), (128, 64)]
+    expected = sum(i * o + o for i, o in pointwise) + 2 * 512  # first layer: z (with bias) and the i, j filters
+    expected += 2 * (64 * 64 * 9 + 64) + 64 * 3 + 3
+    assert sum(p.numel() for p in g.parameters()) == expected
+    with pytest.raises(ValueError, match="model must be 'conv' or 'coordconv', got 'dense'"):
+        models.build_gan("dense")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# runs
+
+
+def test_bad_config_and_preset():
+    with pytest.raises(ValueError, match="width"):
+        generative.Config(width=0)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        generative.preset("huge", "gan", "conv")
+    with pytest.raises(ValueError, match="unknown task 'flow'"):
+        generative.preset("smoke", "flow", "conv")
+
+
+@pytest.mark.parametrize("task", ["gan", "vae"])
+def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = generative.preset("smoke", task, "coordconv", threads=1)
+    whole = generative.main(cfg, tmp_path / "whole", log=lambda _: None)
+    stopped = generative.main(
+        generative.Config(**{**to_dict(cfg), "stop_after_steps": 3}), tmp_path / "cut", log=lambda _: None
+    )
+    assert stopped == {"interrupted": True, "step": 3}
+    # the interrupted run resumes with its own config (stop_after_steps is part of it; it stops no more)
+    cut_cfg = generative.Config(**{**to_dict(cfg), "stop_after_steps": 3})
+    resumed = generative.main(cut_cfg, tmp_path / "cut", resume=True, log=lambda _: None)
+    assert resumed["steps"] == whole["steps"] == cfg.steps
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    for name in ("samples.png", "interpolation.png", "objects.npz", "summary.json", "metrics.jsonl"):
+        assert (tmp_path / "cut" / name).exists()
+
+
+def test_train_and_reproduce_through_the_cli(tmp_path):
+    out = tmp_path / "gan"
+    r = coordconv("train", "gan", "--preset", "smoke", "--model", "conv", "--out", out, "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "gan conv seed 0: 6 steps" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["one_each"] == 1.0 and set(summary["entropy"]) == {"red", "blue", "diff"}
+    again = coordconv("train", "gan", "--preset", "smoke", "--model", "conv", "--out", out)
+    assert again.returncode == 1 and "already holds a run" in again.stderr
+    rep = coordconv("reproduce", "gan", "vae", "--preset", "smoke", "--out", tmp_path / "rep")
+    assert rep.returncode == 0, rep.stderr
+    report = (tmp_path / "rep" / "generative.md").read_text()
+    assert "CoordConv GAN" in report and "conv VAE" in report and "3.13 / 2.69 / 2.81" in report
+    for task in ("gan", "vae"):
+        assert (tmp_path / "rep" / task / "objects.png").exists()
+    reused = coordconv("reproduce", "gan", "--preset", "smoke", "--out", tmp_path / "rep")
+    assert reused.returncode == 0 and reused.stdout.count("(reused)") == 2
+
+
+def test_dataset_command(tmp_path):
+    import numpy as np
+
+    r = coordconv("dataset", "sortofclevr", "--out", tmp_path / "s.npz", "--count", "20", "--seed", "4")
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "s.npz") as z:
+        assert z["images"].shape == (20, 64, 64, 3) and z["centers"].shape == (20, 2, 2)
+        images, _ = soc.generate(20, seed=4)
+        assert (z["images"] == images.permute(0, 2, 3, 1).numpy()).all()
+    assert (tmp_path / "s.png").exists()
+    refused = coordconv("dataset", "sortofclevr", "--out", tmp_path / "s.npz", "--count", "20")
+    assert refused.returncode == 1 and "exists; pass --overwrite" in refused.stderr
