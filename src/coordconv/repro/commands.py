@@ -18,6 +18,9 @@ from coordconv.repro.runtime.rundir import RunError
 
 __all__ = ["add_commands"]
 
+ENTROPIES = ("red", "blue", "diff")
+GENERATIVE = ("gan", "vae")
+
 
 def _fail(message: str) -> int:
     print(f"coordconv: error: {message}", file=sys.stderr)
@@ -75,14 +78,62 @@ def _train_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_generative(args: argparse.Namespace) -> int:
+    from coordconv.repro.experiments import generative
+
+    try:
+        cfg = config_from_args(
+            generative.preset(args.preset, args.task, args.model, seed=args.seed),
+            {k: v for k, v in vars(args).items() if k not in {"task", "model", "seed"}},
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        summary = generative.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except RunError as e:
+        return _fail(str(e))
+    if summary.get("interrupted"):
+        return 0
+    entropy = " / ".join("-" if summary["entropy"][k] is None else f"{summary['entropy'][k]:.2f}" for k in ENTROPIES)
+    print(
+        f"{summary['task']} {summary['model']} seed {summary['seed']}: {summary['steps']} steps, one red + one blue "
+        f"in {summary['one_each']:.1%} of samples, entropy red / blue / diff {entropy} -> {args.out}"
+    )
+    return 0
+
+
+def _train_detection(args: argparse.Namespace) -> int:
+    from coordconv.repro.experiments import detection
+
+    try:
+        cfg = config_from_args(
+            detection.preset(args.preset, args.model, seed=args.seed),
+            {k: v for k, v in vars(args).items() if k not in {"model", "seed"}},
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        summary = detection.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    if summary.get("interrupted"):
+        return 0
+    print(
+        f"detection {summary['model']} seed {summary['seed']}: proposal IoU {summary['proposal_iou']:.3f}, "
+        f"mAP@0.5 {summary['map_50']:.3f}, mAP {summary['map']:.3f} -> {args.out}"
+    )
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
     if args.seeds < 1:
         args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    unknown = [t for t in args.tasks if t not in (*toy.TASKS, "rl")]
+    known = (*toy.TASKS, *GENERATIVE, "detection", "rl")
+    unknown = [t for t in args.tasks if t not in known]
     if unknown:
-        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join((*toy.TASKS, 'rl'))}")
+        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(known)}")
     if args.games and "rl" not in args.tasks:
         args.parser.error("--games applies to the rl task only")
     tasks = args.tasks or ["classification"]
@@ -96,12 +147,17 @@ def _reproduce(args: argparse.Namespace) -> int:
         "overwrite": args.overwrite, "command": command,
     }  # fmt: skip
     try:
-        toy_tasks = [t for t in tasks if t != "rl"]
+        toy_tasks = [t for t in tasks if t in toy.TASKS]
         if toy_tasks:
             reproduce.main(toy_tasks, **common)
+        generative_tasks = [t for t in tasks if t in GENERATIVE]
+        if generative_tasks:
+            reproduce.main_generative(generative_tasks, **common)
+        if "detection" in tasks:
+            reproduce.main_detection(**common)
         if "rl" in tasks:
             reproduce.main_rl(args.games, **common)
-    except RunError as e:
+    except (RunError, ImportError, FileNotFoundError) as e:
         return _fail(str(e))
     return 0
 
@@ -131,9 +187,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    from coordconv.repro.data import notsoclevr
+    from coordconv.repro.data import notsoclevr, sortofclevr
 
     try:
+        if args.dataset == "sortofclevr":
+            written = sortofclevr.write(Path(args.out), count=args.count, seed=args.seed, overwrite=args.overwrite)
+            for path in written:
+                print(path)
+            return 0
         written = notsoclevr.write(
             Path(args.out),
             split=args.split,
@@ -165,8 +226,8 @@ def add_commands(commands: Any) -> None:
         "train",
         help="one training run of a coordinate task",
         description=(
-            "Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks) or rl "
-            "(A2C on MinAtar or Atari)."
+            "Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks), gan or vae "
+            "(Sort-of-Clevr), detection (Faster R-CNN on MNIST canvases) or rl (A2C on MinAtar or Atari)."
         ),
     )
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -195,6 +256,31 @@ def add_commands(commands: Any) -> None:
     _add_run_arguments(p, rl.PRESETS)
     add_config_arguments(p, rl.Config, skip=("env", "model", "seed"))
     p.set_defaults(func=_train_rl, parser=p)
+    from coordconv.repro.experiments import generative
+
+    for task, what in (("gan", "GAN"), ("vae", "VAE")):
+        p = tasks.add_parser(
+            task,
+            help=f"a conv or CoordConv {what} on Sort-of-Clevr",
+            description=generative.__doc__,
+            formatter_class=argparse.RawTextHelpFormatter,
+        )
+        p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
+        _add_run_arguments(p, generative.PRESETS)
+        add_config_arguments(p, generative.Config, skip=("task", "model", "seed"))
+        p.set_defaults(func=_train_generative, parser=p)
+    from coordconv.repro.experiments import detection
+
+    p = tasks.add_parser(
+        "detection",
+        help="Faster R-CNN on MNIST canvases (needs the detection extra)",
+        description=detection.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
+    _add_run_arguments(p, detection.PRESETS)
+    add_config_arguments(p, detection.Config, skip=("model", "seed"))
+    p.set_defaults(func=_train_detection, parser=p)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -202,11 +288,16 @@ def add_commands(commands: Any) -> None:
         description=(
             "Train conv and CoordConv on both splits for each TASK (default: classification), then print a "
             "table beside the paper's numbers and write report.md and plots into --out. Finished runs in --out "
-            "are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped."
+            "are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped. "
+            "gan and vae train both models on Sort-of-Clevr and write generative.md; detection trains Faster R-CNNs; "
+            "rl trains A2C agents."
         ),
     )
     reproduce.add_argument(
-        "tasks", nargs="*", metavar="TASK", help=f"tasks to run: {', '.join(toy.TASKS)}, rl (A2C agents)"
+        "tasks",
+        nargs="*",
+        metavar="TASK",
+        help=f"tasks to run: {', '.join(toy.TASKS)}, gan, vae (Sort-of-Clevr), detection, rl (A2C agents)",
     )
     reproduce.add_argument(
         "--games", nargs="+", default=[], help="rl: games (default: the five MinAtar games; paper preset: nine Atari)"
@@ -255,3 +346,9 @@ def add_commands(commands: Any) -> None:
     nsc.add_argument("--square-value", type=float, default=1.0, help="value inside squares (official: 128/255)")
     nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
     nsc.set_defaults(func=_dataset, parser=nsc)
+    soc = kinds.add_parser("sortofclevr", help="two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
+    soc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
+    soc.add_argument("--count", type=int, default=50_000, help="images (default: 50000, as the paper)")
+    soc.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    soc.set_defaults(func=_dataset, parser=soc)

@@ -14,7 +14,15 @@ from coordconv.repro.report import toy as report
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.rundir import CONFIG, Run, write_atomic
 
-__all__ = ["main", "main_rl", "write_rl_report"]
+__all__ = [
+    "main",
+    "main_detection",
+    "main_generative",
+    "main_rl",
+    "write_detection_report",
+    "write_generative_report",
+    "write_rl_report",
+]
 
 
 def main(
@@ -139,6 +147,142 @@ def write_rl_report(out: Path) -> Path:
     path = out / "rl" / "report.md"
     write_atomic(path, "\n".join(text))
     print(f"\nrl\n{table}")
+    return path
+
+
+def main_generative(
+    tasks: list[str],
+    *,
+    preset: str = "quick",
+    seeds: int = 1,
+    first_seed: int = 0,
+    out: Path = Path("runs/reproduce"),
+    overwrite: bool = False,
+    command: str = "",
+) -> Path:
+    """Train conv and CoordConv GANs and/or VAEs on Sort-of-Clevr for each seed, then ``out/generative.md``.
+
+    Finished runs are reused and unfinished ones resumed, as in :func:`main`.
+    """
+    from coordconv.repro.experiments import generative
+    from coordconv.repro.report import generative as gen_report
+
+    started = time.perf_counter()
+    plan = [
+        (task, model, seed)
+        for task in tasks
+        for model in report.MODELS
+        for seed in range(first_seed, first_seed + seeds)
+    ]
+    print(f"reproduce: {len(plan)} runs ({', '.join(tasks)}; preset {preset}; {seeds} seed(s)) into {out}")
+    for i, (task, model, seed) in enumerate(plan, 1):
+        cfg = generative.preset(preset, task, model, seed=seed)
+        summary, how = _reuse_or_train(gen_report.run_dir(out, task, model, seed), cfg, generative.main, overwrite)
+        entropy = summary["entropy"]
+        print(
+            f"[{i}/{len(plan)}] {task} {model:<9} seed {seed}: one red + one blue {summary['one_each']:.1%}, entropy "
+            + " / ".join("-" if entropy[k] is None else f"{entropy[k]:.2f}" for k in ("red", "blue", "diff"))
+            + f" ({how})",
+            flush=True,
+        )
+    for task in tasks:
+        write_atomic(out / task / "command.txt", (command or f"coordconv reproduce {shlex.join(tasks)}") + "\n")
+    path = write_generative_report(out)
+    print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
+    return path
+
+
+def write_generative_report(out: Path) -> Path:
+    """``out/<task>/table.md``, ``objects.png`` and ``out/generative.md`` from the finished GAN and VAE runs."""
+    from coordconv.repro.experiments import generative
+    from coordconv.repro.report import generative as gen_report
+
+    text = ["# CoordConv reproduction: GANs and VAEs on Sort-of-Clevr", ""]
+    for task in generative.TASKS:
+        runs = gen_report.load_runs(out, task)
+        if not runs or not (out / task / "command.txt").exists():
+            continue
+        command = (out / task / "command.txt").read_text().strip()
+        table = gen_report.gan_table(runs) if task == "gan" else gen_report.vae_table(runs)
+        table = f"Command: `{command}`\n\n{table}"
+        write_atomic(out / task / "table.md", table + "\n")
+        gen_report.plot_objects(runs, out / task / "objects.png", title=f"{task.upper()}: where the objects are")
+        text += [f"## {task.upper()}", "", table, "", f"![object positions and average images]({task}/objects.png)", ""]
+        for model in report.MODELS:
+            first = next((r for r in runs if r.summary["model"] == model), None)
+            if first is None:
+                continue
+            rel = first.path.relative_to(out).as_posix()
+            name = gen_report.NAMES[task][model]
+            text += [
+                f"{name}, seed {first.summary['seed']}: samples, and latent interpolations (one strip per row)",
+                "",
+                f"![{name} samples]({rel}/samples.png) ![{name} interpolations]({rel}/interpolation.png)",
+                "",
+            ]
+        print(f"\n{task}\n{table}")
+    path = out / "generative.md"
+    write_atomic(path, "\n".join(text))
+    return path
+
+
+def main_detection(
+    *,
+    preset: str = "quick",
+    seeds: int = 1,
+    first_seed: int = 0,
+    out: Path = Path("runs/reproduce"),
+    overwrite: bool = False,
+    command: str = "",
+) -> Path:
+    """Faster R-CNN with and without CoordConv for each seed, then ``out/detection/report.md``.
+
+    Finished runs are reused and unfinished ones resumed, as in :func:`main`.
+    """
+    from coordconv.repro.experiments import detection
+    from coordconv.repro.report import detection as det_report
+
+    started = time.perf_counter()
+    plan = [(model, seed) for model in report.MODELS for seed in range(first_seed, first_seed + seeds)]
+    print(f"reproduce: {len(plan)} detection runs (preset {preset}; {seeds} seed(s)) into {out}")
+    for i, (model, seed) in enumerate(plan, 1):
+        cfg = detection.preset(preset, model, seed=seed)
+        summary, how = _reuse_or_train(det_report.run_dir(out, model, seed), cfg, detection.main, overwrite)
+        print(
+            f"[{i}/{len(plan)}] detection {model:<9} seed {seed}: proposal IoU {summary['proposal_iou']:.3f}, "
+            f"mAP@0.5 {summary['map_50']:.3f} ({how})",
+            flush=True,
+        )
+    write_atomic(out / "detection" / "command.txt", (command or "coordconv reproduce detection") + "\n")
+    path = write_detection_report(out)
+    print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
+    return path
+
+
+def write_detection_report(out: Path) -> Path:
+    """``out/detection/table.md``, ``curves.png`` and ``report.md`` from the finished detection runs."""
+    from coordconv.repro.report import detection as det_report
+
+    runs = det_report.load_runs(out)
+    command = (out / "detection" / "command.txt").read_text().strip()
+    table = f"Command: `{command}`\n\n" + det_report.results_table(runs)
+    write_atomic(out / "detection" / "table.md", table + "\n")
+    det_report.plot_curves(runs, out / "detection" / "curves.png")
+    text = ["# CoordConv reproduction: Faster R-CNN on MNIST canvases", "", table, "", "![curves](curves.png)", ""]
+    for model in report.MODELS:
+        first = next((r for r in runs if r.summary["model"] == model), None)
+        if first is not None:
+            rel = first.path.relative_to(out / "detection").as_posix()
+            text += [
+                f"{det_report.NAMES[model]}, seed {first.summary['seed']}: ground truth (green), detections (red), "
+                "top proposals (yellow)",
+                "",
+                f"![{model} predictions]({rel}/predictions.png)",
+                "",
+            ]
+    path = out / "detection" / "report.md"
+    write_atomic(path, "\n".join(text))
+    print(f"\ndetection\n{table}")
     return path
 
 

