@@ -184,7 +184,8 @@ def run(cases: Sequence[Case], threads: Sequence[int], repeats: int, warmup: int
             x = case.input()
             if case.channels_last:
                 fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-                modules = tuple(m.to(memory_format=fmt) for m in modules)  # type: ignore[call-overload]
+                first, second, third = (m.to(memory_format=fmt) for m in modules)  # type: ignore[call-overload,unused-ignore]
+                modules = (first, second, third)
             for mode, make in (("train", _train_step), ("inference", _inference)):
                 fns = [make(m, x) for m in modules]
                 for fn in fns:

@@ -527,7 +527,7 @@ def _add_batch_term(out: Tensor, term: Tensor) -> Tensor:
         last = (0, *range(2, rank + 2), 1)
         first = (0, rank + 1, *range(1, rank + 1))
         return (out.permute(last) + term.permute(last)).permute(first)
-    return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call]
+    return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
 
 
 class _CoordConvNd(_CoordConvMixin):

@@ -154,7 +154,7 @@ _M = TypeVar("_M", bound=nn.Module)
 
 def _channels_last(module: _M) -> _M:
     """The module with its 4D weights in channels-last layout (faster convolutions on CPU)."""
-    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]
+    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 
 class _Trainer:

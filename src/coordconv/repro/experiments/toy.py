@@ -298,7 +298,7 @@ def build_model(cfg: Config) -> nn.Module:
     else:
         kind = cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor
         model = models.ConvRegressorUniform() if kind == "uniform" else models.ConvRegressorQuadrant(cfg.multiplier)
-    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 
 def loss_fn(task: str, output: Tensor, target: Tensor) -> Tensor:
