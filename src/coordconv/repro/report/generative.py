@@ -68,7 +68,7 @@ def _stat(values: list[float | None], digits: int = 2, scale: float = 1.0) -> st
     if len(present) > 1:
         text += f" ± {statistics.stdev(present):.{digits}f}"
     missing = len(values) - len(present)
-    return text + (f" ({missing} runs: none found)" if missing else "")
+    return text + (f" ({missing} run{'s' if missing > 1 else ''}: none found)" if missing else "")
 
 
 def _objects(group: list[GenRun]) -> str:
