@@ -187,9 +187,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    from coordconv.repro.data import notsoclevr, sortofclevr
+    from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
 
     try:
+        if args.dataset == "spatial":
+            print(
+                spatial_folder.write(
+                    Path(args.out), train=args.train, val=args.val, grid=args.grid, seed=args.seed,
+                    overwrite=args.overwrite,
+                )
+            )  # fmt: skip
+            return 0
         if args.dataset == "sortofclevr":
             written = sortofclevr.write(Path(args.out), count=args.count, seed=args.seed, overwrite=args.overwrite)
             for path in written:
@@ -352,3 +360,14 @@ def add_commands(commands: Any) -> None:
     soc.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
     soc.set_defaults(func=_dataset, parser=soc)
+    spatial = kinds.add_parser(
+        "spatial",
+        help="an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)",
+    )
+    spatial.add_argument("--out", required=True, help="output folder (train/ and val/ class folders inside)")
+    spatial.add_argument("--train", type=int, default=8_000, help="training images (default: 8000)")
+    spatial.add_argument("--val", type=int, default=2_000, help="validation images (default: 2000)")
+    spatial.add_argument("--grid", type=int, default=4, help="grid x grid position classes (default: 4)")
+    spatial.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    spatial.set_defaults(func=_dataset, parser=spatial)

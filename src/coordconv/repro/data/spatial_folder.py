@@ -1,0 +1,72 @@
+"""An offline ImageFolder for the classification experiment: Sort-of-Clevr scenes labelled by position.
+
+Each image is a two-object Sort-of-Clevr scene (:mod:`coordconv.repro.data.sortofclevr`); its class is the cell
+of a ``grid`` x ``grid`` partition of the canvas that holds the red object's centre (16 classes by default,
+named ``r<row>c<col>``), so a classifier has to know where things are: the kind of task where coordinates
+should matter, small enough for a CPU. The tree is what torchvision's ``ImageFolder`` (and the ImageNet
+training recipe) reads: ``ROOT/train/<class>/<n>.png`` and ``ROOT/val/<class>/<n>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from torch import Tensor
+
+from coordconv.repro.data import sortofclevr
+
+__all__ = ["class_names", "labels", "write"]
+
+
+def class_names(grid: int = 4) -> list[str]:
+    """``r<row>c<col>`` for every cell, row-major (the order ``ImageFolder`` sorts them in for ``grid <= 10``)."""
+    return [f"r{r}c{c}" for r in range(grid) for c in range(grid)]
+
+
+def labels(scenes: sortofclevr.Scenes, grid: int = 4) -> Tensor:
+    """``(N,)`` int64: the grid cell (row-major) of each scene's red centre.
+
+    Raises:
+        ValueError: ``grid`` is not in 1..10.
+    """
+    if not 1 <= grid <= 10:
+        raise ValueError(f"grid must be between 1 and 10, got {grid}")
+    cell = (scenes.centers[:, 0].float() * grid / sortofclevr.CANVAS).long()  # (N, 2): (x, y) -> (col, row)
+    return cell[:, 1] * grid + cell[:, 0]
+
+
+def write(
+    root: Path, *, train: int = 8_000, val: int = 2_000, grid: int = 4, seed: int = 0, overwrite: bool = False
+) -> Path:
+    """Write the ImageFolder tree under ``root`` (train images from ``seed``, val images from ``seed + 1``).
+
+    The tree is built in a temporary folder beside ``root`` and renamed into place, so an interrupted call leaves
+    no half-written data set.
+
+    Raises:
+        FileExistsError: ``root`` exists and ``overwrite`` is false.
+        ValueError: a count is below 1, or ``grid`` is out of range.
+    """
+    from PIL import Image
+
+    if train < 1 or val < 1:
+        raise ValueError(f"train and val must be >= 1, got {train} and {val}")
+    if root.exists() and not overwrite:
+        raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
+    names = class_names(grid)
+    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1)):
+        images, scenes = sortofclevr.generate(count, split_seed)
+        classes = labels(scenes, grid)
+        for name in names:
+            (tmp / split / name).mkdir(parents=True, exist_ok=True)
+        pixels = images.permute(0, 2, 3, 1).numpy()
+        for i in range(count):
+            Image.fromarray(pixels[i]).save(tmp / split / names[int(classes[i])] / f"{i:06d}.png")
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root

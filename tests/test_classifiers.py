@@ -1,0 +1,94 @@
+"""The classification experiment's offline data set (an ImageFolder of positions) and its ResNet variants."""
+
+import copy
+
+import pytest
+import torch
+
+from coordconv import CoordConv2d
+from coordconv.repro.data import sortofclevr, spatial_folder
+
+
+def _scenes(centres):
+    c = torch.tensor(centres).view(-1, 1, 2).expand(-1, 2, 2).clone()
+    return sortofclevr.Scenes(c, torch.zeros(len(centres), 2, dtype=torch.bool))
+
+
+def test_labels_are_the_red_centre_cell():
+    scenes = _scenes([(10, 10), (53, 53), (20, 40), (47, 16)])  # (x, y)
+    assert spatial_folder.labels(scenes).tolist() == [0, 15, 2 * 4 + 1, 1 * 4 + 2]
+    assert spatial_folder.class_names()[9] == "r2c1"
+    with pytest.raises(ValueError, match="grid must be between 1 and 10, got 0"):
+        spatial_folder.labels(scenes, grid=0)
+
+
+def test_write_an_image_folder(tmp_path):
+    root = spatial_folder.write(tmp_path / "spatial", train=40, val=12)
+    names = spatial_folder.class_names()
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(names)
+    assert sum(1 for _ in (root / "train").rglob("*.png")) == 40 and sum(1 for _ in (root / "val").rglob("*.png")) == 12
+    with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
+        spatial_folder.write(root, train=4, val=4)
+    tv = pytest.importorskip("torchvision")
+    folder = tv.datasets.ImageFolder(str(root / "train"), allow_empty=True)  # 40 images leave some cells empty
+    assert folder.classes == names and len(folder) == 40
+    image, label = folder[0]
+    assert image.size == (64, 64) and 0 <= label < 16
+    # the label names the cell of the red object
+    import numpy as np
+
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0)
+    found = sortofclevr.find_objects(pixels)
+    x, y = found.red[0].tolist()
+    assert names[label] == f"r{int(y * 4 // 64)}c{int(x * 4 // 64)}"
+
+
+@pytest.mark.parametrize("variant", ["plain", "input_layer", "coordconvify"])
+def test_resnet_variants_build_and_run(variant):
+    pytest.importorskip("torchvision")
+    from coordconv.repro.models.classifiers import build_classifier
+
+    net = build_classifier("resnet18", variant, 16)
+    assert net(torch.rand(2, 3, 64, 64)).shape == (2, 16)
+    coords = [m for m in net.modules() if isinstance(m, CoordConv2d)]
+    assert len(coords) == (0 if variant == "plain" else 1)
+    if variant == "input_layer":
+        assert net[0].out_channels == 8 and net[0].with_r and net[0].kernel_size == (1, 1)
+        assert net[1].conv1.in_channels == 8
+
+
+def test_retrofitted_resnet_equals_the_plain_one_at_conversion():
+    tv = pytest.importorskip("torchvision")
+    from coordconv import coordconvify
+
+    torch.manual_seed(0)
+    plain = tv.models.resnet18(weights=None, num_classes=16).eval()
+    converted = coordconvify(copy.deepcopy(plain), where="conv1", with_r=True).eval()
+    assert isinstance(converted.conv1, CoordConv2d)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), plain(x))
+
+
+def test_dataset_command(tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "coordconv.cli", "dataset", "spatial", "--out", str(tmp_path / "s")]
+    r = subprocess.run([*run, "--train", "8", "--val", "4", "--grid", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "s" / "val").iterdir()) == ["r0c0", "r0c1", "r1c0", "r1c1"]
+    again = subprocess.run([*run, "--train", "8", "--val", "4"], capture_output=True, text=True)
+    assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr
+
+
+def test_bad_classifier_arguments():
+    pytest.importorskip("torchvision")
+    from coordconv.repro.models.classifiers import build_classifier
+
+    with pytest.raises(ValueError, match="arch must be one of resnet18, resnet50, got 'vgg'"):
+        build_classifier("vgg", "plain", 10)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        build_classifier("resnet18", "deep", 10)
+    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
+        build_classifier("resnet18", "plain", 0)
