@@ -82,6 +82,29 @@ def test_dataset_command(tmp_path):
     assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr
 
 
+def test_local_weights_make_the_retrofitted_network_start_where_the_plain_one_is(tmp_path):
+    tv = pytest.importorskip("torchvision")
+    from safetensors.torch import save_file
+
+    from coordconv.repro.models.classifiers import build_classifier
+
+    torch.manual_seed(1)
+    pretrained = tv.models.resnet18(weights=None, num_classes=16).eval()
+    save_file({k: v.contiguous() for k, v in pretrained.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.save(pretrained.state_dict(), tmp_path / "w.pth")
+    x = torch.rand(2, 3, 64, 64)
+    for path in (tmp_path / "w.safetensors", tmp_path / "w.pth"):
+        net = build_classifier("resnet18", "coordconvify", 16, weights=path).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), pretrained(x))
+    with pytest.raises(ValueError, match="does not fit the network"):
+        build_classifier("resnet18", "plain", 10, weights=tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="cannot be loaded into the input_layer variant"):
+        build_classifier("resnet18", "input_layer", 16, weights=tmp_path / "w.pth")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_classifier("resnet18", "plain", 16, weights=tmp_path / "none.pth")
+
+
 def test_bad_classifier_arguments():
     pytest.importorskip("torchvision")
     from coordconv.repro.models.classifiers import build_classifier
@@ -92,3 +115,67 @@ def test_bad_classifier_arguments():
         build_classifier("resnet18", "deep", 10)
     with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         build_classifier("resnet18", "plain", 0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training runs, alone and under torchrun (gloo)
+
+
+def _cli(*args, torchrun=0, cwd=None):
+    import subprocess
+    import sys
+
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}"]
+        if torchrun
+        else [sys.executable]
+    )
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*launcher, "-m", "coordconv.cli", "train", "imagenet", "--preset", "smoke", *map(str, args)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
+def _summary(folder):
+    import json
+
+    return json.loads((folder / "summary.json").read_text())
+
+
+SMALL = ("--lr", "0.01", "--epochs", "1", "--batch-size", "16", "--offline-train", "64", "--offline-grid", "4")
+
+
+def test_two_processes_agree_and_match_one_process(tmp_path):
+    pytest.importorskip("torchvision")
+    one = _cli("--out", tmp_path / "one", *SMALL)
+    assert one.returncode == 0, one.stderr
+    two = _cli("--out", tmp_path / "two", *SMALL, torchrun=2)
+    assert two.returncode == 0, two.stderr
+    a, b = _summary(tmp_path / "one"), _summary(tmp_path / "two")
+    assert (a["world_size"], b["world_size"]) == (1, 2) and a["ranks_agree"] and b["ranks_agree"]
+    # the same global batches and averaged gradients; BatchNorm statistics are per process on CPU, hence the tolerance
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1)
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.2)
+    assert (tmp_path / "two" / "model.safetensors").exists() and not (tmp_path / "two" / "rank1").exists()
+
+
+def test_resume_on_another_process_count(tmp_path):
+    pytest.importorskip("torchvision")
+    args = ("--out", tmp_path / "run", "--offline-grid", "4", "--stop-after-epochs", "1")
+    cut = _cli(*args, torchrun=2)
+    assert cut.returncode == 0, cut.stderr
+    assert not (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    resumed = _cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = _summary(tmp_path / "run")
+    assert summary["epochs"] == 2 and summary["world_size"] == 1
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+
+
+def test_bad_data_folder(tmp_path):
+    pytest.importorskip("torchvision")
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    r = _cli("--out", tmp_path / "x", "--data", tmp_path / "data")
+    assert r.returncode == 1 and "has no val/ folder" in r.stderr

@@ -219,6 +219,13 @@ def test_train_and_reproduce_through_the_cli(tmp_path):
         assert (tmp_path / "rep" / task / "objects.png").exists()
     reused = coordconv("reproduce", "gan", "--preset", "smoke", "--out", tmp_path / "rep")
     assert reused.returncode == 0 and reused.stdout.count("(reused)") == 2
+    # a run from before a config field existed is reused when the field has its default
+    path = tmp_path / "rep" / "gan" / "conv-seed0" / "summary.json"
+    summary = json.loads(path.read_text())
+    del summary["config"]["d_batchnorm"]
+    path.write_text(json.dumps(summary))
+    again = coordconv("reproduce", "gan", "--preset", "smoke", "--out", tmp_path / "rep")
+    assert again.returncode == 0 and again.stdout.count("(reused)") == 2
 
 
 def test_dataset_command(tmp_path):

@@ -125,12 +125,34 @@ def _train_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_imagenet(args: argparse.Namespace) -> int:
+    from coordconv.repro.experiments import imagenet
+
+    try:
+        cfg = config_from_args(
+            imagenet.preset(args.preset, args.variant, seed=args.seed),
+            {k: v for k, v in vars(args).items() if k not in {"variant", "seed"}},
+        )
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        summary = imagenet.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    if summary and not summary.get("interrupted"):
+        print(
+            f"imagenet {summary['arch']} {summary['variant']} seed {summary['seed']}: top-1 {summary['top1']:.4f}, "
+            f"top-5 {summary['top5']:.4f} ({summary['world_size']} process(es)) -> {args.out}"
+        )
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
     if args.seeds < 1:
         args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    known = (*toy.TASKS, *GENERATIVE, "detection", "rl")
+    known = (*toy.TASKS, *GENERATIVE, "detection", "imagenet", "rl")
     unknown = [t for t in args.tasks if t not in known]
     if unknown:
         args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(known)}")
@@ -155,6 +177,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             reproduce.main_generative(generative_tasks, **common)
         if "detection" in tasks:
             reproduce.main_detection(**common)
+        if "imagenet" in tasks:
+            reproduce.main_imagenet(**common)
         if "rl" in tasks:
             reproduce.main_rl(args.games, **common)
     except (RunError, ImportError, FileNotFoundError) as e:
@@ -289,6 +313,23 @@ def add_commands(commands: Any) -> None:
     _add_run_arguments(p, detection.PRESETS)
     add_config_arguments(p, detection.Config, skip=("model", "seed"))
     p.set_defaults(func=_train_detection, parser=p)
+    from coordconv.repro.experiments import imagenet
+
+    p = tasks.add_parser(
+        "imagenet",
+        help="ResNet classification, plain or CoordConv, on DDP (torchrun); offline data by default",
+        description=imagenet.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    p.add_argument(
+        "--variant",
+        choices=("plain", "input_layer", "coordconvify"),
+        default="input_layer",
+        help="model variant (default: input_layer, the paper's)",
+    )
+    _add_run_arguments(p, imagenet.PRESETS)
+    add_config_arguments(p, imagenet.Config, skip=("variant", "seed"))
+    p.set_defaults(func=_train_imagenet, parser=p)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -305,7 +346,7 @@ def add_commands(commands: Any) -> None:
         "tasks",
         nargs="*",
         metavar="TASK",
-        help=f"tasks to run: {', '.join(toy.TASKS)}, gan, vae (Sort-of-Clevr), detection, rl (A2C agents)",
+        help=f"tasks to run: {', '.join(toy.TASKS)}, gan, vae (Sort-of-Clevr), detection, imagenet, rl (A2C agents)",
     )
     reproduce.add_argument(
         "--games", nargs="+", default=[], help="rl: games (default: the five MinAtar games; paper preset: nine Atari)"

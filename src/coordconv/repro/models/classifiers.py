@@ -12,8 +12,10 @@ Three variants: plain, with the paper's CoordConv input layer, or retrofitted by
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
+import torch
 from torch import nn
 
 from coordconv import CoordConv2d, coordconvify
@@ -24,14 +26,20 @@ ARCHS = ("resnet18", "resnet50")
 VARIANTS = ("plain", "input_layer", "coordconvify")
 
 
-def build_classifier(arch: str, variant: str, num_classes: int, *, with_r: bool = True) -> nn.Module:
+def build_classifier(
+    arch: str, variant: str, num_classes: int, *, with_r: bool = True, weights: str | Path | None = None
+) -> nn.Module:
     """A ResNet of ``arch`` for ``num_classes`` classes in the given ``variant``.
 
     ``with_r`` gives the CoordConv layer of ``input_layer`` / ``coordconvify`` the radius channel (the paper's
-    input layer has it).
+    input layer has it). ``weights`` is a local file with the plain network's state dict (``.safetensors``, or a
+    ``torch.save`` file read with ``weights_only=True``), loaded before the conversion, so a ``coordconvify``
+    network starts from exactly the pretrained network's outputs. Nothing is downloaded.
 
     Raises:
-        ValueError: unknown ``arch`` or ``variant``, or ``num_classes`` below 1.
+        ValueError: unknown ``arch`` or ``variant``, ``num_classes`` below 1, ``weights`` with ``input_layer``
+            (its first convolution has another shape), or weights that do not fit the network.
+        FileNotFoundError: ``weights`` does not exist.
         ImportError: torchvision is not installed.
     """
     if arch not in ARCHS:
@@ -47,6 +55,10 @@ def build_classifier(arch: str, variant: str, num_classes: int, *, with_r: bool 
             "the classification experiment needs torchvision: pip install 'torch-coordconv[detection]'"
         ) from e
     net = cast(nn.Module, getattr(torchvision.models, arch)(weights=None, num_classes=num_classes))
+    if weights:
+        if variant == "input_layer":
+            raise ValueError("weights cannot be loaded into the input_layer variant (its conv1 reads 8 channels)")
+        _load(net, Path(weights))
     if variant == "plain":
         return net
     if variant == "coordconvify":
@@ -54,3 +66,18 @@ def build_classifier(arch: str, variant: str, num_classes: int, *, with_r: bool 
     # the ResNet stem, reading the 8 channels of the CoordConv layer: 7x7, stride 2, padding 3, as torchvision's
     net.conv1 = nn.Conv2d(8, cast(nn.Conv2d, net.conv1).out_channels, 7, 2, 3, bias=False)
     return nn.Sequential(CoordConv2d(3, 8, 1, with_r=with_r), net)
+
+
+def _load(net: nn.Module, path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the network: {str(e).splitlines()[0]}") from e
