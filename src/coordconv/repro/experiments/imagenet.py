@@ -117,7 +117,7 @@ def preset(name: str, variant: str, **overrides: Any) -> Config:
         ValueError: unknown preset.
     """
     sizes: dict[str, dict[str, Any]] = {
-        "smoke": {"epochs": 2, "batch_size": 8, "offline_train": 32, "offline_val": 16, "image_size": 32},
+        "smoke": {"epochs": 2, "batch_size": 8, "lr": 0.01, "offline_train": 32, "offline_val": 16, "image_size": 32},
         "quick": {},
         "paper": {"arch": "resnet50", "epochs": 90, "batch_size": 256, "augment": "standard", "image_size": 224},
     }
