@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from coordconv.repro import summaries
 from coordconv.repro.experiments import toy
 from coordconv.repro.runtime.config import add_config_arguments, config_from_args
 from coordconv.repro.runtime.rundir import RunError
 
 __all__ = ["add_commands"]
 
-ENTROPIES = ("red", "blue", "diff")
 GENERATIVE = ("gan", "vae")
 
 
@@ -27,124 +29,75 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _train(args: argparse.Namespace) -> int:
+def _run_training(
+    args: argparse.Namespace,
+    preset: Callable[[], Any],
+    positional: set[str],
+    main: Callable[..., dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+) -> int:
+    """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line.
+
+    ``positional`` names the arguments that chose the preset (they are not config overrides).
+    """
     try:
-        cfg = config_from_args(
-            toy.preset(args.preset, args.task, args.model, args.split, seed=args.seed),
-            {k: v for k, v in vars(args).items() if k not in {"task", "model", "split", "seed"}},
-        )
+        cfg = config_from_args(preset(), {k: v for k, v in vars(args).items() if k not in positional})
     except ValueError as e:
         args.parser.error(str(e))
     try:
-        summary = toy.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device)
-    except RunError as e:
+        summary = main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
-    if summary.get("interrupted"):
-        return 0
-    name = summary["metric"]
-    reached = summary["seconds_to_target"]
-    print(
-        f"{summary['task']} {summary['model']} {summary['split']} seed {summary['seed']}: "
-        f"train {name} {summary['train'][name]:.4f}, test {name} {summary['test'][name]:.4f}, "
-        + (f"target reached after {reached:.1f} s of training" if reached is not None else "target not reached")
-        + f" -> {args.out}"
-    )
+    # an interrupted run reports nothing, and so do the other processes of a torchrun launch
+    if summary and not summary.get("interrupted"):
+        print(f"{describe(summary)} -> {args.out}")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    return _run_training(
+        args,
+        lambda: toy.preset(args.preset, args.task, args.model, args.split, seed=args.seed),
+        {"task", "model", "split", "seed"},
+        partial(toy.main, device=args.device),
+        summaries.describe_toy,
+    )
 
 
 def _train_rl(args: argparse.Namespace) -> int:
     from coordconv.repro.experiments import rl
 
-    try:
-        cfg = config_from_args(
-            rl.preset(args.preset, args.env, args.model, seed=args.seed),
-            {k: v for k, v in vars(args).items() if k not in {"env", "model", "seed"}},
-        )
-    except ValueError as e:
-        args.parser.error(str(e))
-    try:
-        summary = rl.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
-    except RunError as e:
-        return _fail(str(e))
-    if summary.get("interrupted"):
-        return 0
-    final = summary["final_return"]
-    print(
-        f"rl {summary['model']} {summary['env']} seed {summary['seed']}: {summary['steps']} steps, "
-        f"{summary['episodes']} episodes, final mean return "
-        + ("(no episode finished)" if final is None else f"{final:.2f}")
-        + f", {summary['steps_per_second']} steps/s -> {args.out}"
-    )
-    return 0
+    return _run_training(
+        args, lambda: rl.preset(args.preset, args.env, args.model, seed=args.seed), {"env", "model", "seed"},
+        rl.main, summaries.describe_rl,
+    )  # fmt: skip
 
 
 def _train_generative(args: argparse.Namespace) -> int:
     from coordconv.repro.experiments import generative
 
-    try:
-        cfg = config_from_args(
-            generative.preset(args.preset, args.task, args.model, seed=args.seed),
-            {k: v for k, v in vars(args).items() if k not in {"task", "model", "seed"}},
-        )
-    except ValueError as e:
-        args.parser.error(str(e))
-    try:
-        summary = generative.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
-    except RunError as e:
-        return _fail(str(e))
-    if summary.get("interrupted"):
-        return 0
-    entropy = " / ".join("-" if summary["entropy"][k] is None else f"{summary['entropy'][k]:.2f}" for k in ENTROPIES)
-    print(
-        f"{summary['task']} {summary['model']} seed {summary['seed']}: {summary['steps']} steps, one red + one blue "
-        f"in {summary['one_each']:.1%} of samples, entropy red / blue / diff {entropy} -> {args.out}"
-    )
-    return 0
+    return _run_training(
+        args, lambda: generative.preset(args.preset, args.task, args.model, seed=args.seed),
+        {"task", "model", "seed"}, generative.main, summaries.describe_generative,
+    )  # fmt: skip
 
 
 def _train_detection(args: argparse.Namespace) -> int:
     from coordconv.repro.experiments import detection
 
-    try:
-        cfg = config_from_args(
-            detection.preset(args.preset, args.model, seed=args.seed),
-            {k: v for k, v in vars(args).items() if k not in {"model", "seed"}},
-        )
-    except ValueError as e:
-        args.parser.error(str(e))
-    try:
-        summary = detection.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
-    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    if summary.get("interrupted"):
-        return 0
-    print(
-        f"detection {summary['model']} seed {summary['seed']}: proposal IoU {summary['proposal_iou']:.3f}, "
-        f"mAP@0.5 {summary['map_50']:.3f}, mAP {summary['map']:.3f} -> {args.out}"
-    )
-    return 0
+    return _run_training(
+        args, lambda: detection.preset(args.preset, args.model, seed=args.seed), {"model", "seed"},
+        detection.main, summaries.describe_detection,
+    )  # fmt: skip
 
 
 def _train_imagenet(args: argparse.Namespace) -> int:
     from coordconv.repro.experiments import imagenet
 
-    try:
-        cfg = config_from_args(
-            imagenet.preset(args.preset, args.variant, seed=args.seed),
-            {k: v for k, v in vars(args).items() if k not in {"variant", "seed"}},
-        )
-    except ValueError as e:
-        args.parser.error(str(e))
-    try:
-        summary = imagenet.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
-    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    if summary and not summary.get("interrupted"):
-        print(
-            f"imagenet {summary['arch']} {summary['variant']} seed {summary['seed']}: top-1 {summary['top1']:.4f}, "
-            f"top-5 {summary['top5']:.4f} ({summary['world_size']} process(es)) -> {args.out}"
-        )
-    return 0
+    return _run_training(
+        args, lambda: imagenet.preset(args.preset, args.variant, seed=args.seed), {"variant", "seed"},
+        imagenet.main, summaries.describe_imagenet,
+    )  # fmt: skip
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coordconv.repro import summaries
 from coordconv.repro.experiments import toy
 from coordconv.repro.report import toy as report
 from coordconv.repro.runtime.config import to_dict
@@ -53,11 +54,11 @@ def main(
         for seed in range(first_seed, first_seed + seeds)
     ]
     print(f"reproduce: {len(plan)} runs ({', '.join(tasks)}; preset {preset}; {seeds} seed(s)) into {out}")
-    for i, (task, split, model, seed) in enumerate(plan, 1):
-        cfg = toy.preset(preset, task, model, split, seed=seed)
-        folder = report.run_dir(out, task, model, split, seed)
-        summary, how = _reuse_or_train(folder, cfg, toy.main, overwrite)
-        _print_run(i, len(plan), summary, how)
+    jobs = [
+        (report.run_dir(out, task, model, split, seed), toy.preset(preset, task, model, split, seed=seed))
+        for task, split, model, seed in plan
+    ]
+    _run_jobs(jobs, toy.main, summaries.describe_toy, overwrite)
     command = command or f"coordconv reproduce {shlex.join(tasks)}"
     for task in tasks:
         write_atomic(out / task / "command.txt", command + "\n")
@@ -84,6 +85,18 @@ def _reuse_or_train(
         if isinstance(stored, dict) and {**to_dict(type(cfg)()), **stored} == to_dict(cfg):
             return summary, "reused"
     return train(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet), "trained"
+
+
+def _run_jobs(
+    jobs: list[tuple[Path, Any]],
+    train: Callable[..., dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+    overwrite: bool,
+) -> None:
+    """Reuse or train each ``(folder, config)`` in turn, one line per run."""
+    for i, (folder, cfg) in enumerate(jobs, 1):
+        summary, how = _reuse_or_train(folder, cfg, train, overwrite)
+        print(f"[{i}/{len(jobs)}] {describe(summary)} ({how})", flush=True)
 
 
 def main_rl(
@@ -114,16 +127,9 @@ def main_rl(
         for seed in range(first_seed, first_seed + seeds)
     ]
     print(f"reproduce: {len(plan)} A2C runs ({len(games)} games; preset {preset}; {seeds} seed(s)) into {out}")
-    for i, (game, model, seed) in enumerate(plan, 1):
-        cfg = rl.preset(preset, game, model, seed=seed)
-        summary, how = _reuse_or_train(rl_report.run_dir(out, cfg.env, model, seed), cfg, rl.main, overwrite)
-        final = summary["final_return"]
-        print(
-            f"[{i}/{len(plan)}] {rl_report.game_name(cfg.env):<22} {model:<9} seed {seed}: final return "
-            + ("-" if final is None else f"{final:.2f}")
-            + f", {summary['steps_per_second']} steps/s ({how})",
-            flush=True,
-        )
+    configs = [rl.preset(preset, game, model, seed=seed) for game, model, seed in plan]
+    jobs = [(rl_report.run_dir(out, cfg.env, cfg.model, cfg.seed), cfg) for cfg in configs]
+    _run_jobs(jobs, rl.main, summaries.describe_rl, overwrite)
     write_atomic(out / "rl" / "command.txt", (command or f"coordconv reproduce rl --games {shlex.join(games)}") + "\n")
     path = write_rl_report(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
@@ -181,16 +187,11 @@ def main_generative(
         for seed in range(first_seed, first_seed + seeds)
     ]
     print(f"reproduce: {len(plan)} runs ({', '.join(tasks)}; preset {preset}; {seeds} seed(s)) into {out}")
-    for i, (task, model, seed) in enumerate(plan, 1):
-        cfg = generative.preset(preset, task, model, seed=seed)
-        summary, how = _reuse_or_train(gen_report.run_dir(out, task, model, seed), cfg, generative.main, overwrite)
-        entropy = summary["entropy"]
-        print(
-            f"[{i}/{len(plan)}] {task} {model:<9} seed {seed}: one red + one blue {summary['one_each']:.1%}, entropy "
-            + " / ".join("-" if entropy[k] is None else f"{entropy[k]:.2f}" for k in ("red", "blue", "diff"))
-            + f" ({how})",
-            flush=True,
-        )
+    jobs = [
+        (gen_report.run_dir(out, task, model, seed), generative.preset(preset, task, model, seed=seed))
+        for task, model, seed in plan
+    ]
+    _run_jobs(jobs, generative.main, summaries.describe_generative, overwrite)
     for task in tasks:
         write_atomic(out / task / "command.txt", (command or f"coordconv reproduce {shlex.join(tasks)}") + "\n")
     path = write_generative_report(out)
@@ -251,14 +252,8 @@ def main_detection(
     started = time.perf_counter()
     plan = [(model, seed) for model in report.MODELS for seed in range(first_seed, first_seed + seeds)]
     print(f"reproduce: {len(plan)} detection runs (preset {preset}; {seeds} seed(s)) into {out}")
-    for i, (model, seed) in enumerate(plan, 1):
-        cfg = detection.preset(preset, model, seed=seed)
-        summary, how = _reuse_or_train(det_report.run_dir(out, model, seed), cfg, detection.main, overwrite)
-        print(
-            f"[{i}/{len(plan)}] detection {model:<9} seed {seed}: proposal IoU {summary['proposal_iou']:.3f}, "
-            f"mAP@0.5 {summary['map_50']:.3f} ({how})",
-            flush=True,
-        )
+    jobs = [(det_report.run_dir(out, model, seed), detection.preset(preset, model, seed=seed)) for model, seed in plan]
+    _run_jobs(jobs, detection.main, summaries.describe_detection, overwrite)
     write_atomic(out / "detection" / "command.txt", (command or "coordconv reproduce detection") + "\n")
     path = write_detection_report(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
@@ -311,15 +306,8 @@ def main_imagenet(
     started = time.perf_counter()
     plan = [(variant, seed) for variant in ("plain", "input_layer") for seed in range(first_seed, first_seed + seeds)]
     print(f"reproduce: {len(plan)} classification runs (preset {preset}; {seeds} seed(s)) into {out}")
-    for i, (variant, seed) in enumerate(plan, 1):
-        cfg = imagenet.preset(preset, variant, seed=seed)
-        folder = out / "imagenet" / f"{variant}-seed{seed}"
-        summary, how = _reuse_or_train(folder, cfg, imagenet.main, overwrite)
-        print(
-            f"[{i}/{len(plan)}] {cfg.arch} {variant:<11} seed {seed}: top-1 {summary['top1']:.4f}, "
-            f"top-5 {summary['top5']:.4f} ({how})",
-            flush=True,
-        )
+    jobs = [(out / "imagenet" / f"{v}-seed{seed}", imagenet.preset(preset, v, seed=seed)) for v, seed in plan]
+    _run_jobs(jobs, imagenet.main, summaries.describe_imagenet, overwrite)
     write_atomic(out / "imagenet" / "command.txt", (command or "coordconv reproduce imagenet") + "\n")
     table = f"Command: `{(out / 'imagenet' / 'command.txt').read_text().strip()}`\n\n" + imagenet_table(out)
     write_atomic(out / "imagenet" / "table.md", table + "\n")
@@ -331,12 +319,13 @@ def main_imagenet(
 
 def imagenet_table(out: Path) -> str:
     """Top-1 / top-5 of each variant (mean ± std over seeds) and Welch's t-test of CoordConv against plain."""
-    import json
     import statistics
 
     from scipy import stats  # type: ignore[import-untyped,unused-ignore]
 
-    runs = [json.loads(p.read_text()) for p in sorted((out / "imagenet").glob("*/summary.json"))]
+    from coordconv.repro.report.runs import load_finished
+
+    runs = [r.summary for r in load_finished(out / "imagenet", "*/summary.json")]
     lines = ["| model | seeds | top-1 | top-5 | training s |", "|---|---|---|---|---|"]
     values: dict[str, dict[str, list[float]]] = {}
     for variant, name in (("plain", "ResNet"), ("input_layer", "ResNet + 1x1 CoordConv input layer (with r)")):
@@ -372,19 +361,6 @@ def imagenet_table(out: Path) -> str:
 
 def _quiet(line: str) -> None:
     print(f"    {line}", file=sys.stderr, flush=True)
-
-
-def _print_run(i: int, n: int, summary: dict[str, object], how: str) -> None:
-    metric = str(summary["metric"])
-    train, test = summary["train"], summary["test"]
-    assert isinstance(train, dict) and isinstance(test, dict)
-    reached = summary["seconds_to_target"]
-    when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
-    print(
-        f"[{i}/{n}] {summary['task']:<14} {summary['model']:<9} {summary['split']:<8} seed {summary['seed']}: "
-        f"train {metric} {train[metric]:.4f}  test {metric} {test[metric]:.4f}  {when}  ({how})",
-        flush=True,
-    )
 
 
 def write_report(out: Path, tasks: list[str], runs: list[report.RunRecord]) -> Path:

@@ -111,7 +111,7 @@ def preset(name: str, variant: str, **overrides: Any) -> Config:
     * ``smoke``: a tiny offline data set, seconds.
     * ``quick``: ResNet-18 on the offline data set (8,000 / 2,000 images of 64x64, 64 classes), 4 epochs.
     * ``paper``: ResNet-50 on ImageNet (``data`` must point at it), torchvision's recipe: 90 epochs, batch 256,
-      standard augmentation at 224 px (about a day on 8 GPUs).
+      standard augmentation at 224 px (a multi-GPU job).
 
     Raises:
         ValueError: unknown preset.

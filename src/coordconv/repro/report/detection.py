@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import torch
 from torch import nn
 
 from coordconv.repro.report.plots import pyplot, save_figure
+from coordconv.repro.report.runs import FinishedRun, load_finished
 from coordconv.repro.report.toy import COLOURS, MODELS
 
 __all__ = ["DetRun", "draw_predictions", "load_runs", "plot_curves", "results_table", "run_dir"]
@@ -26,24 +25,15 @@ def run_dir(root: Path, model: str, seed: int) -> Path:
     return root / "detection" / f"{model}-seed{seed}"
 
 
-@dataclass(frozen=True)
-class DetRun:
-    """A finished detection run's files, parsed."""
-
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
+DetRun = FinishedRun
+"""A finished detection run's files, parsed."""
 
 
 def load_runs(root: Path) -> list[DetRun]:
     """Every finished detection run under ``root/detection``, sorted by model and seed."""
-    runs = []
-    for summary_path in sorted((root / "detection").glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        metrics_path = summary_path.parent / "metrics.jsonl"
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-        runs.append(DetRun(summary_path.parent, summary, metrics))
-    return sorted(runs, key=lambda r: (r.summary["model"], r.summary["seed"]))
+    return sorted(
+        load_finished(root / "detection", "*/summary.json"), key=lambda r: (r.summary["model"], r.summary["seed"])
+    )
 
 
 def _stat(values: list[float], digits: int = 3) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordconv.repro.report.plots import pyplot, save_figure
+from coordconv.repro.report.runs import FinishedRun, load_finished
 from coordconv.repro.report.toy import MODELS
 
 __all__ = [
@@ -37,25 +36,13 @@ def run_dir(root: Path, task: str, model: str, seed: int) -> Path:
     return root / task / f"{model}-seed{seed}"
 
 
-@dataclass(frozen=True)
-class GenRun:
-    """A finished GAN or VAE run's files, parsed."""
-
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
+GenRun = FinishedRun
+"""A finished GAN or VAE run's files, parsed."""
 
 
 def load_runs(root: Path, task: str) -> list[GenRun]:
     """Every finished run under ``root/task``, sorted by model and seed."""
-    runs = []
-    for summary_path in sorted((root / task).glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        if summary.get("task") != task:
-            continue
-        metrics_path = summary_path.parent / "metrics.jsonl"
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-        runs.append(GenRun(summary_path.parent, summary, metrics))
+    runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary.get("task") == task]
     return sorted(runs, key=lambda r: (r.summary["model"], r.summary["seed"]))
 
 

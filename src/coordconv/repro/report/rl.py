@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from coordconv.repro.report.plots import pyplot, save_figure
+from coordconv.repro.report.runs import FinishedRun, load_finished
 from coordconv.repro.report.toy import COLOURS, MODELS
 
 __all__ = ["RLRun", "game_name", "load_runs", "plot_curves", "results_table", "run_dir", "verdict"]
@@ -29,23 +27,13 @@ def run_dir(root: Path, env: str, model: str, seed: int) -> Path:
     return root / "rl" / game_name(env) / f"{model}-seed{seed}"
 
 
-@dataclass(frozen=True)
-class RLRun:
-    """A finished A2C run's files, parsed."""
-
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
+RLRun = FinishedRun
+"""A finished A2C run's files, parsed."""
 
 
 def load_runs(root: Path) -> list[RLRun]:
     """Every finished A2C run under ``root/rl``, sorted by game, model and seed."""
-    runs = []
-    for summary_path in sorted((root / "rl").glob("*/*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        metrics_path = summary_path.parent / "metrics.jsonl"
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-        runs.append(RLRun(summary_path.parent, summary, metrics))
+    runs = load_finished(root / "rl", "*/*/summary.json")
     return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
 
 
