@@ -61,3 +61,13 @@ def reference_forward(layer, x: Tensor, output_size=None) -> Tensor:
     if layer.groups == 1:
         return conv(torch.cat([x, coords], 1), torch.cat([layer.weight, layer.coord_weight], 1), layer.bias, 1)
     return conv(x, layer.weight, None, layer.groups) + conv(coords, layer.coord_weight, layer.bias, 1)
+
+
+def tolerance(dtype):
+    """rtol/atol for comparing a layer with its definition computed another way, in ``dtype``."""
+    return {
+        torch.float64: {"rtol": 1e-10, "atol": 1e-10},
+        torch.float32: {"rtol": 1e-5, "atol": 1e-5},
+        torch.bfloat16: {"rtol": 0.02, "atol": 0.05},
+        torch.float16: {"rtol": 3e-3, "atol": 3e-3},
+    }[dtype]

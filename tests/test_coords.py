@@ -179,7 +179,13 @@ def test_bad_shapes(shape):
         coord_grid(shape)
 
 
-@pytest.mark.parametrize("freqs", [(), (0.0,), (-1.0,), (float("nan"),), ("a",)])
+@pytest.mark.parametrize("shape", ["44", (4.5, 4), 4, (True, 2), None])
+def test_shapes_of_the_wrong_type_are_named(shape):
+    with pytest.raises(TypeError, match=r"spatial.*(must be|sizes must be ints)"):
+        coord_grid(shape)
+
+
+@pytest.mark.parametrize("freqs", [(), (0.0,), (-1.0,), (float("nan"),), ("a",), 0, 2.0, "12"])
 def test_bad_fourier_frequencies(freqs):
     with pytest.raises(ValueError, match="frequencies"):
         FourierEncoding(frequencies=freqs)

@@ -19,9 +19,9 @@ from coordconv import (
     CoordConvTranspose2d,
     CoordConvTranspose3d,
     FourierEncoding,
+    _term,
     add_coords,
     coord_grid,
-    layers,
 )
 from reference import reference_forward, reference_grid
 
@@ -309,10 +309,12 @@ def test_bad_input(x, error, message):
         (CoordConvTranspose2d, (3, 4, 3), {"padding_mode": "reflect"}, r"padding_mode must be one of \('zeros',\)"),
         (CoordConvTranspose2d, (3, 4, 3), {"stride": 2, "output_padding": 2}, r"output_padding \(=2\) must be"),
         (CoordConv3d, (3, 4, 3), {"encoding": "radius", "with_r": True}, "second radius channel"),
+        (CoordConv2d, (3, 4, 3), {"dtype": torch.complex64}, "dtype must be a floating-point torch.dtype"),
+        (CoordConvTranspose1d, (3, 4, 3), {"dtype": torch.int32}, "dtype must be a floating-point torch.dtype"),
     ],
 )
 def test_bad_options(cls, args, kwargs, message):
-    error = TypeError if "with_r must be a bool" in message else ValueError
+    error = TypeError if "must be a bool" in message or "dtype" in message else ValueError
     with pytest.raises(error, match=message):
         cls(*args, **kwargs)
 
@@ -417,7 +419,7 @@ def test_onnx_export_runs_in_onnxruntime(layer_fn, tmp_path):
 )
 @pytest.mark.parametrize("small_output", [0, 10**9], ids=["large-output path", "small-output path"])
 def test_channels_last_equals_contiguous(cls, fmt, small_output, monkeypatch):
-    monkeypatch.setattr(layers, "_SMALL_OUTPUT", small_output)
+    monkeypatch.setattr(_term, "_SMALL_OUTPUT", small_output)
     layer = cls(8, 8, 3, padding=1)
     x = torch.randn(3, 8, *([6] * cls._rank))
     layer_cl = copy.deepcopy(layer).to(memory_format=fmt)
@@ -532,62 +534,3 @@ def test_torch_func_per_sample_gradients(cls):
         expected = torch.autograd.grad(loss(dict(layer.named_parameters()), x[i]), list(layer.parameters()))
         for name, value in zip(params, expected, strict=True):
             torch.testing.assert_close(per_sample[name][i], value)
-
-
-@pytest.mark.parametrize(
-    ("cls", "shape"),
-    [(CoordConv1d, (2, 3, 9)), (CoordConv2d, (2, 3, 7, 5)), (CoordConv3d, (2, 3, 4, 5, 4)),
-     (CoordConvTranspose2d, (2, 3, 5, 4))],
-)  # fmt: skip
-def test_inference_reuses_the_coordinate_term_until_something_changes(cls, shape):
-    torch.manual_seed(0)
-    layer = cls(3, 4, 3, stride=2, bias=True).double()
-    x = torch.randn(shape, dtype=torch.float64)
-
-    def check(inputs=x):
-        with torch.no_grad():
-            first = layer(inputs)
-            again = layer(inputs)  # from the cache
-        with torch.inference_mode():
-            inference = layer(inputs)
-        fresh = reference_forward(layer, inputs)
-        for out in (first, again, inference):
-            torch.testing.assert_close(out, fresh)
-
-    check()
-    with torch.no_grad():  # in-place updates, as optimizers and load_state_dict make them
-        layer.coord_weight.add_(0.5)
-    check()
-    layer.bias.data = layer.bias.data + 1.0  # storage swapped without a version bump
-    check()
-    layer.coord_weight = nn.Parameter(torch.randn_like(layer.coord_weight))
-    check()
-    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
-    layer(x).square().sum().backward()
-    optimizer.step()
-    check()
-    check(x[..., :-1])  # another size
-    check(x[:1])  # another batch
-    layer.float()
-    check(x.float())
-    if x.dim() == 4:  # another layout
-        check(x.float().contiguous(memory_format=torch.channels_last))
-    clone = pickle.loads(pickle.dumps(layer))
-    assert "_term_cache" in layer.__dict__ and "_term_cache" not in clone.__dict__
-    assert "_term_cache" not in copy.deepcopy(layer).__dict__
-
-
-def test_inference_computes_the_coordinate_term_once_per_change():
-    layer = CoordConv2d(3, 4, 3)
-    calls = []
-    compute = layer._coord_term
-    layer._coord_term = lambda x: calls.append(1) or compute(x)
-    x = torch.randn(2, 3, 8, 8)
-    with torch.no_grad():
-        layer(x), layer(x), layer(x)
-        assert len(calls) == 1
-        layer.coord_weight.mul_(2)
-        layer(x), layer(x)
-        assert len(calls) == 2
-    layer(x), layer(x)  # recording gradients: computed every time
-    assert len(calls) == 4

@@ -5,6 +5,7 @@ The library (this package's top level) depends on torch only:
 * :mod:`coordconv.coords`: coordinate grids and encodings (pure functions).
 * :mod:`coordconv.layers`: ``AddCoords``, ``CoordConv{1,2,3}d``, ``CoordConvTranspose{1,2,3}d``.
 * :mod:`coordconv.convert`: ``coordconvify``, which retrofits CoordConv into any network.
+* :mod:`coordconv.fuse`: ``fuse_conv_bn_eval``, BatchNorm folding that knows the coordinate filters.
 
 Paper: Liu et al., "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution",
 NeurIPS 2018, https://arxiv.org/abs/1807.03247.
@@ -20,6 +21,7 @@ from coordconv.coords import coord_channels as coord_channels
 from coordconv.coords import coord_grid as coord_grid
 from coordconv.coords import linear_coords as linear_coords
 from coordconv.coords import tile_vector as tile_vector
+from coordconv.fuse import fuse_conv_bn_eval as fuse_conv_bn_eval
 from coordconv.layers import AddCoords as AddCoords
 from coordconv.layers import CoordConv1d as CoordConv1d
 from coordconv.layers import CoordConv2d as CoordConv2d
@@ -46,6 +48,7 @@ __all__ = [
     "coord_channels",
     "coord_grid",
     "coordconvify",
+    "fuse_conv_bn_eval",
     "linear_coords",
     "tile_vector",
 ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +57,7 @@ class Case:
 
     def build(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         """The plain conv, our CoordConv and the naive CoordConv, all with the same arguments."""
-        kwargs = {"stride": self.stride, "padding": self.padding}
+        kwargs: dict[str, Any] = {"stride": self.stride, "padding": self.padding}
         plain = self.conv(self.in_channels, self.out_channels, self.kernel_size, **kwargs)
         ours = COORD_TWINS[self.conv](self.in_channels, self.out_channels, self.kernel_size, **kwargs)
         rank = len(self.spatial)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from coordconv.coords import EncodingLike, Order
-from coordconv.layers import COORD_TWINS
+from coordconv.layers import COORD_TWINS, _check_plain_weight
 
 __all__ = ["Where", "coordconvify"]
 
@@ -69,7 +69,8 @@ def coordconvify(
         The converted module.
 
     Raises:
-        ValueError: nothing matched, or a selected layer is parametrized or lazy (not yet initialised).
+        ValueError: nothing matched, or a selected layer is parametrized, lazy (not yet initialised) or has an
+            old-style ``torch.nn.utils.weight_norm`` / ``spectral_norm`` hook.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
@@ -92,6 +93,7 @@ def coordconvify(
             raise ValueError(f"cannot convert {name or 'the module'}: run a forward pass to initialise it first")
         if type(child) not in COORD_TWINS:
             continue  # a subclass with a forward of its own, or already a CoordConv layer
+        _check_plain_weight(child, f"cannot convert {name or 'the module'}")
         if first_only and targets and id(child) not in targets:
             continue
         targets.setdefault(id(child), (child, []))[1].append(name)

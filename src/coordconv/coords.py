@@ -106,6 +106,8 @@ class FourierEncoding(CoordEncoding):
     include_linear: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.frequencies, str | bytes) or not isinstance(self.frequencies, Sequence):
+            raise ValueError(f"frequencies must be a non-empty sequence of numbers, got {self.frequencies!r}")
         freqs = tuple(self.frequencies)
         if not freqs or not all(isinstance(f, int | float) and not isinstance(f, bool) for f in freqs):
             raise ValueError(f"frequencies must be a non-empty sequence of numbers, got {self.frequencies!r}")
@@ -184,11 +186,17 @@ def _check_order(order: str) -> None:
 
 
 def _check_shape(spatial_shape: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(spatial_shape, str | bytes) or not isinstance(spatial_shape, Sequence):
+        raise TypeError(f"spatial_shape must be a sequence of ints, got {spatial_shape!r}")
     shape = tuple(spatial_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError(f"coordinate grids have 1 to 3 spatial axes, got spatial shape {shape}")
     for n in shape:
-        # Symbolic sizes (torch.compile, export) are accepted as they are; only concrete ints are checked.
+        # Symbolic sizes (torch.compile, export) and traced ones (torch.jit.trace: 0-dim integer tensors) are
+        # accepted as they are; only concrete ints are checked for their value.
+        traced = isinstance(n, Tensor) and n.dim() == 0 and not n.dtype.is_floating_point
+        if isinstance(n, bool) or not isinstance(n, int | torch.SymInt) and not traced:
+            raise TypeError(f"spatial sizes must be ints, got {n!r} in spatial shape {shape}")
         if isinstance(n, int) and n < 1:
             raise ValueError(f"every spatial size must be at least 1, got spatial shape {shape}")
     return shape

@@ -5,12 +5,13 @@ A CoordConv is mathematically a convolution of the input with coordinate channel
 
     conv(x, W) + conv(coords, W_c)
 
-and the second term does not depend on the batch. The layers here compute it once, at batch size 1, and
-add it to the plain convolution's output in place. That is exact (borders, padding modes, strides,
-dilations and transposed convolutions included), skips the concatenation's copy of the whole input, and
-works for any ``groups``: the coordinate term is a dense map from the coordinate channels to every output
-channel, which the concatenated form cannot express when ``in_channels + coord_channels`` is not divisible
-by ``groups``.
+and the second term does not depend on the batch. The layers here compute it at batch size 1, on every
+call from the parameters as they are then (nothing that depends on a parameter is kept between calls, so no
+way of changing one can leave a stale result), and add it to the plain convolution's output in place. That
+is exact (borders, padding modes, strides, dilations and transposed convolutions included), skips the
+concatenation's copy of the whole input, and works for any ``groups``: the coordinate term is a dense map
+from the coordinate channels to every output channel, which the concatenated form cannot express when
+``in_channels + coord_channels`` is not divisible by ``groups``.
 
 ``weight`` and ``bias`` have exactly the shapes of the plain layer with the same arguments, so plain
 state dicts load (``strict=False``; only ``coord_weight`` is missing) and zero coordinate filters make the
@@ -22,15 +23,18 @@ NeurIPS 2018, https://arxiv.org/abs/1807.03247.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn import init
 
+from coordconv._term import add_coord_term, batched, like_input, transposed_output_padding
 from coordconv.coords import (
     _ENCODINGS,
     CoordEncoding,
@@ -55,32 +59,17 @@ __all__ = [
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _T = TypeVar("_T", bound="_CoordConvMixin")
-_SMALL_GRID = 20480  # elements; where torch's CPU convolution switches batch-1 inputs to its oneDNN path
-# Channels-last outputs up to this many elements get the coordinate term through autograd's own add (measured,
-# torch 2.13 CPU: 20-35 us faster per call for MinAtar-sized layers, slower than ``_AddBatchTerm`` above ~4e5).
-_SMALL_OUTPUT = 131072
+
+# torch.fx symbolic tracing records these as single calls instead of tracing into them (no leaf modules needed).
+torch.fx.wrap("add_coord_term")
+torch.fx.wrap("batched")
+torch.fx.wrap("like_input")
+torch.fx.wrap("transposed_output_padding")
+torch.fx.wrap("add_coords")  # defined below: AddCoords calls it by its global name
 
 
 # ---------------------------------------------------------------------------------------------------------
 # functional core
-
-
-def _check_input(x: Tensor, rank: int | None, who: str) -> int:
-    """Validate an (N, C, *spatial) input and return its spatial rank."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{who} expects a torch.Tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{who} expects a floating-point input, got dtype {x.dtype}")
-    spatial = x.dim() - 2
-    if rank is None and spatial not in (1, 2, 3):
-        raise ValueError(
-            f"{who} expects an (N, C, *spatial) input with 1 to 3 spatial axes, got shape {tuple(x.shape)}"
-        )
-    if rank is not None and spatial != rank:
-        raise ValueError(
-            f"{who} expects a {rank + 2}D (N, C, *spatial) input with {rank} spatial axes, got shape {tuple(x.shape)}"
-        )
-    return spatial
 
 
 def add_coords(
@@ -109,7 +98,7 @@ def add_coords(
                 [[-1.,  0.,  1.],
                  [-1.,  0.,  1.]]])
     """
-    _check_input(x, None, "add_coords")
+    batched(x, "add_coords")
     grid = coord_grid(x.shape[2:], encoding=encoding, with_r=with_r, order=order, dtype=x.dtype, device=x.device)
     return torch.cat([x, grid.unsqueeze(0).expand(x.shape[0], *grid.shape)], dim=1)
 
@@ -155,7 +144,7 @@ class AddCoords(nn.Module):
         return resolve_encoding(self.encoding, with_r=self.with_r).channels(rank)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.rank, type(self).__name__)
+        batched(x, type(self).__name__, self.rank)
         return add_coords(x, with_r=self.with_r, encoding=self.encoding, order=self.order)
 
     def extra_repr(self) -> str:
@@ -239,11 +228,14 @@ def _check_conv_args(
 class _CoordConvMixin(nn.Module):
     """What every CoordConv layer adds to its ``nn.ConvNd`` / ``nn.ConvTransposeNd`` base.
 
-    Subclasses set ``_rank`` and ``_conv_fn`` and put this mixin before the torch base class.
+    That is the coordinate options, the ``coord_weight`` parameter, its initialisation and the conversion from a
+    plain layer; the forward's speed machinery lives in ``coordconv._term``.
+
+    Subclasses set ``_rank`` and ``_plain`` (the torch class they mirror) and put this mixin before it.
     """
 
     _rank: ClassVar[int]
-    _conv_fn: ClassVar[Callable[..., Tensor]]
+    _plain: ClassVar[type[nn.modules.conv._ConvNd]]
 
     # Declared by the torch base class; repeated so that type checkers know them here.
     in_channels: int
@@ -259,23 +251,53 @@ class _CoordConvMixin(nn.Module):
     weight: Tensor
     bias: Tensor | None
     coord_weight: Tensor
-    encoding: CoordEncoding
-    with_r: bool
-    order: Order
-    coord_channels: int
 
-    def _init_coords(
+    def __init__(
         self,
-        encoding: CoordEncoding,
-        with_r: bool,
-        order: Order,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: int,
+        bias: bool,
+        padding_mode: Any,
         device: Any,
         dtype: Any,
+        *,
+        output_padding: Any = None,
+        with_r: bool,
+        encoding: EncodingLike,
+        order: Order,
     ) -> None:
-        self.encoding = encoding
+        name = type(self).__name__
+        # every check before anything is allocated
+        _check_order(order)
+        grid_encoding = resolve_encoding(resolve_encoding(encoding), with_r=with_r)
+        _check_conv_args(
+            name, self._rank, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+            stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+            output_padding=output_padding,
+        )  # fmt: skip
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{name}: dtype must be a floating-point torch.dtype, got {dtype!r}")
+        plain: Any = super()
+        if output_padding is None:
+            plain.__init__(
+                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
+                device, dtype,
+            )  # fmt: skip
+        else:
+            plain.__init__(
+                in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias, dilation,
+                padding_mode, device, dtype,
+            )  # fmt: skip
+        self.encoding = resolve_encoding(encoding)
         self.with_r = with_r
         self.order = order
-        self.coord_channels = resolve_encoding(encoding, with_r=with_r).channels(self._rank)
+        self._grid_encoding = grid_encoding
+        self.coord_channels = grid_encoding.channels(self._rank)
         # Transposed weights are (in, out/groups, *k); the coordinate filters are dense: (coords, out, *k).
         shape = (
             (self.coord_channels, self.out_channels, *self.kernel_size)
@@ -335,11 +357,13 @@ class _CoordConvMixin(nn.Module):
 
         Raises:
             TypeError: ``conv`` is not exactly the torch class this twin mirrors.
+            ValueError: ``conv`` computes its weight in a hook (``torch.nn.utils.weight_norm`` /
+                ``spectral_norm``), so its ``weight`` is not a parameter the twin could keep.
         """
-        base = _TWINS_BY_COORD[cls]
-        if type(conv) is not base:
-            raise TypeError(f"{cls.__name__}.from_conv expects an nn.{base.__name__}, got {type(conv).__name__}")
+        if type(conv) is not cls._plain:
+            raise TypeError(f"{cls.__name__}.from_conv expects an nn.{cls._plain.__name__}, got {type(conv).__name__}")
         assert isinstance(conv, nn.modules.conv._ConvNd)
+        _check_plain_weight(conv, f"{cls.__name__}.from_conv")
         kwargs: dict[str, Any] = {
             "stride": conv.stride,
             "padding": conv.padding,
@@ -370,227 +394,79 @@ class _CoordConvMixin(nn.Module):
         twin.train(conv.training)
         return twin
 
-    def _prepare(self, input: Tensor) -> tuple[Tensor, bool]:
-        """Check ``input`` and return it batched, plus whether it came batched."""
-        name = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"{name} expects a torch.Tensor, got {type(input).__name__}")
-        if not input.dtype.is_floating_point:
-            raise TypeError(f"{name} expects a floating-point input, got dtype {input.dtype}")
-        if input.dim() not in (self._rank + 1, self._rank + 2):
-            raise ValueError(
-                f"{name} expects a {self._rank + 2}D (N, C, *spatial) or {self._rank + 1}D (C, *spatial) input, "
-                f"got shape {tuple(input.shape)}"
+    def _check_traceable(self, input: Any) -> None:
+        if isinstance(input, torch.fx.Proxy) and not dataclasses.is_dataclass(self._grid_encoding):
+            raise TypeError(
+                f"{type(self).__name__}: torch.fx symbolic tracing needs the coordinate encoding to be a dataclass "
+                f"(as the built-in encodings are), got {type(self.encoding).__name__}"
             )
-        batched = input.dim() == self._rank + 2
-        x = input if batched else input.unsqueeze(0)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{name} expects {self.in_channels} input channels (in_channels), "
-                f"got {x.shape[1]} in an input of shape {tuple(input.shape)}"
-            )
-        if any(n == 0 for n in x.shape[2:]):
-            raise ValueError(f"{name} expects non-empty spatial axes, got an input of shape {tuple(input.shape)}")
-        return x, batched
 
-    def _grid(self, x: Tensor) -> Tensor:
-        """The batch-1 coordinate input ``(1, coord_channels, *spatial)`` for ``x``'s grid.
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call,unused-ignore]
+        if "_grid_encoding" not in self.__dict__:  # pickled by coordconv 0.1
+            self._grid_encoding = resolve_encoding(self.encoding, with_r=self.with_r)
 
-        Kept for the next call with the same size, dtype, device and grad mode (outside ``torch.compile`` and
-        ``torch.func`` transforms): building a grid costs several small operations.
-        """
-        key = None
-        if not _plain_autograd(x):
-            key = (
-                tuple(x.shape[2:]), x.dtype, x.device, torch.is_inference_mode_enabled(), self.encoding, self.with_r,
-                self.order,
-            )  # fmt: skip
-            cached = self.__dict__.get("_grid_cache")
-            if cached is not None and cached[0] == key:
-                return cast(Tensor, cached[1])
-        grid = coord_grid(
-            x.shape[2:], encoding=self.encoding, with_r=self.with_r, order=self.order, dtype=x.dtype, device=x.device
-        ).unsqueeze(0)
-        # Layout only (the values are the same): on CPU, torch runs a batch-1 2D convolution of a large
-        # contiguous input through a slow path (about 15x slower at 128x128, torch 2.13); channels_last avoids
-        # it, while small grids are fastest contiguous.
-        if grid.dim() == 4 and grid.device.type == "cpu" and grid.numel() > _SMALL_GRID:
-            grid = grid.contiguous(memory_format=torch.channels_last)
-        if key is not None:
-            self.__dict__["_grid_cache"] = (key, grid)
-        return grid
-
-    def _term(self, out: Tensor, compute: Callable[[], Tensor], *extra: Any) -> Tensor:
-        """The coordinate term for ``out``, in ``out``'s layout; reused between calls without autograd.
-
-        Without gradient recording (``torch.no_grad``, ``torch.inference_mode``) the term depends only on the
-        coordinate filters, the bias, the grid and the layer's options, so it is computed once and kept until
-        one of them changes: a new or in-place-updated parameter (its version counter and storage are part of
-        the key), another input size, dtype, device, layout or autocast state. The cache holds one batch-1
-        output; it is never pickled or copied (nor is the cached grid).
-        """
-        fmt = _memory_format(out)
-        if torch.is_grad_enabled() or _plain_autograd(out):
-            return compute().contiguous(memory_format=fmt)
-        params = (self.coord_weight, self.bias)
-        device = out.device.type
-        key = (
-            tuple(out.shape[2:]), out.dtype, out.device, fmt, torch.is_inference_mode_enabled(),
-            torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device),
-            self.stride, self.padding, self.dilation, self.padding_mode, self.encoding, self.with_r, self.order,
-            extra, *((p._version, p.data_ptr(), p.dtype, p.device) for p in params if p is not None),
-        )  # fmt: skip
-        cached = self.__dict__.get("_term_cache")
-        if cached is not None and cached[0] == key and all(a is b for a, b in zip(cached[1], params, strict=True)):
-            return cast(Tensor, cached[2])
-        term = compute().contiguous(memory_format=fmt)
-        self.__dict__["_term_cache"] = (key, params, term)
-        return term
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_term_cache", None)
-        state.pop("_grid_cache", None)
-        return state
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise TypeError(
+            f"torch.jit.script does not support {type(self).__name__} (TorchScript is in maintenance mode in "
+            "PyTorch); use torch.jit.trace, torch.export / torch.onnx.export(dynamo=True) or torch.compile"
+        )
 
     def extra_repr(self) -> str:
         return ", ".join([super().extra_repr(), *_coord_repr(self.encoding, self.with_r, self.order)])
 
 
-def _memory_format(x: Tensor) -> torch.memory_format:
-    """channels_last(_3d) when ``x`` is laid out that way (and not also plain contiguous), else contiguous."""
-    if x.is_contiguous():
-        return torch.contiguous_format
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return torch.contiguous_format
-
-
-def _sum_over_batch(grad: Tensor) -> Tensor:
-    """``grad.sum(0, keepdim=True)``, computed in ``grad``'s physical layout.
-
-    torch reduces a channels_last tensor over its batch axis about ten times slower than a contiguous one
-    (torch 2.13, CPU); summing the rows of the physically ordered ``(B, -1)`` view avoids that.
-    """
-    if grad.shape[0] == 1:
-        return grad
-    if grad.stride(0) == 0:  # a gradient expanded over the batch, as ``out.sum().backward()`` makes
-        return grad[:1] * grad.shape[0]
-    perm = [0, *sorted(range(1, grad.dim()), key=lambda d: grad.stride(d), reverse=True)]
-    physical = grad.permute(perm)
-    if not physical.is_contiguous():
-        return grad.sum(0, keepdim=True)
-    summed = physical.reshape(grad.shape[0], -1).sum(0).view(1, *physical.shape[1:])
-    return summed.permute([perm.index(d) for d in range(grad.dim())])
-
-
-class _AddBatchTerm(torch.autograd.Function):
-    """``out += term`` in place, ``term`` of batch size 1 broadcast over ``out``'s batch."""
-
-    @staticmethod
-    def forward(ctx: Any, out: Tensor, term: Tensor) -> Tensor:
-        ctx.mark_dirty(out)
-        return out.add_(term)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
-        return grad, _sum_over_batch(grad)
-
-
-def _plain_autograd(out: Tensor) -> bool:
-    """Whether ``out`` lives under a transform that custom autograd Functions do not suit.
-
-    ``torch.compile`` traces its own backward, and ``torch.func`` transforms (``vmap``, ``grad``) wrap tensors; in
-    both the plain in-place add, with autograd's own reduction, is used.
-    """
-    if torch.compiler.is_compiling():
-        return True
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(is_wrapped is not None and is_wrapped(out))
-
-
-def _add_batch_term(out: Tensor, term: Tensor) -> Tensor:
-    """Add the batch-1 coordinate term (already in ``out``'s layout, see ``_term``) to the output.
-
-    Autograd's own broadcast add is used where its batch reduction is fast: without gradients, under
-    ``torch.compile`` / ``torch.func``, and for contiguous outputs. A channels-last output is added in its physical
-    order (a permuted view, so the reduction runs over contiguous rows) when small, where a custom autograd
-    Function's fixed cost would dominate, and through ``_AddBatchTerm`` when large, which adds in place.
-    """
-    needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
-    if not needs_grad or out.is_contiguous() or _plain_autograd(out):
-        return out.add_(term)
-    if out.numel() <= _SMALL_OUTPUT:
-        rank = out.dim() - 2
-        last = (0, *range(2, rank + 2), 1)
-        first = (0, rank + 1, *range(1, rank + 1))
-        return (out.permute(last) + term.permute(last)).permute(first)
-    return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
+def _check_plain_weight(conv: nn.Module, who: str) -> None:
+    """Refuse a convolution whose ``weight`` is made by an old-style ``weight_norm`` / ``spectral_norm`` hook."""
+    hooks = [
+        type(hook).__name__
+        for hook in conv._forward_pre_hooks.values()
+        if type(hook).__module__ in ("torch.nn.utils.weight_norm", "torch.nn.utils.spectral_norm")
+    ]
+    if hooks or not isinstance(conv.weight, nn.Parameter):
+        kind = hooks[0] if hooks else "a hook"
+        raise ValueError(
+            f"{who}: the weight of {type(conv).__name__} is computed by {kind} (torch.nn.utils.weight_norm or "
+            "spectral_norm), not a Parameter; remove it (torch.nn.utils.remove_weight_norm / "
+            "remove_spectral_norm) before converting, then apply torch.nn.utils.parametrizations.weight_norm or "
+            "spectral_norm to the converted layer"
+        )
 
 
 class _CoordConvNd(_CoordConvMixin):
     """Shared forward of ``CoordConv{1,2,3}d``: plain conv of the input plus the batch-1 coordinate term."""
 
-    def _coord_term(self, x: Tensor) -> Tensor:
-        grid = self._grid(x)
-        padding: str | tuple[int, ...] = self.padding
-        if self.padding_mode != "zeros":
-            grid = F.pad(grid, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            padding = (0,) * self._rank
-        # groups=1: the coordinate filters reach every output channel whatever the layer's groups.
-        return type(self)._conv_fn(grid, self.coord_weight, self.bias, self.stride, padding, self.dilation, 1)
-
     def forward(self, input: Tensor) -> Tensor:
-        x, batched = self._prepare(input)
-        out: Tensor = self._conv_forward(x, self.weight, None)  # type: ignore[operator]
-        out = _add_batch_term(out, self._term(out, lambda: self._coord_term(x), tuple(x.shape[2:])))
-        return out if batched else out.squeeze(0)
+        self._check_traceable(input)
+        x = batched(input, type(self).__name__, self._rank, self.in_channels)
+        out = self._conv_forward(x, self.weight, None)  # type: ignore[operator]
+        out = add_coord_term(
+            out, x, self.coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
+            self.dilation, self.padding_mode, pad=self._reversed_padding_repeated_twice,
+        )  # fmt: skip
+        return like_input(out, input, self._rank)
 
 
 class _CoordConvTransposeNd(_CoordConvMixin):
     """Shared forward of ``CoordConvTranspose{1,2,3}d``."""
 
     output_padding: tuple[int, ...]
+    _conv_transpose: ClassVar[Any]
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
-        x, batched = self._prepare(input)
-        output_padding = self._output_padding(  # type: ignore[operator]
-            x, output_size, self.stride, self.padding, self.kernel_size, self._rank, self.dilation
+        self._check_traceable(input)
+        x = batched(input, type(self).__name__, self._rank, self.in_channels)
+        output_padding = transposed_output_padding(
+            x, output_size, self.output_padding, self.stride, self.padding, self.kernel_size, self.dilation
         )
-        conv = type(self)._conv_fn
-        out = conv(x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation)
-
-        def term() -> Tensor:
-            return conv(
-                self._grid(x), self.coord_weight, self.bias, self.stride, self.padding, output_padding, 1, self.dilation
-            )
-
-        out = _add_batch_term(out, self._term(out, term, tuple(x.shape[2:]), tuple(output_padding)))
-        return out if batched else out.squeeze(0)
-
-
-def _conv_init(
-    self: _CoordConvMixin,
-    base: type[nn.modules.conv._ConvNd],
-    args: dict[str, Any],
-) -> None:
-    rank = self._rank
-    with_r, encoding, order = args.pop("with_r"), args.pop("encoding"), args.pop("order")
-    _check_order(order)
-    enc = resolve_encoding(encoding)
-    resolve_encoding(enc, with_r=with_r)  # validate before allocating anything
-    _check_conv_args(
-        type(self).__name__,
-        rank,
-        **{k: args[k] for k in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")},
-        groups=args["groups"],
-        padding_mode=args["padding_mode"],
-        output_padding=args.get("output_padding"),
-    )
-    base.__init__(cast(nn.modules.conv._ConvNd, self), **args)
-    self._init_coords(enc, with_r, order, args["device"], args["dtype"])
+        out = type(self)._conv_transpose(
+            x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
+        )
+        out = add_coord_term(
+            out, x, self.coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
+            self.dilation, self.padding_mode, output_padding=output_padding,
+        )  # fmt: skip
+        return like_input(out, input, self._rank)
 
 
 class CoordConv1d(_CoordConvNd, nn.Conv1d):
@@ -605,7 +481,7 @@ class CoordConv1d(_CoordConvNd, nn.Conv1d):
     """
 
     _rank = 1
-    _conv_fn = F.conv1d
+    _plain = nn.Conv1d
 
     def __init__(
         self,
@@ -625,7 +501,10 @@ class CoordConv1d(_CoordConvNd, nn.Conv1d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.Conv1d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
 class CoordConv2d(_CoordConvNd, nn.Conv2d):
@@ -662,7 +541,7 @@ class CoordConv2d(_CoordConvNd, nn.Conv2d):
     """
 
     _rank = 2
-    _conv_fn = F.conv2d
+    _plain = nn.Conv2d
 
     def __init__(
         self,
@@ -682,7 +561,10 @@ class CoordConv2d(_CoordConvNd, nn.Conv2d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.Conv2d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
 class CoordConv3d(_CoordConvNd, nn.Conv3d):
@@ -694,7 +576,7 @@ class CoordConv3d(_CoordConvNd, nn.Conv3d):
     """
 
     _rank = 3
-    _conv_fn = F.conv3d
+    _plain = nn.Conv3d
 
     def __init__(
         self,
@@ -714,7 +596,10 @@ class CoordConv3d(_CoordConvNd, nn.Conv3d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.Conv3d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
 class CoordConvTranspose1d(_CoordConvTransposeNd, nn.ConvTranspose1d):
@@ -725,7 +610,8 @@ class CoordConvTranspose1d(_CoordConvTransposeNd, nn.ConvTranspose1d):
     """
 
     _rank = 1
-    _conv_fn = F.conv_transpose1d
+    _plain = nn.ConvTranspose1d
+    _conv_transpose = F.conv_transpose1d
 
     def __init__(
         self,
@@ -746,7 +632,10 @@ class CoordConvTranspose1d(_CoordConvTransposeNd, nn.ConvTranspose1d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.ConvTranspose1d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, output_padding=output_padding, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
 class CoordConvTranspose2d(_CoordConvTransposeNd, nn.ConvTranspose2d):
@@ -765,7 +654,8 @@ class CoordConvTranspose2d(_CoordConvTransposeNd, nn.ConvTranspose2d):
     """
 
     _rank = 2
-    _conv_fn = F.conv_transpose2d
+    _plain = nn.ConvTranspose2d
+    _conv_transpose = F.conv_transpose2d
 
     def __init__(
         self,
@@ -786,7 +676,10 @@ class CoordConvTranspose2d(_CoordConvTransposeNd, nn.ConvTranspose2d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.ConvTranspose2d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, output_padding=output_padding, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
 class CoordConvTranspose3d(_CoordConvTransposeNd, nn.ConvTranspose3d):
@@ -797,7 +690,8 @@ class CoordConvTranspose3d(_CoordConvTransposeNd, nn.ConvTranspose3d):
     """
 
     _rank = 3
-    _conv_fn = F.conv_transpose3d
+    _plain = nn.ConvTranspose3d
+    _conv_transpose = F.conv_transpose3d
 
     def __init__(
         self,
@@ -818,24 +712,16 @@ class CoordConvTranspose3d(_CoordConvTransposeNd, nn.ConvTranspose3d):
         encoding: EncodingLike = "linear",
         order: Order = "ij",
     ) -> None:
-        _conv_init(self, nn.ConvTranspose3d, _args(locals()))
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device,
+            dtype, output_padding=output_padding, with_r=with_r, encoding=encoding, order=order,
+        )  # fmt: skip
 
 
-def _args(local_vars: dict[str, Any]) -> dict[str, Any]:
-    """The constructor's arguments (its ``locals()``), without ``self`` and ``__class__``."""
-    return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
-
-
-_TWINS_BY_COORD: dict[type[nn.Module], type[nn.Module]] = {
-    CoordConv1d: nn.Conv1d,
-    CoordConv2d: nn.Conv2d,
-    CoordConv3d: nn.Conv3d,
-    CoordConvTranspose1d: nn.ConvTranspose1d,
-    CoordConvTranspose2d: nn.ConvTranspose2d,
-    CoordConvTranspose3d: nn.ConvTranspose3d,
-}
 #: The CoordConv class that mirrors each torch convolution class.
 COORD_TWINS: dict[type[nn.Module], type[_CoordConvMixin]] = {
-    base: coord  # type: ignore[misc]
-    for coord, base in _TWINS_BY_COORD.items()
-}
+    cls._plain: cls
+    for cls in (
+        CoordConv1d, CoordConv2d, CoordConv3d, CoordConvTranspose1d, CoordConvTranspose2d, CoordConvTranspose3d
+    )
+}  # fmt: skip

@@ -1,0 +1,244 @@
+"""The speed machinery behind the CoordConv layers (private; :mod:`coordconv.layers` is the public face).
+
+A CoordConv computes ``conv(x, W) + conv(grid, W_c) + b``. The second term has batch size 1; it is computed on
+every call from the parameters as they are at that moment, in the layout of the convolution's output, and
+added to that output. Nothing here keeps state that depends on a parameter, so no way of changing one
+(optimizer steps fused or not, ``.data`` edits, ``load_state_dict``, parametrizations, ``to()``/``half()``,
+weight swaps, EMA) can leave a stale result. The one cache holds coordinate *grids*, which depend only on the
+grid's size, the encoding, dtype, device and layout.
+
+The functions the layers call (``batched``, ``transposed_output_padding``, ``add_coord_term``, ``like_input``)
+are wrapped for ``torch.fx``: symbolic tracing records them as single calls instead of tracing into their
+Python control flow, so a traced model runs them at its own input sizes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coordconv.coords import CoordEncoding, Order, coord_grid
+
+__all__ = ["add_coord_term", "batched", "grid_for", "like_input", "transposed_output_padding"]
+
+# Batch-1 2D grids above this many elements are laid out channels_last on CPU (see ``grid_for``).
+_SMALL_GRID = 20480
+# Channels-last outputs up to this many elements get the term through autograd's own add of permuted views;
+# larger ones through ``_AddBatchTerm`` (see ``_add``).
+_SMALL_OUTPUT = 131072
+# The grid cache: at most this many grids, each of at most this many elements.
+_GRID_CACHE_ENTRIES = 32
+_GRID_CACHE_MAX_NUMEL = 1 << 22
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_grids: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
+_grids_lock = threading.Lock()
+
+
+def grid_for(x: Tensor, encoding: CoordEncoding, order: Order) -> Tensor:
+    """The batch-1 coordinate input ``(1, channels, *spatial)`` for ``x``'s grid, in ``x``'s dtype and device.
+
+    Grids are kept (up to ``_GRID_CACHE_ENTRIES`` of them, shared by all layers) and keyed by everything they
+    depend on, including inference mode (a tensor made in inference mode cannot enter autograd later). They are
+    never written to.
+    """
+    spatial = tuple(x.shape[2:])
+    # torch.jit.trace records the operations that build a grid, so it gets them every call
+    cacheable = not (torch.jit.is_tracing() or _transformed(x))  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+    if cacheable:
+        try:
+            key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled())
+            hash(key)
+        except TypeError:  # an encoding that cannot be hashed is rebuilt each call
+            cacheable = False
+    if cacheable:
+        with _grids_lock:
+            grid = _grids.get(key)
+            if grid is not None:
+                _grids.move_to_end(key)
+                return grid
+    grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device).unsqueeze(0)
+    # Layout only (the values are the same): torch's CPU convolution runs a batch-1 2D convolution of a large
+    # contiguous input through a slow path (about 15x slower at 128x128, torch 2.13); channels_last avoids it,
+    # while small grids are fastest contiguous.
+    if grid.dim() == 4 and grid.device.type == "cpu" and grid.numel() > _SMALL_GRID:
+        grid = grid.contiguous(memory_format=torch.channels_last)
+    if cacheable and grid.numel() <= _GRID_CACHE_MAX_NUMEL:
+        with _grids_lock:
+            _grids[key] = grid
+            while len(_grids) > _GRID_CACHE_ENTRIES:
+                _grids.popitem(last=False)
+    return grid
+
+
+def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int | None = None) -> Tensor:
+    """Check an input and return it with a batch axis: ``(N, C, *spatial)``.
+
+    ``rank`` set: ``rank`` spatial axes (any of 1 to 3 otherwise). ``in_channels`` set (a layer's input): exactly
+    that many channels, and an unbatched ``(C, *spatial)`` input is accepted and given a batch axis. Raises
+    ``TypeError`` / ``ValueError`` naming ``who``, the value and what was expected.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{who} expects a torch.Tensor, got {type(input).__name__}")
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}")
+    shape = tuple(input.shape)
+    if rank is None:
+        if input.dim() not in (3, 4, 5):
+            raise ValueError(f"{who} expects an (N, C, *spatial) input with 1 to 3 spatial axes, got shape {shape}")
+        x = input
+    elif in_channels is None:
+        if input.dim() != rank + 2:
+            raise ValueError(
+                f"{who} expects a {rank + 2}D (N, C, *spatial) input with {rank} spatial axes, got shape {shape}"
+            )
+        x = input
+    else:
+        if input.dim() not in (rank + 1, rank + 2):
+            raise ValueError(
+                f"{who} expects a {rank + 2}D (N, C, *spatial) or {rank + 1}D (C, *spatial) input, got shape {shape}"
+            )
+        x = input if input.dim() == rank + 2 else input.unsqueeze(0)
+        if x.shape[1] != in_channels:
+            raise ValueError(
+                f"{who} expects {in_channels} input channels (in_channels), got {x.shape[1]} in an input of "
+                f"shape {shape}"
+            )
+    if any(n == 0 for n in x.shape[2:]):
+        raise ValueError(f"{who} expects non-empty spatial axes, got an input of shape {shape}")
+    return x
+
+
+def like_input(out: Tensor, input: Tensor, rank: int) -> Tensor:
+    """Drop the batch axis that :func:`batched` added to an unbatched input."""
+    return out if input.dim() == rank + 2 else out.squeeze(0)
+
+
+def transposed_output_padding(
+    x: Tensor,
+    output_size: Sequence[int] | None,
+    output_padding: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: str | tuple[int, ...],
+    kernel_size: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> list[int]:
+    """A transposed layer's ``output_padding`` for this call: its own, or what ``output_size`` asks for."""
+    if output_size is None:
+        return list(output_padding)
+    # torch's method reads only its arguments when output_size is given
+    compute = nn.modules.conv._ConvTransposeNd._output_padding
+    return compute(None, x, list(output_size), stride, padding, kernel_size, x.dim() - 2, dilation)  # type: ignore[arg-type]
+
+
+def add_coord_term(
+    out: Tensor,
+    x: Tensor,
+    coord_weight: Tensor,
+    bias: Tensor | None,
+    encoding: CoordEncoding,
+    order: Order,
+    stride: tuple[int, ...],
+    padding: str | tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding_mode: str,
+    pad: list[int] | None = None,
+    output_padding: Sequence[int] | None = None,
+) -> Tensor:
+    """``out`` plus the batch-1 coordinate term (coordinate filters and bias) of ``x``'s grid, in place.
+
+    ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
+    ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``.
+    """
+    rank = x.dim() - 2
+    grid = grid_for(x, encoding, order)
+    if output_padding is not None:
+        assert not isinstance(padding, str)
+        term = _CONV_TRANSPOSE[rank](grid, coord_weight, bias, stride, padding, tuple(output_padding), 1, dilation)
+    else:
+        if padding_mode != "zeros":
+            assert pad is not None
+            grid, padding = F.pad(grid, pad, mode=padding_mode), (0,) * rank
+        # groups=1: the coordinate filters reach every output channel whatever the layer's groups.
+        term = _CONV[rank](grid, coord_weight, bias, stride, padding, dilation, 1)
+    return _add(out, term.contiguous(memory_format=_memory_format(out)))
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last(_3d) when ``x`` is laid out that way (and not also plain contiguous), else contiguous."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _add(out: Tensor, term: Tensor) -> Tensor:
+    """``out + term`` with ``term`` (batch 1, ``out``'s layout) broadcast over the batch, into ``out``'s memory.
+
+    Autograd's own in-place broadcast add is used where its batch reduction in backward is fast: without
+    gradients, under ``torch.compile`` / ``torch.func``, and for contiguous outputs. A channels-last output
+    is added in its physical order (permuted views, so the reduction runs over contiguous rows) when small,
+    where a custom Function's fixed cost would dominate, and through ``_AddBatchTerm`` when large.
+    """
+    needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
+    if not needs_grad or out.is_contiguous() or _transformed(out):
+        return out.add_(term)
+    if out.numel() <= _SMALL_OUTPUT:
+        rank = out.dim() - 2
+        last = (0, *range(2, rank + 2), 1)
+        first = (0, rank + 1, *range(1, rank + 1))
+        return (out.permute(last) + term.permute(last)).permute(first)
+    return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
+
+
+def _transformed(x: Tensor) -> bool:
+    """Whether ``x`` is under ``torch.compile`` or a ``torch.func`` transform.
+
+    ``torch.compile`` traces its own backward and ``torch.func`` wraps tensors: custom autograd Functions and
+    cached tensors suit neither.
+    """
+    if torch.compiler.is_compiling():
+        return True
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(is_wrapped is not None and is_wrapped(x))
+
+
+def _sum_over_batch(grad: Tensor) -> Tensor:
+    """``grad.sum(0, keepdim=True)``, computed in ``grad``'s physical layout.
+
+    torch reduces a channels_last tensor over its batch axis about ten times slower than a contiguous one
+    (torch 2.13, CPU); summing the rows of the physically ordered ``(B, -1)`` view avoids that.
+    """
+    if grad.shape[0] == 1:
+        return grad
+    if grad.stride(0) == 0:  # a gradient expanded over the batch, as ``out.sum().backward()`` makes
+        return grad[:1] * grad.shape[0]
+    perm = [0, *sorted(range(1, grad.dim()), key=lambda d: grad.stride(d), reverse=True)]
+    physical = grad.permute(perm)
+    if not physical.is_contiguous():
+        return grad.sum(0, keepdim=True)
+    summed = physical.reshape(grad.shape[0], -1).sum(0).view(1, *physical.shape[1:])
+    return summed.permute([perm.index(d) for d in range(grad.dim())])
+
+
+class _AddBatchTerm(torch.autograd.Function):
+    """``out += term`` in place, ``term`` of batch size 1 broadcast over ``out``'s batch."""
+
+    @staticmethod
+    def forward(ctx: Any, out: Tensor, term: Tensor) -> Tensor:
+        ctx.mark_dirty(out)
+        return out.add_(term)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
+        return grad, _sum_over_batch(grad)

@@ -1,0 +1,67 @@
+"""The CUDA paths of the layers: `pytest -m gpu` on a machine with a GPU (skipped elsewhere).
+
+The device-parametrised layer tests run there too with `pytest --device cpu,cuda --dtype float32,float64,bfloat16`.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from coordconv import CoordConv2d, CoordConv3d, CoordConvTranspose2d, coordconvify
+from reference import reference_forward
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cls", [CoordConv2d, CoordConvTranspose2d])
+def test_autocast(cls, dtype):
+    layer = cls(16, 16, 3, padding=1, device=CUDA)
+    x = torch.randn(4, 16, 20, 24, device=CUDA)
+    with torch.autocast("cuda", dtype=dtype):
+        out = layer(x)
+        out.float().square().mean().backward()
+    assert out.dtype == dtype and layer.coord_weight.grad is not None
+    torch.testing.assert_close(out.float(), reference_forward(layer, x), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(("cls", "fmt"), [(CoordConv2d, torch.channels_last), (CoordConv3d, torch.channels_last_3d)])
+def test_channels_last(cls, fmt):
+    layer = cls(8, 8, 3, padding=1, device=CUDA)
+    x = torch.randn(3, 8, *([12] * cls._rank), device=CUDA)
+    ref = reference_forward(layer, x)
+    layer_cl = copy.deepcopy(layer).to(memory_format=fmt)
+    x_cl = x.contiguous(memory_format=fmt).requires_grad_(True)
+    out = layer_cl(x_cl)
+    assert out.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    out.square().sum().backward()
+    assert x_cl.grad is not None and layer_cl.coord_weight.grad is not None
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD])
+def test_fused_optimizer_steps_then_inference(optimizer):
+    layer = CoordConv2d(8, 8, 3, padding=1, device=CUDA)
+    x = torch.randn(4, 8, 16, 16, device=CUDA)
+    opt = optimizer(layer.parameters(), lr=0.1, fused=True)
+    for _ in range(3):
+        with torch.no_grad():
+            layer(x)
+        opt.zero_grad()
+        layer(x).square().mean().backward()
+        opt.step()
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), reference_forward(layer, x), rtol=1e-4, atol=1e-4)
+
+
+def test_converted_model_on_cuda_equals_the_plain_model():
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).to(CUDA)
+    converted = coordconvify(copy.deepcopy(plain))
+    x = torch.randn(2, 3, 32, 40, device=CUDA)
+    with torch.inference_mode():
+        torch.testing.assert_close(converted(x), plain(x))

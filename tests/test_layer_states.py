@@ -1,0 +1,185 @@
+"""Exact in every state: after any way of changing its parameters, a layer computes its own definition.
+
+Each case warms the layer up (no_grad and inference_mode calls, which would fill any cache), changes its
+parameters one way, then compares the layer with the concatenating reference under no_grad, inference_mode
+and with autograd recording.
+"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from coordconv import (
+    CoordConv1d,
+    CoordConv2d,
+    CoordConv3d,
+    CoordConvTranspose1d,
+    CoordConvTranspose2d,
+    CoordConvTranspose3d,
+    coordconvify,
+)
+from reference import reference_forward, tolerance
+
+CLASSES = [CoordConv1d, CoordConv2d, CoordConv3d, CoordConvTranspose1d, CoordConvTranspose2d, CoordConvTranspose3d]
+
+
+def _step(optimizer_cls, **kwargs):
+    def change(layer, x):
+        try:
+            optimizer = optimizer_cls(layer.parameters(), lr=0.1, **kwargs)
+        except (RuntimeError, ValueError) as error:  # a fused kernel this device or dtype lacks
+            pytest.skip(f"{optimizer_cls.__name__}({kwargs}) unavailable here: {error}")
+        for _ in range(2):
+            optimizer.zero_grad()
+            layer(x).square().mean().backward()
+            optimizer.step()
+
+    return change
+
+
+def _data_mul(layer, x):
+    for p in layer.parameters():
+        p.data.mul_(-2.0)
+
+
+def _data_add(layer, x):
+    layer.bias.data.add_(1.0)
+    layer.coord_weight.data.add_(0.5)
+
+
+def _data_swap(layer, x):
+    layer.coord_weight.data = layer.coord_weight.data * 3.0  # new storage, no version bump
+    layer.bias.data = layer.bias.data - 1.0
+
+
+def _ema(layer, x):
+    other = copy.deepcopy(layer)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.normal_()
+    for p, q in zip(layer.parameters(), other.parameters(), strict=True):  # EMA through .data, as many scripts do
+        p.data.mul_(0.5).add_(q.data, alpha=0.5)
+
+
+def _foreach(layer, x):
+    with torch.no_grad():
+        torch._foreach_add_(list(layer.parameters()), 0.25)
+
+
+def _detach_edit(layer, x):
+    layer.coord_weight.detach().mul_(-1.0)
+
+
+def _load_state_dict(layer, x):
+    other = copy.deepcopy(layer)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.normal_()
+    layer.load_state_dict(other.state_dict())
+
+
+def _swap_parameters(layer, x):
+    layer.coord_weight = nn.Parameter(torch.randn_like(layer.coord_weight))
+    layer.bias = nn.Parameter(torch.randn_like(layer.bias))
+
+
+class _Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.factor = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, w):
+        return w * self.factor
+
+
+def _parametrization(layer, x):
+    parametrize.register_parametrization(layer, "coord_weight", _Scale().to(layer.coord_weight))
+    layer(x)
+    with torch.no_grad():
+        layer.parametrizations.coord_weight[0].factor.fill_(3.0)
+
+
+def _weight_norm(layer, x):
+    torch.nn.utils.parametrizations.weight_norm(layer, "coord_weight")
+    layer(x)
+    with torch.no_grad():
+        layer.parametrizations.coord_weight.original0.mul_(2.0)
+
+
+def _dtype_round_trip(layer, x):
+    other = torch.float32 if layer.weight.dtype == torch.float64 else torch.float64
+    layer.to(other)
+    with torch.no_grad():
+        layer(x.to(other))
+    layer.to(x.dtype)
+
+
+CHANGES = {
+    "sgd": _step(torch.optim.SGD),
+    "sgd-fused": _step(torch.optim.SGD, fused=True),
+    "adam-fused": _step(torch.optim.Adam, fused=True),
+    "adamw-fused": _step(torch.optim.AdamW, fused=True),
+    "adam-foreach": _step(torch.optim.Adam, foreach=True),
+    "data-mul": _data_mul,
+    "data-add": _data_add,
+    "data-swap": _data_swap,
+    "ema-through-data": _ema,
+    "foreach-add": _foreach,
+    "detach-edit": _detach_edit,
+    "load-state-dict": _load_state_dict,
+    "swap-parameters": _swap_parameters,
+    "parametrization": _parametrization,
+    "weight-norm": _weight_norm,
+    "dtype-round-trip": _dtype_round_trip,
+}
+
+
+MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode, "grad": torch.enable_grad}
+
+
+def _call(layer, x, mode):
+    with MODES[mode]():
+        return layer(x).detach().clone()
+
+
+@pytest.mark.parametrize("change", list(CHANGES), ids=list(CHANGES))
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_layer_equals_its_definition_after_every_change(cls, change, device, dtype):
+    fresh = cls(3, 4, 3, stride=2, padding=1, device=device, dtype=dtype)
+    x = torch.randn(2, 3, *([5] * cls._rank), device=device, dtype=dtype)
+    for mode in MODES:
+        layer = copy.deepcopy(fresh)
+        _call(layer, x, mode)  # warm up in this mode: whatever a layer might keep between calls, it keeps now
+        CHANGES[change](layer, x)
+        expected = reference_forward(layer, x).detach()
+        out = _call(layer, x, mode)
+        torch.testing.assert_close(out, expected, **tolerance(dtype), msg=lambda m, mode=mode: f"{mode}: {m}")
+
+
+@pytest.mark.parametrize("edit", ["weight", "bias"])
+def test_converted_layer_follows_data_edits_of_the_plain_parameters(edit, device, dtype):
+    """coordconvify keeps the plain conv's Parameters; edits through .data must reach the converted layer."""
+    plain = nn.Conv2d(3, 5, 3, padding=1, device=device, dtype=dtype).eval()
+    converted = coordconvify(copy.deepcopy(plain))
+    x = torch.randn(2, 3, 6, 7, device=device, dtype=dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
+    for module in (plain, converted):
+        getattr(module, edit).data.mul_(3.0).add_(0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
+    with torch.inference_mode():
+        torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
+
+
+def test_new_input_sizes_layouts_and_batches(device, dtype):
+    layer = CoordConv2d(3, 4, 3, padding=1, with_r=True, device=device, dtype=dtype)
+    base = torch.randn(3, 3, 6, 8, device=device, dtype=dtype)
+    for x in (base, base[..., :-1], base[:1], base.contiguous(memory_format=torch.channels_last), base[0]):
+        expected = reference_forward(layer, x.unsqueeze(0) if x.dim() == 3 else x).detach()
+        for mode in MODES:
+            out = _call(layer, x, mode)
+            torch.testing.assert_close(out, expected.squeeze(0) if x.dim() == 3 else expected, **tolerance(dtype))
