@@ -64,6 +64,22 @@ def _ema(layer, x):
         p.data.mul_(0.5).add_(q.data, alpha=0.5)
 
 
+def _averaged_model(layer, x):
+    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(0.5)
+    average = torch.optim.swa_utils.AveragedModel(layer, multi_avg_fn=ema)
+    for mode in MODES:  # the averaged copy is a layer too: warm it up, update it, it must equal its definition
+        _call(average.module, x, mode)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    average.update_parameters(layer)
+    average.update_parameters(layer)
+    expected = reference_forward(average.module, x).detach()
+    for mode in MODES:
+        torch.testing.assert_close(_call(average.module, x, mode), expected, **tolerance(x.dtype))
+    layer.load_state_dict(average.module.state_dict())
+
+
 def _foreach(layer, x):
     with torch.no_grad():
         torch._foreach_add_(list(layer.parameters()), 0.25)
@@ -127,6 +143,7 @@ CHANGES = {
     "data-add": _data_add,
     "data-swap": _data_swap,
     "ema-through-data": _ema,
+    "averaged-model": _averaged_model,
     "foreach-add": _foreach,
     "detach-edit": _detach_edit,
     "load-state-dict": _load_state_dict,

@@ -27,11 +27,8 @@ from coordconv.coords import CoordEncoding, Order, coord_grid
 
 __all__ = ["add_coord_term", "batched", "grid_for", "like_input", "transposed_output_padding"]
 
-# Batch-1 2D grids above this many elements are laid out channels_last on CPU (see ``grid_for``).
-_SMALL_GRID = 20480
-# Channels-last outputs up to this many elements get the term through autograd's own add of permuted views;
-# larger ones through ``_AddBatchTerm`` (see ``_add``).
-_SMALL_OUTPUT = 131072
+# 2D grids with more pixels than this are laid out channels_last on CPU, whatever the kernel (see ``_grid_layout``).
+_SMALL_GRID = 10240
 # The grid cache: at most this many grids, each of at most this many elements.
 _GRID_CACHE_ENTRIES = 32
 _GRID_CACHE_MAX_NUMEL = 1 << 22
@@ -42,19 +39,19 @@ _grids: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
 _grids_lock = threading.Lock()
 
 
-def grid_for(x: Tensor, encoding: CoordEncoding, order: Order) -> Tensor:
+def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bool = False) -> Tensor:
     """The batch-1 coordinate input ``(1, channels, *spatial)`` for ``x``'s grid, in ``x``'s dtype and device.
 
     Grids are kept (up to ``_GRID_CACHE_ENTRIES`` of them, shared by all layers) and keyed by everything they
     depend on, including inference mode (a tensor made in inference mode cannot enter autograd later). They are
-    never written to.
+    never written to. ``channels_last`` (2D only) chooses the layout, not the values.
     """
     spatial = tuple(x.shape[2:])
     # torch.jit.trace records the operations that build a grid, so it gets them every call
     cacheable = not (torch.jit.is_tracing() or _transformed(x))  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
     if cacheable:
         try:
-            key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled())
+            key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled(), channels_last)
             hash(key)
         except TypeError:  # an encoding that cannot be hashed is rebuilt each call
             cacheable = False
@@ -65,10 +62,7 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order) -> Tensor:
                 _grids.move_to_end(key)
                 return grid
     grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device).unsqueeze(0)
-    # Layout only (the values are the same): torch's CPU convolution runs a batch-1 2D convolution of a large
-    # contiguous input through a slow path (about 15x slower at 128x128, torch 2.13); channels_last avoids it,
-    # while small grids are fastest contiguous.
-    if grid.dim() == 4 and grid.device.type == "cpu" and grid.numel() > _SMALL_GRID:
+    if channels_last:
         grid = grid.contiguous(memory_format=torch.channels_last)
     if cacheable and grid.numel() <= _GRID_CACHE_MAX_NUMEL:
         with _grids_lock:
@@ -76,6 +70,19 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order) -> Tensor:
             while len(_grids) > _GRID_CACHE_ENTRIES:
                 _grids.popitem(last=False)
     return grid
+
+
+def _grid_layout(x: Tensor, kernel_size: tuple[int, ...], transposed: bool) -> bool:
+    """Whether the batch-1 grid should be channels_last: layout only, for speed.
+
+    torch's CPU convolution of a batch-1, two- or three-channel input is fastest contiguous for 3x3 kernels on
+    small grids and channels_last otherwise; a large contiguous grid takes a path about 15x slower (128x128,
+    torch 2.13 and 2.14). Measured in ``benchmarks/layer_special_cases.py``.
+    """
+    if x.dim() != 4 or x.device.type != "cpu":
+        return False
+    large = x.shape[2] * x.shape[3] > _SMALL_GRID
+    return large or (not transposed and tuple(kernel_size) != (3, 3))
 
 
 def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int | None = None) -> Tensor:
@@ -158,7 +165,8 @@ def add_coord_term(
     ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``.
     """
     rank = x.dim() - 2
-    grid = grid_for(x, encoding, order)
+    transposed = output_padding is not None
+    grid = grid_for(x, encoding, order, _grid_layout(x, tuple(coord_weight.shape[2:]), transposed))
     if output_padding is not None:
         assert not isinstance(padding, str)
         term = _CONV_TRANSPOSE[rank](grid, coord_weight, bias, stride, padding, tuple(output_padding), 1, dilation)
@@ -186,18 +194,14 @@ def _add(out: Tensor, term: Tensor) -> Tensor:
     """``out + term`` with ``term`` (batch 1, ``out``'s layout) broadcast over the batch, into ``out``'s memory.
 
     Autograd's own in-place broadcast add is used where its batch reduction in backward is fast: without
-    gradients, under ``torch.compile`` / ``torch.func``, and for contiguous outputs. A channels-last output
-    is added in its physical order (permuted views, so the reduction runs over contiguous rows) when small,
-    where a custom Function's fixed cost would dominate, and through ``_AddBatchTerm`` when large.
+    gradients, under ``torch.compile`` / ``torch.func``, and for contiguous outputs. A channels_last output goes
+    through ``_AddBatchTerm``, whose backward sums over the batch in the physical layout (1.1-1.6x faster than
+    autograd's add for the outputs in ``benchmarks/layer_special_cases.py``; an add of permuted views, kept
+    before for small outputs, no longer paid there and was dropped).
     """
     needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
     if not needs_grad or out.is_contiguous() or _transformed(out):
         return out.add_(term)
-    if out.numel() <= _SMALL_OUTPUT:
-        rank = out.dim() - 2
-        last = (0, *range(2, rank + 2), 1)
-        first = (0, rank + 1, *range(1, rank + 1))
-        return (out.permute(last) + term.permute(last)).permute(first)
     return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
 
 

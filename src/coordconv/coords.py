@@ -106,7 +106,8 @@ class FourierEncoding(CoordEncoding):
     include_linear: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.frequencies, str | bytes) or not isinstance(self.frequencies, Sequence):
+        given: object = self.frequencies
+        if isinstance(given, str | bytes) or not isinstance(given, Sequence):
             raise ValueError(f"frequencies must be a non-empty sequence of numbers, got {self.frequencies!r}")
         freqs = tuple(self.frequencies)
         if not freqs or not all(isinstance(f, int | float) and not isinstance(f, bool) for f in freqs):
@@ -185,21 +186,21 @@ def _check_order(order: str) -> None:
         raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
 
 
-def _check_shape(spatial_shape: Sequence[int]) -> tuple[int, ...]:
+def _check_shape(spatial_shape: object) -> tuple[int, ...]:
     if isinstance(spatial_shape, str | bytes) or not isinstance(spatial_shape, Sequence):
         raise TypeError(f"spatial_shape must be a sequence of ints, got {spatial_shape!r}")
-    shape = tuple(spatial_shape)
+    shape: tuple[object, ...] = tuple(spatial_shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError(f"coordinate grids have 1 to 3 spatial axes, got spatial shape {shape}")
     for n in shape:
         # Symbolic sizes (torch.compile, export) and traced ones (torch.jit.trace: 0-dim integer tensors) are
         # accepted as they are; only concrete ints are checked for their value.
         traced = isinstance(n, Tensor) and n.dim() == 0 and not n.dtype.is_floating_point
-        if isinstance(n, bool) or not isinstance(n, int | torch.SymInt) and not traced:
+        if isinstance(n, bool) or (not isinstance(n, int | torch.SymInt) and not traced):
             raise TypeError(f"spatial sizes must be ints, got {n!r} in spatial shape {shape}")
         if isinstance(n, int) and n < 1:
             raise ValueError(f"every spatial size must be at least 1, got spatial shape {shape}")
-    return shape
+    return shape  # type: ignore[return-value]
 
 
 def linear_coords(
