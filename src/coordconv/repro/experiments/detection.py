@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run
+from coordconv.repro.runtime.rundir import Run, check_finite
 from coordconv.repro.runtime.seeding import seed_everything
 
 __all__ = ["PRESETS", "Config", "evaluate", "main", "preset", "proposal_iou"]
@@ -222,9 +222,10 @@ def main(
     epoch, step, train_seconds = 0, 0, 0.0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+        with run.restoring():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
 
     desc = f"detection {cfg.model} seed {cfg.seed}"
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -250,6 +251,7 @@ def main(
             optimizer.step()
             train_seconds += time.perf_counter() - start
             step += 1
+            check_finite(float(loss), f"the loss at step {step}")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             if progress:
@@ -295,5 +297,4 @@ def main(
         **{k: final[k] for k in ("proposal_iou", "map_50", "map")},
         "config": to_dict(cfg),
     }
-    run.finish(summary)
-    return summary
+    return run.finish(summary)
