@@ -127,7 +127,7 @@ class Config:
             "lr_max_steps": self.lr_max_steps >= 0,
             "multiplier": self.multiplier >= 1,
             "filter_size": self.filter_size >= 1,
-            "square_value": self.square_value > 0,
+            "square_value": notsoclevr.valid_square_value(self.square_value),
             "onehot_scale": self.onehot_scale > 0,
             "test_fraction": 0 < self.test_fraction < 1,
             "train_subset": self.train_subset >= 0,
