@@ -54,7 +54,8 @@ def read_idx(path: str | Path) -> Tensor:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not an IDX file of unsigned bytes, or its size does not match its header.
+        ValueError: the file is not an IDX file of unsigned bytes (or not gzip, for ``.gz``), its size does not
+            match its header, or it holds no items.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,6 +80,8 @@ def read_idx(path: str | Path) -> Tensor:
     expected = header + int(torch.tensor(shape).prod()) if shape else header
     if len(raw) != expected:
         raise ValueError(f"{path} holds {len(raw)} bytes; its header {shape} needs {expected}")
+    if expected == header:
+        raise ValueError(f"{path} holds no items (its header announces shape {shape}); expected at least one")
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(shape)
 
 
@@ -117,8 +120,6 @@ def load_mnist(folder: str | Path) -> DigitPools:
                 f"{folder}: {split} images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match "
                 "(expected (N, H, W) images and N labels)"
             )
-        if len(images) == 0:
-            raise ValueError(f"{images_path} holds no images; expected at least one digit")
         if int(labels.max()) > 9:
             raise ValueError(f"{labels_path} holds label {int(labels.max())}; expected digit labels 0 to 9")
         parts[split] = (images, labels)

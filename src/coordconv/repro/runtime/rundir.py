@@ -162,14 +162,15 @@ def git_revision(cwd: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def _prepare_dir(path: Path) -> Path:
-    """Create the run directory ``path`` (and its parents).
+def _prepare_dir(name: str | Path) -> Path:
+    """Create the run directory ``name`` (and its parents).
 
     Raises:
-        RunError: ``path`` is empty, a file, lies under a file, or cannot be created (read-only, permissions).
+        RunError: ``name`` is empty, a file, lies under a file, or cannot be created (read-only, permissions).
     """
-    if not str(path) or str(path) == ".":
-        raise RunError(f"invalid run directory {str(path)!r}; expected the path of a folder for the run")
+    if not str(name).strip():  # Path("") is the current directory
+        raise RunError(f"invalid run directory {str(name)!r}; expected the path of a folder for the run")
+    path = Path(name)
     if path.exists() and not path.is_dir():
         raise RunError(f"run directory {path} is a file; expected a folder (or a path that does not exist yet)")
     try:
@@ -309,7 +310,7 @@ class Run:
                 (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run, a different config, or a
                 finished run whose files are damaged.
         """
-        path = _prepare_dir(Path(path))
+        path = _prepare_dir(path)
         _claim(path)
         run = cls(path, config)
         existing = [name for name in RUN_FILES if (path / name).exists()]
