@@ -32,7 +32,7 @@ from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, check_finite
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "Config", "evaluate", "main", "preset", "proposal_iou"]
 
@@ -212,8 +212,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     train, test, source = load_data(cfg)
     model = build_detector(cfg.model)

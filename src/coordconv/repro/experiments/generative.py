@@ -38,7 +38,7 @@ from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, check_finite
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "TASKS", "Config", "evaluate", "interpolate", "main", "preset"]
 
@@ -339,8 +339,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     images, _ = sortofclevr.generate(cfg.train_images, cfg.data_seed)
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)

@@ -35,7 +35,7 @@ from torch import nn
 
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "Config", "main", "preset"]
 
@@ -321,8 +321,7 @@ def main(
             raise RunError(error)
         if resume and (out / "summary.json").exists():
             return Run(out, {}).summary()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         seed_everything(cfg.seed)
         train_set, val_set = _datasets(cfg, _data_root(cfg, out, procs))
         model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)

@@ -32,12 +32,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, RunError, check_finite
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["ATARI_GAMES", "MINATAR_GAMES", "PRESETS", "Config", "env_id", "main", "preset"]
 
@@ -281,8 +279,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     env = make_env(cfg)
     try:

@@ -35,7 +35,7 @@ from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run, RunError, check_finite, write_json
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "TARGETS", "TASKS", "Config", "build_model", "main", "preset"]
 
@@ -419,8 +419,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     keep_freed_memory()
     seed_everything(cfg.seed)
     data = load_data(cfg)

@@ -8,7 +8,6 @@ import dataclasses
 import inspect
 import itertools
 import math
-import os
 import textwrap
 import types
 import typing
@@ -141,22 +140,20 @@ def to_dict(config: Any) -> dict[str, Any]:
 def validate(config: Any, checks: Mapping[str, bool]) -> None:
     """Check a config's fields, raising on the first invalid one.
 
-    Every float field must be finite, every seed in ``range(SEED_LIMIT)``, ``threads`` at most the machine's CPU
-    count; then ``checks`` (field name -> whether its value is valid) and every ``Literal`` field.
+    Every float field must be finite and every seed in ``range(SEED_LIMIT)``; then ``checks`` (field name ->
+    whether its value is valid) and every ``Literal`` field. (The thread count is checked where the run starts:
+    :func:`coordconv.repro.runtime.seeding.set_threads`.)
 
     Raises:
         ValueError: naming the first invalid field, its value and what was expected.
     """
     hints = typing.get_type_hints(type(config))
-    cpus = os.cpu_count() or 1
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if hints[f.name] is float and not (isinstance(value, int | float) and math.isfinite(value)):
             raise ValueError(f"invalid {f.name}: {value!r}; expected a finite number")
         if _is_seed(f.name) and hints[f.name] is int and not 0 <= value < SEED_LIMIT:
             raise ValueError(f"invalid {f.name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
-        if f.name == "threads" and isinstance(value, int) and not 0 <= value <= cpus:
-            raise ValueError(f"invalid threads: {value!r}; expected 0 (torch's default) to {cpus}, this machine's CPUs")
     for name, ok in checks.items():
         if not ok:
             raise ValueError(f"invalid {name}: {getattr(config, name)!r}")

@@ -307,8 +307,7 @@ class Run:
 
         Raises:
             RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
-                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run, a different config, or a
-                finished run whose files are damaged.
+                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
         """
         path = _prepare_dir(path)
         _claim(path)
@@ -323,8 +322,6 @@ class Run:
                 raise RunError(
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
                 )
-            if run.finished:
-                run.summary()  # verifies the finished run's files
             return run
         if existing and existing != [CONFIG] and not overwrite:
             raise RunError(
