@@ -155,15 +155,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     common = {
         "preset": args.preset, "seeds": args.seeds, "first_seed": args.first_seed, "out": Path(args.out),
-        "overwrite": args.overwrite, "command": command, "confirm": partial(_confirm_paper, args.preset, yes=args.yes,
-        on_cpu=_on_cpu()),
+        "overwrite": args.overwrite, "command": command,
+        "confirm": partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=_on_cpu()),
     }  # fmt: skip
     try:
         toy_tasks = [t for t in tasks if t in toy.TASKS]
-        if toy_tasks:  # the coordinate tasks train on the CPU
-            reproduce.main(
-                toy_tasks, **{**common, "confirm": partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=True)}
-            )
+        if toy_tasks:  # the coordinate tasks train on the CPU, whatever the machine has
+            on_cpu = partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=True)
+            reproduce.main(toy_tasks, **{**common, "confirm": on_cpu})
         generative_tasks = [t for t in tasks if t in GENERATIVE]
         if generative_tasks:
             reproduce.main_generative(generative_tasks, **common)
