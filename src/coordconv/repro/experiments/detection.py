@@ -250,7 +250,7 @@ def main(
             optimizer.step()
             train_seconds += time.perf_counter() - start
             step += 1
-            check_finite(float(loss), f"the loss at step {step}")
+            check_finite(loss.detach().item(), f"the loss at step {step}")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             if progress:
