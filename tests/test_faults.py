@@ -219,6 +219,15 @@ def test_run_directory_must_be_a_writable_folder(tmp_path, capsys):
         assert "Permission denied" in line
 
 
+def test_run_directory_on_a_read_only_file_system(tmp_path, monkeypatch, capsys):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rundir.Path, "mkdir", read_only)
+    line = _error(capsys, ["train", "regression", "--preset", "smoke", "--out", tmp_path / "run"])
+    assert line == f"coordconv: error: cannot create the run directory {tmp_path / 'run'}: Read-only file system"
+
+
 def test_a_full_disk_leaves_no_temporary_file_and_names_the_file(tmp_path, monkeypatch):
     def full_disk(obj, path, *args, **kwargs):
         with open(path, "wb") as f:
