@@ -255,6 +255,8 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
     if args.threads and any(n < 1 for n in args.threads):
         parser.error(f"--threads must be positive, got {args.threads}")
+    if args.threads and max(args.threads) > (os.cpu_count() or 1):
+        parser.error(f"--threads must be at most {os.cpu_count() or 1}, this machine's CPUs; got {max(args.threads)}")
     cases = QUICK_CASES if args.quick else CASES
     if args.case:
         cases = tuple(c for c in cases if any(s in c.name for s in args.case))

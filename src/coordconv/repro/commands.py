@@ -16,7 +16,14 @@ from typing import Any
 
 from coordconv.repro import summaries
 from coordconv.repro.experiments import toy
-from coordconv.repro.runtime.config import add_config_arguments, config_from_args
+from coordconv.repro.runtime.config import (
+    SEED_LIMIT,
+    add_config_arguments,
+    config_from_args,
+    describe_work,
+    finite_float,
+    seed_value,
+)
 from coordconv.repro.runtime.rundir import RunError
 
 __all__ = ["add_commands"]
@@ -27,6 +34,27 @@ GENERATIVE = ("gan", "vae")
 def _fail(message: str) -> int:
     print(f"coordconv: error: {message}", file=sys.stderr)
     return 1
+
+
+def _on_cpu(device: str | None = None) -> bool:
+    """Whether training would run on the CPU (``device`` as given, else what the experiments choose)."""
+    import torch
+
+    return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cpu")
+
+
+def _confirm_paper(preset: str, configs: list[Any], yes: bool, on_cpu: bool) -> str | None:
+    """The refusal to start the ``paper`` preset's GPU-sized work on a CPU without ``--yes`` (else ``None``).
+
+    Every paper preset's notes call it a GPU job (hours to days there); on a CPU it would run for days.
+    """
+    if preset != "paper":
+        return None
+    work = f"preset paper: {describe_work(configs)} on {'the CPU' if on_cpu else 'CUDA'}"
+    if on_cpu and not yes:
+        return f"{work}; the paper preset is a GPU job: pass --yes to start it on the CPU anyway"
+    print(work, file=sys.stderr)
+    return None
 
 
 def _run_training(
@@ -44,6 +72,9 @@ def _run_training(
         cfg = config_from_args(preset(), {k: v for k, v in vars(args).items() if k not in positional})
     except ValueError as e:
         args.parser.error(str(e))
+    refusal = _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(getattr(args, "device", None)))
+    if refusal:
+        return _fail(refusal)
     try:
         summary = main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     except (RunError, ImportError, FileNotFoundError, ValueError) as e:
@@ -95,7 +126,8 @@ def _train_imagenet(args: argparse.Namespace) -> int:
     from coordconv.repro.experiments import imagenet
 
     return _run_training(
-        args, lambda: imagenet.preset(args.preset, args.variant, seed=args.seed), {"variant", "seed"},
+        args, lambda: imagenet.preset(args.preset, args.variant, seed=args.seed, data=getattr(args, "data", "")),
+        {"variant", "seed"},
         imagenet.main, summaries.describe_imagenet,
     )  # fmt: skip
 
@@ -105,6 +137,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.first_seed + args.seeds > SEED_LIMIT:
+        args.parser.error(
+            f"--first-seed {args.first_seed} with --seeds {args.seeds} goes past the largest seed, {SEED_LIMIT - 1}"
+        )
     known = (*toy.TASKS, *GENERATIVE, "detection", "imagenet", "rl")
     unknown = [t for t in args.tasks if t not in known]
     if unknown:
@@ -120,11 +156,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     common = {
         "preset": args.preset, "seeds": args.seeds, "first_seed": args.first_seed, "out": Path(args.out),
         "overwrite": args.overwrite, "command": command,
+        "confirm": partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=_on_cpu()),
     }  # fmt: skip
     try:
         toy_tasks = [t for t in tasks if t in toy.TASKS]
-        if toy_tasks:
-            reproduce.main(toy_tasks, **common)
+        if toy_tasks:  # the coordinate tasks train on the CPU, whatever the machine has
+            on_cpu = partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=True)
+            reproduce.main(toy_tasks, **{**common, "confirm": on_cpu})
         generative_tasks = [t for t in tasks if t in GENERATIVE]
         if generative_tasks:
             reproduce.main_generative(generative_tasks, **common)
@@ -134,7 +172,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             reproduce.main_imagenet(**common)
         if "rl" in tasks:
             reproduce.main_rl(args.games, **common)
-    except (RunError, ImportError, FileNotFoundError) as e:
+    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     return 0
 
@@ -189,7 +227,7 @@ def _dataset(args: argparse.Namespace) -> int:
             official_split=args.official_split,
             overwrite=args.overwrite,
         )
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, OSError, RunError) as e:
         return _fail(str(e))
     for path in written:
         print(path)
@@ -198,11 +236,12 @@ def _dataset(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> None:
     """The options every ``coordconv train`` experiment shares: seed, preset, run directory, resume, overwrite."""
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     p.add_argument("--preset", choices=presets, default="quick", help="settings to start from (default: quick)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--yes", action="store_true", help="start the paper preset (a GPU job) on a CPU without asking")
 
 
 def add_commands(commands: Any) -> None:
@@ -306,9 +345,12 @@ def add_commands(commands: Any) -> None:
     )
     reproduce.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings (default: quick)")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
-    reproduce.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
+    reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     reproduce.add_argument("--overwrite", action="store_true", help="retrain runs that are already in --out")
+    reproduce.add_argument(
+        "--yes", action="store_true", help="start the paper preset (GPU jobs) on a CPU without asking"
+    )
     reproduce.set_defaults(func=_reproduce, parser=reproduce)
 
     sweep = commands.add_parser(
@@ -342,16 +384,18 @@ def add_commands(commands: Any) -> None:
     nsc = kinds.add_parser("notsoclevr", help="Not-so-Clevr (squares on a 64x64 canvas)")
     nsc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
     nsc.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
-    nsc.add_argument("--test-fraction", type=float, default=0.2, help="uniform split's test fraction (default 0.2)")
-    nsc.add_argument("--split-seed", type=int, default=0, help="uniform split's seed (default: 0)")
+    nsc.add_argument(
+        "--test-fraction", type=finite_float, default=0.2, help="uniform split's test fraction (default 0.2)"
+    )
+    nsc.add_argument("--split-seed", type=seed_value, default=0, help="uniform split's seed (default: 0)")
     nsc.add_argument("--official-split", action="store_true", help="the official code's uniform split")
-    nsc.add_argument("--square-value", type=float, default=1.0, help="value inside squares (official: 128/255)")
+    nsc.add_argument("--square-value", type=finite_float, default=1.0, help="value inside squares (official: 128/255)")
     nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
     nsc.set_defaults(func=_dataset, parser=nsc)
     soc = kinds.add_parser("sortofclevr", help="two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
     soc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
     soc.add_argument("--count", type=int, default=50_000, help="images (default: 50000, as the paper)")
-    soc.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    soc.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
     soc.set_defaults(func=_dataset, parser=soc)
     spatial = kinds.add_parser(
@@ -362,6 +406,6 @@ def add_commands(commands: Any) -> None:
     spatial.add_argument("--train", type=int, default=8_000, help="training images (default: 8000)")
     spatial.add_argument("--val", type=int, default=2_000, help="validation images (default: 2000)")
     spatial.add_argument("--grid", type=int, default=4, help="grid x grid position classes (default: 4)")
-    spatial.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    spatial.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     spatial.set_defaults(func=_dataset, parser=spatial)

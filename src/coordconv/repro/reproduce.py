@@ -13,7 +13,10 @@ from coordconv.repro import summaries
 from coordconv.repro.experiments import toy
 from coordconv.repro.report import toy as report
 from coordconv.repro.runtime.config import to_dict
-from coordconv.repro.runtime.rundir import CONFIG, Run, write_atomic
+from coordconv.repro.runtime.rundir import CONFIG, Run, RunError, write_atomic
+
+#: asked with the configs of every run before any starts; returns why not to start them, or None to go ahead
+Confirm = Callable[[list[Any]], str | None]
 
 __all__ = [
     "main",
@@ -36,6 +39,7 @@ def main(
     out: Path = Path("runs/reproduce"),
     overwrite: bool = False,
     command: str = "",
+    confirm: Confirm | None = None,
 ) -> Path:
     """Train every (task, split, model, seed) run that ``out`` lacks, then write ``out/report.md``.
 
@@ -58,7 +62,7 @@ def main(
         (report.run_dir(out, task, model, split, seed), toy.preset(preset, task, model, split, seed=seed))
         for task, split, model, seed in plan
     ]
-    _run_jobs(jobs, toy.main, summaries.describe_toy, overwrite)
+    _run_jobs(jobs, toy.main, summaries.describe_toy, overwrite, confirm)
     command = command or f"coordconv reproduce {shlex.join(tasks)}"
     for task in tasks:
         write_atomic(out / task / "command.txt", command + "\n")
@@ -92,8 +96,16 @@ def _run_jobs(
     train: Callable[..., dict[str, Any]],
     describe: Callable[[dict[str, Any]], str],
     overwrite: bool,
+    confirm: Confirm | None = None,
 ) -> None:
-    """Reuse or train each ``(folder, config)`` in turn, one line per run."""
+    """Reuse or train each ``(folder, config)`` in turn, one line per run (after ``confirm`` agrees to all).
+
+    Raises:
+        RunError: ``confirm`` refused, or a run cannot be reused, resumed or trained.
+    """
+    refusal = confirm([cfg for _, cfg in jobs]) if confirm else None
+    if refusal:
+        raise RunError(refusal)
     for i, (folder, cfg) in enumerate(jobs, 1):
         summary, how = _reuse_or_train(folder, cfg, train, overwrite)
         print(f"[{i}/{len(jobs)}] {describe(summary)} ({how})", flush=True)
@@ -108,6 +120,7 @@ def main_rl(
     out: Path = Path("runs/reproduce"),
     overwrite: bool = False,
     command: str = "",
+    confirm: Confirm | None = None,
 ) -> Path:
     """A2C with conv and CoordConv bodies on each game and seed, then ``out/rl/report.md``.
 
@@ -129,7 +142,7 @@ def main_rl(
     print(f"reproduce: {len(plan)} A2C runs ({len(games)} games; preset {preset}; {seeds} seed(s)) into {out}")
     configs = [rl.preset(preset, game, model, seed=seed) for game, model, seed in plan]
     jobs = [(rl_report.run_dir(out, cfg.env, cfg.model, cfg.seed), cfg) for cfg in configs]
-    _run_jobs(jobs, rl.main, summaries.describe_rl, overwrite)
+    _run_jobs(jobs, rl.main, summaries.describe_rl, overwrite, confirm)
     write_atomic(out / "rl" / "command.txt", (command or f"coordconv reproduce rl --games {shlex.join(games)}") + "\n")
     path = write_rl_report(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
@@ -171,6 +184,7 @@ def main_generative(
     out: Path = Path("runs/reproduce"),
     overwrite: bool = False,
     command: str = "",
+    confirm: Confirm | None = None,
 ) -> Path:
     """Train conv and CoordConv GANs and/or VAEs on Sort-of-Clevr for each seed, then ``out/generative.md``.
 
@@ -191,7 +205,7 @@ def main_generative(
         (gen_report.run_dir(out, task, model, seed), generative.preset(preset, task, model, seed=seed))
         for task, model, seed in plan
     ]
-    _run_jobs(jobs, generative.main, summaries.describe_generative, overwrite)
+    _run_jobs(jobs, generative.main, summaries.describe_generative, overwrite, confirm)
     for task in tasks:
         write_atomic(out / task / "command.txt", (command or f"coordconv reproduce {shlex.join(tasks)}") + "\n")
     path = write_generative_report(out)
@@ -241,6 +255,7 @@ def main_detection(
     out: Path = Path("runs/reproduce"),
     overwrite: bool = False,
     command: str = "",
+    confirm: Confirm | None = None,
 ) -> Path:
     """Faster R-CNN with and without CoordConv for each seed, then ``out/detection/report.md``.
 
@@ -253,7 +268,7 @@ def main_detection(
     plan = [(model, seed) for model in report.MODELS for seed in range(first_seed, first_seed + seeds)]
     print(f"reproduce: {len(plan)} detection runs (preset {preset}; {seeds} seed(s)) into {out}")
     jobs = [(det_report.run_dir(out, model, seed), detection.preset(preset, model, seed=seed)) for model, seed in plan]
-    _run_jobs(jobs, detection.main, summaries.describe_detection, overwrite)
+    _run_jobs(jobs, detection.main, summaries.describe_detection, overwrite, confirm)
     write_atomic(out / "detection" / "command.txt", (command or "coordconv reproduce detection") + "\n")
     path = write_detection_report(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
@@ -295,6 +310,7 @@ def main_imagenet(
     out: Path = Path("runs/reproduce"),
     overwrite: bool = False,
     command: str = "",
+    confirm: Confirm | None = None,
 ) -> Path:
     """Plain ResNet against the paper's CoordConv input layer for each seed, then ``out/imagenet/report.md``.
 
@@ -307,7 +323,7 @@ def main_imagenet(
     plan = [(variant, seed) for variant in ("plain", "input_layer") for seed in range(first_seed, first_seed + seeds)]
     print(f"reproduce: {len(plan)} classification runs (preset {preset}; {seeds} seed(s)) into {out}")
     jobs = [(out / "imagenet" / f"{v}-seed{seed}", imagenet.preset(preset, v, seed=seed)) for v, seed in plan]
-    _run_jobs(jobs, imagenet.main, summaries.describe_imagenet, overwrite)
+    _run_jobs(jobs, imagenet.main, summaries.describe_imagenet, overwrite, confirm)
     write_atomic(out / "imagenet" / "command.txt", (command or "coordconv reproduce imagenet") + "\n")
     table = f"Command: `{(out / 'imagenet' / 'command.txt').read_text().strip()}`\n\n" + imagenet_table(out)
     write_atomic(out / "imagenet" / "table.md", table + "\n")

@@ -184,6 +184,9 @@ def _trainable(params: dict[str, Any]) -> None:
     )
 
 
+ANSWER_SECONDS = 5.0  # how long a cluster address may take to answer
+
+
 def _check_address(address: str) -> None:
     """Fail fast, with a clear message, when a ``host:port`` cluster address does not answer."""
     if address == "auto" or "://" in address:
@@ -192,11 +195,24 @@ def _check_address(address: str) -> None:
     if not sep or not port.isdigit():
         raise RunError(f"invalid Ray address {address!r}; expected HOST:PORT, 'auto' or ray://HOST:PORT")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        connection = socket.create_connection((host, int(port)), timeout=ANSWER_SECONDS)
     except OSError as e:
         raise RunError(
             f"cannot reach the Ray cluster at {address} ({e.strerror or e}); is `ray start` running there?"
         ) from None
+    # Ray's GCS speaks gRPC, so HTTP/2: it answers a client preface with a SETTINGS frame. Another service on the
+    # port would make ray.init wait for minutes; this asks once, for a few seconds.
+    with connection:
+        try:
+            connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            reply = connection.recv(9)
+        except OSError:
+            reply = b""
+    if len(reply) < 4 or reply[3] != 4:
+        raise RunError(
+            f"{address} answers, but not as a Ray cluster (no HTTP/2 reply within {ANSWER_SECONDS:g} s); expected "
+            "the address of a Ray head node, as `ray start --head` prints it"
+        )
 
 
 def _import_ray() -> Any:

@@ -14,13 +14,15 @@ downloaded.
 from __future__ import annotations
 
 import gzip
-import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from coordconv.repro.runtime.rundir import write_atomic
 
 __all__ = [
     "CANVAS",
@@ -52,12 +54,20 @@ def read_idx(path: str | Path) -> Tensor:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not an IDX file of unsigned bytes, or its size does not match its header.
+        ValueError: the file is not an IDX file of unsigned bytes (or not gzip, for ``.gz``), its size does not
+            match its header, or it holds no items.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"MNIST file {path} does not exist")
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if not path.is_file():
+        raise FileNotFoundError(f"MNIST file {path} does not exist (or is not a file)")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:  # not gzip (BadGzipFile), cut short (EOFError), corrupt
+            raise ValueError(
+                f"{path} is not a complete gzip file ({type(e).__name__}); expected a gzipped IDX file"
+            ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an IDX file (it must start with two zero bytes)")
     kind, dims = raw[2], raw[3]
@@ -70,6 +80,8 @@ def read_idx(path: str | Path) -> Tensor:
     expected = header + int(torch.tensor(shape).prod()) if shape else header
     if len(raw) != expected:
         raise ValueError(f"{path} holds {len(raw)} bytes; its header {shape} needs {expected}")
+    if expected == header:
+        raise ValueError(f"{path} holds no items (its header announces shape {shape}); expected at least one")
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(shape)
 
 
@@ -101,12 +113,15 @@ def load_mnist(folder: str | Path) -> DigitPools:
     folder = Path(folder)
     parts = {}
     for split, (images_name, labels_name) in IDX_FILES.items():
-        images, labels = read_idx(_find(folder, images_name)), read_idx(_find(folder, labels_name))
+        images_path, labels_path = _find(folder, images_name), _find(folder, labels_name)
+        images, labels = read_idx(images_path), read_idx(labels_path)
         if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
             raise ValueError(
                 f"{folder}: {split} images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match "
                 "(expected (N, H, W) images and N labels)"
             )
+        if int(labels.max()) > 9:
+            raise ValueError(f"{labels_path} holds label {int(labels.max())}; expected digit labels 0 to 9")
         parts[split] = (images, labels)
     return DigitPools(
         parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1], f"MNIST IDX in {folder}"
@@ -211,6 +226,4 @@ def write_idx(path: Path, array: Tensor) -> None:
         raise ValueError(f"write_idx writes uint8 tensors, got {array.dtype}")
     header = bytes([0, 0, 0x08, array.dim()]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     data = header + array.contiguous().numpy().tobytes()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
-    os.replace(tmp, path)
+    write_atomic(path, gzip.compress(data) if path.suffix == ".gz" else data)

@@ -20,13 +20,15 @@ Everything is generated in well under a second, deterministically for a seed.
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor
+
+from coordconv.repro.runtime.rundir import atomic_path
 
 __all__ = [
     "CANVAS",
@@ -41,6 +43,7 @@ __all__ = [
     "official_uniform_split",
     "onehot_maps",
     "square_images",
+    "valid_square_value",
     "write",
 ]
 
@@ -66,8 +69,19 @@ def onehot_maps(xy: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     return maps.view(-1, 1, CANVAS, CANVAS)
 
 
+def valid_square_value(value: float) -> bool:
+    """Whether ``value`` can fill the squares: a finite number above 0 (the one check of train and dataset)."""
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
 def square_images(xy: Tensor, value: float = 1.0, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Square images ``(N, 1, 64, 64)``: ``value`` on the 9x9 square centred at ``(x, y)``, 0 elsewhere."""
+    """Square images ``(N, 1, 64, 64)``: ``value`` on the 9x9 square centred at ``(x, y)``, 0 elsewhere.
+
+    Raises:
+        ValueError: ``value`` is not a finite number above 0.
+    """
+    if not valid_square_value(value):
+        raise ValueError(f"invalid square_value: {value!r}; expected a finite number above 0")
     index = torch.arange(CANVAS)
     half = SQUARE // 2
     rows = (index[None, :] - xy[:, 1:2]).abs() <= half
@@ -137,11 +151,13 @@ def write(
 
     Raises:
         FileExistsError: a file is already there and ``overwrite`` is false.
+        ValueError: ``path`` is not an ``.npz`` file path, or a setting is invalid.
+        RunError: a file cannot be written (the message names it).
     """
     import numpy as np
 
-    if path.suffix != ".npz":
-        raise ValueError(f"the output must be an .npz file, got {path}")
+    if path.suffix != ".npz" or path.is_dir():
+        raise ValueError(f"the output must be an .npz file, got {path}" + (" (a directory)" if path.is_dir() else ""))
     picture = path.with_suffix(".png")
     for target in (path, picture):
         if target.exists() and not overwrite:
@@ -149,18 +165,16 @@ def write(
     chosen = official_uniform_split() if official_split else make_split(split, test_fraction=test_fraction, seed=seed)
     xy = centers()
     squares = square_images(xy, square_value)[:, 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(
-        tmp,
-        centers=xy.numpy().astype(np.int16),
-        onehots=onehot_maps(xy, torch.uint8)[:, 0].numpy(),
-        squares=squares.numpy(),
-        train_index=chosen.train.numpy(),
-        test_index=chosen.test.numpy(),
-        split=np.array(chosen.kind),
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            centers=xy.numpy().astype(np.int16),
+            onehots=onehot_maps(xy, torch.uint8)[:, 0].numpy(),
+            squares=squares.numpy(),
+            train_index=chosen.train.numpy(),
+            test_index=chosen.test.numpy(),
+            split=np.array(chosen.kind),
+        )
     _draw_examples(picture, xy, squares, chosen)
     return [path, picture]
 

@@ -14,12 +14,13 @@ red and the blue objects in images (data or generated) as connected regions of r
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from coordconv.repro.runtime.rundir import atomic_path
 
 __all__ = [
     "CANVAS",
@@ -243,8 +244,8 @@ def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = F
     """
     import numpy as np
 
-    if path.suffix != ".npz":
-        raise ValueError(f"the output must be an .npz file, got {path}")
+    if path.suffix != ".npz" or path.is_dir():
+        raise ValueError(f"the output must be an .npz file, got {path}" + (" (a directory)" if path.is_dir() else ""))
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     picture = path.with_suffix(".png")
@@ -252,15 +253,13 @@ def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = F
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     images, scenes = generate(count, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(
-        tmp,
-        images=images.permute(0, 2, 3, 1).numpy(),
-        centers=scenes.centers.numpy().astype(np.int16),
-        circle=scenes.circle.numpy(),
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            images=images.permute(0, 2, 3, 1).numpy(),
+            centers=scenes.centers.numpy().astype(np.int16),
+            circle=scenes.circle.numpy(),
+        )
     from coordconv.repro.report.plots import save_image_grid
 
     save_image_grid(images[:64], picture)

@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import Tensor
 
 from coordconv.repro.data import sortofclevr
+from coordconv.repro.runtime.rundir import RunError
 
 __all__ = ["class_names", "labels", "write"]
 
@@ -47,7 +48,8 @@ def write(
 
     Raises:
         FileExistsError: ``root`` exists and ``overwrite`` is false.
-        ValueError: a count is below 1, or ``grid`` is out of range.
+        ValueError: a count is below 1, ``grid`` is out of range, or ``root`` is a file.
+        RunError: writing failed (a full disk, a read-only folder); nothing is left behind.
     """
     from PIL import Image
 
@@ -55,18 +57,26 @@ def write(
         raise ValueError(f"train and val must be >= 1, got {train} and {val}")
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file; expected a folder for the data set")
     names = class_names(grid)
     tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1)):
-        images, scenes = sortofclevr.generate(count, split_seed)
-        classes = labels(scenes, grid)
-        for name in names:
-            (tmp / split / name).mkdir(parents=True, exist_ok=True)
-        pixels = images.permute(0, 2, 3, 1).numpy()
-        for i in range(count):
-            Image.fromarray(pixels[i]).save(tmp / split / names[int(classes[i])] / f"{i:06d}.png")
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
+    try:
+        for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1)):
+            images, scenes = sortofclevr.generate(count, split_seed)
+            classes = labels(scenes, grid)
+            for name in names:
+                (tmp / split / name).mkdir(parents=True, exist_ok=True)
+            pixels = images.permute(0, 2, 3, 1).numpy()
+            for i in range(count):
+                Image.fromarray(pixels[i]).save(tmp / split / names[int(classes[i])] / f"{i:06d}.png")
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not leave a half-written copy behind
+        if isinstance(e, OSError):
+            raise RunError(f"cannot write the data set {root}: {e.strerror or e}") from e
+        raise
     return root

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.rundir import Run, check_finite
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "Config", "evaluate", "main", "preset", "proposal_iou"]
 
@@ -212,8 +212,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     train, test, source = load_data(cfg)
     model = build_detector(cfg.model)
@@ -222,9 +221,10 @@ def main(
     epoch, step, train_seconds = 0, 0, 0.0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+        with run.restoring():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
 
     desc = f"detection {cfg.model} seed {cfg.seed}"
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -250,6 +250,7 @@ def main(
             optimizer.step()
             train_seconds += time.perf_counter() - start
             step += 1
+            check_finite(loss.detach().item(), f"the loss at step {step}")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             if progress:
@@ -295,5 +296,4 @@ def main(
         **{k: final[k] for k in ("proposal_iou", "map_50", "map")},
         "config": to_dict(cfg),
     }
-    run.finish(summary)
-    return summary
+    return run.finish(summary)

@@ -37,8 +37,8 @@ from coordconv.repro.data import sortofclevr
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.rundir import Run, check_finite
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "TASKS", "Config", "evaluate", "interpolate", "main", "preset"]
 
@@ -339,8 +339,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     images, _ = sortofclevr.generate(cfg.train_images, cfg.data_seed)
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
@@ -348,11 +347,12 @@ def main(
     step, train_seconds = 0, 0.0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        for name, module in trainer.modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, opt in trainer.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        step, train_seconds = state["step"], state["train_seconds"]
+        with run.restoring():
+            for name, module in trainer.modules.items():
+                module.load_state_dict(state["modules"][name])
+            for name, opt in trainer.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            step, train_seconds = state["step"], state["train_seconds"]
 
     desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
     progress = Progress(cfg.steps, desc, every=30.0) if log is None else None
@@ -370,6 +370,8 @@ def main(
         train_seconds += time.perf_counter() - start
         step += 1
         steps_this_session += 1
+        for name, value in losses.items():
+            check_finite(value, f"{name} at step {step}")
         if progress:
             progress.update(1, **losses)
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -401,17 +403,18 @@ def main(
     run.save_weights(nn.ModuleDict(trainer.modules))
     save_image_grid(samples[:64], run.path / "samples.png")
     save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
-    tmp = run.path / ".objects.tmp.npz"
-    np.savez_compressed(
-        tmp,
-        red=found.red.numpy(),
-        blue=found.blue.numpy(),
-        mean_image=samples.mean(0).numpy(),
-        data_red=data_found.red.numpy(),
-        data_blue=data_found.blue.numpy(),
-        data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
+    run.save_with(
+        "objects.npz",
+        lambda tmp: np.savez_compressed(
+            tmp,
+            red=found.red.numpy(),
+            blue=found.blue.numpy(),
+            mean_image=samples.mean(0).numpy(),
+            data_red=data_found.red.numpy(),
+            data_blue=data_found.blue.numpy(),
+            data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
+        ),
     )
-    tmp.replace(run.path / "objects.npz")
     summary = {
         "task": cfg.task,
         "model": cfg.model,
@@ -427,8 +430,7 @@ def main(
         },
         "config": to_dict(cfg),
     }
-    run.finish(summary)
-    return summary
+    return run.finish(summary)
 
 
 def _fmt(value: float | None) -> str:

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "Config", "main", "preset"]
 
@@ -114,8 +114,10 @@ def preset(name: str, variant: str, **overrides: Any) -> Config:
       standard augmentation at 224 px (a multi-GPU job).
 
     Raises:
-        ValueError: unknown preset.
+        ValueError: unknown preset, or ``paper`` without ``data``.
     """
+    if name == "paper" and not overrides.get("data"):
+        raise ValueError("the paper preset trains on ImageNet: pass --data with the ImageFolder root (train/ and val/)")
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"epochs": 2, "batch_size": 8, "lr": 0.01, "offline_train": 32, "offline_val": 16, "image_size": 32},
         "quick": {},
@@ -211,10 +213,36 @@ def _datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
         )
     else:
         train_tf = val_tf = transforms.Compose([transforms.Resize((cfg.image_size, cfg.image_size)), *normalise])
-    return (
-        datasets.ImageFolder(str(root / "train"), train_tf, allow_empty=True),
-        datasets.ImageFolder(str(root / "val"), val_tf, allow_empty=True),
-    )
+    # one list of classes for both splits: a class folder missing from one would shift the other's labels
+    classes = {split: datasets.folder.find_classes(str(root / split))[0] for split in ("train", "val")}
+    if classes["train"] != classes["val"]:
+        only = {
+            split: sorted(set(classes[split]) - set(classes[other]))
+            for split, other in (("train", "val"), ("val", "train"))
+        }
+        raise ValueError(
+            f"{root / 'train'} and {root / 'val'} hold different class folders (only in train: "
+            f"{', '.join(only['train'][:5]) or 'none'}; only in val: {', '.join(only['val'][:5]) or 'none'}); "
+            "expected the same classes in both"
+        )
+    sets = []
+    for split, tf in (("train", train_tf), ("val", val_tf)):
+        folder = datasets.ImageFolder(str(root / split), tf, loader=_load_image, allow_empty=True)
+        if len(folder) == 0:
+            raise ValueError(f"{root / split} holds no image files in its class folders; expected an ImageFolder tree")
+        sets.append(folder)
+    return sets[0], sets[1]
+
+
+def _load_image(path: str) -> Any:
+    """An image file as RGB; a file that is not one fails naming it (PIL's errors name no file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:  # PIL raises these for unreadable, truncated or foreign files
+        raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -293,8 +321,7 @@ def main(
             raise RunError(error)
         if resume and (out / "summary.json").exists():
             return Run(out, {}).summary()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         seed_everything(cfg.seed)
         train_set, val_set = _datasets(cfg, _data_root(cfg, out, procs))
         model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)
@@ -305,9 +332,10 @@ def main(
         if resume:
             state = run.load_checkpoint() if run is not None else _load_state(out)
             if state is not None:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                epoch, train_seconds = state["epoch"], state["train_seconds"]
+                with (run or Run(out, {})).restoring():
+                    model.load_state_dict(state["model"])
+                    optimizer.load_state_dict(state["optimizer"])
+                    epoch, train_seconds = state["epoch"], state["train_seconds"]
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if procs.world > 1 else model
         sampler: DistributedSampler[Any] = DistributedSampler(
             train_set, procs.world, procs.rank, shuffle=True, seed=cfg.seed, drop_last=True
@@ -336,7 +364,11 @@ def main(
                 sums[1] += len(y)
             train_seconds += time.perf_counter() - start
             epoch += 1
-            loss_sum, count = _all_sum(sums, procs)
+            loss_sum, count = _all_sum(sums, procs)  # the same on every process, so all of them stop together
+            check_finite(
+                loss_sum / count,
+                f"the mean loss of epoch {epoch} (steps {(epoch - 1) * steps_per_epoch + 1}-{epoch * steps_per_epoch})",
+            )
             metrics = _evaluate(model, val_set, cfg, procs)
             if run is not None:
                 run.log({"epoch": epoch, "train_loss": loss_sum / count, "train_seconds": train_seconds, **metrics})
@@ -379,7 +411,7 @@ def main(
                 **{k: final[k] for k in ("top1", "top5", "val_loss", "train_loss")},
                 "config": to_dict(cfg),
             }
-            run.finish(summary)
+            summary = run.finish(summary)
         if procs.world > 1:
             dist.barrier()
         return summary
@@ -395,4 +427,5 @@ def _load_state(out: Path) -> dict[str, Any] | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     state.pop("history", None)
+    state.pop("config", None)
     return dict(state)

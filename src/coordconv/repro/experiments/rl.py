@@ -32,12 +32,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, RunError
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.rundir import Run, RunError, check_finite
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["ATARI_GAMES", "MINATAR_GAMES", "PRESETS", "Config", "env_id", "main", "preset"]
 
@@ -281,8 +279,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     env = make_env(cfg)
     try:
@@ -301,12 +298,13 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
     train_seconds = 0.0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        agent.policy.load_state_dict(state["policy"])
-        agent.policy.optimizer.load_state_dict(state["optimizer"])
-        agent.num_timesteps = int(state["steps"])
-        episodes = [list(e) for e in state["episodes"]]
-        curve = list(state["curve"])
-        train_seconds = float(state["train_seconds"])
+        with run.restoring():
+            agent.policy.load_state_dict(state["policy"])
+            agent.policy.optimizer.load_state_dict(state["optimizer"])
+            agent.num_timesteps = int(state["steps"])
+            episodes = [list(e) for e in state["episodes"]]
+            curve = list(state["curve"])
+            train_seconds = float(state["train_seconds"])
 
     class Episodes(BaseCallback):
         def _on_step(self) -> bool:
@@ -328,6 +326,9 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
         start = time.perf_counter()
         agent.learn(chunk, reset_num_timesteps=False, callback=callback, progress_bar=False)
         train_seconds += time.perf_counter() - start
+        # SB3 keeps its losses to itself: a diverged update shows in the weights
+        weights = float(sum(p.detach().double().abs().sum() for p in agent.policy.parameters()))
+        check_finite(weights, f"the policy's weights after steps {before}-{agent.num_timesteps}")
         recent = [r for _, r, _ in episodes[-100:]]
         mean_return = statistics.fmean(recent) if recent else None
         curve.append(mean_return)
@@ -376,5 +377,4 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
         "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
         "config": to_dict(cfg),
     }
-    run.finish(summary)
-    return summary
+    return run.finish(summary)

@@ -34,8 +34,8 @@ from coordconv.repro.models import toy as models
 from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, RunError, write_json
-from coordconv.repro.runtime.seeding import seed_everything
+from coordconv.repro.runtime.rundir import Run, RunError, check_finite, write_json
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["PRESETS", "TARGETS", "TASKS", "Config", "build_model", "main", "preset"]
 
@@ -127,7 +127,7 @@ class Config:
             "lr_max_steps": self.lr_max_steps >= 0,
             "multiplier": self.multiplier >= 1,
             "filter_size": self.filter_size >= 1,
-            "square_value": self.square_value > 0,
+            "square_value": notsoclevr.valid_square_value(self.square_value),
             "onehot_scale": self.onehot_scale > 0,
             "test_fraction": 0 < self.test_fraction < 1,
             "train_subset": self.train_subset >= 0,
@@ -419,8 +419,7 @@ def main(
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     keep_freed_memory()
     seed_everything(cfg.seed)
     data = load_data(cfg)
@@ -435,19 +434,22 @@ def main(
     counters = Counters()
     reached_at: dict[str, Any] | None = None
     best: float | None = None
+    stopped_early = False
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        counters = Counters(**state["counters"])
-        reached_at, best = state["reached_at"], state["best"]
+        with run.restoring():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            counters = Counters(**state["counters"])
+            reached_at, best = state["reached_at"], state["best"]
+            # checkpoints from before the flag was stored: a run that stopped at its target had reached it
+            stopped_early = bool(state.get("stopped_early", cfg.stop_at_target and reached_at is not None))
 
     metric_name, _ = TARGETS[cfg.task]
     lower_is_better = metric_name == "error_px"
     session_start = time.perf_counter()
     wall_offset = counters.wall_seconds
     steps_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
-    stopped_early = False
 
     def wall() -> float:
         return wall_offset + time.perf_counter() - session_start
@@ -515,6 +517,7 @@ def main(
             counters.train_seconds += time.perf_counter() - start
             counters.step += 1
             seen += len(index)
+            check_finite(total.item(), f"the loss at step {counters.step}")
             with torch.no_grad():
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
                 for name, values in batch_metrics(cfg.task, output.detach(), y).items():
@@ -543,6 +546,7 @@ def main(
                 "counters": dataclasses.asdict(counters),
                 "reached_at": reached_at,
                 "best": best,
+                "stopped_early": stopped_early,
             }
         )
         epochs_this_session += 1
@@ -587,8 +591,7 @@ def main(
         "stopped_at_target": stopped_early,
         "config": to_dict(cfg),
     }
-    run.finish(summary)
-    return summary
+    return run.finish(summary)
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
+
+from coordconv.repro.runtime.rundir import atomic_path
 
 __all__ = ["pyplot", "save_figure", "save_image_grid", "tile"]
 
@@ -23,11 +24,11 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: Path, *, dpi: int = 90) -> None:
     """Save ``fig`` to ``path`` atomically (a temporary file, then a rename) and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi)
-    pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        pyplot().close(fig)
 
 
 def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
@@ -52,7 +53,5 @@ def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
 def save_image_grid(images: Tensor, path: Path, *, nrow: int = 8) -> None:
     """Write ``images`` as one PNG grid, atomically (see :func:`tile`)."""
     plt = pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    plt.imsave(tmp, tile(images, nrow).numpy())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, tile(images, nrow).numpy())

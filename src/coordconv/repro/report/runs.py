@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from coordconv.repro.runtime.rundir import read_finished
 
 __all__ = ["FinishedRun", "load_finished"]
 
@@ -20,10 +21,9 @@ class FinishedRun:
 
 
 def load_finished(root: Path, pattern: str) -> list[FinishedRun]:
-    """Every finished run whose ``summary.json`` matches ``root.glob(pattern)``, in path order."""
-    runs = []
-    for summary_path in sorted(root.glob(pattern)):
-        metrics_path = summary_path.parent / "metrics.jsonl"
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-        runs.append(FinishedRun(summary_path.parent, json.loads(summary_path.read_text()), metrics))
-    return runs
+    """Every finished run whose ``summary.json`` matches ``root.glob(pattern)``, in path order.
+
+    Raises:
+        RunError: a run's files are damaged or not what the run wrote (the message names the file).
+    """
+    return [FinishedRun(p.parent, *read_finished(p.parent)) for p in sorted(root.glob(pattern))]

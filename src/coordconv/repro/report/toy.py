@@ -15,6 +15,7 @@ from typing import Any
 from coordconv.repro.experiments.toy import TASKS
 from coordconv.repro.report.paper import PAPER
 from coordconv.repro.report.plots import pyplot, save_figure
+from coordconv.repro.runtime.rundir import RunError, read_finished
 
 __all__ = ["RunRecord", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "run_dir"]
 
@@ -46,17 +47,22 @@ def load_runs(root: Path, task: str | None = None) -> list[RunRecord]:
     """Every finished run in ``root``'s task folders (optionally one task's), sorted by task, split, model, seed.
 
     Only ``root/<task>/<run>/`` counts: runs kept elsewhere under ``root`` (ablations, say) are not the report's.
+
+    Raises:
+        RunError: a run's files are damaged or not what the run wrote (the message names the file).
     """
     records = []
     paths = [p for t in ((task,) if task else TASKS) for p in sorted((root / t).glob("*/summary.json"))]
     for summary_path in paths:
         folder = summary_path.parent
-        summary = json.loads(summary_path.read_text())
+        summary, metrics = read_finished(folder)  # verified against the run's record of its files
         if task is not None and summary["task"] != task:
             continue
-        metrics_path, predictions_path = folder / "metrics.jsonl", folder / "predictions.json"
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-        predictions = json.loads(predictions_path.read_text()) if predictions_path.exists() else {}
+        predictions_path = folder / "predictions.json"
+        try:
+            predictions = json.loads(predictions_path.read_text()) if predictions_path.exists() else {}
+        except ValueError:
+            raise RunError(f"{predictions_path} is not JSON (the file is cut or damaged)") from None
         records.append(RunRecord(folder, summary, metrics, predictions))
     return sorted(records, key=lambda r: (r.summary["task"], r.summary["split"], r.summary["model"], r.summary["seed"]))
 

@@ -7,15 +7,55 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import math
 import textwrap
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-__all__ = ["add_config_arguments", "config_from_args", "field_docs", "to_dict", "validate"]
+__all__ = [
+    "SEED_LIMIT",
+    "add_config_arguments",
+    "config_from_args",
+    "describe_work",
+    "field_docs",
+    "finite_float",
+    "seed_value",
+    "to_dict",
+    "validate",
+]
 
 C = TypeVar("C")
+#: seeds are in ``range(SEED_LIMIT)``: what NumPy's legacy seeding takes, and far from torch's 64-bit limit
+#: after the experiments' arithmetic on them (``seed * 1_000_003 + step``)
+SEED_LIMIT = 2**32
+
+
+def finite_float(text: str) -> float:
+    """Parse a finite float (an ``argparse`` type): ``nan`` and ``inf`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a finite number")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """Parse a seed (an ``argparse`` type): an integer in ``0 .. SEED_LIMIT - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer from 0 to {SEED_LIMIT - 1}")
+    return value
+
+
+def _is_seed(name: str) -> bool:
+    return name == "seed" or name.endswith("_seed")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -56,7 +96,9 @@ def _parser_for(annotation: Any) -> tuple[dict[str, Any], str]:
     if get_origin(annotation) is tuple:
         item = get_args(annotation)[0]
         return {"type": item, "nargs": "+"}, item.__name__.upper()
-    if annotation in (int, float, str):
+    if annotation is float:
+        return {"type": finite_float}, "FLOAT"
+    if annotation in (int, str):
         return {"type": annotation}, annotation.__name__.upper()
     raise TypeError(f"unsupported config field type {annotation!r}")
 
@@ -96,16 +138,38 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def validate(config: Any, checks: Mapping[str, bool]) -> None:
-    """Check a config: ``checks`` (field name -> whether its value is valid), then every ``Literal`` field.
+    """Check a config's fields, raising on the first invalid one.
+
+    Every float field must be finite and every seed in ``range(SEED_LIMIT)``; then ``checks`` (field name ->
+    whether its value is valid) and every ``Literal`` field. (The thread count is checked where the run starts:
+    :func:`coordconv.repro.runtime.seeding.set_threads`.)
 
     Raises:
-        ValueError: naming the first invalid field, its value and, for a ``Literal`` field, the choices.
+        ValueError: naming the first invalid field, its value and what was expected.
     """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if hints[f.name] is float and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ValueError(f"invalid {f.name}: {value!r}; expected a finite number")
+        if _is_seed(f.name) and hints[f.name] is int and not 0 <= value < SEED_LIMIT:
+            raise ValueError(f"invalid {f.name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
     for name, ok in checks.items():
         if not ok:
             raise ValueError(f"invalid {name}: {getattr(config, name)!r}")
-    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         hint = hints[f.name]
         if get_origin(hint) is Literal and getattr(config, f.name) not in get_args(hint):
             raise ValueError(f"invalid {f.name}: {getattr(config, f.name)!r}; expected one of {get_args(hint)}")
+
+
+def describe_work(configs: list[Any]) -> str:
+    """How much training ``configs`` ask for, e.g. ``"4 run(s), 2,200 epochs in all"`` (epochs and steps summed)."""
+    totals: dict[str, int] = {}
+    for config in configs:
+        for name, unit in (("epochs", "epochs"), ("steps", "steps"), ("total_steps", "environment steps")):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                totals[unit] = totals.get(unit, 0) + value
+    amounts = " and ".join(f"{n:,} {unit}" for unit, n in totals.items())
+    return f"{len(configs)} run(s)" + (f", {amounts} in all" if amounts else "")

@@ -4,26 +4,35 @@ Layout of ``DIR``:
 
 * ``config.json``: the resolved config, the git revision, versions and the command line;
 * ``metrics.jsonl``: one JSON object per evaluation;
-* ``checkpoint.pt``: the training state (model, optimizer, counters, metrics history), loaded with
-  ``torch.load(..., weights_only=True)`` so that no checkpoint can execute code;
+* ``checkpoint.pt``: the training state (model, optimizer, counters, metrics history, the run's config), loaded
+  with ``torch.load(..., weights_only=True)`` so that no checkpoint can execute code;
 * ``model.safetensors``: the final weights, with the config in the metadata;
-* ``summary.json``: written last; its presence marks a finished run.
+* ``summary.json``: written last; its presence marks a finished run. It records the size and SHA-256 of every
+  other file of the run (``files``), checked whenever the finished run is read back;
+* ``.lock``: held (``flock``) by the process that runs in the directory, so that a second one refuses.
 
-Every file is written atomically (a temporary file in the same folder, then a rename), so an interrupted run
-leaves either the old or the new version of each file, never half of one. A run resumed from its checkpoint
-rewrites ``metrics.jsonl`` from the history stored in the checkpoint, so the log never holds evaluations
-that the resumed run will redo.
+Every file is written atomically (a temporary file in the same folder, then a rename; the temporary file is
+removed when writing fails), so an interrupted run leaves either the old or the new version of each file, never
+half of one. A run resumed from its checkpoint rewrites ``metrics.jsonl`` from the history stored in the
+checkpoint, so the log never holds evaluations that the resumed run will redo. JSON files never hold NaN or
+Infinity.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import fcntl
+import hashlib
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +41,105 @@ from torch import nn
 
 from coordconv._version import __version__
 
-__all__ = ["Run", "RunError", "git_revision", "write_atomic", "write_json"]
+__all__ = [
+    "Run",
+    "RunError",
+    "atomic_path",
+    "check_finite",
+    "git_revision",
+    "read_finished",
+    "write_atomic",
+    "write_json",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
 SUMMARY = "summary.json"
+LOCK = ".lock"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
+FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
 
 
 class RunError(Exception):
     """A run cannot start, resume or be read; the message is one line meant for the user."""
 
 
+def _file_mode() -> int:
+    """The mode a newly created file gets under the current umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _reason(error: BaseException, folder: Path) -> str:
+    """Why a write failed, in a few words (torch reports a full disk as a C++ enforce message)."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return os.strerror(error.errno)
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return os.strerror(errno.ENOSPC)
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; on success it is renamed to ``path``, else removed.
+
+    The file gets the mode of any new file (``0666`` less the umask), whatever the writer chose.
+
+    Raises:
+        RunError: writing failed with an ``OSError`` or a torch ``RuntimeError`` (a full disk, a read-only file
+            system); the message names ``path`` and the reason.
+    """
+    # the suffix stays last: numpy and matplotlib choose the format by it (and numpy appends .npz otherwise)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError | RuntimeError):
+            raise RunError(f"cannot write {path}: {_reason(e, path.parent)}") from e
+        raise
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    """Write ``data`` to ``path`` through a temporary file and a rename (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def _dumps(path: Path, obj: Any, indent: int | None = None) -> str:
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError as e:
+        raise RunError(f"refusing to write {path}: a value is NaN or infinite, which JSON cannot hold") from e
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented JSON, atomically.
+
+    Raises:
+        RunError: ``obj`` holds NaN or an infinity (never written as the non-standard ``NaN``/``Infinity``).
+    """
+    write_atomic(path, _dumps(path, obj, indent=2) + "\n")
+
+
+def check_finite(value: float, what: str) -> None:
+    """Stop a run whose loss stopped being a finite number.
+
+    Raises:
+        RunError: naming ``what`` (for example ``"the loss at step 12"``).
+    """
+    if not math.isfinite(value):
+        raise RunError(f"training diverged: {what} is {value}; lower the learning rate (the run is not finished)")
 
 
 def git_revision(cwd: Path | None = None) -> dict[str, Any]:
@@ -82,6 +162,127 @@ def git_revision(cwd: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def _prepare_dir(name: str | Path) -> Path:
+    """Create the run directory ``name`` (and its parents).
+
+    Raises:
+        RunError: ``name`` is empty, a file, lies under a file, or cannot be created (read-only, permissions).
+    """
+    if not str(name).strip():  # Path("") is the current directory
+        raise RunError(f"invalid run directory {str(name)!r}; expected the path of a folder for the run")
+    path = Path(name)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"run directory {path} is a file; expected a folder (or a path that does not exist yet)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create the run directory {path}: {_reason(e, path)}") from e
+    return path
+
+
+# Locks this process holds, by resolved run directory: a run started again in the same process (reproduce after
+# a failed run, tests) keeps its claim; another process is refused. The kernel drops them when the process ends.
+_CLAIMS: dict[Path, int] = {}
+
+
+def _claim(path: Path) -> None:
+    """Hold an exclusive lock on ``path/.lock`` for this process's life (or until the run finishes).
+
+    Raises:
+        RunError: another process holds it, or the directory is not writable.
+    """
+    key = path.resolve()
+    if key in _CLAIMS:
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, _file_mode())
+    except OSError as e:
+        raise RunError(f"cannot write in the run directory {path}: {_reason(e, path)}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise RunError(f"{path} is in use by another process (it holds {path / LOCK}); wait for it to end") from e
+    _CLAIMS[key] = fd
+
+
+def _release(path: Path) -> None:
+    fd = _CLAIMS.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every visible file in ``folder`` but the summary."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name != SUMMARY
+    }
+
+
+def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
+    """Check a finished run's files against the record in its summary.
+
+    A summary without the record predates it (for example the committed runs under ``results/``, which are kept
+    as they were made): it is read as it is, without verification.
+    """
+    record = summary.get(FILES_KEY)
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise RunError(f"{folder / SUMMARY} is damaged: its {FILES_KEY!r} record is not a mapping")
+    for name, expected in record.items():
+        path = folder / name
+        if not path.is_file():
+            raise RunError(f"finished run {folder} is damaged: {path} is missing; retrain it with --overwrite")
+        size = path.stat().st_size
+        if size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+            raise RunError(
+                f"finished run {folder} is damaged: {path} ({size} bytes) differs from what the run wrote "
+                f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
+            )
+
+
+def _read_summary(folder: Path) -> dict[str, Any]:
+    path = folder / SUMMARY
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path} is unreadable or not JSON ({type(e).__name__}); retrain it with --overwrite") from e
+    if not isinstance(summary, dict):
+        raise RunError(f"{path} does not hold a JSON object; retrain the run with --overwrite")
+    return summary
+
+
+def read_finished(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A finished run's summary and metrics (empty if it has no ``metrics.jsonl``), verified against its record.
+
+    Raises:
+        RunError: a file is missing, damaged or not what the run wrote; the message names it.
+    """
+    summary = _read_summary(folder)
+    _verify_files(folder, summary)
+    path = folder / METRICS
+    if not path.exists():
+        return summary, []
+    metrics = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            metrics.append(json.loads(line))
+        except ValueError:
+            raise RunError(f"{path}, line {number}, is not a JSON object (the file is cut or damaged)") from None
+    return summary, metrics
+
+
 class Run:
     """One run directory. Create it with :meth:`start`; experiments never touch its files directly.
 
@@ -99,13 +300,17 @@ class Run:
     def start(
         cls, path: str | Path, config: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
     ) -> Run:
-        """Open ``path`` for a new run, or for resuming the run already there.
+        """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
+
+        A folder that holds only a ``config.json`` (a run that failed before its first checkpoint, for example
+        on its data) counts as empty: nothing would be lost by starting again.
 
         Raises:
-            RunError: the folder holds another run (and neither ``resume`` nor ``overwrite``), or ``resume`` finds
-                no run, a different config or a missing checkpoint.
+            RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
+                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
         """
-        path = Path(path)
+        path = _prepare_dir(path)
+        _claim(path)
         run = cls(path, config)
         existing = [name for name in RUN_FILES if (path / name).exists()]
         if resume:
@@ -118,14 +323,13 @@ class Run:
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
                 )
             return run
-        if existing and not overwrite:
+        if existing and existing != [CONFIG] and not overwrite:
             raise RunError(
                 f"{path} already holds a run ({', '.join(existing)}); "
                 "pass --resume to continue it or --overwrite to replace it"
             )
         for name in existing:
             (path / name).unlink()
-        path.mkdir(parents=True, exist_ok=True)
         write_json(
             path / CONFIG,
             {
@@ -155,46 +359,79 @@ class Run:
         return (self.path / SUMMARY).exists()
 
     def summary(self) -> dict[str, Any]:
-        """The finished run's summary."""
-        try:
-            return dict(json.loads((self.path / SUMMARY).read_text()))
-        except (OSError, ValueError) as e:
-            raise RunError(f"{self.path / SUMMARY} is unreadable: {e}") from e
+        """The finished run's summary, after checking its files against the record in it.
+
+        Raises:
+            RunError: the summary is unreadable, or a file of the run is missing or not what the run wrote.
+        """
+        summary = _read_summary(self.path)
+        _verify_files(self.path, summary)
+        return summary
 
     # -- metrics ----------------------------------------------------------------------------------------------
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """Append one evaluation to the history and to ``metrics.jsonl``."""
+        """Append one evaluation to the history and to ``metrics.jsonl``.
+
+        Raises:
+            RunError: the record holds NaN or an infinity.
+        """
+        _dumps(self.path / METRICS, dict(record))
         self.history.append(dict(record))
         self._write_metrics()
 
     def _write_metrics(self) -> None:
-        write_atomic(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in self.history))
+        path = self.path / METRICS
+        write_atomic(path, "".join(_dumps(path, r) + "\n" for r in self.history))
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
-        """Save the training state (tensors, numbers, strings, lists and dicts only) with the metrics history."""
-        tmp = self.path / f".{CHECKPOINT}.tmp{os.getpid()}"
-        torch.save({**state, "history": self.history}, tmp)
-        os.replace(tmp, self.path / CHECKPOINT)
+        """Save the training state (tensors, numbers, strings, lists and dicts only) with the metrics history.
+
+        Everything that decides how the run goes on, whether it is over included (a target reached, an early
+        stop), belongs in ``state``: a run killed after this checkpoint resumes from it alone.
+        """
+        with atomic_path(self.path / CHECKPOINT) as tmp:
+            torch.save({**state, "history": self.history, "config": self.config}, tmp)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The saved training state (``None`` if there is none yet); restores the metrics history.
 
         Raises:
-            RunError: the checkpoint exists but cannot be read.
+            RunError: the checkpoint exists but cannot be read, or was written by another run (another config).
         """
         path = self.path / CHECKPOINT
         if not path.exists():
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self.history = [dict(r) for r in state.pop("history")]
+            history = [dict(r) for r in state.pop("history")]
+            config = state.pop("config", None)
         except Exception as e:  # a truncated or foreign file raises many different errors
             raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
+        # checkpoints written before the config was stored in them are taken as they are
+        if config is not None and config != self.config:
+            changed = sorted(k for k in set(config) | set(self.config) if config.get(k) != self.config.get(k))
+            raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
+        self.history = history
         self._write_metrics()
         return dict(state)
+
+    @contextlib.contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Wrap the code that puts a loaded checkpoint's state back into the model and the optimizer.
+
+        Raises:
+            RunError: the state does not fit (missing or unexpected keys, other shapes), naming the checkpoint.
+        """
+        try:
+            yield
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise RunError(
+                f"cannot resume: {self.path / CHECKPOINT} does not fit this run ({type(e).__name__}: {first[:200]})"
+            ) from e
 
     # -- results ----------------------------------------------------------------------------------------------
 
@@ -210,10 +447,17 @@ class Run:
             # safetensors refuses tensors that share memory (a body shared by two heads appears under two names)
             tensors[k] = v.clone() if where in seen else v
             seen.add(where)
-        tmp = self.path / f".{WEIGHTS}.tmp{os.getpid()}"
-        save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
-        os.replace(tmp, self.path / WEIGHTS)
+        with atomic_path(self.path / WEIGHTS) as tmp:
+            save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
-        """Write ``summary.json``, which marks the run finished."""
-        write_json(self.path / SUMMARY, dict(summary))
+    def save_with(self, name: str, write: Callable[[Path], None]) -> None:
+        """Write an extra file of the run (a picture, an archive) atomically: ``write`` gets the temporary path."""
+        with atomic_path(self.path / name) as tmp:
+            write(tmp)
+
+    def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
+        written = {**summary, FILES_KEY: _record_files(self.path)}
+        write_json(self.path / SUMMARY, written)
+        _release(self.path)
+        return written

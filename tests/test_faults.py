@@ -1,0 +1,371 @@
+"""Runs and data under faults and bad input: the right result, or one line that names the problem (issue 13)."""
+
+import errno
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from coordconv.cli import main as cli
+from coordconv.repro import reproduce
+from coordconv.repro.data import mnist_canvas, notsoclevr
+from coordconv.repro.experiments import toy
+from coordconv.repro.report.runs import load_finished
+from coordconv.repro.runtime import rundir
+from coordconv.repro.runtime.rundir import Run, RunError, read_finished, write_atomic, write_json
+
+pytest.importorskip("safetensors")
+pytest.importorskip("matplotlib")
+
+QUIET = {"log": lambda line: None}
+
+
+def _error(capsys, argv, status=1):
+    """Run the command in this process; return its one-line error (after checking the status and no traceback)."""
+    try:
+        code = cli([str(a) for a in argv])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == status, err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def _timeless(summary):
+    # the record of the files holds timings too (metrics.jsonl, checkpoint.pt)
+    return {k: v for k, v in summary.items() if "seconds" not in k and k != "files"}
+
+
+def _metrics(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if "seconds" not in k} for line in lines]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# silent wrong results
+
+# stops at its target in epoch 29 of 40, between two evaluations of one epoch
+STOPS_EARLY = toy.preset(
+    "smoke", "classification", "coordconv", epochs=40, train_subset=32, test_subset=16, batch_size=8, eval_every=1,
+    stop_at_target=True,
+)  # fmt: skip
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, no handler catches it."""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    summary = toy.main(STOPS_EARLY, out, **QUIET)
+    assert summary["stopped_at_target"] and summary["epochs"] < STOPS_EARLY.epochs
+    return out, summary
+
+
+@pytest.mark.parametrize(
+    ("method", "when"),
+    [("log", 7), ("save_checkpoint", "last"), ("save_weights", "after"), ("finish", "before")],
+)
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(method, when, uninterrupted, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    full, expected = uninterrupted
+    original = getattr(Run, method)
+    calls = []
+
+    def killing(self, *args, **kwargs):
+        calls.append(1)
+        if when == "before":
+            raise Killed
+        result = original(self, *args, **kwargs)
+        if when in (len(calls), "after") or (when == "last" and len(calls) == expected["epochs"]):
+            raise Killed
+        return result
+
+    monkeypatch.setattr(Run, method, killing)
+    with pytest.raises(Killed):
+        toy.main(STOPS_EARLY, tmp_path / "run", **QUIET)
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = toy.main(STOPS_EARLY, tmp_path / "run", resume=True, **QUIET)
+    assert _timeless(resumed) == _timeless(expected)
+    assert _metrics(tmp_path / "run") == _metrics(full)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
+
+
+@pytest.fixture
+def finished(tmp_path):
+    out = tmp_path / "runs" / "classification" / "done"
+    cfg = toy.preset("smoke", "classification", "coordconv", epochs=1)
+    toy.main(cfg, out, **QUIET)
+    return cfg, out
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "checkpoint.pt", "metrics.jsonl", "predictions.json"])
+def test_a_finished_run_with_a_damaged_file_is_refused_naming_it(name, finished, capsys):
+    cfg, out = finished
+    path = out / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if name != "metrics.jsonl" else b"")
+    with pytest.raises(RunError, match=f"{path}.*differs from what the run wrote"):
+        toy.main(cfg, out, resume=True, **QUIET)
+    with pytest.raises(RunError, match=str(path)):  # reproduce does not reuse it
+        reproduce._run_jobs([(out, cfg)], toy.main, str, overwrite=False)
+    path.unlink()
+    line = _error(capsys, ["train", "classification", "--preset", "smoke", "--epochs", 1, "--out", out, "--resume"])
+    assert f"{path} is missing" in line
+
+
+def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finished):
+    _, out = finished
+    path = out / "metrics.jsonl"
+    whole = path.read_text()
+    path.write_text(whole + '{"epoch": 2}\n')  # a line more: the report would be silently wrong
+    with pytest.raises(RunError, match=r"metrics\.jsonl.*differs"):
+        load_finished(out.parent, "*/summary.json")
+    # a summary from before the record (as the committed results): no verification, but a cut line is named
+    summary = json.loads((out / "summary.json").read_text())
+    del summary["files"]
+    write_json(out / "summary.json", summary)
+    path.write_text(whole + '{"epoch": 2, "te')
+    with pytest.raises(RunError, match=rf"{path}, line 2, is not a JSON object"):
+        read_finished(out)
+    path.write_text(whole)
+    assert read_finished(out)[1] == [json.loads(whole)]  # legacy runs stay readable
+
+
+def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    from coordconv.repro.experiments import imagenet
+
+    for split, classes in (("train", ("cat", "dog", "fox")), ("val", ("cat", "fox"))):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / split / name / "0.png")
+    cfg = imagenet.preset("smoke", "plain")
+    with pytest.raises(ValueError, match=r"train and .*val hold different class folders \(only in train: dog"):
+        imagenet._datasets(cfg, tmp_path)
+    (tmp_path / "val" / "dog").mkdir()
+    (tmp_path / "val" / "dog" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a corrupt image
+    train, val = imagenet._datasets(cfg, tmp_path)
+    assert train.class_to_idx == val.class_to_idx
+    with pytest.raises(ValueError, match=r"dog/0.png is not a readable image"):
+        [val[i] for i in range(len(val))]
+    for png in (tmp_path / "train").rglob("*.png"):
+        png.rename(png.with_suffix(".txt"))  # a folder of non-images
+    with pytest.raises(ValueError, match=r"train holds no image files"):
+        imagenet._datasets(cfg, tmp_path)
+
+
+def test_non_finite_values_are_refused_and_a_diverging_run_stops_naming_the_step(tmp_path, capsys):
+    base = ["train", "classification", "--preset", "smoke", "--out", tmp_path / "x"]
+    assert "--l2: invalid value 'inf': expected a finite number" in _error(capsys, [*base, "--l2", "inf"], 2)
+    assert "invalid value 'nan'" in _error(capsys, ["train", "gan", "--preset", "smoke", "--out", tmp_path / "g",
+                                                     "--lr-d", "nan"], 2)  # fmt: skip
+    with pytest.raises(ValueError, match="invalid l2: inf; expected a finite number"):
+        toy.replace(toy.preset("smoke", "classification", "coordconv"), l2=float("inf"))
+    line = _error(capsys, [*base, "--lr", "1e30"])
+    assert re.search(r"training diverged: the loss at step \d+ is (nan|inf)", line), line
+    assert not (tmp_path / "x" / "summary.json").exists()
+    with pytest.raises(RunError, match="NaN or infinite"):
+        write_json(tmp_path / "s.json", {"loss": float("nan")})
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_second_process_cannot_run_in_the_same_directory(tmp_path):
+    out = tmp_path / "run"
+    holder = textwrap.dedent(f"""
+        import sys
+        from coordconv.repro.runtime.rundir import Run
+        Run.start({str(out)!r}, {{"a": 1}})
+        print("claimed", flush=True)
+        sys.stdin.read()
+    """)
+    child = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert child.stdout.readline().strip() == "claimed"
+        with pytest.raises(RunError, match=f"{out} is in use by another process"):
+            Run.start(out, {"a": 1}, overwrite=True)
+    finally:
+        child.communicate("")
+    Run.start(out, {"a": 1}, resume=True)  # the lock went with the process
+
+
+def test_run_directory_must_be_a_writable_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out, message in (
+        (tmp_path / "file", "is a file; expected a folder"),
+        (tmp_path / "file" / "run", "cannot create the run directory"),
+        ("", "invalid run directory ''"),
+    ):
+        line = _error(capsys, ["train", "regression", "--preset", "smoke", "--out", out])
+        assert message in line and str(out) in line
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        line = _error(capsys, ["train", "regression", "--preset", "smoke", "--out", tmp_path / "ro" / "run"])
+        assert "Permission denied" in line
+
+
+def test_run_directory_on_a_read_only_file_system(tmp_path, monkeypatch, capsys):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rundir.Path, "mkdir", read_only)
+    line = _error(capsys, ["train", "regression", "--preset", "smoke", "--out", tmp_path / "run"])
+    assert line == f"coordconv: error: cannot create the run directory {tmp_path / 'run'}: Read-only file system"
+
+
+def test_a_full_disk_leaves_no_temporary_file_and_names_the_file(tmp_path, monkeypatch):
+    def full_disk(obj, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"x" * 1000)  # torch wrote part of it, then failed as it does on a full disk
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    run = Run.start(tmp_path / "run", {"a": 1})
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    with pytest.raises(RunError) as caught:
+        run.save_checkpoint({"step": 1})
+    assert str(caught.value) == f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device"
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    with pytest.raises(RunError, match=r"metrics\.jsonl: No space left on device"):
+        run.log({"step": 1})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "config.json"]  # no temporary files
+
+
+def test_bad_mnist_files_are_named(tmp_path):
+    good = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    for images, labels in mnist_canvas.IDX_FILES.values():
+        mnist_canvas.write_idx(tmp_path / images, good)
+        mnist_canvas.write_idx(tmp_path / labels, torch.tensor([1, 2, 3], dtype=torch.uint8))
+    mnist_canvas.load_mnist(tmp_path)
+    labels = tmp_path / "t10k-labels-idx1-ubyte"
+    mnist_canvas.write_idx(labels, torch.tensor([1, 2, 200], dtype=torch.uint8))
+    with pytest.raises(ValueError, match=f"{labels} holds label 200; expected digit labels 0 to 9"):
+        mnist_canvas.load_mnist(tmp_path)
+    mnist_canvas.write_idx(labels, torch.zeros(0, dtype=torch.uint8))
+    mnist_canvas.write_idx(tmp_path / "t10k-images-idx3-ubyte", torch.zeros(0, 28, 28, dtype=torch.uint8))
+    with pytest.raises(
+        ValueError, match=r"t10k-images-idx3-ubyte holds no items \(its header announces shape \[0, 28, 28\]"
+    ):
+        mnist_canvas.load_mnist(tmp_path)
+    fake = tmp_path / "fake.gz"
+    fake.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=f"{fake} is not a complete gzip file"):
+        mnist_canvas.read_idx(fake)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(bytes(1000))[:20])
+    with pytest.raises(ValueError, match=f"{cut} is not a complete gzip file"):
+        mnist_canvas.read_idx(cut)
+
+
+def test_a_checkpoint_of_another_run_or_with_other_keys_is_refused(tmp_path):
+    cfg = toy.preset("smoke", "classification", "coordconv", epochs=2, stop_after_epochs=1)
+    other = toy.replace(cfg, task="regression")
+    toy.main(cfg, tmp_path / "a", **QUIET)
+    toy.main(other, tmp_path / "b", **QUIET)
+    checkpoint = tmp_path / "a" / "checkpoint.pt"
+    mine = checkpoint.read_bytes()
+    shutil.copy(tmp_path / "b" / "checkpoint.pt", checkpoint)
+    with pytest.raises(RunError, match=f"{checkpoint} belongs to another run .*differs in task"):
+        toy.main(cfg, tmp_path / "a", resume=True, **QUIET)
+    checkpoint.write_bytes(mine)
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {f"renamed.{k}": v for k, v in state["model"].items()}
+    torch.save(state, checkpoint)
+    with pytest.raises(RunError, match=f"{checkpoint} does not fit this run \\(RuntimeError: Error"):
+        toy.main(cfg, tmp_path / "a", resume=True, **QUIET)
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_same_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "detection", "--preset", "smoke", "--mnist-dir", tmp_path / "nothing", "--out", out]
+    pytest.importorskip("torchvision")
+    first = _error(capsys, args)
+    assert "has no train-images-idx3-ubyte" in first
+    assert _error(capsys, args) == first  # not "already holds a run"
+
+
+def test_bad_dataset_outputs_and_values(tmp_path, capsys):
+    (tmp_path / "d.npz").mkdir()
+    line = _error(capsys, ["dataset", "notsoclevr", "--out", tmp_path / "d.npz", "--overwrite"])
+    assert f"the output must be an .npz file, got {tmp_path / 'd.npz'} (a directory)" in line
+    assert "invalid value 'nan'" in _error(capsys, ["dataset", "notsoclevr", "--out", tmp_path / "n.npz",
+                                                    "--square-value", "nan"], 2)  # fmt: skip
+    # one check for train and dataset
+    with pytest.raises(ValueError, match=r"invalid square_value: -1\.0; expected a finite number above 0"):
+        notsoclevr.write(tmp_path / "n.npz", square_value=-1.0)
+    with pytest.raises(ValueError, match="invalid square_value"):
+        toy.preset("smoke", "rendering", "conv", square_value=-1.0)
+    assert not list(tmp_path.glob("*n.*"))
+
+
+def test_seeds_and_threads_are_bounded_at_parse_time(tmp_path, capsys):
+    base = ["train", "classification", "--preset", "smoke", "--out", tmp_path / "x"]
+    assert "invalid seed '1e20': expected an integer" in _error(capsys, [*base, "--seed", "1e20"], 2)
+    assert "expected an integer from 0 to 4294967295" in _error(capsys, [*base, "--seed", 2**40], 2)
+    assert "invalid split_seed: 4294967296" in _error(capsys, [*base, "--split-seed", 2**32], 2)
+    line = _error(capsys, ["reproduce", "--first-seed", 2**32 - 1, "--seeds", 2, "--out", tmp_path], 2)
+    assert "goes past the largest seed" in line
+    assert not (tmp_path / "x").exists()
+    line = _error(capsys, [*base, "--threads", 100_000])
+    assert f"invalid threads: 100000; expected 0 (torch's default) to {os.cpu_count()}" in line
+
+
+def test_sweep_address_that_is_not_ray_fails_within_a_bounded_wait(tmp_path, monkeypatch):
+    from coordconv.repro import sweep
+
+    monkeypatch.setattr(sweep, "ANSWER_SECONDS", 0.5)
+    with socket.socket() as server:  # listens, accepts, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(RunError, match=f"{address} answers, but not as a Ray cluster"):
+            sweep._check_address(address)
+
+
+def test_paper_preset_asks_before_a_gpu_job_on_the_cpu(tmp_path, capsys):
+    line = _error(capsys, ["train", "classification", "--model", "conv", "--preset", "paper", "--out", tmp_path / "p"])
+    assert line.endswith("preset paper: 1 run(s), 1,000 epochs in all on the CPU; the paper preset is a GPU job: "
+                         "pass --yes to start it on the CPU anyway")  # fmt: skip
+    line = _error(capsys, ["reproduce", "--preset", "paper", "--out", tmp_path / "r"])
+    assert "preset paper: 4 run(s), 2,200 epochs in all on the CPU" in line and "--yes" in line
+    assert not (tmp_path / "p").exists() and not list((tmp_path / "r").rglob("*.json"))
+    pytest.importorskip("torchvision")
+    line = _error(capsys, ["train", "imagenet", "--preset", "paper", "--yes", "--out", tmp_path / "i"], 2)
+    assert "the paper preset trains on ImageNet: pass --data" in line
+
+
+def test_all_run_files_get_the_same_mode(finished):
+    _, out = finished
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if not p.name.startswith(".")}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~_umask()
+    assert len(set(modes.values())) == 1, modes
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "f.txt"
+    write_atomic(path, "old")
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only")))
+    with pytest.raises(RunError, match=f"cannot write {path}: Read-only file system"):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
