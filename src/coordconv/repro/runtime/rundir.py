@@ -8,7 +8,9 @@ Layout of ``DIR``:
   with ``torch.load(..., weights_only=True)`` so that no checkpoint can execute code;
 * ``model.safetensors``: the final weights, with the config in the metadata;
 * ``summary.json``: written last; its presence marks a finished run. It records the size and SHA-256 of every
-  other file of the run (``files``), checked whenever the finished run is read back;
+  other file of the run (``files``), checked whenever the finished run is read back. The checkpoint and the
+  weights may be absent from a finished run (results committed to a repository keep only the small files that
+  the reports read); every file that is present must be what the run wrote;
 * ``.lock``: held (``flock``) by the process that runs in the directory, so that a second one refuses.
 
 Every file is written atomically (a temporary file in the same folder, then a rename; the temporary file is
@@ -46,6 +48,7 @@ __all__ = [
     "RunError",
     "atomic_path",
     "check_finite",
+    "config_changes",
     "git_revision",
     "read_finished",
     "write_atomic",
@@ -60,6 +63,7 @@ SUMMARY = "summary.json"
 LOCK = ".lock"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
 FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
+DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports never read them
 
 
 class RunError(Exception):
@@ -212,6 +216,15 @@ def _release(path: Path) -> None:
         os.close(fd)  # closing the descriptor drops the lock
 
 
+def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The fields in which a run's stored config differs from ``current``.
+
+    Fields that ``current`` lacks were removed from the experiment's config since the run started (for example
+    the test-only ``stop_after_*`` fields): they no longer change what the run does, and are ignored.
+    """
+    return sorted(k for k in current if stored.get(k) != current[k])
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -232,8 +245,9 @@ def _record_files(folder: Path) -> dict[str, dict[str, Any]]:
 def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
     """Check a finished run's files against the record in its summary.
 
-    A summary without the record predates it (for example the committed runs under ``results/``, which are kept
-    as they were made): it is read as it is, without verification.
+    A summary without the record predates it (for example the older committed runs under ``results/``, which are
+    kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
+    absent (``DROPPABLE``); a file that is present must match its record.
     """
     record = summary.get(FILES_KEY)
     if record is None:
@@ -242,6 +256,8 @@ def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
         raise RunError(f"{folder / SUMMARY} is damaged: its {FILES_KEY!r} record is not a mapping")
     for name, expected in record.items():
         path = folder / name
+        if not path.is_file() and name in DROPPABLE and not path.exists():
+            continue
         if not path.is_file():
             raise RunError(f"finished run {folder} is damaged: {path} is missing; retrain it with --overwrite")
         size = path.stat().st_size
@@ -316,9 +332,8 @@ class Run:
         if resume:
             if not (path / CONFIG).exists():
                 raise RunError(f"cannot resume: {path} holds no run ({CONFIG} is missing)")
-            stored = run.stored_config()
-            if stored != run.config:
-                changed = sorted(k for k in set(stored) | set(run.config) if stored.get(k) != run.config.get(k))
+            changed = config_changes(run.stored_config(), run.config)
+            if changed:
                 raise RunError(
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
                 )
@@ -411,8 +426,8 @@ class Run:
         except Exception as e:  # a truncated or foreign file raises many different errors
             raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
         # checkpoints written before the config was stored in them are taken as they are
-        if config is not None and config != self.config:
-            changed = sorted(k for k in set(config) | set(self.config) if config.get(k) != self.config.get(k))
+        changed = [] if config is None else config_changes(config, self.config)
+        if changed:
             raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
         self.history = history
         self._write_metrics()
