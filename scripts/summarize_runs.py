@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for path in sorted(args.folder.rglob("summary.json")):
         s = json.loads(path.read_text())
-        preset = to_dict(toy.preset("quick", s["task"], s["model"], s["split"], seed=s["seed"]))
+        preset = to_dict(toy.preset("quick", task=s["task"], model=s["model"], split=s["split"], seed=s["seed"]))
         diff = ", ".join(f"{k}={v}" for k, v in s["config"].items() if preset.get(k) != v) or "-"
         metric = s["metric"]
         solved = f"{s['seconds_to_target']:.1f} s" if s["seconds_to_target"] is not None else "not solved"

@@ -1,7 +1,8 @@
 """Refresh the parts of README.md that are generated from committed results.
 
 A block ``<!-- include: PATH -->`` ... ``<!-- end include -->`` in README.md is replaced by the content of
-PATH (relative to the repository root). Run ``python scripts/update_readme.py`` after committing new results;
+PATH (relative to the repository root); ``<!-- include: PATH as python -->`` shows it as a code block. Run
+``python scripts/update_readme.py`` after committing new results;
 ``--check`` exits 1 when README.md is out of date (the tests run it), so that no table drifts from the run
 that produced it.
 """
@@ -14,7 +15,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- include: (?P<path>[^ ]+)(?: as (?P<lang>\w+))? -->\n)(?P<body>.*?)(<!-- end include -->)", re.DOTALL
+)
 
 
 def render(readme: str, root: Path = ROOT) -> str:
@@ -25,7 +28,10 @@ def render(readme: str, root: Path = ROOT) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"README includes {match['path']}, which does not exist")
         body = path.read_text()
-        return f"{match[1]}{body if body.endswith(chr(10)) else body + chr(10)}{match[4]}"
+        body = body if body.endswith("\n") else body + "\n"
+        if match["lang"]:  # a source file, shown as a code block
+            body = f"```{match['lang']}\n{body}```\n"
+        return f"{match[1]}{body}{match[5]}"
 
     return BLOCK.sub(fill, readme)
 

@@ -7,6 +7,7 @@ import torch
 
 from coordconv import CoordConv2d
 from coordconv.repro.data import sortofclevr, spatial_folder
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 
 def _scenes(centres):
@@ -121,7 +122,7 @@ def test_bad_classifier_arguments():
 # training runs, alone and under torchrun (gloo)
 
 
-def _cli(*args, torchrun=0, cwd=None):
+def _cli(*args, torchrun=0, cwd=None, stop_after=0):
     import subprocess
     import sys
 
@@ -131,6 +132,8 @@ def _cli(*args, torchrun=0, cwd=None):
         else [sys.executable]
     )
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    if stop_after:
+        env[STOP_AFTER_CHECKPOINTS] = str(stop_after)
     return subprocess.run(
         [*launcher, "-m", "coordconv.cli", "train", "imagenet", "--preset", "smoke", *map(str, args)],
         capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
@@ -162,8 +165,8 @@ def test_two_processes_agree_and_match_one_process(tmp_path):
 
 def test_resume_on_another_process_count(tmp_path):
     pytest.importorskip("torchvision")
-    args = ("--out", tmp_path / "run", "--offline-grid", "4", "--stop-after-epochs", "1")
-    cut = _cli(*args, torchrun=2)
+    args = ("--out", tmp_path / "run", "--offline-grid", "4")
+    cut = _cli(*args, torchrun=2, stop_after=1)
     assert cut.returncode == 0, cut.stderr
     assert not (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     resumed = _cli(*args, "--resume")

@@ -3,20 +3,14 @@
 import gzip
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from command import coordconv
 from coordconv import CoordConv2d
 from coordconv.repro.data import mnist_canvas as mc
-
-
-def coordconv(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 
 def _fake_mnist(folder, n_train=40, n_test=20, gz=False):
@@ -172,7 +166,7 @@ def test_train_and_reproduce_detection_through_the_cli(tmp_path):
     assert missing.returncode == 1 and "has no train-images-idx3-ubyte" in missing.stderr
 
 
-def test_detection_resume_equals_an_uninterrupted_run(tmp_path):
+def test_detection_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     pytest.importorskip("torchvision")
     pytest.importorskip("torchmetrics")
     from safetensors.torch import load_file
@@ -180,11 +174,10 @@ def test_detection_resume_equals_an_uninterrupted_run(tmp_path):
     from coordconv.repro.experiments import detection
 
     mnist = str(_fake_mnist(tmp_path / "mnist"))
-    cfg = detection.preset("smoke", "conv", mnist_dir=mnist, threads=1, stop_after_epochs=1)
-    whole = detection.main(
-        detection.preset("smoke", "conv", mnist_dir=mnist, threads=1), tmp_path / "a", log=lambda _: None
-    )
-    assert detection.main(cfg, tmp_path / "b", log=lambda _: None) == {"interrupted": True, "epoch": 1}
+    cfg = detection.preset("smoke", model="conv", mnist_dir=mnist, threads=1)
+    whole = detection.main(cfg, tmp_path / "a", log=lambda _: None)
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
+    assert detection.main(cfg, tmp_path / "b", log=lambda _: None) == {"interrupted": True, "done": 1}
     resumed = detection.main(cfg, tmp_path / "b", resume=True, log=lambda _: None)
     assert resumed["proposal_iou"] == pytest.approx(whole["proposal_iou"])
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")

@@ -21,6 +21,7 @@ from coordconv.repro.experiments import toy
 from coordconv.repro.report.runs import load_finished
 from coordconv.repro.runtime import rundir
 from coordconv.repro.runtime.rundir import Run, RunError, read_finished, write_atomic, write_json
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 pytest.importorskip("safetensors")
 pytest.importorskip("matplotlib")
@@ -55,8 +56,8 @@ def _metrics(out):
 
 # stops at its target in epoch 29 of 40, between two evaluations of one epoch
 STOPS_EARLY = toy.preset(
-    "smoke", "classification", "coordconv", epochs=40, train_subset=32, test_subset=16, batch_size=8, eval_every=1,
-    stop_at_target=True,
+    "smoke", task="classification", model="coordconv", epochs=40, train_subset=32, test_subset=16, batch_size=8,
+    eval_every=1, stop_at_target=True,
 )  # fmt: skip
 
 
@@ -105,7 +106,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(method, 
 @pytest.fixture
 def finished(tmp_path):
     out = tmp_path / "runs" / "classification" / "done"
-    cfg = toy.preset("smoke", "classification", "coordconv", epochs=1)
+    cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=1)
     toy.main(cfg, out, **QUIET)
     return cfg, out
 
@@ -166,7 +167,7 @@ def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
         for name in classes:
             (tmp_path / split / name).mkdir(parents=True)
             Image.new("RGB", (8, 8)).save(tmp_path / split / name / "0.png")
-    cfg = imagenet.preset("smoke", "plain")
+    cfg = imagenet.preset("smoke", variant="plain")
     with pytest.raises(ValueError, match=r"train and .*val hold different class folders \(only in train: dog"):
         imagenet._datasets(cfg, tmp_path)
     (tmp_path / "val" / "dog").mkdir()
@@ -187,7 +188,7 @@ def test_non_finite_values_are_refused_and_a_diverging_run_stops_naming_the_step
     assert "invalid value 'nan'" in _error(capsys, ["train", "gan", "--preset", "smoke", "--out", tmp_path / "g",
                                                      "--lr-d", "nan"], 2)  # fmt: skip
     with pytest.raises(ValueError, match="invalid l2: inf; expected a finite number"):
-        toy.replace(toy.preset("smoke", "classification", "coordconv"), l2=float("inf"))
+        toy.replace(toy.preset("smoke", task="classification", model="coordconv"), l2=float("inf"))
     line = _error(capsys, [*base, "--lr", "1e30"])
     assert re.search(r"training diverged: the loss at step \d+ is (nan|inf)", line), line
     assert not (tmp_path / "x" / "summary.json").exists()
@@ -285,9 +286,10 @@ def test_bad_mnist_files_are_named(tmp_path):
         mnist_canvas.read_idx(cut)
 
 
-def test_a_checkpoint_of_another_run_or_with_other_keys_is_refused(tmp_path):
-    cfg = toy.preset("smoke", "classification", "coordconv", epochs=2, stop_after_epochs=1)
+def test_a_checkpoint_of_another_run_or_with_other_keys_is_refused(tmp_path, monkeypatch):
+    cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=2)
     other = toy.replace(cfg, task="regression")
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")  # both runs unfinished, their checkpoints there
     toy.main(cfg, tmp_path / "a", **QUIET)
     toy.main(other, tmp_path / "b", **QUIET)
     checkpoint = tmp_path / "a" / "checkpoint.pt"
@@ -322,7 +324,7 @@ def test_bad_dataset_outputs_and_values(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"invalid square_value: -1\.0; expected a finite number above 0"):
         notsoclevr.write(tmp_path / "n.npz", square_value=-1.0)
     with pytest.raises(ValueError, match="invalid square_value"):
-        toy.preset("smoke", "rendering", "conv", square_value=-1.0)
+        toy.preset("smoke", task="rendering", model="conv", square_value=-1.0)
     assert not list(tmp_path.glob("*n.*"))
 
 

@@ -2,26 +2,19 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from command import coordconv
 from coordconv import CoordConv2d
 from coordconv.repro.data import sortofclevr as soc
 from coordconv.repro.experiments import generative
 from coordconv.repro.models import generative as models
-from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
-
-
-def coordconv(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -175,24 +168,21 @@ def test_bad_config_and_preset():
     with pytest.raises(ValueError, match="width"):
         generative.Config(width=0)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
-        generative.preset("huge", "gan", "conv")
+        generative.preset("huge", task="gan", model="conv")
     with pytest.raises(ValueError, match="unknown task 'flow'"):
-        generative.preset("smoke", "flow", "conv")
+        generative.preset("smoke", task="flow", model="conv")
 
 
 @pytest.mark.parametrize("task", ["gan", "vae"])
-def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path):
+def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    cfg = generative.preset("smoke", task, "coordconv", threads=1)
+    cfg = generative.preset("smoke", task=task, model="coordconv", threads=1)
     whole = generative.main(cfg, tmp_path / "whole", log=lambda _: None)
-    stopped = generative.main(
-        generative.Config(**{**to_dict(cfg), "stop_after_steps": 3}), tmp_path / "cut", log=lambda _: None
-    )
-    assert stopped == {"interrupted": True, "step": 3}
-    # the interrupted run resumes with its own config (stop_after_steps is part of it; it stops no more)
-    cut_cfg = generative.Config(**{**to_dict(cfg), "stop_after_steps": 3})
-    resumed = generative.main(cut_cfg, tmp_path / "cut", resume=True, log=lambda _: None)
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")  # the smoke preset checkpoints every 3 steps
+    stopped = generative.main(cfg, tmp_path / "cut", log=lambda _: None)
+    assert stopped == {"interrupted": True, "done": 3}
+    resumed = generative.main(cfg, tmp_path / "cut", resume=True, log=lambda _: None)
     assert resumed["steps"] == whole["steps"] == cfg.steps
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -213,8 +203,10 @@ def test_train_and_reproduce_through_the_cli(tmp_path):
     assert again.returncode == 1 and "already holds a run" in again.stderr
     rep = coordconv("reproduce", "gan", "vae", "--preset", "smoke", "--out", tmp_path / "rep")
     assert rep.returncode == 0, rep.stderr
-    report = (tmp_path / "rep" / "generative.md").read_text()
+    report = (tmp_path / "rep" / "gan" / "report.md").read_text() + (tmp_path / "rep" / "vae" / "report.md").read_text()
     assert "CoordConv GAN" in report and "conv VAE" in report and "3.13 / 2.69 / 2.81" in report
+    index = (tmp_path / "rep" / "report.md").read_text()
+    assert "[gan](gan/report.md)" in index and "[vae](vae/report.md)" in index
     for task in ("gan", "vae"):
         assert (tmp_path / "rep" / task / "objects.png").exists()
     reused = coordconv("reproduce", "gan", "--preset", "smoke", "--out", tmp_path / "rep")

@@ -135,4 +135,4 @@ def test_config_validation():
     with pytest.raises(ValueError, match="invalid task: 'painting'"):
         toy.Config(task="painting")
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
-        toy.preset("huge", "classification", "conv")
+        toy.preset("huge", task="classification", model="conv")

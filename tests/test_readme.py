@@ -32,3 +32,21 @@ def test_readme_images_and_links_exist():
     assert targets
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, missing
+
+
+def test_reports_regenerate_from_the_committed_runs(tmp_path):
+    """Every committed table under results/ is what `coordconv reproduce` writes from the committed runs."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import regenerate_reports
+
+    for folder in regenerate_reports.FOLDERS:
+        for command in (ROOT / folder).glob("*/command.txt"):
+            task = command.parent.relative_to(ROOT)
+            shutil.copytree(ROOT / task, tmp_path / task, ignore=shutil.ignore_patterns("*.pt", "*.safetensors"))
+    before = regenerate_reports.tables(tmp_path)
+    assert len(before) >= 8
+    regenerate_reports.regenerate(tmp_path)
+    assert regenerate_reports.tables(tmp_path) == before
+    assert (tmp_path / "results" / "toy" / "classification" / "report.md").exists()

@@ -1,12 +1,11 @@
 """The RL agents: CoordConv bodies, their SB3 extractor and policy, and A2C runs on MinAtar and Atari."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from command import coordconv
 from coordconv import CoordConv2d
 from coordconv.repro.models.rl import MinAtarCNN, NatureCNN
 
@@ -17,13 +16,7 @@ from stable_baselines3 import A2C  # noqa: E402
 from stable_baselines3.common.envs import FakeImageEnv  # noqa: E402
 
 from coordconv.repro.experiments import rl  # noqa: E402
-from coordconv.repro.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
-
-
-def coordconv(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
+from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
 
 
 @pytest.mark.parametrize(("coord", "expected"), [("none", 0), ("first", 1), ("all", 3)])
@@ -118,9 +111,9 @@ def test_minatar_smoke_is_deterministic_and_resumes(tmp_path):
     assert {"final_return", "auc", "params", "model", "seed", "task"} <= set(summary)
 
     c = tmp_path / "c"  # interrupted after the first log point, then resumed
-    assert coordconv(*args, "--out", c, "--stop-after-logs", "1").returncode == 0
+    assert coordconv(*args, "--out", c, stop_after=1).returncode == 0
     assert not (c / "summary.json").exists()
-    result = coordconv(*args, "--out", c, "--stop-after-logs", "1", "--resume")
+    result = coordconv(*args, "--out", c, "--resume", stop_after=1)
     assert result.returncode == 0, result.stderr
     steps = [json.loads(line)["step"] for line in (c / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1000, 2000]

@@ -1,11 +1,11 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from command import coordconv
 from coordconv.repro.experiments import toy
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 pytest.importorskip("safetensors")
 pytest.importorskip("matplotlib")
@@ -14,12 +14,6 @@ SUMMARY_KEYS = {
     "task", "model", "split", "seed", "params", "train", "test", "best_test", "seconds_to_target", "wall_seconds",
     "epochs",
 }  # fmt: skip
-
-
-def coordconv(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "coordconv.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.mark.parametrize("task", toy.TASKS)
@@ -63,16 +57,16 @@ def _without_times(summary):
     return json.loads(json.dumps(timeless))
 
 
-def test_resume_after_interruption_gives_the_same_result(tmp_path):
-    base = toy.preset("smoke", "classification", "coordconv", "quadrant", epochs=3)
+def test_resume_after_interruption_gives_the_same_result(tmp_path, monkeypatch):
+    base = toy.preset("smoke", task="classification", model="coordconv", split="quadrant", epochs=3)
     full = toy.main(base, tmp_path / "full", log=lambda line: None)
-    interrupted = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", log=lambda line: None)
-    assert interrupted == {"interrupted": True, "epoch": 1}
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")  # the runtime's test hook: stop after one checkpoint
+    interrupted = toy.main(base, tmp_path / "cut", log=lambda line: None)
+    assert interrupted == {"interrupted": True, "done": 1}
     assert not (tmp_path / "cut" / "summary.json").exists()
-    # resuming needs the same config; stop_after_epochs is part of it, so resume with that config
-    resumed = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", resume=True, log=lambda line: None)
-    assert resumed == {"interrupted": True, "epoch": 2}
-    resumed = toy.main(toy.replace(base, stop_after_epochs=1), tmp_path / "cut", resume=True, log=lambda line: None)
+    resumed = toy.main(base, tmp_path / "cut", resume=True, log=lambda line: None)
+    assert resumed == {"interrupted": True, "done": 2}
+    resumed = toy.main(base, tmp_path / "cut", resume=True, log=lambda line: None)
     assert _without_times(resumed) | {"config": None} == _without_times(full) | {"config": None}
     full_log = [
         {k: v for k, v in json.loads(line).items() if "seconds" not in k}
@@ -88,11 +82,11 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path):
 def test_killed_run_resumes_through_the_cli(tmp_path):
     out = tmp_path / "run"
     args = ["train", "classification", "--preset", "smoke", "--epochs", "3", "--out", out]
-    first = coordconv(*args, "--stop-after-epochs", "1")
+    first = coordconv(*args, stop_after=1)
     assert first.returncode == 0, first.stderr
     assert "resume with --resume" in first.stderr
     (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text() + '{"partial": "line of a killed run"}\n')
-    again = coordconv(*args, "--stop-after-epochs", "1", "--resume")
+    again = coordconv(*args, "--resume", stop_after=1)
     assert again.returncode == 0, again.stderr
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # the stray line is gone, no epoch twice
@@ -133,11 +127,11 @@ def test_resume_errors(tmp_path):
     assert result.returncode == 1 and "holds no run" in result.stderr
     out = tmp_path / "run"
     args = ["train", "regression", "--preset", "smoke", "--epochs", "2", "--out", out]
-    assert coordconv(*args, "--stop-after-epochs", "1").returncode == 0
-    result = coordconv(*args, "--stop-after-epochs", "1", "--lr", "0.5", "--resume")
+    assert coordconv(*args, stop_after=1).returncode == 0
+    result = coordconv(*args, "--lr", "0.5", "--resume", stop_after=1)
     assert result.returncode == 1 and "config differs in lr" in result.stderr
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    result = coordconv(*args, "--stop-after-epochs", "1", "--resume")
+    result = coordconv(*args, "--resume", stop_after=1)
     assert result.returncode == 1 and "corrupt" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -147,9 +141,11 @@ def test_reproduce_smoke_writes_report(tmp_path):
     result = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "| uniform | coordconv" in result.stdout
-    for name in ("report.md", "summary.png", "regression/table.md", "regression/heatmaps.png", "regression/curves.png"):
+    names = ("report.md", "summary.png", "regression/report.md", "regression/table.md", "regression/heatmaps.png")
+    for name in (*names, "regression/curves.png"):
         assert (out / name).stat().st_size > 0, name
-    report = (out / "report.md").read_text()
+    assert "[regression](regression/report.md)" in (out / "report.md").read_text()  # the index
+    report = (out / "regression" / "report.md").read_text()
     assert "fits train and test perfectly" in report  # the paper's claim sits beside ours
     again = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 4

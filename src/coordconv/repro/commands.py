@@ -7,19 +7,16 @@ builds the parser.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro import summaries
-from coordconv.repro.experiments import toy
+from coordconv.repro.experiments import REGISTRY, Entry
 from coordconv.repro.runtime.config import (
     SEED_LIMIT,
     add_config_arguments,
-    config_from_args,
     describe_work,
     finite_float,
     seed_value,
@@ -28,7 +25,7 @@ from coordconv.repro.runtime.rundir import RunError
 
 __all__ = ["add_commands"]
 
-GENERATIVE = ("gan", "vae")
+TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "toy")
 
 
 def _fail(message: str) -> int:
@@ -57,79 +54,35 @@ def _confirm_paper(preset: str, configs: list[Any], yes: bool, on_cpu: bool) -> 
     return None
 
 
-def _run_training(
-    args: argparse.Namespace,
-    preset: Callable[[], Any],
-    positional: set[str],
-    main: Callable[..., dict[str, Any]],
-    describe: Callable[[dict[str, Any]], str],
-) -> int:
-    """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line.
+def _argv(args: argparse.Namespace, command: str) -> list[str]:
+    """The arguments after ``command`` in the command's own argv (what ``command.txt`` records)."""
+    argv: list[str] = getattr(args, "argv", [])
+    return argv[argv.index(command) + 1 :] if command in argv else []
 
-    ``positional`` names the arguments that chose the preset (they are not config overrides).
-    """
+
+def _train(args: argparse.Namespace) -> int:
+    """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
+    entry: Entry = args.entry
+    module = entry.load()
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in fields}
     try:
-        cfg = config_from_args(preset(), {k: v for k, v in vars(args).items() if k not in positional})
+        cfg = module.preset(args.preset, **{**given, **entry.fixed})
     except ValueError as e:
         args.parser.error(str(e))
-    refusal = _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(getattr(args, "device", None)))
+    options = {k.lstrip("-").replace("-", "_") for k in getattr(module, "TRAIN_OPTIONS", {})}
+    extra = {k: getattr(args, k) for k in options}
+    refusal = _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
     if refusal:
         return _fail(refusal)
     try:
-        summary = main(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+        summary = module.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite, **extra)
     except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     # an interrupted run reports nothing, and so do the other processes of a torchrun launch
     if summary and not summary.get("interrupted"):
-        print(f"{describe(summary)} -> {args.out}")
+        print(f"{module.describe(summary)} -> {args.out}")
     return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    return _run_training(
-        args,
-        lambda: toy.preset(args.preset, args.task, args.model, args.split, seed=args.seed),
-        {"task", "model", "split", "seed"},
-        partial(toy.main, device=args.device),
-        summaries.describe_toy,
-    )
-
-
-def _train_rl(args: argparse.Namespace) -> int:
-    from coordconv.repro.experiments import rl
-
-    return _run_training(
-        args, lambda: rl.preset(args.preset, args.env, args.model, seed=args.seed), {"env", "model", "seed"},
-        rl.main, summaries.describe_rl,
-    )  # fmt: skip
-
-
-def _train_generative(args: argparse.Namespace) -> int:
-    from coordconv.repro.experiments import generative
-
-    return _run_training(
-        args, lambda: generative.preset(args.preset, args.task, args.model, seed=args.seed),
-        {"task", "model", "seed"}, generative.main, summaries.describe_generative,
-    )  # fmt: skip
-
-
-def _train_detection(args: argparse.Namespace) -> int:
-    from coordconv.repro.experiments import detection
-
-    return _run_training(
-        args, lambda: detection.preset(args.preset, args.model, seed=args.seed), {"model", "seed"},
-        detection.main, summaries.describe_detection,
-    )  # fmt: skip
-
-
-def _train_imagenet(args: argparse.Namespace) -> int:
-    from coordconv.repro.experiments import imagenet
-
-    return _run_training(
-        args, lambda: imagenet.preset(args.preset, args.variant, seed=args.seed, data=getattr(args, "data", "")),
-        {"variant", "seed"},
-        imagenet.main, summaries.describe_imagenet,
-    )  # fmt: skip
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -141,37 +94,27 @@ def _reproduce(args: argparse.Namespace) -> int:
         args.parser.error(
             f"--first-seed {args.first_seed} with --seeds {args.seeds} goes past the largest seed, {SEED_LIMIT - 1}"
         )
-    known = (*toy.TASKS, *GENERATIVE, "detection", "imagenet", "rl")
-    unknown = [t for t in args.tasks if t not in known]
+    unknown = [t for t in args.tasks if t not in REGISTRY]
     if unknown:
-        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(known)}")
-    if args.games and "rl" not in args.tasks:
-        args.parser.error("--games applies to the rl task only")
+        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(REGISTRY)}")
     tasks = args.tasks or ["classification"]
-    command = (
-        shlex.join(["coordconv", "reproduce", *sys.argv[sys.argv.index("reproduce") + 1 :]])
-        if "reproduce" in sys.argv
-        else ""
-    )
-    common = {
-        "preset": args.preset, "seeds": args.seeds, "first_seed": args.first_seed, "out": Path(args.out),
-        "overwrite": args.overwrite, "command": command,
-        "confirm": partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=_on_cpu()),
-    }  # fmt: skip
+    options = {k: getattr(args, k) for k in args.task_options}
+    for name, value in options.items():
+        flag = f"--{name.replace('_', '-')}"
+        takers = [t for t in REGISTRY if flag in getattr(REGISTRY[t].load(), "REPRODUCE_OPTIONS", {})]
+        if value != args.parser.get_default(name) and not set(takers) & set(tasks):
+            args.parser.error(f"{flag} applies to the {', '.join(takers)} task only")
+
+    def confirm(module: Any, configs: list[Any]) -> str | None:
+        # a task whose runs take a device option trains on its default device under reproduce
+        device = getattr(module, "TRAIN_OPTIONS", {}).get("--device", {}).get("default")
+        return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
+
     try:
-        toy_tasks = [t for t in tasks if t in toy.TASKS]
-        if toy_tasks:  # the coordinate tasks train on the CPU, whatever the machine has
-            on_cpu = partial(_confirm_paper, args.preset, yes=args.yes, on_cpu=True)
-            reproduce.main(toy_tasks, **{**common, "confirm": on_cpu})
-        generative_tasks = [t for t in tasks if t in GENERATIVE]
-        if generative_tasks:
-            reproduce.main_generative(generative_tasks, **common)
-        if "detection" in tasks:
-            reproduce.main_detection(**common)
-        if "imagenet" in tasks:
-            reproduce.main_imagenet(**common)
-        if "rl" in tasks:
-            reproduce.main_rl(args.games, **common)
+        reproduce.main(
+            tasks, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed, out=Path(args.out),
+            overwrite=args.overwrite, options=options, argv=_argv(args, "reproduce"), confirm=confirm,
+        )  # fmt: skip
     except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     return 0
@@ -190,9 +133,7 @@ def _sweep(args: argparse.Namespace) -> int:
             cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial,
             seeds=args.seeds,
-            command=shlex.join(["coordconv", "sweep", *sys.argv[sys.argv.index("sweep") + 1 :]])
-            if "sweep" in sys.argv
-            else "",
+            command=shlex.join(["coordconv", "sweep", *_argv(args, "sweep")]) if _argv(args, "sweep") else "",
         )
     except ValueError as e:
         args.parser.error(str(e))
@@ -248,102 +189,41 @@ def add_commands(commands: Any) -> None:
     """Register ``train``, ``reproduce``, ``sweep`` and ``dataset`` on the ``coordconv`` subparsers."""
     train = commands.add_parser(
         "train",
-        help="one training run of a coordinate task",
-        description=(
-            "Train one run. TASK is classification, rendering or regression (the Not-so-Clevr tasks), gan or vae "
-            "(Sort-of-Clevr), detection (Faster R-CNN on MNIST canvases) or rl (A2C on MinAtar or Atari)."
-        ),
+        help="one training run of a task",
+        description="Train one run. TASK is one of: "
+        + "; ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items())
+        + ".",
     )
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
-    for task in toy.TASKS:
-        p = tasks.add_parser(task, help=f"the {task} task", description=toy.__doc__)
-        p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
-        p.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
-        _add_run_arguments(p, toy.PRESETS)
-        p.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:N (default: cpu)")
-        add_config_arguments(p, toy.Config, skip=("task", "model", "split", "seed"))
-        p.set_defaults(func=_train, parser=p)
-    from coordconv.repro.experiments import rl
-
-    p = tasks.add_parser(
-        "rl",
-        help="A2C on a MinAtar or Atari game",
-        description=rl.__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
-    p.add_argument(
-        "--env",
-        default="MinAtar/Breakout",
-        help="game: MinAtar/Breakout, MsPacman, ALE/MsPacman-v5, ... (default: MinAtar/Breakout)",
-    )
-    p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
-    _add_run_arguments(p, rl.PRESETS)
-    add_config_arguments(p, rl.Config, skip=("env", "model", "seed"))
-    p.set_defaults(func=_train_rl, parser=p)
-    from coordconv.repro.experiments import generative
-
-    for task, what in (("gan", "GAN"), ("vae", "VAE")):
+    for name, entry in REGISTRY.items():
+        module = entry.load()
         p = tasks.add_parser(
-            task,
-            help=f"a conv or CoordConv {what} on Sort-of-Clevr",
-            description=generative.__doc__,
-            formatter_class=argparse.RawTextHelpFormatter,
+            name, help=entry.help, description=module.__doc__, formatter_class=argparse.RawTextHelpFormatter
         )
-        p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
-        _add_run_arguments(p, generative.PRESETS)
-        add_config_arguments(p, generative.Config, skip=("task", "model", "seed"))
-        p.set_defaults(func=_train_generative, parser=p)
-    from coordconv.repro.experiments import detection
-
-    p = tasks.add_parser(
-        "detection",
-        help="Faster R-CNN on MNIST canvases (needs the detection extra)",
-        description=detection.__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
-    p.add_argument("--model", choices=("conv", "coordconv"), default="coordconv", help="model (default: coordconv)")
-    _add_run_arguments(p, detection.PRESETS)
-    add_config_arguments(p, detection.Config, skip=("model", "seed"))
-    p.set_defaults(func=_train_detection, parser=p)
-    from coordconv.repro.experiments import imagenet
-
-    p = tasks.add_parser(
-        "imagenet",
-        help="ResNet classification, plain or CoordConv, on DDP (torchrun); offline data by default",
-        description=imagenet.__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
-    p.add_argument(
-        "--variant",
-        choices=("plain", "input_layer", "coordconvify"),
-        default="input_layer",
-        help="model variant (default: input_layer, the paper's)",
-    )
-    _add_run_arguments(p, imagenet.PRESETS)
-    add_config_arguments(p, imagenet.Config, skip=("variant", "seed"))
-    p.set_defaults(func=_train_imagenet, parser=p)
+        _add_run_arguments(p, module.PRESETS)
+        for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
+            p.add_argument(flag, **kwargs)
+        add_config_arguments(p, module.Config, skip=(*entry.fixed, "seed"))
+        p.set_defaults(func=_train, parser=p, entry=entry)
 
     reproduce = commands.add_parser(
         "reproduce",
-        help="the paper's coordinate tasks, conv against CoordConv (the main job)",
+        help="the paper's experiments, conv against CoordConv (the main job)",
         description=(
-            "Train conv and CoordConv on both splits for each TASK (default: classification), then print a "
-            "table beside the paper's numbers and write report.md and plots into --out. Finished runs in --out "
-            "are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped. "
-            "gan and vae train both models on Sort-of-Clevr and write generative.md; detection trains Faster R-CNNs; "
-            "rl trains A2C agents."
+            "Train conv and CoordConv for each TASK (default: classification), then print each task's table beside "
+            "the paper's numbers and write OUT/<task>/report.md with plots, and OUT/report.md linking them. "
+            "Finished runs in --out are reused and unfinished ones resumed, so an interrupted reproduce continues "
+            "where it stopped."
         ),
     )
     reproduce.add_argument(
         "tasks",
         nargs="*",
         metavar="TASK",
-        help=f"tasks to run: {', '.join(toy.TASKS)}, gan, vae (Sort-of-Clevr), detection, imagenet, rl (A2C agents)",
+        help="tasks to run: " + ", ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items()),
     )
-    reproduce.add_argument(
-        "--games", nargs="+", default=[], help="rl: games (default: the five MinAtar games; paper preset: nine Atari)"
-    )
-    reproduce.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings (default: quick)")
+    presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.load().PRESETS))
+    reproduce.add_argument("--preset", choices=presets, default="quick", help="settings (default: quick)")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
@@ -351,7 +231,14 @@ def add_commands(commands: Any) -> None:
     reproduce.add_argument(
         "--yes", action="store_true", help="start the paper preset (GPU jobs) on a CPU without asking"
     )
-    reproduce.set_defaults(func=_reproduce, parser=reproduce)
+    task_options: list[str] = []
+    for entry in REGISTRY.values():
+        for flag, kwargs in getattr(entry.load(), "REPRODUCE_OPTIONS", {}).items():
+            dest = flag.lstrip("-").replace("-", "_")
+            if dest not in task_options:
+                reproduce.add_argument(flag, **kwargs)
+                task_options.append(dest)
+    reproduce.set_defaults(func=_reproduce, parser=reproduce, task_options=task_options)
 
     sweep = commands.add_parser(
         "sweep",
@@ -363,7 +250,7 @@ def add_commands(commands: Any) -> None:
             "distribution.png. Needs the sweep extra: pip install 'torch-coordconv[sweep]'."
         ),
     )
-    sweep.add_argument("task", choices=toy.TASKS, metavar="TASK", help=f"one of {', '.join(toy.TASKS)}")
+    sweep.add_argument("task", choices=TOY_TASKS, metavar="TASK", help=f"one of {', '.join(TOY_TASKS)}")
     sweep.add_argument(
         "--grid", choices=("smoke", "quick", "paper"), default="quick", help="which grid (default: quick)"
     )

@@ -154,7 +154,14 @@ def expand(task: str, grid: str, *, seeds: int = 1, first_seed: int = 0, threads
                 values = dict(zip(names, combo, strict=True))
                 for seed in range(first_seed, first_seed + seeds):
                     cfg = toy.preset(
-                        group.preset, task, group.model, split, seed=seed, threads=threads, **group.fixed, **values
+                        group.preset,
+                        task=task,
+                        model=group.model,
+                        split=split,
+                        seed=seed,
+                        threads=threads,
+                        **group.fixed,
+                        **values,
                     )
                     label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
                     trials.append(Trial(f"{group.model}-{split}-seed{seed}-{label}", values, cfg))
@@ -503,8 +510,8 @@ def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, co
 def _plot_distribution(
     rows: Sequence[_Row], blocks: Sequence[tuple[str, str]], metric: str, target: float, path: Path
 ) -> None:
-    from coordconv.repro.report.plots import pyplot, save_figure
-    from coordconv.repro.report.toy import COLOURS
+    from coordconv.repro.report.runs import COLOURS
+    from coordconv.repro.runtime.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")

@@ -180,7 +180,7 @@ def write(
 
 
 def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> None:
-    from coordconv.repro.report.plots import pyplot, save_figure
+    from coordconv.repro.runtime.plots import pyplot, save_figure
 
     plt = pyplot()
     picks = [0, 1000, 2000, 3135]

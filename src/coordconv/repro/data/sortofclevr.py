@@ -260,7 +260,7 @@ def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = F
             centers=scenes.centers.numpy().astype(np.int16),
             circle=scenes.circle.numpy(),
         )
-    from coordconv.repro.report.plots import save_image_grid
+    from coordconv.repro.runtime.plots import save_image_grid
 
     save_image_grid(images[:64], picture)
     return [path, picture]

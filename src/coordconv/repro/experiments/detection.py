@@ -30,11 +30,10 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, check_finite
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.rundir import check_finite
+from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "Config", "evaluate", "main", "preset", "proposal_iou"]
+__all__ = ["PRESETS", "Config", "describe", "evaluate", "main", "plan", "preset", "proposal_iou", "report"]
 
 PRESETS = ("smoke", "quick", "paper")
 
@@ -72,8 +71,6 @@ class Config:
     """Proposals per image that the proposal IoU averages (official: at most 10 kept after NMS)."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
-    stop_after_epochs: int = 0
-    """Stop after this many epochs of this session, leaving the checkpoint, as an interruption would (tests)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -87,12 +84,11 @@ class Config:
             "test_images": self.test_images >= 1,
             "iou_proposals": self.iou_proposals >= 1,
             "threads": self.threads >= 0,
-            "stop_after_epochs": self.stop_after_epochs >= 0,
         }
         validate(self, checks)
 
 
-def preset(name: str, model: str, **overrides: Any) -> Config:
+def preset(name: str, **fields: Any) -> Config:
     """The named preset's config for ``model``, with ``overrides``.
 
     * ``smoke``: seconds, for tests.
@@ -109,25 +105,36 @@ def preset(name: str, model: str, **overrides: Any) -> Config:
     }
     if name not in sizes:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    return Config(model=model, **{**sizes[name], **overrides})  # type: ignore[arg-type]
+    return Config(**{**sizes[name], **fields})
+
+
+def describe(s: dict[str, Any]) -> str:
+    """A finished run in one line: proposal IoU and mAP."""
+    return (
+        f"detection {s['model']} seed {s['seed']}: proposal IoU {s['proposal_iou']:.3f}, mAP@0.5 {s['map_50']:.3f}, "
+        f"mAP {s['map']:.3f}"
+    )
+
+
+def plan(preset_name: str, seeds: range, *, task: str = "detection") -> list[tuple[str, Config]]:
+    """Both detectors for each seed: ``detection/<model>-seed<k>``."""
+    return [
+        (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed))
+        for model in ("conv", "coordconv")
+        for seed in seeds
+    ]
+
+
+def report(out: Path, task: str = "detection") -> Path:
+    """``out/detection/report.md``: table, curves, predicted boxes (see :mod:`..report.detection`)."""
+    from coordconv.repro.report.detection import write_report
+
+    return write_report(out)
 
 
 def _targets(scenes: mnist_canvas.Scenes, index: Tensor) -> list[dict[str, Tensor]]:
     # torchvision's classes: 0 is the background, digit d is d + 1
     return [{"boxes": scenes.boxes[i], "labels": scenes.labels[i] + 1} for i in index.tolist()]
-
-
-def proposals(model: Any, images: list[Tensor]) -> list[Tensor]:
-    """The RPN's proposals after NMS for each image, best first, in image pixels.
-
-    ``model`` is a torchvision ``FasterRCNN`` in eval mode.
-    """
-    image_list, _ = model.transform(images)
-    if any(tuple(s) != tuple(im.shape[-2:]) for s, im in zip(image_list.image_sizes, images, strict=True)):
-        raise ValueError("the detector resized the images; proposal IoU expects canvases at their own size")
-    features = model.backbone(image_list.tensors)
-    boxes, _ = model.rpn(image_list, {"0": features})
-    return list(boxes)
 
 
 def proposal_iou(props: list[Tensor], truth: list[Tensor], top: int) -> float:
@@ -147,6 +154,8 @@ def proposal_iou(props: list[Tensor], truth: list[Tensor], top: int) -> float:
 def evaluate(model: nn.Module, scenes: mnist_canvas.Scenes, cfg: Config, *, batch: int = 50) -> dict[str, float]:
     """Proposal IoU and mAP of ``model`` on ``scenes``."""
     from torchmetrics.detection import MeanAveragePrecision  # type: ignore[import-not-found,unused-ignore]
+
+    from coordconv.repro.models.detection import proposals
 
     was_training = model.training
     model.eval()
@@ -206,94 +215,90 @@ def main(
         RunError: ``out`` holds another run, or the run to resume is missing, different or corrupt.
         FileNotFoundError, ValueError: ``mnist_dir`` lacks an MNIST file or holds a malformed one.
     """
-    from coordconv.repro.models.detection import build_detector
+    from coordconv.repro.models.detection import build_detector, proposals
     from coordconv.repro.report.detection import draw_predictions
 
-    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
-    if resume and run.finished:
-        return run.summary()
-    set_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    desc = f"detection {cfg.model} seed {cfg.seed}"
+    session = Session.open(
+        cfg, out, desc=desc, total=cfg.epochs, resume=resume, overwrite=overwrite, log=log, every=30.0
+    )
+    if session.result is not None:
+        return session.result
     train, test, source = load_data(cfg)
     model = build_detector(cfg.model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     epoch, step, train_seconds = 0, 0, 0.0
-    state = run.load_checkpoint() if resume else None
-    if state is not None:
-        with run.restoring():
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
 
-    desc = f"detection {cfg.model} seed {cfg.seed}"
+    def restore(state: dict[str, Any]) -> None:
+        nonlocal epoch, step, train_seconds
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    progress = Progress(cfg.epochs * steps_per_epoch, desc, every=30.0) if log is None else None
-    emit = log or (progress.write if progress else print)
-    if progress:
-        progress.update(step)
-    model.train()
-    epochs_this_session = 0
-    while epoch < cfg.epochs:
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        sums: dict[str, float] = {}
-        for index in torch.split(order, cfg.batch_size):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step, epoch)
-            # torchvision's samplers draw from the global stream: seeded per step, a resumed run draws the same
-            torch.manual_seed(cfg.seed * 1_000_003 + step)
-            start = time.perf_counter()
-            losses = model(list(train.images[index]), _targets(train, index))
-            loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_seconds += time.perf_counter() - start
-            step += 1
-            check_finite(loss.detach().item(), f"the loss at step {step}")
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-            if progress:
-                progress.update(1, loss=float(loss))
-        epoch += 1
-        metrics = evaluate(model, test, cfg)
-        record = {"epoch": epoch, "step": step, "train_seconds": train_seconds, **metrics}
-        record.update({k: v / steps_per_epoch for k, v in sums.items()})
-        run.log(record)
-        emit(
-            f"{desc}: epoch {epoch}/{cfg.epochs} proposal IoU {metrics['proposal_iou']:.3f}, mAP@0.5 "
-            f"{metrics['map_50']:.3f}, mAP {metrics['map']:.3f} ({train_seconds:.0f} s training)"
-        )
-        run.save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "train_seconds": train_seconds,
-            }
-        )
-        epochs_this_session += 1
-        if cfg.stop_after_epochs and epochs_this_session >= cfg.stop_after_epochs and epoch < cfg.epochs:
-            if progress:
-                progress.close()
-            emit(f"{desc}: stopped after {epochs_this_session} epoch(s) as asked; resume with --resume")
-            return {"interrupted": True, "epoch": epoch}
-    if progress:
-        progress.close()
+    with session:
+        session.restore(restore)
+        session.start_at(epoch)
+        model.train()
+        while epoch < cfg.epochs:
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            sums: dict[str, float] = {}
+            for index in torch.split(order, cfg.batch_size):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, step, epoch)
+                # torchvision's samplers draw from the global stream: seeded per step, a resumed run draws the same
+                torch.manual_seed(cfg.seed * 1_000_003 + step)
+                start = time.perf_counter()
+                losses = model(list(train.images[index]), _targets(train, index))
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                train_seconds += time.perf_counter() - start
+                step += 1
+                check_finite(loss.detach().item(), f"the loss at step {step}")
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v.item()
+            epoch += 1
+            metrics = evaluate(model, test, cfg)
+            record = {"epoch": epoch, "step": step, "train_seconds": train_seconds, **metrics}
+            record.update({k: v / steps_per_epoch for k, v in sums.items()})
+            session.log(record)
+            session.advance(1, iou=metrics["proposal_iou"])
+            session.emit(
+                f"{desc}: epoch {epoch}/{cfg.epochs} proposal IoU {metrics['proposal_iou']:.3f}, mAP@0.5 "
+                f"{metrics['map_50']:.3f}, mAP {metrics['map']:.3f} ({train_seconds:.0f} s training)"
+            )
+            session.checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "train_seconds": train_seconds,
+                },
+                last=epoch >= cfg.epochs,
+            )
 
-    run.save_weights(model)
-    draw_predictions(model, test, cfg.iou_proposals, run.path / "predictions.png")
-    final = run.history[-1]
-    summary = {
-        "task": "detection",
-        "model": cfg.model,
-        "seed": cfg.seed,
-        "epochs": epoch,
-        "train_seconds": round(train_seconds, 2),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "digits": source,
-        **{k: final[k] for k in ("proposal_iou", "map_50", "map")},
-        "config": to_dict(cfg),
-    }
-    return run.finish(summary)
+        images = list(test.images[:8])
+        model.eval()
+        with torch.no_grad():
+            detections, props = model(images), proposals(model, images)
+        draw_predictions(
+            images, test.boxes[:8], detections, props, cfg.iou_proposals, session.run.path / "predictions.png"
+        )
+        final = session.run.history[-1]
+        summary = {
+            "task": "detection",
+            "model": cfg.model,
+            "seed": cfg.seed,
+            "epochs": epoch,
+            "train_seconds": round(train_seconds, 2),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "digits": source,
+            **{k: final[k] for k in ("proposal_iou", "map_50", "map")},
+            "config": to_dict(cfg),
+        }
+        session.finish(summary, model)
+    return session.outcome()

@@ -36,11 +36,10 @@ from torch import Tensor, nn
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, check_finite
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.rundir import check_finite
+from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "TASKS", "Config", "evaluate", "interpolate", "main", "preset"]
+__all__ = ["PRESETS", "TASKS", "Config", "describe", "evaluate", "interpolate", "main", "plan", "preset", "report"]
 
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
@@ -92,8 +91,6 @@ class Config:
     """Generated images per evaluation (the paper: 1,000)."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
-    stop_after_steps: int = 0
-    """Stop after this many steps of this session, leaving the checkpoint, as an interruption would (tests)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -111,13 +108,12 @@ class Config:
             "eval_every": self.eval_every >= 1,
             "eval_samples": self.eval_samples >= 2,
             "threads": self.threads >= 0,
-            "stop_after_steps": self.stop_after_steps >= 0,
         }
         validate(self, checks)
 
 
-def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
-    """The named preset's config of ``task`` / ``model``, with ``overrides``.
+def preset(name: str, **fields: Any) -> Config:
+    """The named preset's config of ``task`` / ``model`` (config fields), with any other ``fields`` on top.
 
     * ``smoke``: seconds, for tests.
     * ``quick``: a width-1/8 model and 10,000 images, minutes per run on a CPU core (GAN 3,000 iterations, VAE
@@ -130,9 +126,10 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    task = fields.get("task", Config.task)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    base: dict[str, Any] = {"task": task, "model": model}
+    base: dict[str, Any] = {}
     if task == "vae":
         base.update(z_dim=16, batch_size=32)
     quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
@@ -142,7 +139,32 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
         "quick": quick,
         "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
     }
-    return Config(**{**base, **sizes[name], **overrides})
+    return Config(**{**base, **sizes[name], **fields})
+
+
+def describe(s: dict[str, Any]) -> str:
+    """A finished run in one line: valid samples and position entropies."""
+    entropy = " / ".join("-" if s["entropy"][k] is None else f"{s['entropy'][k]:.2f}" for k in ("red", "blue", "diff"))
+    return (
+        f"{s['task']} {s['model']} seed {s['seed']}: {s['steps']} steps, one red + one blue in "
+        f"{s['one_each']:.1%} of samples, entropy red / blue / diff {entropy}"
+    )
+
+
+def plan(preset_name: str, seeds: range, *, task: str) -> list[tuple[str, Config]]:
+    """Both models for each seed: ``<task>/<model>-seed<k>``."""
+    return [
+        (f"{task}/{model}-seed{seed}", preset(preset_name, task=task, model=model, seed=seed))
+        for model in ("conv", "coordconv")
+        for seed in seeds
+    ]
+
+
+def report(out: Path, task: str) -> Path:
+    """``out/<task>/report.md``: the table, object positions, samples (see :mod:`..report.generative`)."""
+    from coordconv.repro.report.generative import write_report
+
+    return write_report(out, task)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -334,103 +356,94 @@ def main(
     """
     import numpy as np
 
-    from coordconv.repro.report.plots import save_image_grid
+    from coordconv.repro.runtime.plots import save_image_grid
 
-    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
-    if resume and run.finished:
-        return run.summary()
-    set_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
+    session = Session.open(
+        cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+    )
+    if session.result is not None:
+        return session.result
     images, _ = sortofclevr.generate(cfg.train_images, cfg.data_seed)
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
     trainer = _build(cfg)
     step, train_seconds = 0, 0.0
-    state = run.load_checkpoint() if resume else None
-    if state is not None:
-        with run.restoring():
-            for name, module in trainer.modules.items():
-                module.load_state_dict(state["modules"][name])
-            for name, opt in trainer.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-            step, train_seconds = state["step"], state["train_seconds"]
 
-    desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
-    progress = Progress(cfg.steps, desc, every=30.0) if log is None else None
-    emit = log or (progress.write if progress else print)
-    if progress:
-        progress.update(step)
-    steps_this_session = 0
-    metrics: dict[str, Any] = {}
-    while step < cfg.steps:
-        gen = _step_generator(cfg, step)
-        batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
-        torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
-        start = time.perf_counter()
-        losses = trainer.step(batch, gen)
-        train_seconds += time.perf_counter() - start
-        step += 1
-        steps_this_session += 1
-        for name, value in losses.items():
-            check_finite(value, f"{name} at step {step}")
-        if progress:
-            progress.update(1, **losses)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics, *_ = evaluate(cfg, trainer, test)
-            run.log({"step": step, "train_seconds": train_seconds, **losses, **metrics})
-            ent = metrics["entropy"]
-            emit(
-                f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
-                f"{_fmt(ent['red'])} blue {_fmt(ent['blue'])} diff {_fmt(ent['diff'])} ({train_seconds:.0f} s)"
-            )
-            run.save_checkpoint(
-                {
-                    "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
-                    "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-                    "step": step,
-                    "train_seconds": train_seconds,
-                }
-            )
-            if cfg.stop_after_steps and steps_this_session >= cfg.stop_after_steps and step < cfg.steps:
-                if progress:
-                    progress.close()
-                emit(f"{desc}: stopped after {steps_this_session} step(s) as asked; resume with --resume")
-                return {"interrupted": True, "step": step}
-    if progress:
-        progress.close()
+    def restore(state: dict[str, Any]) -> None:
+        nonlocal step, train_seconds
+        for name, module in trainer.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, opt in trainer.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        step, train_seconds = state["step"], state["train_seconds"]
 
-    metrics, samples, frames, found = evaluate(cfg, trainer, test)
-    data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
-    run.save_weights(nn.ModuleDict(trainer.modules))
-    save_image_grid(samples[:64], run.path / "samples.png")
-    save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
-    run.save_with(
-        "objects.npz",
-        lambda tmp: np.savez_compressed(
-            tmp,
-            red=found.red.numpy(),
-            blue=found.blue.numpy(),
-            mean_image=samples.mean(0).numpy(),
-            data_red=data_found.red.numpy(),
-            data_blue=data_found.blue.numpy(),
-            data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
-        ),
-    )
-    summary = {
-        "task": cfg.task,
-        "model": cfg.model,
-        "seed": cfg.seed,
-        "steps": step,
-        "train_seconds": round(train_seconds, 2),
-        "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in trainer.modules.items()},
-        **metrics,
-        "data": {
-            "entropy": sortofclevr.entropies(data_found),
-            "one_each": data_found.one_each.float().mean().item(),
-            "two_objects": data_found.two_objects.float().mean().item(),
-        },
-        "config": to_dict(cfg),
-    }
-    return run.finish(summary)
+    with session:
+        session.restore(restore)
+        session.start_at(step)
+        metrics: dict[str, Any] = {}
+        while step < cfg.steps:
+            gen = _step_generator(cfg, step)
+            batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
+            torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
+            start = time.perf_counter()
+            losses = trainer.step(batch, gen)
+            train_seconds += time.perf_counter() - start
+            step += 1
+            for name, value in losses.items():
+                check_finite(value, f"{name} at step {step}")
+            session.advance(1, **losses)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                metrics, *_ = evaluate(cfg, trainer, test)
+                session.log({"step": step, "train_seconds": train_seconds, **losses, **metrics})
+                ent = metrics["entropy"]
+                session.emit(
+                    f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
+                    f"{_fmt(ent['red'])} blue {_fmt(ent['blue'])} diff {_fmt(ent['diff'])} ({train_seconds:.0f} s)"
+                )
+                session.checkpoint(
+                    {
+                        "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
+                        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+                        "step": step,
+                        "train_seconds": train_seconds,
+                    },
+                    last=step >= cfg.steps,
+                )
+
+        metrics, samples, frames, found = evaluate(cfg, trainer, test)
+        data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
+        run = session.run
+        save_image_grid(samples[:64], run.path / "samples.png")
+        save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
+        run.save_with(
+            "objects.npz",
+            lambda tmp: np.savez_compressed(
+                tmp,
+                red=found.red.numpy(),
+                blue=found.blue.numpy(),
+                mean_image=samples.mean(0).numpy(),
+                data_red=data_found.red.numpy(),
+                data_blue=data_found.blue.numpy(),
+                data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
+            ),
+        )
+        summary = {
+            "task": cfg.task,
+            "model": cfg.model,
+            "seed": cfg.seed,
+            "steps": step,
+            "train_seconds": round(train_seconds, 2),
+            "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in trainer.modules.items()},
+            **metrics,
+            "data": {
+                "entropy": sortofclevr.entropies(data_found),
+                "one_each": data_found.one_each.float().mean().item(),
+                "two_objects": data_found.two_objects.float().mean().item(),
+            },
+            "config": to_dict(cfg),
+        }
+        session.finish(summary, nn.ModuleDict(trainer.modules))
+    return session.outcome()
 
 
 def _fmt(value: float | None) -> str:

@@ -36,8 +36,9 @@ from torch import nn
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.session import stop_after_checkpoints
 
-__all__ = ["PRESETS", "Config", "main", "preset"]
+__all__ = ["PRESETS", "Config", "describe", "main", "plan", "preset", "report"]
 
 PRESETS = ("smoke", "quick", "paper")
 
@@ -83,8 +84,6 @@ class Config:
     """DataLoader worker processes per training process."""
     threads: int = 0
     """torch CPU threads per process (0: torch's default)."""
-    stop_after_epochs: int = 0
-    """Stop after this many epochs of this session, leaving the checkpoint, as an interruption would (tests)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -100,12 +99,11 @@ class Config:
             "offline_grid": 1 <= self.offline_grid <= 10,
             "workers": self.workers >= 0,
             "threads": self.threads >= 0,
-            "stop_after_epochs": self.stop_after_epochs >= 0,
         }
         validate(self, checks)
 
 
-def preset(name: str, variant: str, **overrides: Any) -> Config:
+def preset(name: str, **fields: Any) -> Config:
     """The named preset's config of ``variant``, with ``overrides``.
 
     * ``smoke``: a tiny offline data set, seconds.
@@ -116,7 +114,7 @@ def preset(name: str, variant: str, **overrides: Any) -> Config:
     Raises:
         ValueError: unknown preset, or ``paper`` without ``data``.
     """
-    if name == "paper" and not overrides.get("data"):
+    if name == "paper" and not fields.get("data"):
         raise ValueError("the paper preset trains on ImageNet: pass --data with the ImageFolder root (train/ and val/)")
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"epochs": 2, "batch_size": 8, "lr": 0.01, "offline_train": 32, "offline_val": 16, "image_size": 32},
@@ -125,7 +123,35 @@ def preset(name: str, variant: str, **overrides: Any) -> Config:
     }
     if name not in sizes:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    return Config(variant=variant, **{**sizes[name], **overrides})  # type: ignore[arg-type]
+    return Config(**{**sizes[name], **fields})
+
+
+def describe(s: dict[str, Any]) -> str:
+    """A finished run in one line: top-1, top-5 and the number of processes."""
+    return (
+        f"imagenet {s['arch']} {s['variant']} seed {s['seed']}: top-1 {s['top1']:.4f}, top-5 {s['top5']:.4f} "
+        f"({s['world_size']} process(es))"
+    )
+
+
+def plan(preset_name: str, seeds: range, *, task: str = "imagenet") -> list[tuple[str, Config]]:
+    """Plain ResNet against the paper's CoordConv input layer for each seed: ``imagenet/<variant>-seed<k>``.
+
+    The runs train in this process; for several processes, train them with ``torchrun`` and ``coordconv train
+    imagenet`` into the same folders first (finished runs are reused).
+    """
+    return [
+        (f"{task}/{variant}-seed{seed}", preset(preset_name, variant=variant, seed=seed))
+        for variant in ("plain", "input_layer")
+        for seed in seeds
+    ]
+
+
+def report(out: Path, task: str = "imagenet") -> Path:
+    """``out/imagenet/report.md``: top-1 / top-5 and Welch's t-test (see :mod:`..report.imagenet`)."""
+    from coordconv.repro.report.imagenet import write_report
+
+    return write_report(out)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -344,7 +370,7 @@ def main(
         loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True)
         steps_per_epoch = len(loader)
         total_steps = cfg.epochs * steps_per_epoch
-        epochs_this_session = 0
+        epochs_this_session, stop_after = 0, stop_after_checkpoints()
         desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
         while epoch < cfg.epochs:
             sampler.set_epoch(epoch)
@@ -385,10 +411,10 @@ def main(
                     f"top-5 {metrics['top5']:.4f} ({train_seconds:.0f} s training, {procs.world} process(es))"
                 )
             epochs_this_session += 1
-            if cfg.stop_after_epochs and epochs_this_session >= cfg.stop_after_epochs and epoch < cfg.epochs:
+            if stop_after and epochs_this_session >= stop_after and epoch < cfg.epochs:  # the test hook, every rank
                 if procs.world > 1:
                     dist.barrier()
-                return {"interrupted": True, "epoch": epoch}
+                return {"interrupted": True, "done": epoch}
         checksums = [_checksum(model)]
         if procs.world > 1:
             gathered: list[Any] = [None] * procs.world

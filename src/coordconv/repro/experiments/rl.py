@@ -33,13 +33,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, RunError, check_finite
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.rundir import RunError, check_finite
+from coordconv.repro.runtime.session import Session
 
-__all__ = ["ATARI_GAMES", "MINATAR_GAMES", "PRESETS", "Config", "env_id", "main", "preset"]
+__all__ = [
+    "ATARI_GAMES",
+    "MINATAR_GAMES",
+    "PRESETS",
+    "Config",
+    "describe",
+    "env_id",
+    "main",
+    "plan",
+    "preset",
+    "report",
+]
 
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "long", "paper")
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 #: Ms. Pac-Man (the paper's named game) and eight more where positions matter
 ATARI_GAMES = (
@@ -103,8 +113,6 @@ class Config:
     """The final return is the mean over this many last episodes."""
     threads: int = 1
     """torch CPU threads."""
-    stop_after_logs: int = 0
-    """Stop after this many log points of this session, leaving the checkpoint, as an interruption would (tests)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -120,7 +128,6 @@ class Config:
             "log_every": self.log_every >= 1,
             "final_episodes": self.final_episodes >= 1,
             "threads": self.threads >= 0,
-            "stop_after_logs": self.stop_after_logs >= 0,
         }
         validate(self, checks)
 
@@ -129,20 +136,68 @@ class Config:
         return env_id(self.env).startswith("MinAtar/")
 
 
-def preset(name: str, env: str, model: str, **overrides: Any) -> Config:
+def preset(name: str, **fields: Any) -> Config:
     """The named preset for a game and model.
 
     ``smoke`` runs in seconds (tests), ``quick`` 1M steps (MinAtar: minutes per run on one core), ``paper`` 10M
-    agent steps (the usual Atari A2C budget: hours per run on a GPU machine).
+    agent steps (the usual Atari A2C budget: hours per run on a GPU machine), ``long`` 5M steps (MinAtar's usual
+    budget: about 10 minutes per run on one core).
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
     settings: dict[str, Any] = {
         "smoke": {"total_steps": 2_000, "n_envs": 4, "log_every": 1_000, "final_episodes": 10},
         "quick": {"total_steps": 1_000_000, "log_every": 50_000},
+        "long": {"total_steps": 5_000_000, "log_every": 50_000},
         "paper": {"total_steps": 10_000_000, "log_every": 250_000},
     }[name]
-    return Config(**{"env": env_id(env), "model": model, **settings, **overrides})
+    return Config(**{**settings, **fields, "env": env_id(fields.get("env", Config.env))})
+
+
+def describe(s: dict[str, Any]) -> str:
+    """A finished run in one line: steps, episodes, final mean return and throughput."""
+    final = s["final_return"]
+    return (
+        f"rl {s['model']} {s['env']} seed {s['seed']}: {s['steps']} steps, {s['episodes']} episodes, final mean "
+        + ("return (no episode finished)" if final is None else f"return {final:.2f}")
+        + f", {s['steps_per_second']} steps/s"
+    )
+
+
+def plan(
+    preset_name: str, seeds: range, *, task: str = "rl", games: list[str] | None = None, coord_in: str = "shared"
+) -> list[tuple[str, Config]]:
+    """Conv and CoordConv agents on each game and seed: ``rl/<game>/<model>-seed<k>``.
+
+    ``games`` defaults to the five MinAtar games (the ``paper`` preset: the nine Atari games).
+    """
+    if not games:
+        games = list(ATARI_GAMES) if preset_name == "paper" else [f"MinAtar/{g}" for g in MINATAR_GAMES]
+    from coordconv.repro.report.rl import game_name
+
+    runs = []
+    for game in games:
+        for model in ("conv", "coordconv"):
+            for seed in seeds:
+                cfg = preset(preset_name, env=game, model=model, seed=seed, coord_in=coord_in)
+                runs.append((f"{task}/{game_name(cfg.env)}/{model}-seed{seed}", cfg))
+    return runs
+
+
+def report(out: Path, task: str = "rl") -> Path:
+    """``out/rl/report.md``: wins, ties and losses, learning curves (see :mod:`..report.rl`)."""
+    from coordconv.repro.report.rl import write_report
+
+    return write_report(out)
+
+
+REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
+    "--games": {"nargs": "+", "default": [], "help": "rl: games (default: the five MinAtar games; paper: nine Atari)"},
+    "--coord-in": {
+        "choices": ("shared", "actor"), "default": "shared",
+        "help": "rl: CoordConv in the body actor and critic share (default) or in the actor's own body only",
+    },
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,7 +273,7 @@ def build_agent(cfg: Config, env: Any) -> Any:
     from stable_baselines3 import A2C
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
-    from coordconv.repro.sb3 import ActorCoordPolicy, CNNExtractor
+    from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor
 
     coord = "none" if cfg.model == "conv" else cfg.coord_layers
     policy_kwargs = {
@@ -276,19 +331,22 @@ def main(
     """
     _import_rl()
     _register(env_id(cfg.env))  # an unknown game fails before anything is written
-    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
-    if resume and run.finished:
-        return run.summary()
-    set_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
+    session = Session.open(
+        cfg, out, desc=desc, total=cfg.total_steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+    )
+    if session.result is not None:
+        return session.result
     env = make_env(cfg)
     try:
-        return _train(cfg, run, env, resume, log)
+        with session:
+            _train(cfg, session, env)
     finally:
         env.close()
+    return session.outcome()
 
 
-def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
+def _train(cfg: Config, session: Session, env: Any) -> None:
     from stable_baselines3.common.callbacks import BaseCallback
 
     agent = build_agent(cfg, env)
@@ -296,15 +354,17 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
     episodes: list[list[float]] = []  # [step, return, length]
     curve: list[float | None] = []  # running mean return (last 100 episodes) at every log point
     train_seconds = 0.0
-    state = run.load_checkpoint() if resume else None
-    if state is not None:
-        with run.restoring():
-            agent.policy.load_state_dict(state["policy"])
-            agent.policy.optimizer.load_state_dict(state["optimizer"])
-            agent.num_timesteps = int(state["steps"])
-            episodes = [list(e) for e in state["episodes"]]
-            curve = list(state["curve"])
-            train_seconds = float(state["train_seconds"])
+
+    def restore(state: dict[str, Any]) -> None:
+        nonlocal episodes, curve, train_seconds
+        agent.policy.load_state_dict(state["policy"])
+        agent.policy.optimizer.load_state_dict(state["optimizer"])
+        agent.num_timesteps = int(state["steps"])
+        episodes = [list(e) for e in state["episodes"]]
+        curve = list(state["curve"])
+        train_seconds = float(state["train_seconds"])
+
+    session.restore(restore)
 
     class Episodes(BaseCallback):
         def _on_step(self) -> bool:
@@ -314,12 +374,7 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
             return True
 
     callback = Episodes()
-    desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
-    progress = Progress(cfg.total_steps, desc, every=30.0) if log is None else None
-    emit = log or (progress.write if progress else print)
-    if progress:
-        progress.update(agent.num_timesteps)
-    logs_this_session = 0
+    session.start_at(agent.num_timesteps)
     while agent.num_timesteps < cfg.total_steps:
         before = agent.num_timesteps
         chunk = min(cfg.log_every - before % cfg.log_every, cfg.total_steps - before)
@@ -332,7 +387,7 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
         recent = [r for _, r, _ in episodes[-100:]]
         mean_return = statistics.fmean(recent) if recent else None
         curve.append(mean_return)
-        run.log(
+        session.log(
             {
                 "step": agent.num_timesteps,
                 "episodes": len(episodes),
@@ -341,7 +396,12 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
                 "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
             }
         )
-        run.save_checkpoint(
+        session.advance(agent.num_timesteps - before, ret=mean_return)
+        shown = "none yet" if mean_return is None else f"{mean_return:.2f}"
+        session.emit(
+            f"{session.desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}"
+        )
+        session.checkpoint(
             {
                 "policy": agent.policy.state_dict(),
                 "optimizer": agent.policy.optimizer.state_dict(),
@@ -349,22 +409,9 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
                 "episodes": episodes,
                 "curve": curve,
                 "train_seconds": train_seconds,
-            }
+            },
+            last=agent.num_timesteps >= cfg.total_steps,
         )
-        if progress:
-            progress.update(agent.num_timesteps - before, ret=mean_return)
-        else:
-            shown = "none yet" if mean_return is None else f"{mean_return:.2f}"
-            emit(f"{desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}")
-        logs_this_session += 1
-        if cfg.stop_after_logs and logs_this_session >= cfg.stop_after_logs and agent.num_timesteps < cfg.total_steps:
-            if progress:
-                progress.close()
-            emit(f"{desc}: stopped after {logs_this_session} log point(s) as asked; resume with --resume")
-            return {"interrupted": True, "steps": agent.num_timesteps}
-    if progress:
-        progress.close()
-    run.save_weights(agent.policy)
     summary = {
         "task": "rl",
         "model": cfg.model,
@@ -377,4 +424,4 @@ def _train(cfg: Config, run: Run, env: Any, resume: bool, log: Callable[[str], N
         "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
         "config": to_dict(cfg),
     }
-    return run.finish(summary)
+    session.finish(summary, agent.policy)

@@ -31,18 +31,34 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import notsoclevr
 from coordconv.repro.models import toy as models
-from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run, RunError, check_finite, write_json
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.rundir import RunError, check_finite, write_json
+from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "TARGETS", "TASKS", "Config", "build_model", "main", "preset"]
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "SPLITS",
+    "TARGETS",
+    "TASKS",
+    "Config",
+    "build_model",
+    "describe",
+    "main",
+    "plan",
+    "preset",
+    "report",
+]
 
 Task = Literal["classification", "rendering", "regression"]
 TASKS: tuple[str, ...] = ("classification", "rendering", "regression")
 ModelKind = Literal["conv", "coordconv"]
+MODELS: tuple[str, ...] = ("conv", "coordconv")
+SPLITS: tuple[str, ...] = ("uniform", "quadrant")
 PRESETS = ("smoke", "quick", "paper")
+TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
+    "--device": {"default": "cpu", "help": "where to train: cpu, cuda, cuda:N (default: cpu)"},
+}
 #: test metric and the value at which a task counts as solved
 TARGETS: dict[str, tuple[str, float]] = {
     "classification": ("accuracy", 1.0),
@@ -113,8 +129,6 @@ class Config:
     """Stop as soon as the run is solved: the test set and the whole training set meet the task's target."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
-    stop_after_epochs: int = 0
-    """Stop after this many epochs of this session, leaving the checkpoint, as an interruption would (tests)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -135,7 +149,6 @@ class Config:
             "eval_every": self.eval_every >= 0,
             "eval_batch_size": self.eval_batch_size >= 1,
             "threads": self.threads >= 0,
-            "stop_after_epochs": self.stop_after_epochs >= 0,
         }
         validate(self, checks)
         if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
@@ -146,26 +159,50 @@ class Config:
             raise ValueError(f"the rendering painter needs an odd filter_size, got {self.filter_size}")
 
 
-def preset(name: str, task: str, model: str, split: str = "uniform", **overrides: Any) -> Config:
-    """The named preset for a task and model.
+def preset(name: str, **fields: Any) -> Config:
+    """The named preset for ``task`` and ``model`` (config fields, as any other ``fields`` given on top).
 
     ``smoke`` runs in seconds (tests), ``quick`` in CPU minutes, ``paper`` with the official settings and budget.
     ``quick`` settings were chosen by measurement on a 2-core CPU (see README): they reach the paper's
     CoordConv results within its budget and give the conv baselines at least as much training.
+
+    Raises:
+        ValueError: unknown preset, task or model, or an invalid field.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    base = {"task": task, "model": model, "split": split}
-    settings: dict[str, Any]
-    if name == "paper":
-        settings = _PAPER[(task, model)]
-    elif name == "quick":
-        settings = _QUICK[(task, model)]
-    else:
-        settings = _SMOKE[(task, model)]
-    return Config(**{**base, **settings, **overrides})
+    key = (fields.get("task", Config.task), fields.get("model", Config.model))
+    if key not in _QUICK:
+        raise ValueError(f"unknown task or model {key}; expected a task of {TASKS} and a model of conv, coordconv")
+    settings = {"paper": _PAPER, "quick": _QUICK, "smoke": _SMOKE}[name][key]
+    return Config(**{**settings, **fields})
+
+
+def describe(s: dict[str, Any]) -> str:
+    """A finished run in one line: its train and test metric and when it reached the target."""
+    name, reached = s["metric"], s["seconds_to_target"]
+    when = f"target reached after {reached:.1f} s of training" if reached is not None else "target not reached"
+    return (
+        f"{s['task']} {s['model']} {s['split']} seed {s['seed']}: train {name} {s['train'][name]:.4f}, "
+        f"test {name} {s['test'][name]:.4f}, {when}"
+    )
+
+
+def plan(preset_name: str, seeds: range, *, task: str) -> list[tuple[str, Config]]:
+    """Both models on both splits of ``task`` for each seed: ``task/<model>-<split>-seed<k>``."""
+    return [
+        (f"{task}/{model}-{split}-seed{seed}", preset(preset_name, task=task, model=model, split=split, seed=seed))
+        for split in SPLITS
+        for model in MODELS
+        for seed in seeds
+    ]
+
+
+def report(out: Path, task: str) -> Path:
+    """``out/<task>/report.md`` with the table and figures of the finished runs (see :mod:`..report.toy`)."""
+    from coordconv.repro.report.toy import write_report
+
+    return write_report(out, task)
 
 
 # Official settings (experiment_logs.sh and the README's example commands; PAPER.md sections 3-5): raw pixel
@@ -283,13 +320,13 @@ def build_model(cfg: Config) -> nn.Module:
     model: nn.Module
     if cfg.task == "classification":
         model = (
-            models.CoordConvPainter()
+            models.CoordConvPainter(notsoclevr.CANVAS)
             if cfg.model == "coordconv"
             else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
         )
     elif cfg.task == "rendering":
         model = (
-            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size)
+            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
             if cfg.model == "coordconv"
             else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
         )
@@ -416,12 +453,10 @@ def main(
             is not available.
     """
     device = _device(device)
-    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
-    if resume and run.finished:
-        return run.summary()
-    set_threads(cfg.threads)
-    keep_freed_memory()
-    seed_everything(cfg.seed)
+    desc = f"{cfg.task} {cfg.model} {cfg.split} seed {cfg.seed}"
+    session = Session.open(cfg, out, desc=desc, total=cfg.epochs, resume=resume, overwrite=overwrite, log=log)
+    if session.result is not None:
+        return session.result
     data = load_data(cfg)
     if device.type != "cpu":
         data = Data(**{f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)})
@@ -430,168 +465,158 @@ def main(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
     penalised = list(models.l2_weights(model))
     image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
-
     counters = Counters()
     reached_at: dict[str, Any] | None = None
     best: float | None = None
     stopped_early = False
-    state = run.load_checkpoint() if resume else None
-    if state is not None:
-        with run.restoring():
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            counters = Counters(**state["counters"])
-            reached_at, best = state["reached_at"], state["best"]
-            # checkpoints from before the flag was stored: a run that stopped at its target had reached it
-            stopped_early = bool(state.get("stopped_early", cfg.stop_at_target and reached_at is not None))
+
+    def restore(state: dict[str, Any]) -> None:
+        nonlocal counters, reached_at, best, stopped_early
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters = Counters(**state["counters"])
+        reached_at, best = state["reached_at"], state["best"]
+        # checkpoints from before the flag was stored: a run that stopped at its target had reached it
+        stopped_early = bool(state.get("stopped_early", cfg.stop_at_target and reached_at is not None))
 
     metric_name, _ = TARGETS[cfg.task]
     lower_is_better = metric_name == "error_px"
-    session_start = time.perf_counter()
-    wall_offset = counters.wall_seconds
-    steps_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
+    with session:
+        if resume:
+            session.restore(restore)
+        session.start_at(counters.epoch)
+        session_start = time.perf_counter()
+        wall_offset = counters.wall_seconds
 
-    def wall() -> float:
-        return wall_offset + time.perf_counter() - session_start
+        def wall() -> float:
+            return wall_offset + time.perf_counter() - session_start
 
-    def record_eval(kind: str, train_metrics: dict[str, float] | None) -> dict[str, float]:
-        nonlocal reached_at, best
-        test_metrics, _, _ = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
-        value = test_metrics[metric_name]
-        if best is None or (value < best if lower_is_better else value > best):
-            best = value
-        full_train: dict[str, float] | None = None
-        if reached_at is None and reached(cfg.task, test_metrics):
-            # solved means the target on the whole training set too, as the paper's "100% train and test"
-            full_train, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
-            if reached(cfg.task, full_train):
-                reached_at = {"train_seconds": counters.train_seconds, "wall_seconds": wall(), "step": counters.step}
-        record: dict[str, Any] = {
-            "kind": kind,
-            "epoch": counters.epoch,
-            "step": counters.step,
-            "train_seconds": round(counters.train_seconds, 4),
-            "wall_seconds": round(wall(), 4),
-            "lr": learning_rate(cfg, counters.epoch),
-        }
-        if train_metrics is not None:
-            record.update({f"train_{k}": v for k, v in train_metrics.items()})
-        if full_train is not None:
-            record.update({f"train_set_{k}": v for k, v in full_train.items()})
-        record.update({f"test_{k}": v for k, v in test_metrics.items()})
-        record["solved"] = reached_at is not None
-        run.log(record)
-        return test_metrics
-
-    desc = f"{cfg.task} {cfg.model} {cfg.split} seed {cfg.seed}"
-    progress = Progress(cfg.epochs * steps_per_epoch, desc, every=10.0) if log is None else None
-    emit = log or (progress.write if progress else print)
-    if progress:
-        progress.update(counters.epoch * steps_per_epoch)
-    model.train()
-    epochs_this_session = 0
-    while counters.epoch < cfg.epochs and not stopped_early:
-        epoch = counters.epoch
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, epoch)
-        # the batch order depends on the seed and the epoch only, so that a resumed run sees the same batches
-        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        sums: dict[str, float] = {}
-        seen = 0
-        for index in torch.split(order, cfg.batch_size):
-            start = time.perf_counter()
-            x, y = data.train_x[index], data.train_y[index]
-            if image_painter is not None:
-                output, centre = image_painter.forward_with_centre(x)
-                xy = data.train_xy[index]
-                loss = loss_fn(cfg.task, output, y) + F.cross_entropy(
-                    centre.flatten(1), xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
-                )
-            else:
-                output = model(x)
-                loss = loss_fn(cfg.task, output, y)
-            total = loss + cfg.l2 * sum(w.square().sum() for w in penalised) if cfg.l2 else loss
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            counters.train_seconds += time.perf_counter() - start
-            counters.step += 1
-            seen += len(index)
-            check_finite(total.item(), f"the loss at step {counters.step}")
-            with torch.no_grad():
-                sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
-                for name, values in batch_metrics(cfg.task, output.detach(), y).items():
-                    sums[name] = sums.get(name, 0.0) + values.sum().item()
-            if progress:
-                progress.update(1, loss=loss.item())
-            if cfg.eval_every and counters.step % cfg.eval_every == 0:
-                test_metrics = record_eval("step", None)
-                if cfg.stop_at_target and reached_at is not None:
-                    stopped_early = True
-                    break
-        counters.epoch += 1
-        counters.wall_seconds = wall()
-        train_metrics = {k: v / seen for k, v in sums.items()}
-        test_metrics = record_eval("epoch", train_metrics)
-        emit(
-            f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} {train_metrics[metric_name]:.4f} "
-            f"test {metric_name} {test_metrics[metric_name]:.4f} ({counters.train_seconds:.1f} s training)"
-        )
-        if cfg.stop_at_target and reached_at is not None:
-            stopped_early = True
-        run.save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "counters": dataclasses.asdict(counters),
-                "reached_at": reached_at,
-                "best": best,
-                "stopped_early": stopped_early,
+        def record_eval(kind: str, train_metrics: dict[str, float] | None) -> dict[str, float]:
+            nonlocal reached_at, best
+            test_metrics, _, _ = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
+            value = test_metrics[metric_name]
+            if best is None or (value < best if lower_is_better else value > best):
+                best = value
+            full_train: dict[str, float] | None = None
+            if reached_at is None and reached(cfg.task, test_metrics):
+                # solved means the target on the whole training set too, as the paper's "100% train and test"
+                full_train, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
+                if reached(cfg.task, full_train):
+                    seconds = counters.train_seconds
+                    reached_at = {"train_seconds": seconds, "wall_seconds": wall(), "step": counters.step}
+            record: dict[str, Any] = {
+                "kind": kind,
+                "epoch": counters.epoch,
+                "step": counters.step,
+                "train_seconds": round(counters.train_seconds, 4),
+                "wall_seconds": round(wall(), 4),
+                "lr": learning_rate(cfg, counters.epoch),
             }
-        )
-        epochs_this_session += 1
-        if cfg.stop_after_epochs and epochs_this_session >= cfg.stop_after_epochs and counters.epoch < cfg.epochs:
-            if progress:
-                progress.close()
-            emit(f"{desc}: stopped after {epochs_this_session} epoch(s) as asked; resume with --resume")
-            return {"interrupted": True, "epoch": counters.epoch}
-    if progress:
-        progress.close()
+            if train_metrics is not None:
+                record.update({f"train_{k}": v for k, v in train_metrics.items()})
+            if full_train is not None:
+                record.update({f"train_set_{k}": v for k, v in full_train.items()})
+            record.update({f"test_{k}": v for k, v in test_metrics.items()})
+            record["solved"] = reached_at is not None
+            session.log(record)
+            return test_metrics
 
-    train_final, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
-    test_final, test_centres, per_example = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
-    run.save_weights(model)
-    write_json(
-        Path(out) / "predictions.json",
-        {
-            "test_xy": data.test_xy.tolist(),
-            "predicted_xy": [[round(v, 3) for v in row] for row in test_centres.tolist()],
-            metric_name: [round(v, 5) for v in per_example.tolist()],
-        },
-    )
-    summary = {
-        "task": cfg.task,
-        "model": cfg.model,
-        "split": cfg.split,
-        "seed": cfg.seed,
-        "params": params,
-        "architecture": type(model).__name__,
-        "train": train_final,
-        "test": test_final,
-        "metric": metric_name,
-        "target": TARGETS[cfg.task][1],
-        "best_test": best,
-        "seconds_to_target": None if reached_at is None else round(reached_at["train_seconds"], 3),
-        "wall_seconds_to_target": None if reached_at is None else round(reached_at["wall_seconds"], 3),
-        "steps_to_target": None if reached_at is None else reached_at["step"],
-        "train_seconds": round(counters.train_seconds, 3),
-        "wall_seconds": round(wall(), 3),
-        "epochs": counters.epoch,
-        "steps": counters.step,
-        "stopped_at_target": stopped_early,
-        "config": to_dict(cfg),
-    }
-    return run.finish(summary)
+        model.train()
+        while counters.epoch < cfg.epochs and not stopped_early:
+            epoch = counters.epoch
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, epoch)
+            # the batch order depends on the seed and the epoch only, so that a resumed run sees the same batches
+            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order = torch.randperm(len(data.train_x), generator=generator)
+            sums: dict[str, float] = {}
+            seen = 0
+            for index in torch.split(order, cfg.batch_size):
+                start = time.perf_counter()
+                x, y = data.train_x[index], data.train_y[index]
+                if image_painter is not None:
+                    output, centre = image_painter.forward_with_centre(x)
+                    xy = data.train_xy[index]
+                    loss = loss_fn(cfg.task, output, y) + F.cross_entropy(
+                        centre.flatten(1), xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
+                    )
+                else:
+                    output = model(x)
+                    loss = loss_fn(cfg.task, output, y)
+                total = loss + cfg.l2 * sum(w.square().sum() for w in penalised) if cfg.l2 else loss
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                counters.train_seconds += time.perf_counter() - start
+                counters.step += 1
+                seen += len(index)
+                check_finite(total.item(), f"the loss at step {counters.step}")
+                with torch.no_grad():
+                    sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
+                    for name, values in batch_metrics(cfg.task, output.detach(), y).items():
+                        sums[name] = sums.get(name, 0.0) + values.sum().item()
+                if cfg.eval_every and counters.step % cfg.eval_every == 0:
+                    record_eval("step", None)
+                    if cfg.stop_at_target and reached_at is not None:
+                        stopped_early = True
+                        break
+            counters.epoch += 1
+            counters.wall_seconds = wall()
+            train_metrics = {k: v / seen for k, v in sums.items()}
+            test_metrics = record_eval("epoch", train_metrics)
+            session.advance(1, loss=train_metrics["loss"])
+            session.emit(
+                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} {train_metrics[metric_name]:.4f} "
+                f"test {metric_name} {test_metrics[metric_name]:.4f} ({counters.train_seconds:.1f} s training)"
+            )
+            if cfg.stop_at_target and reached_at is not None:
+                stopped_early = True
+            session.checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "counters": dataclasses.asdict(counters),
+                    "reached_at": reached_at,
+                    "best": best,
+                    "stopped_early": stopped_early,
+                },
+                last=stopped_early or counters.epoch >= cfg.epochs,
+            )
+
+        train_final, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
+        test_final, test_centres, per_example = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
+        write_json(
+            Path(out) / "predictions.json",
+            {
+                "test_xy": data.test_xy.tolist(),
+                "predicted_xy": [[round(v, 3) for v in row] for row in test_centres.tolist()],
+                metric_name: [round(v, 5) for v in per_example.tolist()],
+            },
+        )
+        summary = {
+            "task": cfg.task,
+            "model": cfg.model,
+            "split": cfg.split,
+            "seed": cfg.seed,
+            "params": params,
+            "architecture": type(model).__name__,
+            "train": train_final,
+            "test": test_final,
+            "metric": metric_name,
+            "target": TARGETS[cfg.task][1],
+            "best_test": best,
+            "seconds_to_target": None if reached_at is None else round(reached_at["train_seconds"], 3),
+            "wall_seconds_to_target": None if reached_at is None else round(reached_at["wall_seconds"], 3),
+            "steps_to_target": None if reached_at is None else reached_at["step"],
+            "train_seconds": round(counters.train_seconds, 3),
+            "wall_seconds": round(wall(), 3),
+            "epochs": counters.epoch,
+            "steps": counters.step,
+            "stopped_at_target": stopped_early,
+            "config": to_dict(cfg),
+        }
+        session.finish(summary, model)
+    return session.outcome()
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -20,14 +20,14 @@ sampler's), RPN NMS at 0.8 (official), 64 sampled RoIs per image.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from coordconv import CoordConv2d
 
-__all__ = ["OFFICIAL_ANCHORS", "Backbone", "CoordRPNHead", "build_detector", "official_anchors"]
+__all__ = ["OFFICIAL_ANCHORS", "Backbone", "CoordRPNHead", "build_detector", "official_anchors", "proposals"]
 
 #: the official anchors, (height, width) in pixels
 OFFICIAL_ANCHORS = ((15, 15), (20, 20), (25, 25), (15, 20), (20, 25), (20, 15), (25, 20), (15, 25), (25, 15))
@@ -134,3 +134,16 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) 
         box_detections_per_img=20,
     )
     return cast(nn.Module, detector)
+
+
+def proposals(model: Any, images: list[Tensor]) -> list[Tensor]:
+    """The RPN's proposals after NMS for each image, best first, in image pixels.
+
+    ``model`` is a torchvision ``FasterRCNN`` in eval mode.
+    """
+    image_list, _ = model.transform(images)
+    if any(tuple(s) != tuple(im.shape[-2:]) for s, im in zip(image_list.image_sizes, images, strict=True)):
+        raise ValueError("the detector resized the images; proposal IoU expects canvases at their own size")
+    features = model.backbone(image_list.tensors)
+    boxes, _ = model.rpn(image_list, {"0": features})
+    return list(boxes)

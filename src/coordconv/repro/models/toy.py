@@ -25,7 +25,6 @@ import torch
 from torch import Tensor, nn
 
 from coordconv import CoordConv2d, tile_vector
-from coordconv.repro.data.notsoclevr import CANVAS
 
 __all__ = [
     "ConvRegressorQuadrant",
@@ -118,8 +117,9 @@ class CoordConvPainter(nn.Module):
     coordinate channels (7,553 parameters).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, canvas: int = 64) -> None:
         super().__init__()
+        self.canvas = canvas
         self.coordconv = CoordConv2d(2, 32, 1)
         self.net = nn.Sequential(
             nn.ReLU(),
@@ -136,7 +136,7 @@ class CoordConvPainter(nn.Module):
     def forward(self, xy: Tensor) -> Tensor:
         """``(B, 2)`` coordinates -> ``(B, 1, 64, 64)`` logits."""
         # channels_last: these 1x1 stacks run about twice as fast that way on CPU
-        tiled = tile_vector(xy, (CANVAS, CANVAS)).contiguous(memory_format=torch.channels_last)
+        tiled = tile_vector(xy, (self.canvas, self.canvas)).contiguous(memory_format=torch.channels_last)
         out: Tensor = self.net(self.coordconv(tiled))
         return out
 
@@ -152,11 +152,11 @@ class CoordConvImagePainter(nn.Module):
         filter_size: their kernel size (3 or more is needed to grow a point into a 9x9 square).
     """
 
-    def __init__(self, multiplier: int = 1, filter_size: int = 3) -> None:
+    def __init__(self, multiplier: int = 1, filter_size: int = 3, canvas: int = 64) -> None:
         super().__init__()
         if multiplier < 1 or filter_size < 1 or filter_size % 2 == 0:
             raise ValueError(f"multiplier must be >= 1 and filter_size odd, got {multiplier} and {filter_size}")
-        self.painter = CoordConvPainter()
+        self.painter = CoordConvPainter(canvas)
         widths = [1, 8 * multiplier, 8 * multiplier, 16 * multiplier, 16 * multiplier]
         layers: list[nn.Module] = []
         for cin, cout in itertools.pairwise(widths):

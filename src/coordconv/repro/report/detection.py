@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
-from typing import Any
 
-import torch
-from torch import nn
+from torch import Tensor
 
-from coordconv.repro.report.plots import pyplot, save_figure
-from coordconv.repro.report.runs import FinishedRun, load_finished
-from coordconv.repro.report.toy import COLOURS, MODELS
+from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
+from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = ["DetRun", "draw_predictions", "load_runs", "plot_curves", "results_table", "run_dir"]
+__all__ = ["draw_predictions", "load_runs", "plot_curves", "results_table", "write_report"]
 
 PAPER_GAIN = 0.24  # "24% better IOU" (abstract)
 NAMES = {"conv": "Faster R-CNN", "coordconv": "CoordConv Faster R-CNN"}
 
 
-def run_dir(root: Path, model: str, seed: int) -> Path:
-    """Where ``coordconv reproduce detection`` puts one run."""
-    return root / "detection" / f"{model}-seed{seed}"
-
-
-DetRun = FinishedRun
-"""A finished detection run's files, parsed."""
-
-
-def load_runs(root: Path) -> list[DetRun]:
+def load_runs(root: Path) -> list[FinishedRun]:
     """Every finished detection run under ``root/detection``, sorted by model and seed."""
     return sorted(
         load_finished(root / "detection", "*/summary.json"), key=lambda r: (r.summary["model"], r.summary["seed"])
@@ -37,15 +24,10 @@ def load_runs(root: Path) -> list[DetRun]:
 
 
 def _stat(values: list[float], digits: int = 3) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return mean_sd(values, digits)
 
 
-def results_table(runs: list[DetRun]) -> str:
+def results_table(runs: list[FinishedRun]) -> str:
     """Proposal IoU, mAP@0.5 and mAP of both models, and CoordConv's relative IoU change beside the paper's."""
     lines = [
         "| model | seeds | proposal IoU (paper's metric) | mAP@0.5 | mAP@[.5:.95] | training s |",
@@ -77,7 +59,7 @@ def results_table(runs: list[DetRun]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(runs: list[DetRun], path: Path) -> None:
+def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     """Proposal IoU and mAP@0.5 after each epoch, every run, both models."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -96,24 +78,22 @@ def plot_curves(runs: list[DetRun], path: Path) -> None:
     save_figure(fig, path)
 
 
-def draw_predictions(model: nn.Module, scenes: Any, top: int, path: Path, *, count: int = 8) -> None:
-    """Test canvases with ground-truth boxes (green), detections above 0.5 (red) and top proposals (yellow)."""
-    from coordconv.repro.experiments.detection import proposals
-
+def draw_predictions(
+    images: list[Tensor],
+    boxes: list[Tensor],
+    detections: list[dict[str, Tensor]],
+    proposals: list[Tensor],
+    top: int,
+    path: Path,
+) -> None:
+    """Canvases with ground-truth boxes (green), detections above 0.5 (red) and the top proposals (yellow)."""
     plt = pyplot()
-    images = list(scenes.images[:count])
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        detections = model(images)
-        props = proposals(model, images)
-    model.train(was_training)
-    fig, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.4))
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.4))
     for i, ax in enumerate(axes):
         ax.imshow(images[i][0].numpy(), cmap="gray", vmin=0, vmax=1)
         for box, colour, width in (
-            *((b, "yellow", 0.6) for b in props[i][:top]),
-            *((b, "lime", 1.5) for b in scenes.boxes[i]),
+            *((b, "yellow", 0.6) for b in proposals[i][:top]),
+            *((b, "lime", 1.5) for b in boxes[i]),
             *((b, "red", 1.2) for b, s in zip(detections[i]["boxes"], detections[i]["scores"], strict=True) if s > 0.5),
         ):
             x0, y0, x1, y1 = (float(v) for v in box)
@@ -122,3 +102,24 @@ def draw_predictions(model: nn.Module, scenes: Any, top: int, path: Path, *, cou
         ax.set_yticks([])
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_report(out: Path) -> Path:
+    """``out/detection/`` table.md, curves.png and report.md from the finished detection runs."""
+    runs = load_runs(out)
+    folder = out / "detection"
+    plot_curves(runs, folder / "curves.png")
+    lines = ["![curves](curves.png)", ""]
+    for model in MODELS:
+        first = next((r for r in runs if r.summary["model"] == model), None)
+        if first is not None:
+            rel = first.path.relative_to(folder).as_posix()
+            lines += [
+                f"{NAMES[model]}, seed {first.summary['seed']}: ground truth (green), detections (red), "
+                "top proposals (yellow)",
+                "",
+                f"![{model} predictions]({rel}/predictions.png)",
+                "",
+            ]
+    title = "CoordConv reproduction: Faster R-CNN on MNIST canvases"
+    return write_task_report(folder, title, results_table(runs), lines)

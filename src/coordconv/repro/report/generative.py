@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.report.plots import pyplot, save_figure
-from coordconv.repro.report.runs import FinishedRun, load_finished
-from coordconv.repro.report.toy import MODELS
+from coordconv.repro.report.runs import MODELS, FinishedRun, load_finished, mean_sd, write_task_report
+from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = [
-    "PAPER_ENTROPY",
-    "GenRun",
-    "gan_table",
-    "load_runs",
-    "plot_objects",
-    "run_dir",
-    "vae_table",
-]
+__all__ = ["PAPER_ENTROPY", "gan_table", "load_runs", "plot_objects", "vae_table", "write_report"]
 
 #: the paper's "average entropy" of red centres, blue centres and centre differences (Fig. 7; binning unknown)
 PAPER_ENTROPY: dict[str, tuple[float, float, float]] = {
@@ -31,34 +20,17 @@ NAMES = {"gan": {"conv": "GAN (DCGAN-like)", "coordconv": "CoordConv GAN"}, "vae
          "coordconv": "CoordConv VAE"}}  # fmt: skip
 
 
-def run_dir(root: Path, task: str, model: str, seed: int) -> Path:
-    """Where ``coordconv reproduce gan vae`` puts one run."""
-    return root / task / f"{model}-seed{seed}"
-
-
-GenRun = FinishedRun
-"""A finished GAN or VAE run's files, parsed."""
-
-
-def load_runs(root: Path, task: str) -> list[GenRun]:
+def load_runs(root: Path, task: str) -> list[FinishedRun]:
     """Every finished run under ``root/task``, sorted by model and seed."""
     runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary.get("task") == task]
     return sorted(runs, key=lambda r: (r.summary["model"], r.summary["seed"]))
 
 
-def _stat(values: list[float | None], digits: int = 2, scale: float = 1.0) -> str:
-    """Mean ± standard deviation of the values that exist, and how many are missing."""
-    present = [v * scale for v in values if v is not None and not math.isnan(v)]
-    if not present:
-        return "-"
-    text = f"{statistics.fmean(present):.{digits}f}"
-    if len(present) > 1:
-        text += f" ± {statistics.stdev(present):.{digits}f}"
-    missing = len(values) - len(present)
-    return text + (f" ({missing} run{'s' if missing > 1 else ''}: none found)" if missing else "")
+def _stat(values: list[Any], digits: int = 2, scale: float = 1.0) -> str:
+    return mean_sd(values, digits, scale=scale, missing="none found")
 
 
-def _objects(group: list[GenRun]) -> str:
+def _objects(group: list[FinishedRun]) -> str:
     """The object-count cells of a table row, and the training time."""
 
     def pct(key: str) -> str:
@@ -70,7 +42,7 @@ def _objects(group: list[GenRun]) -> str:
     )
 
 
-def gan_table(runs: list[GenRun]) -> str:
+def gan_table(runs: list[FinishedRun]) -> str:
     """The mode-collapse table: entropies and object counts of each model, the data and the paper's numbers."""
     samples = runs[0].summary["config"]["eval_samples"] if runs else 0
     lines = [
@@ -107,7 +79,7 @@ def gan_table(runs: list[GenRun]) -> str:
     return "\n".join(lines)
 
 
-def vae_table(runs: list[GenRun]) -> str:
+def vae_table(runs: list[FinishedRun]) -> str:
     """The VAE table: size, test ELBO, and the GAN table's measurements on prior samples and interpolations."""
     lines = [
         "| model | seeds | parameters | test ELBO (nats) | entropy red | blue | diff | one red + one blue | "
@@ -131,7 +103,7 @@ def vae_table(runs: list[GenRun]) -> str:
     return "\n".join(lines)
 
 
-def plot_objects(runs: list[GenRun], path: Path, *, title: str) -> None:
+def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
     """Heatmaps of red centres, blue centres and differences, and the average image: data and each model.
 
     Pooled over the seeds' final 1,000 samples (``objects.npz``).
@@ -183,3 +155,25 @@ def plot_objects(runs: list[GenRun], path: Path, *, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_report(out: Path, task: str) -> Path:
+    """``out/<task>/`` table.md, objects.png and report.md (with each model's samples) from the finished runs."""
+    runs = load_runs(out, task)
+    folder = out / task
+    plot_objects(runs, folder / "objects.png", title=f"{task.upper()}: where the objects are")
+    lines = ["![object positions and average images](objects.png)", ""]
+    for model in MODELS:
+        first = next((r for r in runs if r.summary["model"] == model), None)
+        if first is None:
+            continue
+        rel = first.path.relative_to(folder).as_posix()
+        name = NAMES[task][model]
+        lines += [
+            f"{name}, seed {first.summary['seed']}: samples, and latent interpolations (one strip per row)",
+            "",
+            f"![{name} samples]({rel}/samples.png) ![{name} interpolations]({rel}/interpolation.png)",
+            "",
+        ]
+    table = gan_table(runs) if task == "gan" else vae_table(runs)
+    return write_task_report(folder, f"CoordConv reproduction: {task.upper()}s on Sort-of-Clevr", table, lines)

@@ -6,11 +6,10 @@ import math
 import statistics
 from pathlib import Path
 
-from coordconv.repro.report.plots import pyplot, save_figure
-from coordconv.repro.report.runs import FinishedRun, load_finished
-from coordconv.repro.report.toy import COLOURS, MODELS
+from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
+from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = ["RLRun", "game_name", "load_runs", "plot_curves", "results_table", "run_dir", "verdict"]
+__all__ = ["game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
 
 #: |t| above which a difference of mean final returns counts as a win or a loss
 T_THRESHOLD = 2.0
@@ -22,16 +21,7 @@ def game_name(env: str) -> str:
     return base.removeprefix("ALE/").replace("/", "-")
 
 
-def run_dir(root: Path, env: str, model: str, seed: int) -> Path:
-    """Where ``coordconv reproduce rl`` puts one run."""
-    return root / "rl" / game_name(env) / f"{model}-seed{seed}"
-
-
-RLRun = FinishedRun
-"""A finished A2C run's files, parsed."""
-
-
-def load_runs(root: Path) -> list[RLRun]:
+def load_runs(root: Path) -> list[FinishedRun]:
     """Every finished A2C run under ``root/rl``, sorted by game, model and seed."""
     runs = load_finished(root / "rl", "*/*/summary.json")
     return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
@@ -53,7 +43,7 @@ def verdict(coord: list[float], plain: list[float]) -> str:
     return "win" if t > T_THRESHOLD else "loss" if t < -T_THRESHOLD else "tie"
 
 
-def _values(runs: list[RLRun], env: str, model: str, key: str) -> list[float]:
+def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[float]:
     return [
         float(r.summary[key])
         for r in runs
@@ -61,7 +51,7 @@ def _values(runs: list[RLRun], env: str, model: str, key: str) -> list[float]:
     ]
 
 
-def results_table(runs: list[RLRun]) -> str:
+def results_table(runs: list[FinishedRun]) -> str:
     """Per game: final return and learning-curve area of both models, the verdict, and the speed ratio."""
     envs = sorted({r.summary["env"] for r in runs})
     lines = [
@@ -76,7 +66,7 @@ def results_table(runs: list[RLRun]) -> str:
         for key in ("final_return", "auc"):
             for model in MODELS:
                 values = _values(runs, env, model, key)
-                cells.append("-" if not values else "{:.2f} ± {:.2f}".format(*_mean_std(values)))
+                cells.append(mean_sd(values, 2))
         result = verdict(_values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return"))
         tally[result] = tally.get(result, 0) + 1
         speed = [_values(runs, env, m, "steps_per_second") for m in MODELS]
@@ -101,7 +91,7 @@ def results_table(runs: list[RLRun]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(runs: list[RLRun], path: Path) -> None:
+def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game."""
     plt = pyplot()
     envs = sorted({r.summary["env"] for r in runs})
@@ -133,3 +123,22 @@ def plot_curves(runs: list[RLRun], path: Path) -> None:
         ax.set_visible(False)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_report(out: Path) -> Path:
+    """``out/rl/`` table.md, curves.png and report.md from the finished A2C runs."""
+    runs = load_runs(out)
+    folder = out / "rl"
+    plot_curves(runs, folder / "curves.png")
+    coord_in = {r.summary["config"].get("coord_in", "shared") for r in runs}
+    where = (
+        "in the actor's own body (actor and critic have separate bodies)"
+        if coord_in == {"actor"}
+        else "in the body that actor and critic share"
+    )
+    intro = (
+        "SB3's A2C with the RL Zoo's Atari hyperparameters; conv and CoordConv bodies (CoordConv first layer, "
+        f"{where})."
+    )
+    lines = ["![learning curves](curves.png)", ""]
+    return write_task_report(folder, "CoordConv reproduction: A2C agents", results_table(runs), lines, intro)

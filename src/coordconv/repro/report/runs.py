@@ -1,14 +1,21 @@
-"""Finished run directories, read back for the reports."""
+"""Finished run directories read back for the reports, and the one way the reports write mean ± sd."""
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.runtime.rundir import read_finished
+from coordconv.repro.runtime.rundir import RunError, read_finished, write_atomic
 
-__all__ = ["FinishedRun", "load_finished"]
+__all__ = ["COLOURS", "MODELS", "FinishedRun", "load_finished", "mean_sd", "write_task_report"]
+
+MODELS = ("conv", "coordconv")
+COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,21 @@ class FinishedRun:
     summary: dict[str, Any]
     metrics: list[dict[str, Any]]
 
+    def json(self, name: str) -> dict[str, Any]:
+        """Another JSON file of the run (``{}`` if the run has none by that name).
+
+        Raises:
+            RunError: the file is not JSON (cut or damaged), naming it.
+        """
+        path = self.path / name
+        if not path.exists():
+            return {}
+        try:
+            value = json.loads(path.read_text())
+        except ValueError:
+            raise RunError(f"{path} is not JSON (the file is cut or damaged)") from None
+        return dict(value)
+
 
 def load_finished(root: Path, pattern: str) -> list[FinishedRun]:
     """Every finished run whose ``summary.json`` matches ``root.glob(pattern)``, in path order.
@@ -27,3 +49,41 @@ def load_finished(root: Path, pattern: str) -> list[FinishedRun]:
         RunError: a run's files are damaged or not what the run wrote (the message names the file).
     """
     return [FinishedRun(p.parent, *read_finished(p.parent)) for p in sorted(root.glob(pattern))]
+
+
+def mean_sd(
+    values: Iterable[float | None], digits: int = 2, *, scale: float = 1.0, unit: str = "", missing: str = ""
+) -> str:
+    """``mean ± sd`` (sample standard deviation) of the values that exist, scaled, with ``unit`` after both.
+
+    One value prints alone; none prints ``-``. ``missing``: a note for the runs without a value, e.g.
+    ``"none found"`` gives ``"3.10 ± 0.20 (1 run: none found)"``.
+    """
+    values = list(values)
+    present = [v * scale for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return "-"
+    text = f"{statistics.fmean(present):.{digits}f}"
+    if len(present) > 1:
+        text += f" ± {statistics.stdev(present):.{digits}f}"
+    text += unit
+    absent = len(values) - len(present)
+    if missing and absent:
+        text += f" ({absent} run{'s' if absent > 1 else ''}: {missing})"
+    return text
+
+
+def write_task_report(folder: Path, title: str, table: str, lines: Iterable[str], intro: str = "") -> Path:
+    """Write a task's ``table.md`` and ``report.md`` in ``folder``; print the table; return the report's path.
+
+    ``table.md`` holds the command (``folder/command.txt``) and ``table``; ``report.md`` the ``title``, the
+    ``intro``, the same table, then ``lines`` (figures, usually).
+    """
+    table = f"Command: `{(folder / 'command.txt').read_text().strip()}`\n\n{table}"
+    write_atomic(folder / "table.md", table + "\n")
+    path = folder / "report.md"
+    write_atomic(
+        path, "\n".join([f"# {title}", "", *([intro, ""] if intro else []), table, "", *lines]).rstrip() + "\n"
+    )
+    print(f"\n{folder.name}\n{table}")
+    return path

@@ -6,79 +6,42 @@ here reads those files only, so a report can be regenerated from committed resul
 
 from __future__ import annotations
 
-import json
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from coordconv.repro.experiments.toy import TASKS
 from coordconv.repro.report.paper import PAPER
-from coordconv.repro.report.plots import pyplot, save_figure
-from coordconv.repro.runtime.rundir import RunError, read_finished
+from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
+from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = ["RunRecord", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "run_dir"]
+__all__ = ["TASKS", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "write_report"]
 
-MODELS = ("conv", "coordconv")
+TASKS = ("classification", "rendering", "regression")
 SPLITS = ("uniform", "quadrant")
-COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
 
 
-def run_dir(root: Path, task: str, model: str, split: str, seed: int) -> Path:
-    """Where ``coordconv reproduce`` puts one run."""
-    return root / task / f"{model}-{split}-seed{seed}"
+def _key(run: FinishedRun) -> tuple[str, str, str]:
+    return run.summary["task"], run.summary["split"], run.summary["model"]
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """A finished run's files, parsed."""
-
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    predictions: dict[str, Any]
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.summary["task"], self.summary["split"], self.summary["model"]
-
-
-def load_runs(root: Path, task: str | None = None) -> list[RunRecord]:
-    """Every finished run in ``root``'s task folders (optionally one task's), sorted by task, split, model, seed.
+def load_runs(root: Path, task: str) -> list[FinishedRun]:
+    """Every finished run of ``task`` in ``root/<task>/``, sorted by split, model and seed.
 
     Only ``root/<task>/<run>/`` counts: runs kept elsewhere under ``root`` (ablations, say) are not the report's.
 
     Raises:
         RunError: a run's files are damaged or not what the run wrote (the message names the file).
     """
-    records = []
-    paths = [p for t in ((task,) if task else TASKS) for p in sorted((root / t).glob("*/summary.json"))]
-    for summary_path in paths:
-        folder = summary_path.parent
-        summary, metrics = read_finished(folder)  # verified against the run's record of its files
-        if task is not None and summary["task"] != task:
-            continue
-        predictions_path = folder / "predictions.json"
-        try:
-            predictions = json.loads(predictions_path.read_text()) if predictions_path.exists() else {}
-        except ValueError:
-            raise RunError(f"{predictions_path} is not JSON (the file is cut or damaged)") from None
-        records.append(RunRecord(folder, summary, metrics, predictions))
-    return sorted(records, key=lambda r: (r.summary["task"], r.summary["split"], r.summary["model"], r.summary["seed"]))
+    runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary["task"] == task]
+    return sorted(runs, key=lambda r: (r.summary["split"], r.summary["model"], r.summary["seed"]))
 
 
 def _fmt(values: list[float], metric: str) -> str:
-    scale, unit, digits = (100.0, "%", 1) if metric in ("accuracy", "within_half_px") else (1.0, "", 3)
-    if metric == "error_px":
-        unit, digits = " px", 2
-    mean = statistics.fmean(values) * scale
-    if len(values) == 1:
-        return f"{mean:.{digits}f}{unit}"
-    spread = statistics.stdev(values) * scale
-    return f"{mean:.{digits}f} ± {spread:.{digits}f}{unit}"
+    if metric in ("accuracy", "within_half_px"):
+        return mean_sd(values, 1, scale=100.0, unit="%")
+    return mean_sd(values, 2, unit=" px") if metric == "error_px" else mean_sd(values, 3)
 
 
-def results_table(runs: list[RunRecord], task: str) -> str:
+def results_table(runs: list[FinishedRun], task: str) -> str:
     """A Markdown table of one task: our mean ± std over seeds beside the paper's claim."""
     lines = [
         "| split | model | params | paper | train | test | test, worst seed | seeds solved | median s to target |",
@@ -86,7 +49,7 @@ def results_table(runs: list[RunRecord], task: str) -> str:
     ]
     for split in SPLITS:
         for model in MODELS:
-            group = [r for r in runs if r.key == (task, split, model)]
+            group = [r for r in runs if _key(r) == (task, split, model)]
             if not group:
                 continue
             metric = group[0].summary["metric"]
@@ -112,7 +75,7 @@ def results_table(runs: list[RunRecord], task: str) -> str:
     return "\n".join(lines)
 
 
-def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
+def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
     """What each model predicts for the held-out positions (first seed of each configuration).
 
     Top row: the test metric at each held-out centre (train centres in grey). Bottom row: where the model's
@@ -121,16 +84,17 @@ def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
     plt = pyplot()
     import numpy as np
 
-    panels = [(s, m) for s in SPLITS for m in MODELS if any(r.key == (task, s, m) for r in runs)]
+    panels = [(s, m) for s in SPLITS for m in MODELS if any(_key(r) == (task, s, m) for r in runs)]
     if not panels:
         return
     fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 7), squeeze=False)
     for col, (split, model) in enumerate(panels):
-        record = next(r for r in runs if r.key == (task, split, model))
+        record = next(r for r in runs if _key(r) == (task, split, model))
         metric = record.summary["metric"]
-        truth = np.array(record.predictions["test_xy"])
-        predicted = np.array(record.predictions["predicted_xy"])
-        values = np.array(record.predictions[metric])
+        predictions = record.json("predictions.json")
+        truth = np.array(predictions["test_xy"])
+        predicted = np.array(predictions["predicted_xy"])
+        values = np.array(predictions[metric])
         canvas = np.full((64, 64), np.nan)
         canvas[truth[:, 1], truth[:, 0]] = values
         background = np.zeros((64, 64))
@@ -157,14 +121,14 @@ def plot_heatmaps(runs: list[RunRecord], task: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_curves(runs: list[RunRecord], task: str, path: Path) -> None:
+def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     """Train and test metric against training seconds, every seed, both models, one panel per split."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), squeeze=False)
     for ax, split in zip(axes[0], SPLITS, strict=True):
         metric = ""
         for model in MODELS:
-            for i, record in enumerate(r for r in runs if r.key == (task, split, model)):
+            for i, record in enumerate(r for r in runs if _key(r) == (task, split, model)):
                 metric = record.summary["metric"]
                 epochs = [m for m in record.metrics if m["kind"] == "epoch"]
                 evals = record.metrics
@@ -188,7 +152,7 @@ def plot_curves(runs: list[RunRecord], task: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
+def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     """Final test metric of conv and CoordConv per task and split (mean, and every seed as a dot)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
@@ -196,7 +160,7 @@ def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
         metric = ""
         for s_index, split in enumerate(SPLITS):
             for m_index, model in enumerate(MODELS):
-                group = [r for r in runs if r.key == (task, split, model)]
+                group = [r for r in runs if _key(r) == (task, split, model)]
                 if not group:
                     continue
                 metric = group[0].summary["metric"]
@@ -216,3 +180,22 @@ def plot_summary(runs: list[RunRecord], tasks: list[str], path: Path) -> None:
     fig.suptitle("conv vs CoordConv on held-out positions", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_report(out: Path, task: str) -> Path:
+    """``out/<task>/`` table.md, heatmaps.png, curves.png and report.md, and ``out/summary.png`` over the tasks."""
+    runs = load_runs(out, task)
+    folder = out / task
+    plot_heatmaps(runs, task, folder / "heatmaps.png")
+    plot_curves(runs, task, folder / "curves.png")
+    present = [t for t in TASKS if (out / t / "command.txt").exists()]
+    plot_summary([r for t in present for r in load_runs(out, t)], present, out / "summary.png")
+    intro = (
+        "Our mean ± standard deviation over seeds beside what the paper reports. The paper's numbers are the best of "
+        "large hyperparameter sweeps trained for up to hours on a GPU; ours come from the preset's single "
+        "configuration on this machine's CPU."
+    )
+    figures = ["![held-out predictions](heatmaps.png)", "", "![learning curves](curves.png)", ""]
+    figures += ["![conv vs CoordConv, every task](../summary.png)"]
+    title = f"CoordConv reproduction: {task}"
+    return write_task_report(folder, title, results_table(runs, task), figures, intro)

@@ -3,7 +3,7 @@
 Use them with any SB3 on-policy algorithm::
 
     from stable_baselines3 import A2C
-    from coordconv.repro.sb3 import CNNExtractor
+    from coordconv.repro.models.sb3 import CNNExtractor
 
     model = A2C("CnnPolicy", env, policy_kwargs={
         "features_extractor_class": CNNExtractor,

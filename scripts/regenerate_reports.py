@@ -1,0 +1,54 @@
+"""Rewrite every report under ``results/`` from the committed runs, as ``coordconv reproduce`` writes them.
+
+Nothing trains: each task's ``report`` reads its finished runs (the commands that made them are in each task's
+``command.txt``). ``--check`` exits 1 when a committed table differs from what its runs give.
+
+    python scripts/regenerate_reports.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.reproduce import write_index
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the output folders of the committed ``coordconv reproduce`` commands
+FOLDERS = ("results", "results/toy", "results/generative")
+
+
+def tables(root: Path) -> dict[Path, str]:
+    """Every committed table of a reproduce folder."""
+    return {p: p.read_text() for folder in FOLDERS for p in sorted((root / folder).glob("*/table.md"))}
+
+
+def regenerate(root: Path = ROOT) -> list[Path]:
+    """Write each task's report (and each folder's index) from its runs; return the reports written."""
+    written = []
+    for folder in FOLDERS:
+        out = root / folder
+        for name, entry in REGISTRY.items():
+            if (out / name / "command.txt").exists():
+                written.append(entry.load().report(out, name))
+        write_index(out)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Regenerate the reports; with ``--check`` exit 1 when a table changed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a table differs from what its runs give")
+    args = parser.parse_args(argv)
+    before = tables(ROOT)
+    regenerate(ROOT)
+    changed = [p for p, text in tables(ROOT).items() if before.get(p) != text]
+    for path in changed:
+        print(f"{path.relative_to(ROOT)} changed", file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The bookkeeping of one training run, so that an experiment's ``main`` is its algorithm.
+
+A :class:`Session` opens the run directory (new, resumed or finished), sets the threads and seeds, restores the
+checkpoint, shows progress (a bar on a terminal, log lines elsewhere), saves checkpoints at the experiment's
+cadence and writes the summary::
+
+    session = Session.open(cfg, out, resume=resume, overwrite=overwrite, log=log, desc="...", total=cfg.epochs)
+    if session.result is not None:           # a finished run, resumed: nothing to do
+        return session.result
+    with session:
+        state = session.restore(lambda s: model.load_state_dict(s["model"]))
+        while not done:
+            ...                              # the algorithm
+            session.advance(1, loss=loss)
+            session.checkpoint({"model": model.state_dict(), ...})
+        session.finish(summary)
+    return session.outcome()
+
+For tests, the environment variable ``COORDCONV_STOP_AFTER_CHECKPOINTS=N`` makes a session stop after its N-th
+checkpoint as an interruption would (the run then resumes with ``--resume``); nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from coordconv.repro.runtime.allocator import keep_freed_memory
+from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.rundir import Run
+from coordconv.repro.runtime.seeding import seed_everything, set_threads
+
+__all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "stop_after_checkpoints"]
+
+STOP_AFTER_CHECKPOINTS = "COORDCONV_STOP_AFTER_CHECKPOINTS"
+
+
+def stop_after_checkpoints() -> int:
+    """The test hook's value: stop a run after this many checkpoints of this process (0: never)."""
+    value = os.environ.get(STOP_AFTER_CHECKPOINTS, "")
+    return int(value) if value.isdigit() else 0
+
+
+class _Stop(Exception):
+    """Raised after the checkpoint at which the test hook asks a session to stop."""
+
+
+class Session:
+    """One training run's directory, progress, log and checkpoints; see the module docstring.
+
+    Create it with :meth:`open`. Attributes:
+        run: the run directory (:class:`~coordconv.repro.runtime.rundir.Run`).
+        resumed: whether a checkpoint was restored.
+        result: the summary once the run finished (or was found finished), ``{"interrupted": True, ...}`` when
+            the test hook stopped it, else ``None``.
+    """
+
+    def __init__(self, run: Run, desc: str, total: int, log: Callable[[str], None] | None, every: float) -> None:
+        self.run = run
+        self.desc = desc
+        self.total = total
+        self.resumed = False
+        self.result: dict[str, Any] | None = None
+        self._log = log
+        self._every = every
+        self._progress: Progress | None = None
+        self._checkpoints = 0
+        self._done = 0
+        self._stop_after = stop_after_checkpoints()
+
+    @classmethod
+    def open(
+        cls,
+        cfg: Any,
+        out: str | Path,
+        *,
+        desc: str,
+        total: int,
+        resume: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+        every: float = 10.0,
+        threads: bool = True,
+    ) -> Session:
+        """Open ``out`` for the run of ``cfg``; set threads (``cfg.threads``) and seeds (``cfg.seed``).
+
+        Args:
+            cfg: the run's config (a dataclass with ``seed`` and ``threads`` fields).
+            out: the run directory.
+            desc: a short label for progress lines.
+            total: the units of work the run does in all (epochs, steps), for the progress bar.
+            resume: continue the run in ``out`` (a finished one is returned as it is, in ``result``).
+            overwrite: replace a run already in ``out``.
+            log: where progress lines go (default: a bar on a terminal, else standard error).
+            every: seconds between log lines without a terminal.
+            threads: set torch's thread count from ``cfg.threads`` (processes that share one, as DDP ranks may,
+                set it themselves).
+
+        Raises:
+            RunError: see :meth:`Run.start`.
+        """
+        run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+        session = cls(run, desc, total, log, every)
+        if resume and run.finished:
+            session.result = run.summary()
+            return session
+        if threads:
+            set_threads(cfg.threads)
+        keep_freed_memory()
+        seed_everything(cfg.seed)
+        return session
+
+    def restore(self, apply: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+        """Load the checkpoint, if resuming from one, and ``apply`` it (errors name the checkpoint); return it."""
+        state = self.run.load_checkpoint()
+        if state is not None:
+            with self.run.restoring():
+                apply(state)
+            self.resumed = True
+        return state
+
+    def __enter__(self) -> Session:
+        if self._log is None:
+            self._progress = Progress(self.total, self.desc, every=self._every)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        stopped = isinstance(exc, _Stop)
+        if stopped:
+            self.emit(f"{self.desc}: stopped after {self._checkpoints} checkpoint(s) as asked; resume with --resume")
+            self.result = {"interrupted": True, "done": self._done}
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        return stopped
+
+    # -- during the run ---------------------------------------------------------------------------------------
+
+    def emit(self, line: str) -> None:
+        """A log line (through the bar on a terminal)."""
+        if self._log is not None:
+            self._log(line)
+        elif self._progress is not None:
+            self._progress.write(line)
+        else:
+            print(line, flush=True)
+
+    def advance(self, n: int = 1, **postfix: Any) -> None:
+        """Count ``n`` units of work done and show ``postfix`` values beside the count."""
+        self._done += n
+        if self._progress is not None:
+            self._progress.update(n, **postfix)
+
+    def start_at(self, done: int) -> None:
+        """Start the count at ``done`` units (a resumed run)."""
+        self.advance(done - self._done)
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """One evaluation into ``metrics.jsonl``."""
+        self.run.log(record)
+
+    def checkpoint(self, state: Mapping[str, Any], *, last: bool = False) -> None:
+        """Save the training state; everything that decides whether the run is over belongs in ``state``.
+
+        ``last``: this is the run's final checkpoint (the test hook does not stop a run that is done anyway).
+        """
+        self.run.save_checkpoint(state)
+        self._checkpoints += 1
+        if self._stop_after and self._checkpoints >= self._stop_after and not last:
+            raise _Stop
+
+    def outcome(self) -> dict[str, Any]:
+        """What ``main`` returns after the ``with`` block: the summary, or the interruption marker."""
+        if self.result is None:
+            raise RuntimeError(f"{self.desc}: the session ended without a summary (call finish())")
+        return self.result
+
+    def finish(self, summary: Mapping[str, Any], model: Any = None) -> dict[str, Any]:
+        """Save ``model``'s weights (when given) and the summary, which marks the run finished; return it."""
+        if model is not None:
+            self.run.save_weights(model)
+        self.result = self.run.finish(summary)
+        return self.result
