@@ -57,6 +57,12 @@ class LayerUsage:
             output does not vary at all).
         correlation: correlation of the two terms over the sample (``None`` without a sample, ``nan`` when
             either term is constant).
+
+    Example:
+        >>> from coordconv import CoordConv2d
+        >>> row = inspect_model(CoordConv2d(3, 8, 3))[0]  # no sample: filter norms only
+        >>> row.name, row.coord_channels, row.variance_share
+        ('CoordConv2d', 2, None)
     """
 
     name: str
@@ -224,7 +230,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
         return "nan"
     if math.isinf(value):
         return "inf"
-    return f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.{digits}e}"
 
 
 def format_usage(rows: Sequence[LayerUsage]) -> str:
