@@ -31,7 +31,7 @@ def measure(
     """Steps per second of each variant on ``game``, one value per timed round."""
     agents, envs = [], []
     for model, overrides in variants:
-        cfg = rl.preset("quick", game, model, **overrides)
+        cfg = rl.preset("quick", env=game, model=model, **overrides)
         env = rl.make_env(cfg)
         envs.append(env)
         agents.append(rl.build_agent(cfg, env))

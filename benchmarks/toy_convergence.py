@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         times, walls, steps = [], [], []
         for seed in range(args.seeds):
             cfg = toy.preset(
-                "quick", "classification", "coordconv", split, seed=seed, eval_every=args.eval_every,
+                "quick", task="classification", model="coordconv", split=split, seed=seed, eval_every=args.eval_every,
                 stop_at_target=True, **overrides,
             )  # fmt: skip
             summary = toy.main(cfg, root / f"{split}-seed{seed}", overwrite=True, log=lambda line: None)

@@ -1,10 +1,15 @@
-"""Refresh the parts of README.md that are generated from committed results.
+"""Refresh the parts of README.md and of the documentation (docs/) that are generated from committed files.
 
-A block ``<!-- include: PATH -->`` ... ``<!-- end include -->`` in README.md is replaced by the content of
-PATH (relative to the repository root); ``<!-- include: PATH as python -->`` shows it as a code block. Run
-``python scripts/update_readme.py`` after committing new results;
-``--check`` exits 1 when README.md is out of date (the tests run it), so that no table drifts from the run
-that produced it.
+Two mechanisms, so that no table or reference drifts from what produced it:
+
+* A block ``<!-- include: PATH -->`` ... ``<!-- end include -->`` in README.md or in any page under docs/ is
+  replaced by the content of PATH (relative to the repository root): a Markdown file as it is, any other file
+  (an example script) in a code block of its language.
+* Whole pages generated from the code: ``docs/reference/cli.md`` from the ``coordconv`` argument parsers
+  (``coordconv.cli.build_parser()``).
+
+Run ``python scripts/update_readme.py`` after committing new results or changing the code; ``--check`` exits 1
+when a file is out of date (the tests run it).
 """
 
 from __future__ import annotations
@@ -12,48 +17,161 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(
-    r"(<!-- include: (?P<path>[^ ]+)(?: as (?P<lang>\w+))? -->\n)(?P<body>.*?)(<!-- end include -->)", re.DOTALL
-)
+BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.DOTALL)
+LANGUAGES = {".py": "python", ".sh": "bash", ".toml": "toml", ".yml": "yaml", ".yaml": "yaml", ".cff": "yaml"}
 
 
 def render(readme: str, root: Path = ROOT) -> str:
-    """README text with every include block refreshed from its file."""
+    """Text with every include block refreshed from its file."""
 
     def fill(match: re.Match[str]) -> str:
         path = root / match["path"]
         if not path.is_file():
-            raise FileNotFoundError(f"README includes {match['path']}, which does not exist")
+            raise FileNotFoundError(f"{match['path']} is included but does not exist")
         body = path.read_text()
         body = body if body.endswith("\n") else body + "\n"
-        if match["lang"]:  # a source file, shown as a code block
-            body = f"```{match['lang']}\n{body}```\n"
-        return f"{match[1]}{body}{match[5]}"
+        if path.suffix != ".md":
+            body = f"```{LANGUAGES.get(path.suffix, 'text')}\n{body}```\n"
+        return f"{match[1]}{body}{match[4]}"
 
     return BLOCK.sub(fill, readme)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# the CLI reference
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def _commands(parser: argparse.ArgumentParser, words: list[str]) -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
+    """Every (sub)command with a parser of its own, depth first, in the order they were added."""
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, [*words, name])
+
+
+def _help_of(parser: argparse.ArgumentParser, words: list[str]) -> str:
+    """The one-line help a parent parser gives this subcommand."""
+    return getattr(parser, "_coordconv_help", "")
+
+
+def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            continue
+        if action.option_strings:
+            name = ", ".join(f"`{s}`" for s in action.option_strings)
+            takes_value = action.nargs != 0
+            if takes_value:
+                metavar = action.metavar or (action.dest.upper() if action.choices is None else None)
+                if action.choices is not None and action.metavar is None:
+                    metavar = "{" + ",".join(map(str, action.choices)) + "}"
+                name += f" `{metavar}`"
+        else:
+            name = f"`{action.metavar or action.dest}`"
+        if action.nargs in ("*", "+"):
+            name += " ..."
+        text = action.help or ""
+        if action.help == argparse.SUPPRESS:
+            continue
+        text = text.replace("%(default)s", str(action.default)).replace("%(prog)s", "coordconv")
+        rows.append(f"| {name} | {_escape(text)} |")
+    return rows
+
+
+def cli_reference() -> str:
+    """``docs/reference/cli.md``: every ``coordconv`` command and option, from the argument parsers."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from coordconv.cli import build_parser
+
+    parser = build_parser()
+    # the one-line help of each subcommand lives on the parent's choices actions
+    for _, p in _commands(parser, ["coordconv"]):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    action.choices[choice.dest]._coordconv_help = choice.help or ""  # type: ignore[attr-defined]
+    lines = [
+        "# Command-line reference",
+        "",
+        "<!-- Generated by scripts/update_readme.py from coordconv.cli.build_parser(): do not edit. -->",
+        "",
+        "Every command of `coordconv`, generated from its argument parsers (`coordconv COMMAND --help` prints the",
+        "same). Options of `coordconv train TASK` after the shared ones are the fields of the experiment's config.",
+        "",
+    ]
+    for words, p in _commands(parser, ["coordconv"]):
+        subcommands = [
+            (name, sub)
+            for action in p._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()
+        ]
+        title = " ".join(words)
+        lines += [f"## `{title}`", ""]
+        summary = _help_of(p, words)
+        if summary:
+            lines += [f"*{_escape(summary)}*", ""]
+        if p.description:
+            lines += ["```text", p.description.strip("\n"), "```", ""]
+        if subcommands:
+            lines += ["| command | what it does |", "|---|---|"]
+            for name, sub in subcommands:
+                anchor = " ".join([*words, name])
+                lines.append(f"| `{anchor}` | {_escape(getattr(sub, '_coordconv_help', ''))} |")
+            lines.append("")
+        options = _option_rows(p)
+        if options:
+            lines += ["| argument | meaning |", "|---|---|", *options, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+GENERATED: dict[str, Callable[[], str]] = {"docs/reference/cli.md": cli_reference}
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    """The files whose include blocks are refreshed: README.md and every page under docs/."""
+    generated = {root / p for p in GENERATED}
+    return [root / "README.md", *(p for p in sorted((root / "docs").rglob("*.md")) if p not in generated)]
+
+
+def fresh_files(root: Path = ROOT) -> dict[Path, str]:
+    """What every generated or including file should contain."""
+    out = {path: render(path.read_text(), root) for path in documents(root)}
+    out.update({root / path: make() for path, make in GENERATED.items()})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Refresh README.md, or with --check only report whether it is up to date."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="only check; exit 1 if README.md is out of date")
+    """Refresh README.md and docs/, or with --check only report whether they are up to date."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
-    readme_path = ROOT / "README.md"
-    current = readme_path.read_text()
-    fresh = render(current)
-    if args.check:
-        if fresh != current:
-            print("README.md is out of date: run python scripts/update_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    if fresh != current:
-        tmp = readme_path.with_name(".README.md.tmp")
-        tmp.write_text(fresh)
-        tmp.replace(readme_path)
-        print("README.md updated")
+    stale = []
+    for path, text in fresh_files().items():
+        current = path.read_text() if path.is_file() else None
+        if current == text:
+            continue
+        stale.append(path.relative_to(ROOT))
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+            print(f"{path.relative_to(ROOT)} updated")
+    if args.check and stale:
+        names = ", ".join(map(str, stale))
+        print(f"out of date: {names}; run python scripts/update_readme.py", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,7 +28,7 @@ def test_readme_images_and_links_exist():
     import re
 
     text = (ROOT / "README.md").read_text()
-    targets = re.findall(r"\]\(((?:results|benchmarks|src|tests)/[^)#]+)\)", text)
+    targets = re.findall(r"\]\(((?:results|benchmarks|src|tests|docs|examples)/[^)#]+|CHANGELOG.md)\)", text)
     assert targets
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, missing

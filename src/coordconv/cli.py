@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from coordconv._version import __version__
 
@@ -63,6 +65,74 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+INSPECT_DESCRIPTION = """\
+Report, for each CoordConv layer of a trained model, how much it uses the coordinates: the norms of its
+coordinate filters (W_c) and input filters (W), their ratio (also per weight: RMS ratio), and on sample
+inputs the share of the layer's output variance that the coordinate term carries (0: translation invariant,
+1: only the coordinates matter) and the correlation of the two terms. See coordconv.inspect_model.
+
+MODEL is either a run directory of `coordconv train classification|rendering|regression` (the model is
+rebuilt from its config.json, loaded from model.safetensors, and run on the first --samples examples of its
+test set), or a .safetensors state dict of any model (filter norms only: there is no module to run). For
+other models call coordconv.inspect_model(model, sample) in Python.
+"""
+
+
+def _inspect_run(path: Path, samples: int) -> list[Any]:
+    """Rebuild a toy-task run's model, load its weights, and inspect it on its test inputs."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from coordconv import inspect_model
+    from coordconv.repro.experiments import toy
+
+    stored = json.loads((path / "config.json").read_text())
+    config = stored.get("config", stored)
+    if config.get("task") not in toy.TASKS:
+        raise ValueError(
+            f"{path} is not a run of coordconv train {'|'.join(toy.TASKS)} (its config has task "
+            f"{config.get('task')!r}); pass its model.safetensors for the filter norms, or call "
+            "coordconv.inspect_model in Python"
+        )
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{path} has no model.safetensors: the run has not finished")
+    cfg = toy.Config(**{k: v for k, v in config.items() if k in toy.Config.__dataclass_fields__})
+    model = toy.build_model(cfg)
+    model.load_state_dict(load_file(str(weights)))
+    sample = toy.load_data(cfg).test_x[:samples]
+    return inspect_model(model, sample)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from coordconv.inspect import format_usage, inspect_model
+
+    path = Path(args.model)
+    if args.samples < 1:
+        args.parser.error(f"--samples must be >= 1, got {args.samples}")
+    try:
+        if path.is_dir():
+            rows = _inspect_run(path, args.samples)
+        elif path.suffix == ".safetensors" and path.is_file():
+            from safetensors.torch import load_file
+
+            rows = inspect_model(load_file(str(path)))
+        else:
+            raise ValueError(f"{path} is neither a run directory nor a .safetensors file")
+    except (ValueError, OSError, ImportError) as e:
+        print(f"coordconv inspect: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+    else:
+        print(format_usage(rows))
+    return 0
+
+
 def _bench_layer(args: argparse.Namespace) -> int:
     from coordconv.bench import run_from_args
 
@@ -91,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_module.add_arguments(layer)
     layer.set_defaults(func=_bench_layer, parser=layer)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="how much each CoordConv layer of a trained model uses the coordinates",
+        description=INSPECT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("model", metavar="MODEL", help="a run directory of coordconv train, or a .safetensors file")
+    inspect.add_argument(
+        "--samples", type=int, default=256, help="test examples to run a run directory's model on (default: 256)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    inspect.set_defaults(func=_inspect, parser=inspect)
 
     from coordconv.repro.commands import add_commands
 

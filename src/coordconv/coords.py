@@ -56,6 +56,18 @@ class CoordEncoding(abc.ABC):
     Subclass it to plug in your own encoding: implement :meth:`channels` (how many channels for a grid of a
     given rank) and :meth:`encode` (linear coordinates in, channels out). Encodings hold no parameters and
     must be picklable; frozen dataclasses are a good fit. They are applied under ``torch.no_grad()``.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class Squares(CoordEncoding):
+        ...     def channels(self, rank):
+        ...         return 2 * rank
+        ...     def encode(self, coords):
+        ...         return torch.cat([coords, coords.square()])
+        >>> coord_grid((3,), encoding=Squares())
+        tensor([[-1.,  0.,  1.],
+                [ 1.,  0.,  1.]])
     """
 
     @abc.abstractmethod
@@ -69,7 +81,12 @@ class CoordEncoding(abc.ABC):
 
 @dataclass(frozen=True)
 class LinearEncoding(CoordEncoding):
-    """The paper's encoding: the linear coordinates themselves, one channel per spatial axis."""
+    """The paper's encoding: the linear coordinates themselves, one channel per spatial axis (the default).
+
+    Example:
+        >>> LinearEncoding().channels(2), coord_grid((2,), encoding=LinearEncoding())
+        (2, tensor([[-1.,  1.]]))
+    """
 
     def channels(self, rank: int) -> int:
         return rank
@@ -80,7 +97,15 @@ class LinearEncoding(CoordEncoding):
 
 @dataclass(frozen=True)
 class RadiusEncoding(CoordEncoding):
-    """The linear coordinates plus the radius channel ``r = sqrt(sum_k c_k ** 2)``, appended last."""
+    """The linear coordinates plus the radius channel ``r = sqrt(sum_k c_k ** 2)``, appended last.
+
+    The same as ``encoding="linear", with_r=True``.
+
+    Example:
+        >>> coord_grid((3,), encoding=RadiusEncoding())
+        tensor([[-1.,  0.,  1.],
+                [ 1.,  0.,  1.]])
+    """
 
     def channels(self, rank: int) -> int:
         return rank + 1
@@ -100,6 +125,11 @@ class FourierEncoding(CoordEncoding):
     Args:
         frequencies: positive frequencies, in periods per half grid.
         include_linear: also emit the plain linear coordinates first.
+
+    Example:
+        >>> enc = FourierEncoding(frequencies=(1.0,), include_linear=False)
+        >>> enc.channels(2), coord_grid((4, 6), encoding=enc).shape  # sin(pi i), sin(pi j), cos(pi i), cos(pi j)
+        (4, torch.Size([4, 4, 6]))
     """
 
     frequencies: tuple[float, ...] = (1.0, 2.0, 4.0)
@@ -252,7 +282,12 @@ def linear_coords(
 
 
 def coord_channels(rank: int, encoding: EncodingLike = "linear", *, with_r: bool = False) -> int:
-    """How many coordinate channels an encoding adds to an input with ``rank`` spatial axes."""
+    """How many coordinate channels an encoding adds to an input with ``rank`` spatial axes.
+
+    Example:
+        >>> coord_channels(2), coord_channels(2, with_r=True), coord_channels(3, "fourier")
+        (2, 3, 21)
+    """
     if rank not in (1, 2, 3):
         raise ValueError(f"rank must be 1, 2 or 3, got {rank!r}")
     return resolve_encoding(encoding, with_r=with_r).channels(rank)

@@ -90,6 +90,10 @@ def add_coords(
         encoding: ``"linear"`` (default), ``"radius"``, ``"fourier"`` or a :class:`~coordconv.CoordEncoding`.
         order: ``"ij"`` (rows before columns, the default) or ``"xy"`` (the official TF code's order).
 
+    Shape:
+        - Input: :math:`(N, C, *S)` with 1 to 3 spatial axes :math:`S`.
+        - Output: :math:`(N, C + k, *S)`, :math:`k` coordinate channels (:func:`coord_channels`).
+
     Example:
         >>> add_coords(torch.zeros(1, 1, 2, 3))[0, 1:]
         tensor([[[-1., -1., -1.],
@@ -475,6 +479,10 @@ class CoordConv1d(_CoordConvNd, nn.Conv1d):
     Arguments before ``*`` are ``nn.Conv1d``'s, in the same order with the same meaning; the keyword-only
     options are those of :class:`CoordConv2d`. ``coord_weight`` has shape ``(out_channels, coord_channels, k)``.
 
+    Shape:
+        - Input: :math:`(N, C_{in}, L)` or :math:`(C_{in}, L)`.
+        - Output: :math:`(N, C_{out}, L_{out})` or :math:`(C_{out}, L_{out})`, as ``nn.Conv1d``.
+
     Example:
         >>> CoordConv1d(4, 8, 3, padding="same")(torch.randn(2, 4, 50)).shape
         torch.Size([2, 8, 50])
@@ -573,6 +581,15 @@ class CoordConv3d(_CoordConvNd, nn.Conv3d):
     Arguments before ``*`` are ``nn.Conv3d``'s, in the same order with the same meaning; the keyword-only
     options are those of :class:`CoordConv2d` (``r = sqrt(d ** 2 + i ** 2 + j ** 2)``). ``coord_weight`` has
     shape ``(out_channels, coord_channels, kD, kH, kW)``.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, D, H, W)` or :math:`(C_{in}, D, H, W)`.
+        - Output: :math:`(N, C_{out}, D_{out}, H_{out}, W_{out})` or without the batch axis, as ``nn.Conv3d``.
+
+    Example:
+        >>> layer = CoordConv3d(2, 4, 3, padding=1, with_r=True)
+        >>> layer(torch.randn(1, 2, 5, 6, 7)).shape, layer.coord_weight.shape
+        (torch.Size([1, 4, 5, 6, 7]), torch.Size([4, 4, 3, 3, 3]))
     """
 
     _rank = 3
@@ -607,6 +624,15 @@ class CoordConvTranspose1d(_CoordConvTransposeNd, nn.ConvTranspose1d):
 
     Arguments before ``*`` are ``nn.ConvTranspose1d``'s; the keyword-only options are those of
     :class:`CoordConv2d`. ``coord_weight`` has shape ``(coord_channels, out_channels, k)``.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, L)` or :math:`(C_{in}, L)`.
+        - Output: :math:`(N, C_{out}, L_{out})` or :math:`(C_{out}, L_{out})`, as ``nn.ConvTranspose1d``.
+
+    Example:
+        >>> up = CoordConvTranspose1d(8, 4, 4, stride=2, padding=1)
+        >>> up(torch.randn(3, 8, 25)).shape, up.coord_weight.shape
+        (torch.Size([3, 4, 50]), torch.Size([1, 4, 4]))
     """
 
     _rank = 1
@@ -646,6 +672,11 @@ class CoordConvTranspose2d(_CoordConvTransposeNd, nn.ConvTranspose2d):
     meaning, and ``forward`` takes the same optional ``output_size``. The keyword-only options are those of
     :class:`CoordConv2d`. ``weight`` is ``(in_channels, out_channels / groups, kH, kW)`` as in torch;
     ``coord_weight`` is ``(coord_channels, out_channels, kH, kW)``, dense over groups.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)` or :math:`(C_{in}, H, W)`.
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})` or :math:`(C_{out}, H_{out}, W_{out})`, as
+          ``nn.ConvTranspose2d`` (``output_size`` chooses among the sizes a stride allows).
 
     Example:
         >>> up = CoordConvTranspose2d(16, 8, 4, stride=2, padding=1)
@@ -687,6 +718,16 @@ class CoordConvTranspose3d(_CoordConvTransposeNd, nn.ConvTranspose3d):
 
     Arguments before ``*`` are ``nn.ConvTranspose3d``'s; the keyword-only options are those of
     :class:`CoordConv2d`. ``coord_weight`` has shape ``(coord_channels, out_channels, kD, kH, kW)``.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, D, H, W)` or :math:`(C_{in}, D, H, W)`.
+        - Output: :math:`(N, C_{out}, D_{out}, H_{out}, W_{out})` or without the batch axis, as
+          ``nn.ConvTranspose3d``.
+
+    Example:
+        >>> up = CoordConvTranspose3d(4, 2, 2, stride=2)
+        >>> up(torch.randn(1, 4, 3, 4, 5)).shape
+        torch.Size([1, 2, 6, 8, 10])
     """
 
     _rank = 3

@@ -1,0 +1,56 @@
+"""The scripts in examples/ run as a user would run them (a subprocess each, with fewer steps to save CI time).
+
+An example whose optional dependencies are missing is skipped, naming them.
+"""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def _run(script, *args, needs=()):
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{script} needs {', '.join(missing)}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_every_example_is_tested():
+    tested = {"retrofit_resnet.py", "unet_keypoints.py", "sb3_policy.py", "onnx_export.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_retrofit_resnet():
+    out = _run("retrofit_resnet.py", "--steps", "3", needs=("torchvision",))
+    assert "max |output change| after conversion: 0.0e+00" in out
+    assert "trained in the CoordConv ResNet: ['conv1.coord_weight', 'fc.weight', 'fc.bias']" in out
+    assert "| conv1 | CoordConv2d | 2 |" in out
+
+
+def test_unet_keypoints():
+    out = _run("unet_keypoints.py", "--steps", "20")
+    lines = [line for line in out.splitlines() if "mean keypoint error" in line]
+    assert [line.split()[0] for line in lines] == ["conv", "CoordConv"]
+
+
+def test_sb3_policy():
+    out = _run("sb3_policy.py", "--steps", "100", needs=("stable_baselines3", "minatar", "gymnasium"))
+    assert "CoordConv2d(4, 16, kernel_size=(3, 3)" in out
+    assert "| net.0 | CoordConv2d | 2 |" in out
+
+
+def test_onnx_export():
+    out = _run("onnx_export.py", needs=("onnx", "onnxscript", "onnxruntime"))
+    assert out.count("onnxruntime equals PyTorch") == 3
