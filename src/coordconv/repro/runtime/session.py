@@ -84,7 +84,6 @@ class Session:
         overwrite: bool = False,
         log: Callable[[str], None] | None = None,
         every: float = 10.0,
-        threads: bool = True,
     ) -> Session:
         """Open ``out`` for the run of ``cfg``; set threads (``cfg.threads``) and seeds (``cfg.seed``).
 
@@ -97,8 +96,6 @@ class Session:
             overwrite: replace a run already in ``out``.
             log: where progress lines go (default: a bar on a terminal, else standard error).
             every: seconds between log lines without a terminal.
-            threads: set torch's thread count from ``cfg.threads`` (processes that share one, as DDP ranks may,
-                set it themselves).
 
         Raises:
             RunError: see :meth:`Run.start`.
@@ -108,8 +105,7 @@ class Session:
         if resume and run.finished:
             session.result = run.summary()
             return session
-        if threads:
-            set_threads(cfg.threads)
+        set_threads(cfg.threads)
         keep_freed_memory()
         seed_everything(cfg.seed)
         return session
@@ -158,7 +154,9 @@ class Session:
             self._progress.update(n, **postfix)
 
     def start_at(self, done: int) -> None:
-        """Start the count at ``done`` units (a resumed run)."""
+        """Start the count at ``done`` units (a resumed run says where it goes on from)."""
+        if self.resumed:
+            self.emit(f"{self.desc}: resumed from its checkpoint at {done}/{self.total}")
         self.advance(done - self._done)
 
     def log(self, record: Mapping[str, Any]) -> None:
