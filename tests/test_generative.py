@@ -94,6 +94,9 @@ def test_finder_known_answers():
     assert two_red.one_each.tolist() == [False] and two_red.object_count.tolist() == [3]
     purple = soc.find_objects(_canvas(((128, 0, 128), 5, 5, 8), ((128, 0, 128), 40, 40, 8)))
     assert purple.red_count.tolist() == purple.blue_count.tolist() == [0] and purple.two_objects.tolist() == [True]
+    assert found.two_separate.tolist() == [True]
+    fused = soc.find_objects(_canvas((red, 10, 10, 8), (blue, 18, 10, 8)))  # touching: the colours pass, not apart
+    assert fused.one_each.tolist() == [True] and fused.two_separate.tolist() == [False]
     speck = soc.find_objects(_canvas((red, 5, 5, 4), (blue, 40, 40, 6)))  # 16 px < MIN_AREA: noise
     assert speck.red_count.tolist() == [0] and speck.red.isnan().all()
     float_images = one_each.float() / 255  # float input in [0, 1] gives the same answer
@@ -151,6 +154,36 @@ def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
     torch.testing.assert_close(ours, tiled)
 
 
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_official_init(model):
+    torch.manual_seed(0)
+    g, d = models.build_gan(model, z_dim=64, width=1 / 2, batchnorm=False)
+    models.official_init(g, d)
+    for net in (g, d):
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)) and m.bias is not None:
+                assert not m.bias.any()
+    # Glorot-uniform: bound sqrt(6 / (fan_in + fan_out)); the CoordConv's coordinate filters share its fan-in
+    first = d.convs[0]
+    extra = 2 if model == "coordconv" else 0
+    bound = math.sqrt(6 / (25 * (3 + extra) + 25 * first.out_channels))
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.9 * bound
+    if model == "coordconv":
+        assert first.coord_weight.abs().max() <= bound
+        # He-normal (truncated at 2 std, std corrected): std sqrt(2 / fan_in); the first layer's fan-in is z + i, j
+        layer = g.body[1]
+        std = math.sqrt(2 / layer.in_channels)
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.1)
+        assert layer.weight.abs().max() <= 2 * std / 0.8796 + 1e-6
+        first_std = math.sqrt(2 / 66)
+        assert g.z_in.weight.std().item() == pytest.approx(first_std, rel=0.1)
+        assert g.coord_in.weight.abs().max() <= 2 * first_std / 0.8796 + 1e-6
+    else:
+        deconv = g.deconvs[0]  # (in, out, k, k): fan_in = out * k * k for the transposed convolution's input grads
+        bound = math.sqrt(6 / (25 * deconv.in_channels + 25 * deconv.out_channels))
+        assert deconv.weight.abs().max() <= bound
+
+
 @pytest.mark.parametrize("width", [1.0, 1 / 8])
 def test_vaes_have_matched_sizes(width):
     sizes = [sum(p.numel() for p in models.build_vae(m, 16, width).parameters()) for m in ("conv", "coordconv")]
@@ -174,10 +207,61 @@ def test_official_gan_sizes():
 def test_bad_config_and_preset():
     with pytest.raises(ValueError, match="width"):
         generative.Config(width=0)
+    with pytest.raises(ValueError, match="beta2"):
+        generative.Config(beta2=1.0)
+    with pytest.raises(ValueError, match="invalid init: 'he'"):
+        generative.Config(init="he")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid d_input: 'raw'"):
+        generative.Config(d_input="raw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         generative.preset("huge", "gan", "conv")
     with pytest.raises(ValueError, match="unknown task 'flow'"):
         generative.preset("smoke", "flow", "conv")
+
+
+def test_cpu_preset_treats_both_gans_alike():
+    conv, coord = (generative.preset("cpu", "gan", m) for m in ("conv", "coordconv"))
+    assert {**to_dict(conv), "model": "coordconv"} == to_dict(coord)
+    assert (conv.init, conv.d_input, conv.d_batchnorm, conv.beta1, conv.beta2) == (
+        "official",
+        "pre_tanh",
+        False,
+        0.9,
+        0.99,
+    )
+    # smoke, quick and paper keep the settings their committed runs were made with
+    for name in ("smoke", "quick", "paper"):
+        cfg = generative.preset(name, "gan", "conv")
+        assert (cfg.init, cfg.d_input, cfg.beta1, cfg.beta2) == ("torch", "tanh", 0.5, 0.999)
+
+
+@pytest.mark.parametrize("d_input", ["tanh", "pre_tanh"])
+def test_discriminator_input_and_samples(d_input):
+    cfg = generative.preset("smoke", "gan", "coordconv", d_input=d_input, init="official")
+    trainer = generative._GAN(cfg)
+    z = trainer.latents(4, torch.Generator().manual_seed(0))
+    seen, raw = trainer._fake(z), trainer.g(z)
+    torch.testing.assert_close(seen, raw if d_input == "pre_tanh" else torch.tanh(raw))
+    samples = trainer.sample(z)  # always through the tanh, in [0, 1]
+    torch.testing.assert_close(samples, torch.tanh(trainer.g.eval()(z)) * 0.5 + 0.5)
+    assert samples.min() >= 0 and samples.max() <= 1
+
+
+def test_gan_logs_its_balance(tmp_path):
+    cfg = generative.preset("smoke", "gan", "conv", threads=1, d_input="pre_tanh", init="official")
+    generative.main(cfg, tmp_path / "run", log=lambda _: None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+    for r in records:
+        assert r["d_loss"] > 0 and r["g_loss"] > 0
+        assert 0 <= r["d_real_acc"] <= 1 and 0 <= r["d_fake_acc"] <= 1
+        assert 0 <= r["two_separate"] <= r["one_each"] + 1e-9
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["two_separate"] > 0.5  # the data: objects touch in about a sixth of the images
+    from PIL import Image
+
+    with Image.open(tmp_path / "run" / "progress.png") as img:  # one row of 8 samples per evaluation
+        assert img.size[0] > 3 * img.size[1]
 
 
 @pytest.mark.parametrize("task", ["gan", "vae"])
@@ -198,8 +282,15 @@ def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
-    for name in ("samples.png", "interpolation.png", "objects.npz", "summary.json", "metrics.jsonl"):
+    for name in ("samples.png", "interpolation.png", "progress.png", "objects.npz", "summary.json", "metrics.jsonl"):
         assert (tmp_path / "cut" / name).exists()
+    # the logged interval means and the progress rows survive the interruption
+    whole_log, cut_log = ((tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("whole", "cut"))
+    drop = ("train_seconds",)
+    assert [{k: v for k, v in json.loads(x).items() if k not in drop} for x in whole_log] == [
+        {k: v for k, v in json.loads(x).items() if k not in drop} for x in cut_log
+    ]
+    assert (tmp_path / "whole" / "progress.png").read_bytes() == (tmp_path / "cut" / "progress.png").read_bytes()
 
 
 def test_train_and_reproduce_through_the_cli(tmp_path):

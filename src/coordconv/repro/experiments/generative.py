@@ -1,8 +1,8 @@
 """GANs and VAEs on two-object Sort-of-Clevr, conv against CoordConv (Liu et al. 2018, Sec. 5.1).
 
 * ``gan``: the DCGAN-like baseline against the CoordConv GAN (``clevr_coordconv_in_gd``), trained as the
-  official code does: z of ``z_dim`` dimensions uniform in [-1, 1], batch 16, Adam (lr 1e-4 for D, 5e-4 for G,
-  beta1 0.5 as in DCGAN), each iteration one discriminator step then two generator steps, the non-saturating
+  official code does: z of ``z_dim`` dimensions uniform in [-1, 1], batch 16, Adam (lr 1e-4 for D, 5e-4 for G;
+  betas: see the config), each iteration one discriminator step then two generator steps, the non-saturating
   loss (sigmoid cross-entropy). Samples come from the generator in eval mode (BatchNorm running statistics).
 * ``vae``: a conv VAE against a CoordConv VAE of about the same size (Bernoulli decoder, the ELBO with
   ``kl_weight`` on the KL term, Adam). Samples decode z ~ N(0, I).
@@ -12,9 +12,14 @@ are found by colour (:func:`~coordconv.repro.data.sortofclevr.find_objects`); re
 the red centres, the blue centres and the centre differences (8-px bins, nats; the paper's binning is not
 known) beside the same numbers for the training data, the fraction of samples with exactly one red and one
 blue object, the fraction with exactly two objects of any colour (a model that has not yet learnt the colours
-still draws two objects), and both fractions over latent-interpolation frames (16 strips of 10 frames between
-random latents; for the VAE between the encodings of two test images): an object that dissolves or doubles on
-the way shows up there. The VAE also reports its test ELBO terms.
+still draws two objects), the fraction with one red and one blue object that do not touch (``two_separate``: the
+colour finder alone accepts a red and a blue region fused into one blob), and the first two fractions over
+latent-interpolation frames (16 strips of 10 frames between random latents; for the VAE between the encodings of
+two test images): an object that dissolves or doubles on the way shows up there. The VAE also reports its test
+ELBO terms. Each evaluation also logs the means of the training steps' outputs since the previous one (GAN:
+``d_loss``, ``g_loss`` and the discriminator's accuracy on the real and the fake images of its own steps,
+``d_real_acc`` and ``d_fake_acc``, by the sign of its logit; VAE: ``recon`` and ``kl``), and draws 8 samples of
+fixed latents: ``progress.png`` shows them, one row per evaluation.
 
 Each step draws its batch and its latents from a generator seeded by the run's seed and the step number, so a
 resumed run continues exactly as an uninterrupted one would.
@@ -35,6 +40,7 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.models import generative as models
+from coordconv.repro.report.plots import save_image_grid
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run
@@ -44,8 +50,9 @@ __all__ = ["PRESETS", "TASKS", "Config", "evaluate", "interpolate", "main", "pre
 
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "cpu", "paper")
 INTERP_STRIPS, INTERP_FRAMES = 16, 10
+PROGRESS_SAMPLES = 8  # samples of fixed latents drawn at each evaluation (progress.png)
 TEST_IMAGES = 1_000
 
 
@@ -74,12 +81,21 @@ class Config:
     lr_g: float = 5e-4
     """GAN: generator learning rate."""
     beta1: float = 0.5
-    """Adam's beta1 (DCGAN's 0.5)."""
+    """Adam's beta1 (DCGAN's 0.5; the official code's default: 0.9)."""
+    beta2: float = 0.999
+    """Adam's beta2 (PyTorch's default; the official code's default: 0.99)."""
     g_steps: int = 2
     """GAN: generator steps per discriminator step."""
     d_batchnorm: bool = True
     """GAN: BatchNorm in the discriminator (official: yes). Real and fake images go through it in separate
     batches, as in DCGAN."""
+    init: Literal["torch", "official"] = "torch"
+    """GAN: weight initialisation: PyTorch's defaults, or the official code's (He-normal weights in the CoordConv
+    generator, Glorot-uniform elsewhere, zero biases; see models.generative.official_init)."""
+    d_input: Literal["tanh", "pre_tanh"] = "tanh"
+    """GAN: what the discriminator sees of a generated image: the generator's output after its final tanh, or
+    before it (the official CoordConv GAN feeds its discriminator the CoordConv generator's pre-tanh output).
+    Samples always pass the tanh. Applies to either model."""
     kl_weight: float = 1.0
     """VAE: weight of the KL term."""
     train_images: int = 50_000
@@ -105,6 +121,7 @@ class Config:
             "lr_d": self.lr_d > 0,
             "lr_g": self.lr_g > 0,
             "beta1": 0 <= self.beta1 < 1,
+            "beta2": 0 <= self.beta2 < 1,
             "g_steps": self.g_steps >= 1,
             "kl_weight": self.kl_weight >= 0,
             "train_images": self.train_images >= 1,
@@ -137,9 +154,15 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
         base.update(z_dim=16, batch_size=32)
     quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
+    cpu: dict[str, Any] = {"width": 1 / 4, "train_images": 10_000, "eval_every": 250}
+    if task == "gan":
+        cpu.update(steps=3_000, d_batchnorm=False, init="official", d_input="pre_tanh", beta1=0.9, beta2=0.99)
+    else:
+        cpu.update(steps=1_000)
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
         "quick": quick,
+        "cpu": cpu,
         "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
     }
     return Config(**{**base, **sizes[name], **overrides})
@@ -177,41 +200,57 @@ class _Trainer:
 class _GAN(_Trainer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        g, d = models.build_gan(cfg.model, cfg.z_dim, cfg.width, batchnorm=cfg.d_batchnorm)
+        # the generator ends without its tanh: _fake applies it, or leaves it out for a pre-tanh discriminator
+        g, d = models.build_gan(cfg.model, cfg.z_dim, cfg.width, batchnorm=cfg.d_batchnorm, out="linear")
+        if cfg.init == "official":
+            models.official_init(g, d)
         self.g, self.d = _channels_last(g), _channels_last(d)
         self.modules = {"generator": self.g, "discriminator": self.d}
+        betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
-            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999)),
-            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999)),
+            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas),
         }
 
     def latents(self, n: int, gen: torch.Generator) -> Tensor:
         return torch.rand(n, self.cfg.z_dim, generator=gen) * 2 - 1
 
+    def _fake(self, z: Tensor) -> Tensor:
+        """What the discriminator sees of the generated images for ``z``."""
+        out = self.g(z)
+        return out if self.cfg.d_input == "pre_tanh" else torch.tanh(out)
+
     def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One discriminator step and ``g_steps`` generator steps: the losses and D's accuracy (logit sign)."""
         real = (images.float() / 127.5 - 1).contiguous(memory_format=torch.channels_last)
         n = len(real)
         ones, zeros = torch.ones(n), torch.zeros(n)
         with torch.no_grad():
-            fake = self.g(self.latents(n, gen))
-        loss_d = F.binary_cross_entropy_with_logits(self.d(real), ones) + F.binary_cross_entropy_with_logits(
-            self.d(fake), zeros
+            fake = self._fake(self.latents(n, gen))
+        logits_real, logits_fake = self.d(real), self.d(fake)
+        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
+            logits_fake, zeros
         )
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
             # the non-saturating loss: the generator maximises log D(G(z))
-            loss_g = F.binary_cross_entropy_with_logits(self.d(self.g(self.latents(n, gen))), ones)
+            loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        return {
+            "d_loss": loss_d.item(),
+            "g_loss": loss_g.item(),
+            "d_real_acc": (logits_real > 0).float().mean().item(),
+            "d_fake_acc": (logits_fake < 0).float().mean().item(),
+        }
 
     def sample(self, z: Tensor) -> Tensor:
         self.g.eval()
         with torch.no_grad():
-            out = torch.cat([self.g(part) for part in z.split(256)]) * 0.5 + 0.5
+            out = torch.cat([torch.tanh(self.g(part)) for part in z.split(256)]) * 0.5 + 0.5
         self.g.train()
         return out
 
@@ -306,6 +345,7 @@ def evaluate(cfg: Config, trainer: _Trainer, test: Tensor) -> tuple[dict[str, An
         "entropy": sortofclevr.entropies(found),
         "one_each": found.one_each.float().mean().item(),
         "two_objects": found.two_objects.float().mean().item(),
+        "two_separate": found.two_separate.float().mean().item(),
         "red_found": (~found.red.isnan().any(1)).float().mean().item(),
         "blue_found": (~found.blue.isnan().any(1)).float().mean().item(),
         "interpolation_one_each": in_frames.one_each.float().mean().item(),
@@ -334,8 +374,6 @@ def main(
     """
     import numpy as np
 
-    from coordconv.repro.report.plots import save_image_grid
-
     run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
     if resume and run.finished:
         return run.summary()
@@ -346,6 +384,8 @@ def main(
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
     trainer = _build(cfg)
     step, train_seconds = 0, 0.0
+    progress_z = trainer.latents(PROGRESS_SAMPLES, _step_generator(cfg, -1, salt=4))
+    progress_rows: list[Tensor] = []  # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
     state = run.load_checkpoint() if resume else None
     if state is not None:
         for name, module in trainer.modules.items():
@@ -353,6 +393,7 @@ def main(
         for name, opt in trainer.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         step, train_seconds = state["step"], state["train_seconds"]
+        progress_rows = list(state.get("progress", []))
 
     desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
     progress = Progress(cfg.steps, desc, every=30.0) if log is None else None
@@ -361,6 +402,10 @@ def main(
         progress.update(step)
     steps_this_session = 0
     metrics: dict[str, Any] = {}
+    # the step outputs (losses, D's accuracies) summed since the last evaluation; evaluations log their means, and
+    # checkpoints are taken right after one, so a resumed run sums exactly as an uninterrupted one
+    interval: dict[str, float] = {}
+    interval_steps = 0
     while step < cfg.steps:
         gen = _step_generator(cfg, step)
         batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
@@ -370,11 +415,18 @@ def main(
         train_seconds += time.perf_counter() - start
         step += 1
         steps_this_session += 1
+        for key, value in losses.items():
+            interval[key] = interval.get(key, 0.0) + value
+        interval_steps += 1
         if progress:
             progress.update(1, **losses)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics, *_ = evaluate(cfg, trainer, test)
-            run.log({"step": step, "train_seconds": train_seconds, **losses, **metrics})
+            means = {key: total / interval_steps for key, total in interval.items()}
+            interval, interval_steps = {}, 0
+            progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
+            save_image_grid(torch.cat(progress_rows).float() / 255, run.path / "progress.png", nrow=PROGRESS_SAMPLES)
+            run.log({"step": step, "train_seconds": train_seconds, **means, **metrics})
             ent = metrics["entropy"]
             emit(
                 f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
@@ -386,6 +438,7 @@ def main(
                     "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
                     "step": step,
                     "train_seconds": train_seconds,
+                    "progress": progress_rows,
                 }
             )
             if cfg.stop_after_steps and steps_this_session >= cfg.stop_after_steps and step < cfg.steps:
@@ -424,6 +477,7 @@ def main(
             "entropy": sortofclevr.entropies(data_found),
             "one_each": data_found.one_each.float().mean().item(),
             "two_objects": data_found.two_objects.float().mean().item(),
+            "two_separate": data_found.two_separate.float().mean().item(),
         },
         "config": to_dict(cfg),
     }
