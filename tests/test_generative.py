@@ -331,3 +331,30 @@ def test_dataset_command(tmp_path):
     assert (tmp_path / "s.png").exists()
     refused = coordconv("dataset", "sortofclevr", "--out", tmp_path / "s.npz", "--count", "20")
     assert refused.returncode == 1 and "exists; pass --overwrite" in refused.stderr
+
+
+def test_gan_report_tests_the_difference(tmp_path):
+    from scipy import stats
+
+    from coordconv.repro.report import generative as report
+    from coordconv.repro.report.runs import FinishedRun
+
+    def run(model, seed, red, separate):
+        summary = {
+            "task": "gan", "model": model, "seed": seed, "entropy": {"red": red, "blue": 3.0, "diff": 2.0},
+            "one_each": 0.9, "two_objects": 0.8, "two_separate": separate, "interpolation_one_each": 0.9,
+            "interpolation_two_objects": 0.8, "train_seconds": 10.0, "config": {"eval_samples": 100},
+            "data": {"entropy": {"red": 3.5, "blue": 3.5, "diff": 4.3}, "one_each": 1.0, "two_objects": 0.8},
+        }  # fmt: skip
+        return FinishedRun(tmp_path / f"{model}-seed{seed}", summary, [])
+
+    conv = [run("conv", s, r, 0.5) for s, r in enumerate([2.0, 2.2, 2.4])]  # "apart": no spread, no test
+    coord = [run("coordconv", s, r, 0.7) for s, r in enumerate([3.0, 3.1, 3.5])]
+    text = report.gan_test(conv + coord)
+    t, p = stats.ttest_ind([3.0, 3.1, 3.5], [2.0, 2.2, 2.4], equal_var=False)
+    assert f"| entropy red | 2.20 ± 0.20 | 3.20 ± 0.26 | +1.00 | {t:.2f} | {p:.3g} |" in text
+    assert "| one of each, apart | 0.50 ± 0.00 | 0.70 ± 0.00 | +0.20 | - | (no spread) |" in text
+    assert "needs at least two" in report.gan_test(conv + coord[:1])
+    table = report.gan_table(conv + coord)
+    assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
+    assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"

@@ -199,6 +199,35 @@ def main_generative(
     return path
 
 
+def _side_by_side(out: Path, task: str, runs: list[Any]) -> list[str]:
+    """Markdown: each seed's samples of both models side by side, then seed 0's interpolations and progress."""
+    from coordconv.repro.report import generative as gen_report
+
+    by_key = {(r.summary["model"], r.summary["seed"]): r.path.relative_to(out).as_posix() for r in runs}
+    names = [gen_report.NAMES[task][m] for m in report.MODELS]
+    seeds = sorted({seed for _, seed in by_key})
+
+    def cells(file: str, seed: int) -> str:
+        return " | ".join(
+            f"![{name}]({by_key[model, seed]}/{file})" if (model, seed) in by_key else "-"
+            for model, name in zip(report.MODELS, names, strict=True)
+        )
+
+    lines = ["Samples (64 per run, final model), both models side by side:", "", f"| seed | {' | '.join(names)} |"]
+    lines += ["|---|" + "---|" * len(names)] + [f"| {seed} | {cells('samples.png', seed)} |" for seed in seeds]
+    first = seeds[0] if seeds else 0
+    lines += ["", f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
+              "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
+              f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
+              f"| interpolations | {cells('interpolation.png', first)} |"]  # fmt: skip
+    progress = " | ".join(
+        f"![{name}]({by_key[m, first]}/progress.png)" if (out / by_key.get((m, first), "-") / "progress.png").exists()
+        else "-"
+        for m, name in zip(report.MODELS, names, strict=True)
+    )  # fmt: skip
+    return [*lines, f"| over training | {progress} |", ""]
+
+
 def write_generative_report(out: Path) -> Path:
     """``out/<task>/table.md``, ``objects.png`` and ``out/generative.md`` from the finished GAN and VAE runs."""
     from coordconv.repro.experiments import generative
@@ -214,19 +243,11 @@ def write_generative_report(out: Path) -> Path:
         table = f"Command: `{command}`\n\n{table}"
         write_atomic(out / task / "table.md", table + "\n")
         gen_report.plot_objects(runs, out / task / "objects.png", title=f"{task.upper()}: where the objects are")
-        text += [f"## {task.upper()}", "", table, "", f"![object positions and average images]({task}/objects.png)", ""]
-        for model in report.MODELS:
-            first = next((r for r in runs if r.summary["model"] == model), None)
-            if first is None:
-                continue
-            rel = first.path.relative_to(out).as_posix()
-            name = gen_report.NAMES[task][model]
-            text += [
-                f"{name}, seed {first.summary['seed']}: samples, and latent interpolations (one strip per row)",
-                "",
-                f"![{name} samples]({rel}/samples.png) ![{name} interpolations]({rel}/interpolation.png)",
-                "",
-            ]
+        text += [f"## {task.upper()}", "", table, ""]
+        if task == "gan":
+            text += [gen_report.gan_test(runs), ""]
+        text += [f"![object positions and average images]({task}/objects.png)", ""]
+        text += _side_by_side(out, task, runs)
         print(f"\n{task}\n{table}")
     path = out / "generative.md"
     write_atomic(path, "\n".join(text))
