@@ -141,6 +141,21 @@ def test_gan_and_vae_shapes(model):
     assert isinstance(vae.encoder.convs[0], CoordConv2d) == (model == "coordconv")
 
 
+def test_minibatch_std_discriminator_sees_the_batch_spread():
+    torch.manual_seed(0)
+    d = models.Discriminator(1 / 16, batchnorm=False, minibatch_std=True)
+    assert d.fc.in_features == 4 * 4 * 32 + 1
+    x = torch.rand(4, 3, 64, 64)
+    same = x[:1].expand(4, -1, -1, -1)
+    feats = d.convs(same)
+    # identical images: spread 0, so the logit is what the plain features give with a zero extra feature
+    expected = d.fc(torch.cat([feats, torch.zeros(4, 1)], dim=1)).squeeze(1)
+    torch.testing.assert_close(d(same), expected)
+    spread = d.convs(x).std(dim=0, correction=0).mean()
+    torch.testing.assert_close(d(x), d.fc(torch.cat([d.convs(x), spread.expand(4, 1)], dim=1)).squeeze(1))
+    assert d(x[:1]).shape == (1,)  # a batch of one has no spread
+
+
 def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
     gen = models.CoordConvGenerator(6, width=1 / 16).double()
     layer = CoordConv2d(6, gen.z_in.out_features, 1, dtype=torch.float64)
@@ -211,6 +226,8 @@ def test_bad_config_and_preset():
         generative.Config(beta2=1.0)
     with pytest.raises(ValueError, match="invalid init: 'he'"):
         generative.Config(init="he")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="r1"):
+        generative.Config(r1=-1.0)
     with pytest.raises(ValueError, match="invalid d_input: 'raw'"):
         generative.Config(d_input="raw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
@@ -248,12 +265,12 @@ def test_discriminator_input_and_samples(d_input):
 
 
 def test_gan_logs_its_balance(tmp_path):
-    cfg = generative.preset("smoke", "gan", "conv", threads=1, d_input="pre_tanh", init="official")
+    cfg = generative.preset("smoke", "gan", "conv", threads=1, d_input="pre_tanh", init="official", r1=10.0)
     generative.main(cfg, tmp_path / "run", log=lambda _: None)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6]
     for r in records:
-        assert r["d_loss"] > 0 and r["g_loss"] > 0
+        assert r["d_loss"] > 0 and r["g_loss"] > 0 and r["r1_penalty"] > 0
         assert 0 <= r["d_real_acc"] <= 1 and 0 <= r["d_fake_acc"] <= 1
         assert 0 <= r["two_separate"] <= r["one_each"] + 1e-9
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

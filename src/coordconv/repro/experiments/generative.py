@@ -96,6 +96,13 @@ class Config:
     """GAN: what the discriminator sees of a generated image: the generator's output after its final tanh, or
     before it (the official CoordConv GAN feeds its discriminator the CoordConv generator's pre-tanh output).
     Samples always pass the tanh. Applies to either model."""
+    d_minibatch_std: bool = False
+    """GAN: the discriminator also sees how varied each batch is (the mean over features of their standard
+    deviation over the batch, Karras et al. 2018), against a generator that ignores its latent (not in the official
+    code)."""
+    r1: float = 0.0
+    """GAN: weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images, added to the
+    discriminator's loss (Mescheder et al. 2018; 0: none, as the official code)."""
     kl_weight: float = 1.0
     """VAE: weight of the KL term."""
     train_images: int = 50_000
@@ -123,6 +130,7 @@ class Config:
             "beta1": 0 <= self.beta1 < 1,
             "beta2": 0 <= self.beta2 < 1,
             "g_steps": self.g_steps >= 1,
+            "r1": self.r1 >= 0 and math.isfinite(self.r1),
             "kl_weight": self.kl_weight >= 0,
             "train_images": self.train_images >= 1,
             "eval_every": self.eval_every >= 1,
@@ -201,7 +209,14 @@ class _GAN(_Trainer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         # the generator ends without its tanh: _fake applies it, or leaves it out for a pre-tanh discriminator
-        g, d = models.build_gan(cfg.model, cfg.z_dim, cfg.width, batchnorm=cfg.d_batchnorm, out="linear")
+        g, d = models.build_gan(
+            cfg.model,
+            cfg.z_dim,
+            cfg.width,
+            batchnorm=cfg.d_batchnorm,
+            minibatch_std=cfg.d_minibatch_std,
+            out="linear",
+        )
         if cfg.init == "official":
             models.official_init(g, d)
         self.g, self.d = _channels_last(g), _channels_last(d)
@@ -227,12 +242,17 @@ class _GAN(_Trainer):
         ones, zeros = torch.ones(n), torch.zeros(n)
         with torch.no_grad():
             fake = self._fake(self.latents(n, gen))
+        real.requires_grad_(self.cfg.r1 > 0)
         logits_real, logits_fake = self.d(real), self.d(fake)
         loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
             logits_fake, zeros
         )
+        penalty = torch.zeros(())
+        if self.cfg.r1 > 0:
+            (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+            penalty = self.cfg.r1 / 2 * grad.square().flatten(1).sum(1).mean()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        loss_d.backward()
+        (loss_d + penalty).backward()
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
             # the non-saturating loss: the generator maximises log D(G(z))
@@ -242,6 +262,7 @@ class _GAN(_Trainer):
             self.optimizers["generator"].step()
         return {
             "d_loss": loss_d.item(),
+            "r1_penalty": penalty.item(),
             "g_loss": loss_g.item(),
             "d_real_acc": (logits_real > 0).float().mean().item(),
             "d_fake_acc": (logits_fake < 0).float().mean().item(),

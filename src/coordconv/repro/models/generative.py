@@ -125,10 +125,16 @@ class Discriminator(nn.Module):
     """Four 5x5 stride-2 convolutions and a linear logit; ``coord=True`` gives the first one coordinates.
 
     ``batchnorm=False`` leaves out the BatchNorm layers (and gives those convolutions a bias).
+    ``minibatch_std=True`` appends one feature to the flattened features before the logit: the standard deviation
+    of each feature over the batch, averaged (Karras et al. 2018), so that the discriminator sees how varied a
+    batch is and a generator that maps every latent to one image is caught (a stabiliser; not in the official code).
     """
 
-    def __init__(self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True) -> None:
+    def __init__(
+        self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True, minibatch_std: bool = False
+    ) -> None:
         super().__init__()
+        self.minibatch_std = minibatch_std
         chans = [_w(c, width) for c in (64, 128, 256, 512)]
         first: nn.Module = (CoordConv2d if coord else nn.Conv2d)(3, chans[0], 5, 2, 2)
         layers: list[nn.Module] = [first, nn.LeakyReLU(0.2)]
@@ -136,24 +142,35 @@ class Discriminator(nn.Module):
             norm: nn.Module = nn.BatchNorm2d(cout) if batchnorm else nn.Identity()
             layers += [nn.Conv2d(cin, cout, 5, 2, 2, bias=not batchnorm), norm, nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(4 * 4 * chans[-1], 1)
+        self.fc = nn.Linear(4 * 4 * chans[-1] + minibatch_std, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.convs(x)).squeeze(1)  # type: ignore[no-any-return]
+        h = self.convs(x)
+        if self.minibatch_std:
+            spread = h.std(dim=0, correction=0).mean() if len(h) > 1 else h.new_zeros(())
+            h = torch.cat([h, spread.expand(len(h), 1)], dim=1)
+        return self.fc(h).squeeze(1)  # type: ignore[no-any-return]
 
 
 def build_gan(
-    model: str, z_dim: int = 256, width: float = 1.0, *, batchnorm: bool = True, out: str = "tanh"
+    model: str,
+    z_dim: int = 256,
+    width: float = 1.0,
+    *,
+    batchnorm: bool = True,
+    minibatch_std: bool = False,
+    out: str = "tanh",
 ) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
-    ``batchnorm`` is the discriminator's (see :class:`Discriminator`); ``out="linear"`` leaves out the generator's
-    final tanh (the caller applies it).
+    ``batchnorm`` and ``minibatch_std`` are the discriminator's (see :class:`Discriminator`); ``out="linear"``
+    leaves out the generator's final tanh (the caller applies it).
     """
+    d_options: dict[str, bool] = {"batchnorm": batchnorm, "minibatch_std": minibatch_std}
     if model == "conv":
-        return ConvGenerator(z_dim, width, out=out), Discriminator(width, batchnorm=batchnorm)
+        return ConvGenerator(z_dim, width, out=out), Discriminator(width, **d_options)
     if model == "coordconv":
-        return CoordConvGenerator(z_dim, width, out=out), Discriminator(width, coord=True, batchnorm=batchnorm)
+        return CoordConvGenerator(z_dim, width, out=out), Discriminator(width, coord=True, **d_options)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
 
 
