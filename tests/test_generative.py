@@ -238,14 +238,17 @@ def test_bad_config_and_preset():
 
 def test_cpu_preset_treats_both_gans_alike():
     conv, coord = (generative.preset("cpu", "gan", m) for m in ("conv", "coordconv"))
-    assert {**to_dict(conv), "model": "coordconv"} == to_dict(coord)
-    assert (conv.init, conv.d_input, conv.d_batchnorm, conv.beta1, conv.beta2) == (
-        "official",
-        "pre_tanh",
-        False,
-        0.9,
-        0.99,
-    )
+    # the same training and stabiliser; only the width and, as in the official code, the discriminator's input differ
+    differ = {"model", "width", "d_input"}
+    assert {k: v for k, v in to_dict(conv).items() if k not in differ} == {
+        k: v for k, v in to_dict(coord).items() if k not in differ
+    }
+    assert (conv.width, conv.d_input, coord.width, coord.d_input) == (1 / 2, "tanh", 1 / 8, "pre_tanh")
+    assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1) == (
+        "official", False, True, 0.9, 0.99, 0.0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
+        generative.preset("cpu", "vae", "conv")
     # smoke, quick and paper keep the settings their committed runs were made with
     for name in ("smoke", "quick", "paper"):
         cfg = generative.preset(name, "gan", "conv")
@@ -272,7 +275,7 @@ def test_gan_logs_its_balance(tmp_path):
     for r in records:
         assert r["d_loss"] > 0 and r["g_loss"] > 0 and r["r1_penalty"] > 0
         assert 0 <= r["d_real_acc"] <= 1 and 0 <= r["d_fake_acc"] <= 1
-        assert 0 <= r["two_separate"] <= r["one_each"] + 1e-9
+        assert 0 <= r["two_separate"] <= r["one_each"] + 1e-9 and r["sample_spread"] >= 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["two_separate"] > 0.5  # the data: objects touch in about a sixth of the images
     from PIL import Image
@@ -375,3 +378,8 @@ def test_gan_report_tests_the_difference(tmp_path):
     table = report.gan_table(conv + coord)
     assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
     assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"
+
+
+def test_reproduce_refuses_a_preset_a_task_lacks(tmp_path):
+    r = coordconv("reproduce", "vae", "--preset", "cpu", "--out", tmp_path / "rep")
+    assert r.returncode == 1 and "the cpu preset is the GAN's" in r.stderr

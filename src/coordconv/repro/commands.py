@@ -134,7 +134,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             reproduce.main_imagenet(**common)
         if "rl" in tasks:
             reproduce.main_rl(args.games, **common)
-    except (RunError, ImportError, FileNotFoundError) as e:
+    except (RunError, ImportError, FileNotFoundError, ValueError) as e:  # ValueError: a preset a task lacks
         return _fail(str(e))
     return 0
 
@@ -304,7 +304,12 @@ def add_commands(commands: Any) -> None:
     reproduce.add_argument(
         "--games", nargs="+", default=[], help="rl: games (default: the five MinAtar games; paper preset: nine Atari)"
     )
-    reproduce.add_argument("--preset", choices=toy.PRESETS, default="quick", help="settings (default: quick)")
+    reproduce.add_argument(
+        "--preset",
+        choices=sorted({*toy.PRESETS, *generative.PRESETS}),
+        default="quick",
+        help="settings (default: quick; cpu: the GANs' one-thread preset)",
+    )
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")

@@ -13,7 +13,8 @@ the red centres, the blue centres and the centre differences (8-px bins, nats; t
 known) beside the same numbers for the training data, the fraction of samples with exactly one red and one
 blue object, the fraction with exactly two objects of any colour (a model that has not yet learnt the colours
 still draws two objects), the fraction with one red and one blue object that do not touch (``two_separate``: the
-colour finder alone accepts a red and a blue region fused into one blob), and the first two fractions over
+colour finder alone accepts a red and a blue region fused into one blob), ``sample_spread`` (each pixel's standard
+deviation over the samples, averaged: near 0 when the generator ignores its latent), and the first two fractions over
 latent-interpolation frames (16 strips of 10 frames between random latents; for the VAE between the encodings of
 two test images): an object that dissolves or doubles on the way shows up there. The VAE also reports its test
 ELBO terms. Each evaluation also logs the means of the training steps' outputs since the previous one (GAN:
@@ -141,6 +142,14 @@ class Config:
         validate(self, checks)
 
 
+#: the ``cpu`` preset's per-model GAN settings: each model's width, and its discriminator's input as in the official
+#: code (the CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's D the image)
+CPU_GAN: dict[str, dict[str, Any]] = {
+    "conv": {"width": 1 / 2, "d_input": "tanh"},
+    "coordconv": {"width": 1 / 8, "d_input": "pre_tanh"},
+}
+
+
 def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
     """The named preset's config of ``task`` / ``model``, with ``overrides``.
 
@@ -148,10 +157,25 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
     * ``quick``: a width-1/8 model and 10,000 images, minutes per run on a CPU core (GAN 3,000 iterations, VAE
       1,000 steps): far below the paper's budget, see the README. The GAN's discriminator has no BatchNorm here:
       with it, both GANs collapsed to blank or noise images within 2,000 iterations at this width (measured).
+    * ``cpu`` (GAN only): the GANs on one CPU thread each, 3,000 iterations, 10,000 images. Deviations from the
+      official code and why (measured, one seed each, see ``results/generative-cpu/DIAGNOSIS.md``):
+
+      - width: conv GAN 1/2, CoordConv GAN 1/8 (official: 1). The conv GAN drew no coloured objects at 1/8 or 1/4
+        in any variant tried; the CoordConv generator computes every layer at 64x64, so 1/4 costs it about four
+        times 1/8 per iteration (``benchmarks/gan_cost.py``).
+      - no discriminator BatchNorm (official: yes): with it both GANs collapsed at small widths (``quick``).
+      - ``d_minibatch_std`` for both models (not official): without it both generators soon ignored their latent
+        (8 samples of fixed latents identical at every evaluation) whatever the Adam betas.
+      - 3,000 iterations and 10,000 images (official: 50 epochs of 50,000, 156,250 iterations): the budget;
+        3,000 batches of 16 see each image about five times.
+
+      As the official code: initialisation (``init="official"``), Adam betas 0.9 / 0.99, learning rates 1e-4 (D)
+      and 5e-4 (G), two G steps per D step, batch 16, z of 256 dimensions, and the discriminator's input: the
+      CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's the image (``CPU_GAN``).
     * ``paper``: the official sizes and budget (GAN: 50 epochs of 50,000 images at batch 16), a GPU job.
 
     Raises:
-        ValueError: unknown preset, task or model.
+        ValueError: unknown preset, task or model; ``cpu`` for the VAE.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
@@ -162,11 +186,12 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
         base.update(z_dim=16, batch_size=32)
     quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
-    cpu: dict[str, Any] = {"width": 1 / 4, "train_images": 10_000, "eval_every": 250}
-    if task == "gan":
-        cpu.update(steps=3_000, d_batchnorm=False, init="official", d_input="pre_tanh", beta1=0.9, beta2=0.99)
-    else:
-        cpu.update(steps=1_000)
+    if name == "cpu" and task != "gan":
+        raise ValueError("the cpu preset is the GAN's; use quick for the VAE")
+    # the official code's initialisation and Adam betas, one stabiliser for both models (see above)
+    cpu: dict[str, Any] = {"train_images": 10_000, "steps": 3_000, "eval_every": 250, "threads": 1}
+    cpu.update(d_batchnorm=False, init="official", beta1=0.9, beta2=0.99, d_minibatch_std=True)
+    cpu.update(CPU_GAN.get(model, {}))
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
         "quick": quick,
@@ -260,13 +285,13 @@ class _GAN(_Trainer):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
-        return {
+        out = {
             "d_loss": loss_d.item(),
-            "r1_penalty": penalty.item(),
             "g_loss": loss_g.item(),
             "d_real_acc": (logits_real > 0).float().mean().item(),
             "d_fake_acc": (logits_fake < 0).float().mean().item(),
         }
+        return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
 
     def sample(self, z: Tensor) -> Tensor:
         self.g.eval()
@@ -367,6 +392,7 @@ def evaluate(cfg: Config, trainer: _Trainer, test: Tensor) -> tuple[dict[str, An
         "one_each": found.one_each.float().mean().item(),
         "two_objects": found.two_objects.float().mean().item(),
         "two_separate": found.two_separate.float().mean().item(),
+        "sample_spread": samples.std(dim=0).mean().item(),
         "red_found": (~found.red.isnan().any(1)).float().mean().item(),
         "blue_found": (~found.blue.isnan().any(1)).float().mean().item(),
         "interpolation_one_each": in_frames.one_each.float().mean().item(),
@@ -499,6 +525,7 @@ def main(
             "one_each": data_found.one_each.float().mean().item(),
             "two_objects": data_found.two_objects.float().mean().item(),
             "two_separate": data_found.two_separate.float().mean().item(),
+            "sample_spread": (images[: cfg.eval_samples].float() / 255).std(dim=0).mean().item(),
         },
         "config": to_dict(cfg),
     }
