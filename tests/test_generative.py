@@ -383,3 +383,24 @@ def test_gan_report_tests_the_difference(tmp_path):
 def test_reproduce_refuses_a_preset_a_task_lacks(tmp_path):
     r = coordconv("reproduce", "vae", "--preset", "cpu", "--out", tmp_path / "rep")
     assert r.returncode == 1 and "the cpu preset is the GAN's" in r.stderr
+
+
+def test_generator_ema_averages_the_weights_and_samples_from_the_average():
+    import copy
+
+    cfg = generative.preset("smoke", "gan", "conv", g_ema=0.75)
+    trainer = generative._GAN(cfg)
+    before = copy.deepcopy(trainer.g.state_dict())
+    images, _ = soc.generate(16, seed=0)
+    trainer.step(images, torch.Generator().manual_seed(0))
+    after, ema = trainer.g.state_dict(), trainer.g_sample.state_dict()
+    for name, value in ema.items():
+        if value.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(value, 0.75 * before[name] + 0.25 * after[name], msg=name)
+        else:  # BatchNorm statistics are the current generator's
+            torch.testing.assert_close(value, after[name], msg=name)
+    z = trainer.latents(4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(trainer.sample(z), torch.tanh(trainer.g_sample.eval()(z)) * 0.5 + 0.5)
+    assert "generator_ema" in trainer.modules and generative._GAN(generative.preset("smoke", "gan", "conv")).g_sample
+    with pytest.raises(ValueError, match="g_ema"):
+        generative.Config(g_ema=1.0)

@@ -28,6 +28,7 @@ resumed run continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -101,6 +102,9 @@ class Config:
     """GAN: the discriminator also sees how varied each batch is (the mean over features of their standard
     deviation over the batch, Karras et al. 2018), against a generator that ignores its latent (not in the official
     code)."""
+    g_ema: float = 0.0
+    """GAN: samples come from an exponential moving average of the generator's weights with this decay per
+    iteration (0: the generator itself, as the official code; e.g. 0.999), a stabiliser of what is measured."""
     r1: float = 0.0
     """GAN: weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images, added to the
     discriminator's loss (Mescheder et al. 2018; 0: none, as the official code)."""
@@ -132,6 +136,7 @@ class Config:
             "beta2": 0 <= self.beta2 < 1,
             "g_steps": self.g_steps >= 1,
             "r1": self.r1 >= 0 and math.isfinite(self.r1),
+            "g_ema": 0 <= self.g_ema < 1,
             "kl_weight": self.kl_weight >= 0,
             "train_images": self.train_images >= 1,
             "eval_every": self.eval_every >= 1,
@@ -246,6 +251,11 @@ class _GAN(_Trainer):
             models.official_init(g, d)
         self.g, self.d = _channels_last(g), _channels_last(d)
         self.modules = {"generator": self.g, "discriminator": self.d}
+        # samples come from an exponential moving average of the generator's weights when g_ema is set
+        self.g_sample = self.g
+        if cfg.g_ema:
+            self.g_sample = copy.deepcopy(self.g).requires_grad_(False)
+            self.modules["generator_ema"] = self.g_sample
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
             "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas),
@@ -285,6 +295,12 @@ class _GAN(_Trainer):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
+        if self.cfg.g_ema:
+            with torch.no_grad():
+                for avg, p in zip(self.g_sample.parameters(), self.g.parameters(), strict=True):
+                    avg.lerp_(p, 1 - self.cfg.g_ema)
+                for avg, b in zip(self.g_sample.buffers(), self.g.buffers(), strict=True):
+                    avg.copy_(b)  # BatchNorm statistics: the current generator's
         out = {
             "d_loss": loss_d.item(),
             "g_loss": loss_g.item(),
@@ -294,10 +310,10 @@ class _GAN(_Trainer):
         return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
 
     def sample(self, z: Tensor) -> Tensor:
-        self.g.eval()
+        self.g_sample.eval()
         with torch.no_grad():
-            out = torch.cat([torch.tanh(self.g(part)) for part in z.split(256)]) * 0.5 + 0.5
-        self.g.train()
+            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
+        self.g_sample.train()
         return out
 
 
