@@ -299,8 +299,8 @@ class _GAN(_Trainer):
             with torch.no_grad():
                 for avg, p in zip(self.g_sample.parameters(), self.g.parameters(), strict=True):
                     avg.lerp_(p, 1 - self.cfg.g_ema)
-                for avg, b in zip(self.g_sample.buffers(), self.g.buffers(), strict=True):
-                    avg.copy_(b)  # BatchNorm statistics: the current generator's
+                for avg_buffer, buffer in zip(self.g_sample.buffers(), self.g.buffers(), strict=True):
+                    avg_buffer.copy_(buffer)  # BatchNorm statistics: the current generator's
         out = {
             "d_loss": loss_d.item(),
             "g_loss": loss_g.item(),

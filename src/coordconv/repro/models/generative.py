@@ -208,7 +208,7 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     layers: list[tuple[list[Tensor], bool]] = []
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
-        if he:
+        if isinstance(net, CoordConvDecoder):
             layers.append(([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]], True))
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
