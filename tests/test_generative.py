@@ -244,8 +244,8 @@ def test_cpu_preset_treats_both_gans_alike():
         k: v for k, v in to_dict(coord).items() if k not in differ
     }
     assert (conv.width, conv.d_input, coord.width, coord.d_input) == (1 / 2, "tanh", 1 / 8, "pre_tanh")
-    assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1) == (
-        "official", False, True, 0.9, 0.99, 0.0,
+    assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1, conv.g_ema) == (
+        "official", False, False, 0.5, 0.999, 10.0, 0.0,
     )  # fmt: skip
     with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
         generative.preset("cpu", "vae", "conv")

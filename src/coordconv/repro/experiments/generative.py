@@ -163,20 +163,23 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
       1,000 steps): far below the paper's budget, see the README. The GAN's discriminator has no BatchNorm here:
       with it, both GANs collapsed to blank or noise images within 2,000 iterations at this width (measured).
     * ``cpu`` (GAN only): the GANs on one CPU thread each, 3,000 iterations, 10,000 images. Deviations from the
-      official code and why (measured, one seed each, see ``results/generative-cpu/DIAGNOSIS.md``):
+      official code and their measured reasons (one seed each; ``results/generative-cpu/DIAGNOSIS.md``):
 
-      - width: conv GAN 1/2, CoordConv GAN 1/8 (official: 1). The conv GAN drew no coloured objects at 1/8 or 1/4
-        in any variant tried; the CoordConv generator computes every layer at 64x64, so 1/4 costs it about four
-        times 1/8 per iteration (``benchmarks/gan_cost.py``).
+      - width: conv GAN 1/2, CoordConv GAN 1/8 (official: 1 for both). The conv GAN drew no red and blue objects
+        at 1/8 or 1/4 in any of 10 variants; the CoordConv generator computes every layer at 64x64, so width 1/2
+        costs it several times the conv GAN's 1/2 per iteration (``benchmarks/gan_cost.py``).
+      - Adam betas 0.5 / 0.999 (DCGAN's; official 0.9 / 0.99): with 0.9 / 0.99 the conv GAN at width 1/2
+        collapsed (8 samples of fixed latents identical, no red and blue pair) in 2 of 2 runs; with 0.5 / 0.999
+        it drew varied scenes (entropies 3.44 / 3.57 / 4.00 at iteration 1,750).
+      - R1 penalty, gamma 10, for both models (not official): without it the CoordConv GAN with these betas
+        collapsed to blue-only canvases by iteration 750; with it, red and blue objects in varied places.
       - no discriminator BatchNorm (official: yes): with it both GANs collapsed at small widths (``quick``).
-      - ``d_minibatch_std`` for both models (not official): without it both generators soon ignored their latent
-        (8 samples of fixed latents identical at every evaluation) whatever the Adam betas.
       - 3,000 iterations and 10,000 images (official: 50 epochs of 50,000, 156,250 iterations): the budget;
         3,000 batches of 16 see each image about five times.
 
-      As the official code: initialisation (``init="official"``), Adam betas 0.9 / 0.99, learning rates 1e-4 (D)
-      and 5e-4 (G), two G steps per D step, batch 16, z of 256 dimensions, and the discriminator's input: the
-      CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's the image (``CPU_GAN``).
+      As the official code: initialisation (``init="official"``), learning rates 1e-4 (D) and 5e-4 (G), two G
+      steps per D step, batch 16, z of 256 dimensions, and the discriminator's input: the CoordConv GAN's D sees
+      the generator's pre-tanh output, the conv GAN's the image (``CPU_GAN``).
     * ``paper``: the official sizes and budget (GAN: 50 epochs of 50,000 images at batch 16), a GPU job.
 
     Raises:
@@ -193,9 +196,9 @@ def preset(name: str, task: str, model: str, **overrides: Any) -> Config:
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
     if name == "cpu" and task != "gan":
         raise ValueError("the cpu preset is the GAN's; use quick for the VAE")
-    # the official code's initialisation and Adam betas, one stabiliser for both models (see above)
+    # the official code's initialisation, DCGAN's Adam betas, one stabiliser (R1) for both models (see above)
     cpu: dict[str, Any] = {"train_images": 10_000, "steps": 3_000, "eval_every": 250, "threads": 1}
-    cpu.update(d_batchnorm=False, init="official", beta1=0.9, beta2=0.99, d_minibatch_std=True)
+    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0)
     cpu.update(CPU_GAN.get(model, {}))
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
