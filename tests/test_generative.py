@@ -11,6 +11,7 @@ from coordconv import CoordConv2d
 from coordconv.repro.data import sortofclevr as soc
 from coordconv.repro.experiments import generative
 from coordconv.repro.models import generative as models
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 pytest.importorskip("scipy")
@@ -87,6 +88,9 @@ def test_finder_known_answers():
     assert two_red.one_each.tolist() == [False] and two_red.object_count.tolist() == [3]
     purple = soc.find_objects(_canvas(((128, 0, 128), 5, 5, 8), ((128, 0, 128), 40, 40, 8)))
     assert purple.red_count.tolist() == purple.blue_count.tolist() == [0] and purple.two_objects.tolist() == [True]
+    assert found.two_separate.tolist() == [True]
+    fused = soc.find_objects(_canvas((red, 10, 10, 8), (blue, 18, 10, 8)))  # touching: the colours pass, not apart
+    assert fused.one_each.tolist() == [True] and fused.two_separate.tolist() == [False]
     speck = soc.find_objects(_canvas((red, 5, 5, 4), (blue, 40, 40, 6)))  # 16 px < MIN_AREA: noise
     assert speck.red_count.tolist() == [0] and speck.red.isnan().all()
     float_images = one_each.float() / 255  # float input in [0, 1] gives the same answer
@@ -131,6 +135,21 @@ def test_gan_and_vae_shapes(model):
     assert isinstance(vae.encoder.convs[0], CoordConv2d) == (model == "coordconv")
 
 
+def test_minibatch_std_discriminator_sees_the_batch_spread():
+    torch.manual_seed(0)
+    d = models.Discriminator(1 / 16, batchnorm=False, minibatch_std=True)
+    assert d.fc.in_features == 4 * 4 * 32 + 1
+    x = torch.rand(4, 3, 64, 64)
+    same = x[:1].expand(4, -1, -1, -1)
+    feats = d.convs(same)
+    # identical images: spread 0, so the logit is what the plain features give with a zero extra feature
+    expected = d.fc(torch.cat([feats, torch.zeros(4, 1)], dim=1)).squeeze(1)
+    torch.testing.assert_close(d(same), expected)
+    spread = d.convs(x).std(dim=0, correction=0).mean()
+    torch.testing.assert_close(d(x), d.fc(torch.cat([d.convs(x), spread.expand(4, 1)], dim=1)).squeeze(1))
+    assert d(x[:1]).shape == (1,)  # a batch of one has no spread
+
+
 def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
     gen = models.CoordConvGenerator(6, width=1 / 16).double()
     layer = CoordConv2d(6, gen.z_in.out_features, 1, dtype=torch.float64)
@@ -142,6 +161,36 @@ def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
     ours = gen.z_in(z)[:, :, None, None] + gen.coord_in(gen.grid.double())
     tiled = layer(z[:, :, None, None].expand(2, 6, 64, 64))
     torch.testing.assert_close(ours, tiled)
+
+
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_official_init(model):
+    torch.manual_seed(0)
+    g, d = models.build_gan(model, z_dim=64, width=1 / 2, batchnorm=False)
+    models.official_init(g, d)
+    for net in (g, d):
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)) and m.bias is not None:
+                assert not m.bias.any()
+    # Glorot-uniform: bound sqrt(6 / (fan_in + fan_out)); the CoordConv's coordinate filters share its fan-in
+    first = d.convs[0]
+    extra = 2 if model == "coordconv" else 0
+    bound = math.sqrt(6 / (25 * (3 + extra) + 25 * first.out_channels))
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.9 * bound
+    if model == "coordconv":
+        assert first.coord_weight.abs().max() <= bound
+        # He-normal (truncated at 2 std, std corrected): std sqrt(2 / fan_in); the first layer's fan-in is z + i, j
+        layer = g.body[1]
+        std = math.sqrt(2 / layer.in_channels)
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.1)
+        assert layer.weight.abs().max() <= 2 * std / 0.8796 + 1e-6
+        first_std = math.sqrt(2 / 66)
+        assert g.z_in.weight.std().item() == pytest.approx(first_std, rel=0.1)
+        assert g.coord_in.weight.abs().max() <= 2 * first_std / 0.8796 + 1e-6
+    else:
+        deconv = g.deconvs[0]  # (in, out, k, k): fan_in = out * k * k for the transposed convolution's input grads
+        bound = math.sqrt(6 / (25 * deconv.in_channels + 25 * deconv.out_channels))
+        assert deconv.weight.abs().max() <= bound
 
 
 @pytest.mark.parametrize("width", [1.0, 1 / 8])
@@ -167,10 +216,66 @@ def test_official_gan_sizes():
 def test_bad_config_and_preset():
     with pytest.raises(ValueError, match="width"):
         generative.Config(width=0)
+    with pytest.raises(ValueError, match="beta2"):
+        generative.Config(beta2=1.0)
+    with pytest.raises(ValueError, match="invalid init: 'he'"):
+        generative.Config(init="he")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="r1"):
+        generative.Config(r1=-1.0)
+    with pytest.raises(ValueError, match="invalid d_input: 'raw'"):
+        generative.Config(d_input="raw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         generative.preset("huge", task="gan", model="conv")
     with pytest.raises(ValueError, match="unknown task 'flow'"):
         generative.preset("smoke", task="flow", model="conv")
+
+
+def test_cpu_preset_treats_both_gans_alike():
+    conv, coord = (generative.preset("cpu", task="gan", model=m) for m in ("conv", "coordconv"))
+    # the same training and stabiliser; only the width and, as in the official code, the discriminator's input differ
+    differ = {"model", "width", "d_input"}
+    assert {k: v for k, v in to_dict(conv).items() if k not in differ} == {
+        k: v for k, v in to_dict(coord).items() if k not in differ
+    }
+    assert (conv.width, conv.d_input, coord.width, coord.d_input) == (1 / 2, "tanh", 1 / 8, "pre_tanh")
+    assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1, conv.g_ema) == (
+        "official", False, False, 0.5, 0.999, 10.0, 0.0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
+        generative.preset("cpu", task="vae", model="conv")
+    # smoke, quick and paper keep the settings their committed runs were made with
+    for name in ("smoke", "quick", "paper"):
+        cfg = generative.preset(name, task="gan", model="conv")
+        assert (cfg.init, cfg.d_input, cfg.beta1, cfg.beta2) == ("torch", "tanh", 0.5, 0.999)
+
+
+@pytest.mark.parametrize("d_input", ["tanh", "pre_tanh"])
+def test_discriminator_input_and_samples(d_input):
+    cfg = generative.preset("smoke", task="gan", model="coordconv", d_input=d_input, init="official")
+    trainer = generative._GAN(cfg)
+    z = trainer.latents(4, torch.Generator().manual_seed(0))
+    seen, raw = trainer._fake(z), trainer.g(z)
+    torch.testing.assert_close(seen, raw if d_input == "pre_tanh" else torch.tanh(raw))
+    samples = trainer.sample(z)  # always through the tanh, in [0, 1]
+    torch.testing.assert_close(samples, torch.tanh(trainer.g.eval()(z)) * 0.5 + 0.5)
+    assert samples.min() >= 0 and samples.max() <= 1
+
+
+def test_gan_logs_its_balance(tmp_path):
+    cfg = generative.preset("smoke", task="gan", model="conv", threads=1, d_input="pre_tanh", init="official", r1=10.0)
+    generative.main(cfg, tmp_path / "run", log=lambda _: None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+    for r in records:
+        assert r["d_loss"] > 0 and r["g_loss"] > 0 and r["r1_penalty"] > 0
+        assert 0 <= r["d_real_acc"] <= 1 and 0 <= r["d_fake_acc"] <= 1
+        assert 0 <= r["two_separate"] <= r["one_each"] + 1e-9 and r["sample_spread"] >= 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["two_separate"] > 0.5  # the data: objects touch in about a sixth of the images
+    from PIL import Image
+
+    with Image.open(tmp_path / "run" / "progress.png") as img:  # one row of 8 samples per evaluation
+        assert img.size[0] > 3 * img.size[1]
 
 
 @pytest.mark.parametrize("task", ["gan", "vae"])
@@ -188,8 +293,15 @@ def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path, monkeypatch):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
-    for name in ("samples.png", "interpolation.png", "objects.npz", "summary.json", "metrics.jsonl"):
+    for name in ("samples.png", "interpolation.png", "progress.png", "objects.npz", "summary.json", "metrics.jsonl"):
         assert (tmp_path / "cut" / name).exists()
+    # the logged interval means and the progress rows survive the interruption
+    whole_log, cut_log = ((tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("whole", "cut"))
+    drop = ("train_seconds",)
+    assert [{k: v for k, v in json.loads(x).items() if k not in drop} for x in whole_log] == [
+        {k: v for k, v in json.loads(x).items() if k not in drop} for x in cut_log
+    ]
+    assert (tmp_path / "whole" / "progress.png").read_bytes() == (tmp_path / "cut" / "progress.png").read_bytes()
 
 
 def test_train_and_reproduce_through_the_cli(tmp_path):
@@ -232,3 +344,59 @@ def test_dataset_command(tmp_path):
     assert (tmp_path / "s.png").exists()
     refused = coordconv("dataset", "sortofclevr", "--out", tmp_path / "s.npz", "--count", "20")
     assert refused.returncode == 1 and "exists; pass --overwrite" in refused.stderr
+
+
+def test_gan_report_tests_the_difference(tmp_path):
+    from scipy import stats
+
+    from coordconv.repro.report import generative as report
+    from coordconv.repro.report.runs import FinishedRun
+
+    def run(model, seed, red, separate):
+        summary = {
+            "task": "gan", "model": model, "seed": seed, "entropy": {"red": red, "blue": 3.0, "diff": 2.0},
+            "one_each": 0.9, "two_objects": 0.8, "two_separate": separate, "interpolation_one_each": 0.9,
+            "interpolation_two_objects": 0.8, "train_seconds": 10.0, "config": {"eval_samples": 100},
+            "data": {"entropy": {"red": 3.5, "blue": 3.5, "diff": 4.3}, "one_each": 1.0, "two_objects": 0.8},
+        }  # fmt: skip
+        return FinishedRun(tmp_path / f"{model}-seed{seed}", summary, [])
+
+    conv = [run("conv", s, r, 0.5) for s, r in enumerate([2.0, 2.2, 2.4])]  # "apart": no spread, no test
+    coord = [run("coordconv", s, r, 0.7) for s, r in enumerate([3.0, 3.1, 3.5])]
+    text = report.gan_test(conv + coord)
+    t, p = stats.ttest_ind([3.0, 3.1, 3.5], [2.0, 2.2, 2.4], equal_var=False)
+    assert f"| entropy red | 2.20 ± 0.20 | 3.20 ± 0.26 | +1.00 | {t:.2f} | {p:.3g} |" in text
+    assert "| one of each, apart | 0.50 ± 0.00 | 0.70 ± 0.00 | +0.20 | - | (no spread) |" in text
+    assert "needs at least two" in report.gan_test(conv + coord[:1])
+    table = report.gan_table(conv + coord)
+    assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
+    assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"
+
+
+def test_reproduce_refuses_a_preset_a_task_lacks(tmp_path):
+    r = coordconv("reproduce", "vae", "--preset", "cpu", "--out", tmp_path / "rep")
+    assert r.returncode == 1 and "the cpu preset is the GAN's" in r.stderr
+
+
+def test_generator_ema_averages_the_weights_and_samples_from_the_average():
+    import copy
+
+    cfg = generative.preset("smoke", task="gan", model="conv", g_ema=0.75)
+    trainer = generative._GAN(cfg)
+    before = copy.deepcopy(trainer.g.state_dict())
+    images, _ = soc.generate(16, seed=0)
+    trainer.step(images, torch.Generator().manual_seed(0))
+    after, ema = trainer.g.state_dict(), trainer.g_sample.state_dict()
+    for name, value in ema.items():
+        if value.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(value, 0.75 * before[name] + 0.25 * after[name], msg=name)
+        else:  # BatchNorm statistics are the current generator's
+            torch.testing.assert_close(value, after[name], msg=name)
+    z = trainer.latents(4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(trainer.sample(z), torch.tanh(trainer.g_sample.eval()(z)) * 0.5 + 0.5)
+    assert (
+        "generator_ema" in trainer.modules
+        and generative._GAN(generative.preset("smoke", task="gan", model="conv")).g_sample
+    )
+    with pytest.raises(ValueError, match="g_ema"):
+        generative.Config(g_ema=1.0)

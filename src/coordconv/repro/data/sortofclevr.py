@@ -142,6 +142,14 @@ class Found:
         """``(N,)`` bool: exactly two objects of any colour (objects that touch count as one)."""
         return self.object_count == 2
 
+    @property
+    def two_separate(self) -> Tensor:
+        """``(N,)`` bool: one red and one blue object that do not touch (exactly two regions of any colour).
+
+        The colour finder alone accepts a red and a blue region fused into one blob; this does not.
+        """
+        return self.one_each & self.two_objects
+
 
 def _as_unit(images: Tensor) -> Tensor:
     if images.dtype == torch.uint8:

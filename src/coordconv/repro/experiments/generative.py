@@ -1,8 +1,8 @@
 """GANs and VAEs on two-object Sort-of-Clevr, conv against CoordConv (Liu et al. 2018, Sec. 5.1).
 
 * ``gan``: the DCGAN-like baseline against the CoordConv GAN (``clevr_coordconv_in_gd``), trained as the
-  official code does: z of ``z_dim`` dimensions uniform in [-1, 1], batch 16, Adam (lr 1e-4 for D, 5e-4 for G,
-  beta1 0.5 as in DCGAN), each iteration one discriminator step then two generator steps, the non-saturating
+  official code does: z of ``z_dim`` dimensions uniform in [-1, 1], batch 16, Adam (lr 1e-4 for D, 5e-4 for G;
+  betas: see the config), each iteration one discriminator step then two generator steps, the non-saturating
   loss (sigmoid cross-entropy). Samples come from the generator in eval mode (BatchNorm running statistics).
 * ``vae``: a conv VAE against a CoordConv VAE of about the same size (Bernoulli decoder, the ELBO with
   ``kl_weight`` on the KL term, Adam). Samples decode z ~ N(0, I).
@@ -12,9 +12,15 @@ are found by colour (:func:`~coordconv.repro.data.sortofclevr.find_objects`); re
 the red centres, the blue centres and the centre differences (8-px bins, nats; the paper's binning is not
 known) beside the same numbers for the training data, the fraction of samples with exactly one red and one
 blue object, the fraction with exactly two objects of any colour (a model that has not yet learnt the colours
-still draws two objects), and both fractions over latent-interpolation frames (16 strips of 10 frames between
-random latents; for the VAE between the encodings of two test images): an object that dissolves or doubles on
-the way shows up there. The VAE also reports its test ELBO terms.
+still draws two objects), the fraction with one red and one blue object that do not touch (``two_separate``: the
+colour finder alone accepts a red and a blue region fused into one blob), ``sample_spread`` (each pixel's standard
+deviation over the samples, averaged: near 0 when the generator ignores its latent), and the first two fractions over
+latent-interpolation frames (16 strips of 10 frames between random latents; for the VAE between the encodings of
+two test images): an object that dissolves or doubles on the way shows up there. The VAE also reports its test
+ELBO terms. Each evaluation also logs the means of the training steps' outputs since the previous one (GAN:
+``d_loss``, ``g_loss`` and the discriminator's accuracy on the real and the fake images of its own steps,
+``d_real_acc`` and ``d_fake_acc``, by the sign of its logit; VAE: ``recon`` and ``kl``), and draws 8 samples of
+fixed latents: ``progress.png`` shows them, one row per evaluation.
 
 Each step draws its batch and its latents from a generator seeded by the run's seed and the step number, so a
 resumed run continues exactly as an uninterrupted one would.
@@ -22,6 +28,7 @@ resumed run continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +43,7 @@ from torch import Tensor, nn
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.plots import save_image_grid
 from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
@@ -43,8 +51,9 @@ __all__ = ["PRESETS", "TASKS", "Config", "describe", "evaluate", "interpolate", 
 
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "cpu", "paper")
 INTERP_STRIPS, INTERP_FRAMES = 16, 10
+PROGRESS_SAMPLES = 8  # samples of fixed latents drawn at each evaluation (progress.png)
 TEST_IMAGES = 1_000
 
 
@@ -73,12 +82,31 @@ class Config:
     lr_g: float = 5e-4
     """GAN: generator learning rate."""
     beta1: float = 0.5
-    """Adam's beta1 (DCGAN's 0.5)."""
+    """Adam's beta1 (DCGAN's 0.5; the official code's default: 0.9)."""
+    beta2: float = 0.999
+    """Adam's beta2 (PyTorch's default; the official code's default: 0.99)."""
     g_steps: int = 2
     """GAN: generator steps per discriminator step."""
     d_batchnorm: bool = True
     """GAN: BatchNorm in the discriminator (official: yes). Real and fake images go through it in separate
     batches, as in DCGAN."""
+    init: Literal["torch", "official"] = "torch"
+    """GAN: weight initialisation: PyTorch's defaults, or the official code's (He-normal weights in the CoordConv
+    generator, Glorot-uniform elsewhere, zero biases; see models.generative.official_init)."""
+    d_input: Literal["tanh", "pre_tanh"] = "tanh"
+    """GAN: what the discriminator sees of a generated image: the generator's output after its final tanh, or
+    before it (the official CoordConv GAN feeds its discriminator the CoordConv generator's pre-tanh output).
+    Samples always pass the tanh. Applies to either model."""
+    d_minibatch_std: bool = False
+    """GAN: the discriminator also sees how varied each batch is (the mean over features of their standard
+    deviation over the batch, Karras et al. 2018), against a generator that ignores its latent (not in the official
+    code)."""
+    g_ema: float = 0.0
+    """GAN: samples come from an exponential moving average of the generator's weights with this decay per
+    iteration (0: the generator itself, as the official code; e.g. 0.999), a stabiliser of what is measured."""
+    r1: float = 0.0
+    """GAN: weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images, added to the
+    discriminator's loss (Mescheder et al. 2018; 0: none, as the official code)."""
     kl_weight: float = 1.0
     """VAE: weight of the KL term."""
     train_images: int = 50_000
@@ -102,7 +130,10 @@ class Config:
             "lr_d": self.lr_d > 0,
             "lr_g": self.lr_g > 0,
             "beta1": 0 <= self.beta1 < 1,
+            "beta2": 0 <= self.beta2 < 1,
             "g_steps": self.g_steps >= 1,
+            "r1": self.r1 >= 0 and math.isfinite(self.r1),
+            "g_ema": 0 <= self.g_ema < 1,
             "kl_weight": self.kl_weight >= 0,
             "train_images": self.train_images >= 1,
             "eval_every": self.eval_every >= 1,
@@ -112,6 +143,14 @@ class Config:
         validate(self, checks)
 
 
+#: the ``cpu`` preset's per-model GAN settings: each model's width, and its discriminator's input as in the official
+#: code (the CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's D the image)
+CPU_GAN: dict[str, dict[str, Any]] = {
+    "conv": {"width": 1 / 2, "d_input": "tanh"},
+    "coordconv": {"width": 1 / 8, "d_input": "pre_tanh"},
+}
+
+
 def preset(name: str, **fields: Any) -> Config:
     """The named preset's config of ``task`` / ``model`` (config fields), with any other ``fields`` on top.
 
@@ -119,10 +158,28 @@ def preset(name: str, **fields: Any) -> Config:
     * ``quick``: a width-1/8 model and 10,000 images, minutes per run on a CPU core (GAN 3,000 iterations, VAE
       1,000 steps): far below the paper's budget, see the README. The GAN's discriminator has no BatchNorm here:
       with it, both GANs collapsed to blank or noise images within 2,000 iterations at this width (measured).
+    * ``cpu`` (GAN only): the GANs on one CPU thread each, 3,000 iterations, 10,000 images. Deviations from the
+      official code and their measured reasons (one seed each; ``results/generative-cpu/DIAGNOSIS.md``):
+
+      - width: conv GAN 1/2, CoordConv GAN 1/8 (official: 1 for both). The conv GAN drew no red and blue objects
+        at 1/8 or 1/4 in any of 10 variants; the CoordConv generator computes every layer at 64x64, so width 1/2
+        costs it several times the conv GAN's 1/2 per iteration (``benchmarks/gan_cost.py``).
+      - Adam betas 0.5 / 0.999 (DCGAN's; official 0.9 / 0.99): with 0.9 / 0.99 the conv GAN at width 1/2
+        collapsed (8 samples of fixed latents identical, no red and blue pair) in 2 of 2 runs; with 0.5 / 0.999
+        it drew varied scenes (entropies 3.44 / 3.57 / 4.00 at iteration 1,750).
+      - R1 penalty, gamma 10, for both models (not official): without it the CoordConv GAN with these betas
+        collapsed to blue-only canvases by iteration 750; with it, red and blue objects in varied places.
+      - no discriminator BatchNorm (official: yes): with it both GANs collapsed at small widths (``quick``).
+      - 3,000 iterations and 10,000 images (official: 50 epochs of 50,000, 156,250 iterations): the budget;
+        3,000 batches of 16 see each image about five times.
+
+      As the official code: initialisation (``init="official"``), learning rates 1e-4 (D) and 5e-4 (G), two G
+      steps per D step, batch 16, z of 256 dimensions, and the discriminator's input: the CoordConv GAN's D sees
+      the generator's pre-tanh output, the conv GAN's the image (``CPU_GAN``).
     * ``paper``: the official sizes and budget (GAN: 50 epochs of 50,000 images at batch 16), a GPU job.
 
     Raises:
-        ValueError: unknown preset, task or model.
+        ValueError: unknown preset, task or model; ``cpu`` for the VAE.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
@@ -134,9 +191,16 @@ def preset(name: str, **fields: Any) -> Config:
         base.update(z_dim=16, batch_size=32)
     quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
+    if name == "cpu" and task != "gan":
+        raise ValueError("the cpu preset is the GAN's; use quick for the VAE")
+    # the official code's initialisation, DCGAN's Adam betas, one stabiliser (R1) for both models (see above)
+    cpu: dict[str, Any] = {"train_images": 10_000, "steps": 3_000, "eval_every": 250, "threads": 1}
+    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0)
+    cpu.update(CPU_GAN.get(fields.get("model", Config.model), {}))
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
         "quick": quick,
+        "cpu": cpu,
         "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
     }
     return Config(**{**base, **sizes[name], **fields})
@@ -199,42 +263,82 @@ class _Trainer:
 class _GAN(_Trainer):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        g, d = models.build_gan(cfg.model, cfg.z_dim, cfg.width, batchnorm=cfg.d_batchnorm)
+        # the generator ends without its tanh: _fake applies it, or leaves it out for a pre-tanh discriminator
+        g, d = models.build_gan(
+            cfg.model,
+            cfg.z_dim,
+            cfg.width,
+            batchnorm=cfg.d_batchnorm,
+            minibatch_std=cfg.d_minibatch_std,
+            out="linear",
+        )
+        if cfg.init == "official":
+            models.official_init(g, d)
         self.g, self.d = _channels_last(g), _channels_last(d)
         self.modules = {"generator": self.g, "discriminator": self.d}
+        # samples come from an exponential moving average of the generator's weights when g_ema is set
+        self.g_sample = self.g
+        if cfg.g_ema:
+            self.g_sample = copy.deepcopy(self.g).requires_grad_(False)
+            self.modules["generator_ema"] = self.g_sample
+        betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
-            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999)),
-            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999)),
+            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas),
         }
 
     def latents(self, n: int, gen: torch.Generator) -> Tensor:
         return torch.rand(n, self.cfg.z_dim, generator=gen) * 2 - 1
 
+    def _fake(self, z: Tensor) -> Tensor:
+        """What the discriminator sees of the generated images for ``z``."""
+        out = self.g(z)
+        return out if self.cfg.d_input == "pre_tanh" else torch.tanh(out)
+
     def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One discriminator step and ``g_steps`` generator steps: the losses and D's accuracy (logit sign)."""
         real = (images.float() / 127.5 - 1).contiguous(memory_format=torch.channels_last)
         n = len(real)
         ones, zeros = torch.ones(n), torch.zeros(n)
         with torch.no_grad():
-            fake = self.g(self.latents(n, gen))
-        loss_d = F.binary_cross_entropy_with_logits(self.d(real), ones) + F.binary_cross_entropy_with_logits(
-            self.d(fake), zeros
+            fake = self._fake(self.latents(n, gen))
+        real.requires_grad_(self.cfg.r1 > 0)
+        logits_real, logits_fake = self.d(real), self.d(fake)
+        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
+            logits_fake, zeros
         )
+        penalty = torch.zeros(())
+        if self.cfg.r1 > 0:
+            (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+            penalty = self.cfg.r1 / 2 * grad.square().flatten(1).sum(1).mean()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        loss_d.backward()
+        (loss_d + penalty).backward()
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
             # the non-saturating loss: the generator maximises log D(G(z))
-            loss_g = F.binary_cross_entropy_with_logits(self.d(self.g(self.latents(n, gen))), ones)
+            loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        if self.cfg.g_ema:
+            with torch.no_grad():
+                for avg, p in zip(self.g_sample.parameters(), self.g.parameters(), strict=True):
+                    avg.lerp_(p, 1 - self.cfg.g_ema)
+                for avg_buffer, buffer in zip(self.g_sample.buffers(), self.g.buffers(), strict=True):
+                    avg_buffer.copy_(buffer)  # BatchNorm statistics: the current generator's
+        out = {
+            "d_loss": loss_d.item(),
+            "g_loss": loss_g.item(),
+            "d_real_acc": (logits_real > 0).float().mean().item(),
+            "d_fake_acc": (logits_fake < 0).float().mean().item(),
+        }
+        return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
 
     def sample(self, z: Tensor) -> Tensor:
-        self.g.eval()
+        self.g_sample.eval()
         with torch.no_grad():
-            out = torch.cat([self.g(part) for part in z.split(256)]) * 0.5 + 0.5
-        self.g.train()
+            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
+        self.g_sample.train()
         return out
 
 
@@ -328,6 +432,8 @@ def evaluate(cfg: Config, trainer: _Trainer, test: Tensor) -> tuple[dict[str, An
         "entropy": sortofclevr.entropies(found),
         "one_each": found.one_each.float().mean().item(),
         "two_objects": found.two_objects.float().mean().item(),
+        "two_separate": found.two_separate.float().mean().item(),
+        "sample_spread": samples.std(dim=0).mean().item(),
         "red_found": (~found.red.isnan().any(1)).float().mean().item(),
         "blue_found": (~found.blue.isnan().any(1)).float().mean().item(),
         "interpolation_one_each": in_frames.one_each.float().mean().item(),
@@ -356,8 +462,6 @@ def main(
     """
     import numpy as np
 
-    from coordconv.repro.runtime.plots import save_image_grid
-
     desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
     session = Session.open(
         cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0
@@ -368,19 +472,27 @@ def main(
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
     trainer = _build(cfg)
     step, train_seconds = 0, 0.0
+    progress_z = trainer.latents(PROGRESS_SAMPLES, _step_generator(cfg, -1, salt=4))
+    progress_rows: list[Tensor] = []  # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
 
     def restore(state: dict[str, Any]) -> None:
-        nonlocal step, train_seconds
+        nonlocal step, train_seconds, progress_rows
         for name, module in trainer.modules.items():
             module.load_state_dict(state["modules"][name])
         for name, opt in trainer.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         step, train_seconds = state["step"], state["train_seconds"]
+        progress_rows = list(state.get("progress", []))
 
     with session:
         session.restore(restore)
         session.start_at(step)
+        run = session.run
         metrics: dict[str, Any] = {}
+        # the step outputs (losses, D's accuracies) summed since the last evaluation; evaluations log their means,
+        # and checkpoints are taken right after one, so a resumed run sums exactly as an uninterrupted one
+        interval: dict[str, float] = {}
+        interval_steps = 0
         while step < cfg.steps:
             gen = _step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
@@ -389,12 +501,19 @@ def main(
             losses = trainer.step(batch, gen)
             train_seconds += time.perf_counter() - start
             step += 1
-            for name, value in losses.items():
-                check_finite(value, f"{name} at step {step}")
+            for key, value in losses.items():
+                check_finite(value, f"{key} at step {step}")
+                interval[key] = interval.get(key, 0.0) + value
+            interval_steps += 1
             session.advance(1, **losses)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 metrics, *_ = evaluate(cfg, trainer, test)
-                session.log({"step": step, "train_seconds": train_seconds, **losses, **metrics})
+                means = {key: total / interval_steps for key, total in interval.items()}
+                interval, interval_steps = {}, 0
+                progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
+                grid = torch.cat(progress_rows).float() / 255
+                save_image_grid(grid, run.path / "progress.png", nrow=PROGRESS_SAMPLES)
+                session.log({"step": step, "train_seconds": train_seconds, **means, **metrics})
                 ent = metrics["entropy"]
                 session.emit(
                     f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
@@ -406,13 +525,13 @@ def main(
                         "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
                         "step": step,
                         "train_seconds": train_seconds,
+                        "progress": progress_rows,
                     },
                     last=step >= cfg.steps,
                 )
 
         metrics, samples, frames, found = evaluate(cfg, trainer, test)
         data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
-        run = session.run
         save_image_grid(samples[:64], run.path / "samples.png")
         save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
         run.save_with(
@@ -439,6 +558,8 @@ def main(
                 "entropy": sortofclevr.entropies(data_found),
                 "one_each": data_found.one_each.float().mean().item(),
                 "two_objects": data_found.two_objects.float().mean().item(),
+                "two_separate": data_found.two_separate.float().mean().item(),
+                "sample_spread": (images[: cfg.eval_samples].float() / 255).std(dim=0).mean().item(),
             },
             "config": to_dict(cfg),
         }

@@ -20,11 +20,15 @@ gets coordinates on its input and its decoder is the CoordConv generator's layou
 number of parameters (tested within 25%).
 
 ``width`` multiplies every hidden channel count (1: the official sizes), so that CPU presets are possible.
+
+:func:`official_init` gives a GAN the official code's initialisation (PyTorch's defaults differ): He-normal
+weights in the CoordConv generator, Glorot-uniform weights everywhere else (TensorFlow's default), zero biases.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import cast
 
 import torch
@@ -42,6 +46,7 @@ __all__ = [
     "Encoder",
     "build_gan",
     "build_vae",
+    "official_init",
 ]
 
 SIZE = 64
@@ -120,10 +125,16 @@ class Discriminator(nn.Module):
     """Four 5x5 stride-2 convolutions and a linear logit; ``coord=True`` gives the first one coordinates.
 
     ``batchnorm=False`` leaves out the BatchNorm layers (and gives those convolutions a bias).
+    ``minibatch_std=True`` appends one feature to the flattened features before the logit: the standard deviation
+    of each feature over the batch, averaged (Karras et al. 2018), so that the discriminator sees how varied a
+    batch is and a generator that maps every latent to one image is caught (a stabiliser; not in the official code).
     """
 
-    def __init__(self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True) -> None:
+    def __init__(
+        self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True, minibatch_std: bool = False
+    ) -> None:
         super().__init__()
+        self.minibatch_std = minibatch_std
         chans = [_w(c, width) for c in (64, 128, 256, 512)]
         first: nn.Module = (CoordConv2d if coord else nn.Conv2d)(3, chans[0], 5, 2, 2)
         layers: list[nn.Module] = [first, nn.LeakyReLU(0.2)]
@@ -131,24 +142,90 @@ class Discriminator(nn.Module):
             norm: nn.Module = nn.BatchNorm2d(cout) if batchnorm else nn.Identity()
             layers += [nn.Conv2d(cin, cout, 5, 2, 2, bias=not batchnorm), norm, nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(4 * 4 * chans[-1], 1)
+        self.fc = nn.Linear(4 * 4 * chans[-1] + minibatch_std, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.convs(x)).squeeze(1)  # type: ignore[no-any-return]
+        h = self.convs(x)
+        if self.minibatch_std:
+            spread = h.std(dim=0, correction=0).mean() if len(h) > 1 else h.new_zeros(())
+            h = torch.cat([h, spread.expand(len(h), 1)], dim=1)
+        return self.fc(h).squeeze(1)  # type: ignore[no-any-return]
 
 
 def build_gan(
-    model: str, z_dim: int = 256, width: float = 1.0, *, batchnorm: bool = True
+    model: str,
+    z_dim: int = 256,
+    width: float = 1.0,
+    *,
+    batchnorm: bool = True,
+    minibatch_std: bool = False,
+    out: str = "tanh",
 ) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
-    ``batchnorm`` is the discriminator's (see :class:`Discriminator`).
+    ``batchnorm`` and ``minibatch_std`` are the discriminator's (see :class:`Discriminator`); ``out="linear"``
+    leaves out the generator's final tanh (the caller applies it).
     """
+    d_options: dict[str, bool] = {"batchnorm": batchnorm, "minibatch_std": minibatch_std}
     if model == "conv":
-        return ConvGenerator(z_dim, width), Discriminator(width, batchnorm=batchnorm)
+        return ConvGenerator(z_dim, width, out=out), Discriminator(width, **d_options)
     if model == "coordconv":
-        return CoordConvGenerator(z_dim, width), Discriminator(width, coord=True, batchnorm=batchnorm)
+        return CoordConvGenerator(z_dim, width, out=out), Discriminator(width, coord=True, **d_options)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+
+
+def _fans(weights: list[Tensor]) -> tuple[int, int]:
+    """Fan-in and fan-out of one layer whose weight is split into ``weights`` along the input channels.
+
+    Convolutions are ``(out, in, *kernel)``, linear layers ``(out, in)``; transposed convolutions (``(in, out,
+    *kernel)``) pass through :func:`_layer_weights` with their axes swapped.
+    """
+    field = weights[0][0, 0].numel()
+    return sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
+
+
+def _layer_weights(module: nn.Module) -> list[Tensor] | None:
+    """The weights of one layer as ``(out, in, ...)`` views, the coordinate filters included; None if no layer."""
+    if isinstance(module, CoordConv2d):
+        return [module.weight, module.coord_weight]
+    if isinstance(module, nn.ConvTranspose2d):
+        return [module.weight.transpose(0, 1)]
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return [module.weight]
+    return None
+
+
+@torch.no_grad()
+def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
+    """Initialise a GAN as the official code does (``model_builders.CoordConvGAN``), in place.
+
+    The CoordConv generator's layers get He-normal weights (Keras' ``he_normal``: a normal of standard deviation
+    ``sqrt(2 / fan_in)`` truncated at two standard deviations); every other layer (the conv generator, both
+    discriminators) TensorFlow's default Glorot-uniform; every bias is zero, BatchNorm starts at identity. The
+    CoordConv generator's first layer is one 1x1 convolution of ``[z, i, j]`` in the official code, so its two
+    parts here share that layer's fan-in.
+    """
+    layers: list[tuple[list[Tensor], bool]] = []
+    for net in (generator, discriminator):
+        he = isinstance(net, CoordConvDecoder)
+        if isinstance(net, CoordConvDecoder):
+            layers.append(([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]], True))
+        for name, module in net.named_modules():
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
+                bias.zero_()
+            weights = _layer_weights(module)
+            if weights is not None and not (he and name in ("z_in", "coord_in")):
+                layers.append((weights, he))
+    for weights, he in layers:
+        fan_in, fan_out = _fans(weights)
+        for w in weights:
+            if he:
+                std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
+                nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+            else:
+                bound = math.sqrt(6 / (fan_in + fan_out))
+                nn.init.uniform_(w, -bound, bound)
 
 
 class Encoder(nn.Module):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 from coordconv.repro.report.runs import MODELS, FinishedRun, load_finished, mean_sd, write_task_report
 from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = ["PAPER_ENTROPY", "gan_table", "load_runs", "plot_objects", "vae_table", "write_report"]
+__all__ = [
+    "PAPER_ENTROPY",
+    "WORKING",
+    "gan_table",
+    "gan_test",
+    "load_runs",
+    "plot_objects",
+    "vae_table",
+    "write_report",
+]
 
 #: the paper's "average entropy" of red centres, blue centres and centre differences (Fig. 7; binning unknown)
 PAPER_ENTROPY: dict[str, tuple[float, float, float]] = {
@@ -16,6 +27,8 @@ PAPER_ENTROPY: dict[str, tuple[float, float, float]] = {
     "conv": (3.13, 2.69, 2.81),
     "coordconv": (3.30, 2.93, 2.62),
 }
+#: a GAN "works" when at least this fraction of its samples shows one red and one blue object (issue 15's criterion)
+WORKING = 0.8
 NAMES = {"gan": {"conv": "GAN (DCGAN-like)", "coordconv": "CoordConv GAN"}, "vae": {"conv": "conv VAE",
          "coordconv": "CoordConv VAE"}}  # fmt: skip
 
@@ -28,6 +41,12 @@ def load_runs(root: Path, task: str) -> list[FinishedRun]:
 
 def _stat(values: list[Any], digits: int = 2, scale: float = 1.0) -> str:
     return mean_sd(values, digits, scale=scale, missing="none found")
+
+
+def _pct(values: list[float | None]) -> str:
+    """:func:`_stat` of fractions, in percent; "-" where no run has the value (runs from before it was measured)."""
+    text = _stat(values, 1, 100)
+    return text if text == "-" else text + "%"
 
 
 def _objects(group: list[FinishedRun]) -> str:
@@ -46,26 +65,30 @@ def gan_table(runs: list[FinishedRun]) -> str:
     """The mode-collapse table: entropies and object counts of each model, the data and the paper's numbers."""
     samples = runs[0].summary["config"]["eval_samples"] if runs else 0
     lines = [
-        "| model | seeds | entropy red | blue | diff | paper red / blue / diff | one red + one blue | "
-        "two objects | interpolation frames: one of each / two objects | training s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | seeds | working | entropy red | blue | diff | paper red / blue / diff | one red + one blue | "
+        "two objects | one of each, apart | interpolation frames: one of each / two objects | training s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if runs:
         # every run measures the same training images (the preset's data seed), so one run's numbers stand for all
         data = runs[0].summary["data"]
         cells = [_stat([data["entropy"][part]]) for part in ("red", "blue", "diff")]
         lines.append(
-            f"| data (Sort-of-Clevr) | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
-            f"{_stat([data['one_each']], 1, 100)}% | {_stat([data['two_objects']], 1, 100)}% | - | - |"
+            f"| data (Sort-of-Clevr) | - | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
+            f"{_stat([data['one_each']], 1, 100)}% | {_stat([data['two_objects']], 1, 100)}% | "
+            f"{_pct([data.get('two_separate')])} | - | - |"
         )
     for model in MODELS:
         group = [r for r in runs if r.summary["model"] == model]
         if not group:
             continue
         cells = [_stat([r.summary["entropy"][part] for r in group]) for part in ("red", "blue", "diff")]
+        working = sum(r.summary["one_each"] >= WORKING for r in group)
+        separate = _pct([r.summary.get("two_separate") for r in group])
+        one_each, two, rest = _objects(group).split(" | ", 2)
         lines.append(
-            f"| {NAMES['gan'][model]} | {len(group)} | {' | '.join(cells)} | "
-            f"{' / '.join(map(str, PAPER_ENTROPY[model]))} | {_objects(group)} |"
+            f"| {NAMES['gan'][model]} | {len(group)} | {working} of {len(group)} | {' | '.join(cells)} | "
+            f"{' / '.join(map(str, PAPER_ENTROPY[model]))} | {one_each} | {two} | {separate} | {rest} |"
         )
     lines += [
         "",
@@ -74,7 +97,51 @@ def gan_table(runs: list[FinishedRun]) -> str:
         "colour (4-connected red or blue regions of at least 20 px; the largest of each colour gives the centre; "
         "'two objects' counts regions of any non-white colour, so objects that touch count as one, as in the data); "
         "mean ± standard deviation over seeds. The paper does not give its binning, so its numbers are beside ours "
-        "for their order, not their values; the data row uses the same binning as the models.",
+        "for their order, not their values; the data row uses the same binning as the models. 'Working': runs "
+        f"whose samples show one red and one blue object in at least {WORKING:.0%} of cases. 'One of each, apart': "
+        "one red and one blue object that do not touch (exactly two regions of any colour); the colour finder alone "
+        "also accepts a red and a blue region fused into one blob.",
+    ]
+    return "\n".join(lines)
+
+
+def gan_test(runs: list[FinishedRun]) -> str:
+    """Welch's t-test of the difference between the two GANs' per-seed numbers (scipy), one row per measure."""
+    from scipy import stats  # type: ignore[import-untyped,unused-ignore]
+
+    groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
+    if any(len(g) < 2 for g in groups.values()):
+        return "Welch's t-test: needs at least two finished seeds of each model."
+    measures: list[tuple[str, Any]] = [
+        (f"entropy {part}", lambda s, part=part: s["entropy"][part]) for part in ("red", "blue", "diff")
+    ]
+    measures += [
+        ("one red + one blue", lambda s: s["one_each"]),
+        ("one of each, apart", lambda s: s.get("two_separate")),
+    ]
+    lines = [
+        f"| measure | {NAMES['gan']['conv']} | {NAMES['gan']['coordconv']} | CoordConv - conv | Welch t | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, get in measures:
+        values = {m: [get(r.summary) for r in g] for m, g in groups.items()}
+        if any(v is None or math.isnan(v) for vs in values.values() for v in vs):
+            lines.append(f"| {name} | - | - | - | - | (a run has no value) |")
+            continue
+        conv, coord = values["conv"], values["coordconv"]
+        if max(statistics.pstdev(conv), statistics.pstdev(coord)) < 1e-9:  # e.g. a fraction of 1.0 in every run
+            test = "- | (no spread)"
+        else:
+            t, p = stats.ttest_ind(coord, conv, equal_var=False)
+            test = f"{t:.2f} | {p:.3g}"
+        lines.append(
+            f"| {name} | {_stat(conv)} | {_stat(coord)} | {statistics.fmean(coord) - statistics.fmean(conv):+.2f} | "
+            f"{test} |"
+        )
+    lines += [
+        "",
+        f"Per-seed values ({len(groups['conv'])} and {len(groups['coordconv'])} seeds), two-sided Welch's t-test "
+        "(scipy.stats.ttest_ind, equal_var=False); fractions as 0-1.",
     ]
     return "\n".join(lines)
 
@@ -157,23 +224,40 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
     save_figure(fig, path)
 
 
+def _side_by_side(folder: Path, task: str, runs: list[FinishedRun]) -> list[str]:
+    """Markdown: each seed's samples of both models side by side; the first seed's interpolations and progress."""
+    by_key = {(r.summary["model"], r.summary["seed"]): r.path.relative_to(folder).as_posix() for r in runs}
+    names = [NAMES[task][m] for m in MODELS]
+    seeds = sorted({seed for _, seed in by_key})
+
+    def cells(file: str, seed: int) -> str:
+        return " | ".join(
+            f"![{name}]({by_key[model, seed]}/{file})" if (model, seed) in by_key else "-"
+            for model, name in zip(MODELS, names, strict=True)
+        )
+
+    lines = ["Samples (64 per run, final model), both models side by side:", "", f"| seed | {' | '.join(names)} |"]
+    lines += ["|---|" + "---|" * len(names)] + [f"| {seed} | {cells('samples.png', seed)} |" for seed in seeds]
+    first = seeds[0] if seeds else 0
+    lines += ["", f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
+              "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
+              f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
+              f"| interpolations | {cells('interpolation.png', first)} |"]  # fmt: skip
+    progress = " | ".join(
+        f"![{name}]({by_key[m, first]}/progress.png)"
+        if (m, first) in by_key and (folder / by_key[m, first] / "progress.png").exists()
+        else "-"
+        for m, name in zip(MODELS, names, strict=True)
+    )
+    return [*lines, f"| over training | {progress} |", ""]
+
+
 def write_report(out: Path, task: str) -> Path:
-    """``out/<task>/`` table.md, objects.png and report.md (with each model's samples) from the finished runs."""
+    """``out/<task>/`` table.md, objects.png and report.md (with both models' samples) from the finished runs."""
     runs = load_runs(out, task)
     folder = out / task
     plot_objects(runs, folder / "objects.png", title=f"{task.upper()}: where the objects are")
-    lines = ["![object positions and average images](objects.png)", ""]
-    for model in MODELS:
-        first = next((r for r in runs if r.summary["model"] == model), None)
-        if first is None:
-            continue
-        rel = first.path.relative_to(folder).as_posix()
-        name = NAMES[task][model]
-        lines += [
-            f"{name}, seed {first.summary['seed']}: samples, and latent interpolations (one strip per row)",
-            "",
-            f"![{name} samples]({rel}/samples.png) ![{name} interpolations]({rel}/interpolation.png)",
-            "",
-        ]
+    lines = [gan_test(runs), ""] if task == "gan" else []
+    lines += ["![object positions and average images](objects.png)", "", *_side_by_side(folder, task, runs)]
     table = gan_table(runs) if task == "gan" else vae_table(runs)
     return write_task_report(folder, f"CoordConv reproduction: {task.upper()}s on Sort-of-Clevr", table, lines)
