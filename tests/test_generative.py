@@ -245,7 +245,7 @@ def test_cpu_preset_treats_both_gans_alike():
     }
     assert (conv.width, conv.d_input, coord.width, coord.d_input) == (1 / 2, "tanh", 1 / 8, "pre_tanh")
     assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1, conv.g_ema) == (
-        "official", False, False, 0.5, 0.999, 10.0, 0.998,
+        "official", False, False, 0.5, 0.999, 10.0, 0.0,
     )  # fmt: skip
     with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
         generative.preset("cpu", "vae", "conv")
