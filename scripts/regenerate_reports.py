@@ -17,7 +17,7 @@ from coordconv.repro.reproduce import write_index
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the output folders of the committed ``coordconv reproduce`` commands
-FOLDERS = ("results", "results/toy", "results/generative")
+FOLDERS = ("results", "results/toy", "results/generative", "results/generative-cpu")
 
 
 def tables(root: Path) -> dict[Path, str]:
