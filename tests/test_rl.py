@@ -172,3 +172,15 @@ def test_reproduce_rl_smoke_writes_report_and_reuses_runs(tmp_path):
     assert result.returncode == 0 and result.stdout.count("(reused)") == 2
     result = coordconv("reproduce", "classification", "--games", "MinAtar/Breakout", "--out", out)
     assert result.returncode == 2 and "--games applies to the rl task only" in result.stderr
+
+
+def test_training_leaves_nothing_in_the_temporary_directory(tmp_path, monkeypatch):
+    pytest.importorskip("minatar")
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    cfg = rl.preset("smoke", env="MinAtar/Breakout", model="coordconv", total_steps=2_000)
+    rl.main(cfg, tmp_path / "run", log=lambda _: None)
+    assert list((tmp_path / "tmp").iterdir()) == []  # SB3 would leave an SB3-<time> folder per learn() call

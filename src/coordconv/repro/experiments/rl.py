@@ -271,6 +271,7 @@ def make_env(cfg: Config) -> Any:
 def build_agent(cfg: Config, env: Any) -> Any:
     """SB3's A2C with the RL Zoo's Atari hyperparameters and our body."""
     from stable_baselines3 import A2C
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
     from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor
@@ -283,7 +284,7 @@ def build_agent(cfg: Config, env: Any) -> Any:
         "optimizer_class": RMSpropTFLike,
         "optimizer_kwargs": {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0},
     }
-    return A2C(
+    agent = A2C(
         ActorCoordPolicy,
         env,
         learning_rate=cfg.lr,
@@ -297,6 +298,10 @@ def build_agent(cfg: Config, env: Any) -> Any:
         device="cpu",
         verbose=0,
     )
+    # a logger with no outputs: without one, every learn() call makes SB3 create an empty SB3-<time> folder in the
+    # system's temporary directory (the run's metrics go to its own metrics.jsonl)
+    agent.set_logger(Logger(folder=None, output_formats=[]))
+    return agent
 
 
 # ---------------------------------------------------------------------------------------------------------
