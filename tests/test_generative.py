@@ -368,6 +368,9 @@ def test_gan_report_tests_the_difference(tmp_path):
     assert f"| entropy red | 2.20 ± 0.20 | 3.20 ± 0.26 | +1.00 | {t:.2f} | {p:.3g} |" in text
     assert "| one of each, apart | 0.50 ± 0.00 | 0.70 ± 0.00 | +0.20 | - | (no spread) |" in text
     assert "needs at least two" in report.gan_test(conv + coord[:1])
+    broken = FinishedRun(tmp_path / "coordconv-seed3", {**coord[0].summary, "seed": 3, "one_each": 0.1}, [])
+    text = report.gan_test(conv + coord + [broken])  # a model that does not work: no comparison at all
+    assert "No comparison" in text and "CoordConv GAN: 1 of 4" in text and "Welch t" not in text
     table = report.gan_table(conv + coord)
     assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
     assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"

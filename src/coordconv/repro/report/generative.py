@@ -110,6 +110,13 @@ def gan_test(runs: list[FinishedRun]) -> str:
     from scipy import stats  # type: ignore[import-untyped,unused-ignore]
 
     groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
+    failing = {m: sum(r.summary["one_each"] < WORKING for r in g) for m, g in groups.items()}
+    if any(failing.values()):  # a GAN that does not draw the scenes says nothing about mode collapse
+        which = "; ".join(f"{NAMES['gan'][m]}: {n} of {len(groups[m])}" for m, n in failing.items() if n)
+        return (
+            f"No comparison: runs that do not work ({which}; working: one red and one blue object in at least "
+            f"{WORKING:.0%} of samples), so the two models' entropies compare nothing yet."
+        )
     if any(len(g) < 2 for g in groups.values()):
         return "Welch's t-test: needs at least two finished seeds of each model."
     measures: list[tuple[str, Any]] = [
