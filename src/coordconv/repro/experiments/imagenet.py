@@ -82,8 +82,8 @@ class Config:
     """Offline data set: grid x grid position classes (8: 64 classes of 8x8-px cells)."""
     workers: int = 0
     """DataLoader worker processes per training process."""
-    threads: int = 0
-    """torch CPU threads per process (0: torch's default)."""
+    threads: int = 1
+    """torch CPU threads per process (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
         checks = {

@@ -112,7 +112,7 @@ class Config:
     final_episodes: int = 100
     """The final return is the mean over this many last episodes."""
     threads: int = 1
-    """torch CPU threads."""
+    """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
         checks = {

@@ -127,8 +127,8 @@ class Config:
     """Examples per evaluation batch."""
     stop_at_target: bool = False
     """Stop as soon as the run is solved: the test set and the whole training set meet the task's target."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
+    threads: int = 1
+    """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
         checks = {
