@@ -120,11 +120,11 @@ def test_a_finished_run_with_a_damaged_file_is_refused_naming_it(name, finished,
     with pytest.raises(RunError, match=f"{path}.*differs from what the run wrote"):
         toy.main(cfg, out, resume=True, **QUIET)
     with pytest.raises(RunError, match=str(path)):  # reproduce does not reuse it
-        reproduce._run_jobs([(out, cfg)], toy.main, str, overwrite=False)
+        reproduce._run_jobs([(out, cfg)], toy, overwrite=False, workers=1)
     path.unlink()
     args = ["train", "classification", "--preset", "smoke", "--epochs", 1, "--out", out, "--resume"]
     if name in ("model.safetensors", "checkpoint.pt"):  # may be dropped (committed results keep the small files)
-        reproduce._run_jobs([(out, cfg)], toy.main, str, overwrite=False)
+        reproduce._run_jobs([(out, cfg)], toy, overwrite=False, workers=1)
         return
     assert f"{path} is missing" in _error(capsys, args)
 
@@ -133,10 +133,10 @@ def test_a_finished_run_without_its_checkpoint_and_weights_is_still_verified(fin
     cfg, out = finished
     for name in ("model.safetensors", "checkpoint.pt"):
         (out / name).unlink()
-    reproduce._run_jobs([(out, cfg)], toy.main, str, overwrite=False)  # reused: the reports need neither
+    reproduce._run_jobs([(out, cfg)], toy, overwrite=False, workers=1)  # reused: the reports need neither
     (out / "metrics.jsonl").write_text("")
     with pytest.raises(RunError, match=r"metrics\.jsonl.*differs"):
-        reproduce._run_jobs([(out, cfg)], toy.main, str, overwrite=False)
+        reproduce._run_jobs([(out, cfg)], toy, overwrite=False, workers=1)
 
 
 def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finished):

@@ -169,3 +169,25 @@ def test_unavailable_device_is_refused_before_anything_is_written(device, messag
     result = coordconv("train", "classification", "--preset", "smoke", "--device", device, "--out", out)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_reproduce_in_parallel_processes_gives_the_same_runs_as_one_after_the_other(tmp_path):
+    """One thread per run by default, so the numbers do not depend on how many runs train at once (or where)."""
+    outs = {jobs: tmp_path / f"jobs{jobs}" for jobs in (1, 2)}
+    for jobs, out in outs.items():
+        result = coordconv("reproduce", "regression", "--preset", "smoke", "--jobs", jobs, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert f"{jobs} at a time, 1 thread each" in result.stdout
+    runs = sorted(p.parent.name for p in outs[1].glob("regression/*/model.safetensors"))
+    assert len(runs) == 4
+    for run in runs:
+        weights = [(out / "regression" / run / "model.safetensors").read_bytes() for out in outs.values()]
+        assert weights[0] == weights[1], run
+        stored = json.loads((outs[2] / "regression" / run / "config.json").read_text())
+        assert stored["config"]["threads"] == 1 and stored["cpu"]["threads"] == 1
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--jobs", "0"), ("--threads", "-1"), ("--threads", "100000")])
+def test_reproduce_threads_and_jobs_are_bounded(flag, value):
+    result = coordconv("reproduce", flag, value)
+    assert result.returncode == 2 and f"invalid {flag[2:]} '{value}': expected an integer from" in result.stderr

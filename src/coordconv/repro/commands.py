@@ -19,7 +19,9 @@ from coordconv.repro.runtime.config import (
     add_config_arguments,
     describe_work,
     finite_float,
+    job_count,
     seed_value,
+    thread_count,
 )
 from coordconv.repro.runtime.rundir import RunError
 
@@ -114,6 +116,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         reproduce.main(
             tasks, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed, out=Path(args.out),
             overwrite=args.overwrite, options=options, argv=_argv(args, "reproduce"), confirm=confirm,
+            threads=args.threads, jobs=args.jobs,
         )  # fmt: skip
     except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
@@ -227,6 +230,19 @@ def add_commands(commands: Any) -> None:
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
+    reproduce.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        help="torch threads per run (default: 1, so results do not depend on the machine; 0: torch's default)",
+    )
+    reproduce.add_argument(
+        "--jobs",
+        type=job_count,
+        default=None,
+        help="runs trained at once, each in its own process (default: the usable CPUs divided by --threads; "
+        "1 on a CUDA machine)",
+    )
     reproduce.add_argument("--overwrite", action="store_true", help="retrain runs that are already in --out")
     reproduce.add_argument(
         "--yes", action="store_true", help="start the paper preset (GPU jobs) on a CPU without asking"

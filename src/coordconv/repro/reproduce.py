@@ -3,14 +3,25 @@
 One loop for every experiment of the registry (:mod:`coordconv.repro.experiments`): a task's ``plan`` names its
 runs, finished runs in ``--out`` are reused and unfinished ones resumed, then its ``report`` writes
 ``OUT/<task>/report.md``; ``OUT/report.md`` links the reports of every task found in ``OUT``.
+
+Threads and processes: every run uses ``threads`` torch threads (default 1, so its numbers do not depend on the
+machine's core count), and independent runs train side by side in ``jobs`` worker processes (default: the CPUs
+this process may use, divided by ``threads``). One thread per process keeps a busy machine fast: torch's default
+(a thread per core, spinning at each barrier) slows down many times over when other jobs hold some of the cores
+(``benchmarks/thread_policy.py`` measures both ways).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import multiprocessing
+import os
 import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +29,7 @@ from coordconv.repro.experiments import REGISTRY
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.rundir import CONFIG, Run, RunError, config_changes, write_atomic
 
-__all__ = ["main", "write_index"]
+__all__ = ["default_jobs", "main", "usable_cpus", "write_index"]
 
 
 def main(
@@ -32,6 +43,8 @@ def main(
     options: Mapping[str, Any] | None = None,
     argv: Sequence[str] = (),
     confirm: Callable[[Any, list[Any]], str | None] | None = None,
+    threads: int | None = None,
+    jobs: int | None = None,
 ) -> Path:
     """Train every run of ``tasks`` that ``out`` lacks, write each task's report and the index ``out/report.md``.
 
@@ -46,6 +59,10 @@ def main(
         argv: the command's arguments after ``reproduce``, recorded in each task's ``command.txt``.
         confirm: ``confirm(module, configs)`` sees each task's configs before anything trains and returns a
             refusal (a message) or ``None`` (the paper preset's check of the work on a CPU).
+        threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
+            default, which follows the machine).
+        jobs: runs that train at once, each in its own process (``None``: :func:`default_jobs`; 1: one after the
+            other in this process).
 
     Returns:
         The index's path.
@@ -62,11 +79,17 @@ def main(
         accepted = getattr(module, "REPRODUCE_OPTIONS", {})
         extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in accepted}
         plan = module.plan(preset, range(first_seed, first_seed + seeds), task=task, **extra)
-        print(f"reproduce: {len(plan)} {task} runs (preset {preset}; {seeds} seed(s)) into {out}")
+        if threads is not None:
+            plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
+        workers = max(1, min(len(plan), jobs or default_jobs(max((cfg.threads for _, cfg in plan), default=1))))
+        print(
+            f"reproduce: {len(plan)} {task} runs (preset {preset}; {seeds} seed(s)) into {out}; "
+            f"{workers} at a time, {_threads(plan)} each"
+        )
         refusal = confirm(module, [cfg for _, cfg in plan]) if confirm else None
         if refusal:
             raise RunError(refusal)
-        _run_jobs([(out / folder, cfg) for folder, cfg in plan], module.main, module.describe, overwrite)
+        _run_jobs([(out / folder, cfg) for folder, cfg in plan], module, overwrite, workers)
         write_atomic(out / task / "command.txt", command + "\n")
         module.report(out, task)
     path = write_index(out)
@@ -86,33 +109,94 @@ def write_index(out: Path) -> Path:
     return path
 
 
-def _reuse_or_train(
-    folder: Path, cfg: Any, train: Callable[..., dict[str, Any]], overwrite: bool
-) -> tuple[dict[str, Any], str]:
-    """The finished run in ``folder`` if its config is ``cfg``; else train it (resuming an unfinished one).
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_jobs(threads: int) -> int:
+    """Runs at once when ``--jobs`` is not given.
+
+    The usable CPUs shared out at ``threads`` per run; one run with ``threads=0`` (torch's default, a thread per
+    core) and on a CUDA machine (runs would share the GPU).
+    """
+    import torch
+
+    if threads == 0 or torch.cuda.is_available():
+        return 1
+    return max(1, usable_cpus() // threads)
+
+
+def _threads(plan: Sequence[tuple[str, Any]]) -> str:
+    counts = sorted({cfg.threads for _, cfg in plan})
+    return " or ".join("torch's default threads" if n == 0 else f"{n} thread{'s' * (n > 1)}" for n in counts)
+
+
+def _finished(folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any] | None:
+    """The summary of the finished run in ``folder`` if its config is ``cfg`` (else ``None``: train it).
 
     A finished run's stored config is compared on the fields the config has now: a field added later counts as
     its default, a field removed since is ignored (:func:`~coordconv.repro.runtime.rundir.config_changes`).
     """
+    if overwrite or not (folder / CONFIG).exists() or not Run(folder, {}).finished:
+        return None
+    summary = Run(folder, {}).summary()
+    stored = summary.get("config")
+    if isinstance(stored, dict) and not config_changes({**to_dict(type(cfg)()), **stored}, to_dict(cfg)):
+        return summary
+    return None
+
+
+def _train(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
+    """Train (or resume) one run; module-level, so that a worker process can run it."""
+    module = importlib.import_module(module_name)
     resume = (folder / CONFIG).exists() and not overwrite
-    if resume and Run(folder, {}).finished:
-        summary = Run(folder, {}).summary()
-        stored = summary.get("config")
-        if isinstance(stored, dict) and not config_changes({**to_dict(type(cfg)()), **stored}, to_dict(cfg)):
-            return summary, "reused"
-    return train(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet), "trained"
+    summary: dict[str, Any] = module.main(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet)
+    return summary
 
 
-def _run_jobs(
-    jobs: list[tuple[Path, Any]],
-    train: Callable[..., dict[str, Any]],
-    describe: Callable[[dict[str, Any]], str],
-    overwrite: bool,
-) -> None:
-    """Reuse or train each ``(folder, config)`` in turn, one line per run."""
-    for i, (folder, cfg) in enumerate(jobs, 1):
-        summary, how = _reuse_or_train(folder, cfg, train, overwrite)
-        print(f"[{i}/{len(jobs)}] {describe(summary)} ({how})", flush=True)
+def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, workers: int) -> None:
+    """Reuse or train each ``(folder, config)``, ``workers`` at a time, one line per run as it ends.
+
+    Runs that are already finished are reported first. With more than one worker, each run trains in a fresh
+    (spawned) process: nothing of one run's torch state leaks into another's, and a failure ends the command
+    with that run's error once the runs already started have stopped.
+    """
+    done = 0
+
+    def report(summary: dict[str, Any], how: str, folder: Path) -> None:
+        nonlocal done
+        done += 1
+        what = f"{folder}: stopped, resumes when reproduce runs again" if summary.get("interrupted") else None
+        print(f"[{done}/{len(jobs)}] {what or module.describe(summary)} ({how})", flush=True)
+
+    todo = []
+    for folder, cfg in jobs:
+        summary = _finished(folder, cfg, overwrite)
+        if summary is None:
+            todo.append((folder, cfg))
+        else:
+            report(summary, "reused", folder)
+    if workers <= 1 or len(todo) <= 1:
+        for folder, cfg in todo:
+            report(_train(module.__name__, folder, cfg, overwrite), "trained", folder)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        folders = {pool.submit(_train, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
+        running: set[Future[dict[str, Any]]] = set(folders)
+        try:
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    report(future.result(), "trained", folders[future])
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
 
 
 def _quiet(line: str) -> None:

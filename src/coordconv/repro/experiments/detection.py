@@ -117,8 +117,10 @@ def describe(s: dict[str, Any]) -> str:
 
 
 def plan(preset_name: str, seeds: range, *, task: str = "detection") -> list[tuple[str, Config]]:
-    """Both detectors for each seed: ``detection/<model>-seed<k>``, seed by seed (so that a partial run of a long
-    preset already holds pairs to compare)."""
+    """Both detectors for each seed: ``detection/<model>-seed<k>``.
+
+    Seed by seed, so that a partial run of a long preset already holds pairs to compare.
+    """
     return [
         (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed))
         for seed in seeds

@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import itertools
 import math
+import os
 import textwrap
 import types
 import typing
@@ -21,7 +22,9 @@ __all__ = [
     "describe_work",
     "field_docs",
     "finite_float",
+    "job_count",
     "seed_value",
+    "thread_count",
     "to_dict",
     "validate",
 ]
@@ -52,6 +55,31 @@ def seed_value(text: str) -> int:
     if not 0 <= value < SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer from 0 to {SEED_LIMIT - 1}")
     return value
+
+
+def _count(text: str, what: str, low: int) -> int:
+    """An integer from ``low`` to this machine's CPU count (an ``argparse`` type's body)."""
+    cpus = os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not low <= value <= cpus:
+        raise argparse.ArgumentTypeError(
+            f"invalid {what} {text!r}: expected an integer from {low} to {cpus} (this machine's CPUs)"
+            + (", 0 for torch's default" if low == 0 else "")
+        )
+    return value
+
+
+def thread_count(text: str) -> int:
+    """Parse ``--threads`` of a command that runs here (an ``argparse`` type): 0 (torch's default) to the CPUs."""
+    return _count(text, "threads", 0)
+
+
+def job_count(text: str) -> int:
+    """Parse ``--jobs`` (an ``argparse`` type): 1 to this machine's CPUs."""
+    return _count(text, "jobs", 1)
 
 
 def _is_seed(name: str) -> bool:

@@ -355,6 +355,13 @@ class Run:
                     "torch": torch.__version__,
                     "python": platform.python_version(),
                 },
+                # what else a run's numbers depend on: the thread count it trains with (a config's 0 resolves
+                # to torch's default here) and the CPU kernels torch picks on this machine
+                "cpu": {
+                    "threads": run.config.get("threads") or torch.get_num_threads(),
+                    "capability": torch.backends.cpu.get_cpu_capability(),
+                    "cores": os.cpu_count(),
+                },
                 "command": sys.argv,
                 "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             },
