@@ -118,11 +118,13 @@ def test_python_blocks_run_as_pasted(page, tmp_path, monkeypatch):
             pytest.skip(f"{block.where} needs {', '.join(missing)} (ran the {ran} blocks before it)")
         # padded with blank lines so that tracebacks give the Markdown file's line numbers
         code = compile("\n" * block.line + block.code, str(page), "exec")
+        failure = None
         try:
             exec(code, namespace)
         except Exception as error:
-            message = f"the block at {block.where} fails when pasted after the {ran} before it:\n"
-            pytest.fail(message + _where_it_failed(error, page), pytrace=False)
+            failure = _where_it_failed(error, page)
+        if failure is not None:  # failed outside the except block, so that no chained traceback is printed
+            pytest.fail(f"the block at {block.where} fails when pasted after the {ran} before it:\n{failure}", False)
 
 
 def test_not_run_blocks_give_a_reason_and_are_few():
