@@ -7,10 +7,18 @@ from pathlib import Path
 
 from torch import Tensor
 
-from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
+from coordconv.repro.report.runs import (
+    COLOURS,
+    MODELS,
+    FinishedRun,
+    compare,
+    load_finished,
+    mean_sd,
+    write_task_report,
+)
 from coordconv.repro.runtime.plots import pyplot, save_figure
 
-__all__ = ["draw_predictions", "load_runs", "plot_curves", "results_table", "write_report"]
+__all__ = ["draw_predictions", "finding", "load_runs", "plot_curves", "results_table", "write_report"]
 
 PAPER_GAIN = 0.24  # "24% better IOU" (abstract)
 NAMES = {"conv": "Faster R-CNN", "coordconv": "CoordConv Faster R-CNN"}
@@ -57,6 +65,28 @@ def results_table(runs: list[FinishedRun]) -> str:
         "mAP: torchmetrics' COCO evaluation of the detector's digit detections (10 classes)."
     )
     return "\n".join(lines)
+
+
+def finding(runs: list[FinishedRun]) -> str:
+    """One sentence: does CoordConv improve the proposals (Welch's t of the per-seed proposal IoU beyond +-2)?"""
+    iou = {m: [r.summary["proposal_iou"] for r in runs if r.summary["model"] == m] for m in MODELS}
+    if not all(iou.values()):
+        return "Only one of the two models has finished runs, so nothing is compared yet."
+    coord, plain = statistics.fmean(iou["coordconv"]), statistics.fmean(iou["conv"])
+    change = coord / plain - 1
+    numbers = (
+        f"mean proposal IoU {coord:.3f} against {plain:.3f}, {change:+.1%}, over {len(iou['coordconv'])} and "
+        f"{len(iou['conv'])} seeds; the paper reports {PAPER_GAIN:+.0%}"
+    )
+    result = compare(iou["coordconv"], iou["conv"])
+    if result == "higher":
+        return f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
+    if result == "lower":
+        return f"CoordConv gives Faster R-CNN worse proposals here ({numbers}), so the paper's gain does not reproduce."
+    return (
+        f"CoordConv makes no clear difference to Faster R-CNN's proposals here ({numbers}; Welch's t within ±2), so "
+        "the paper's gain does not reproduce."
+    )
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
@@ -122,4 +152,4 @@ def write_report(out: Path) -> Path:
                 "",
             ]
     title = "CoordConv reproduction: Faster R-CNN on MNIST canvases"
-    return write_task_report(folder, title, results_table(runs), lines)
+    return write_task_report(folder, title, results_table(runs), lines, finding=finding(runs))
