@@ -16,7 +16,7 @@ from coordconv.repro.report.runs import (
     mean_sd,
     write_task_report,
 )
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
 __all__ = ["draw_predictions", "finding", "load_runs", "plot_curves", "results_table", "write_report"]
 
@@ -90,21 +90,30 @@ def finding(runs: list[FinishedRun]) -> str:
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
-    """Proposal IoU and mAP@0.5 after each epoch, every run, both models."""
+    """Proposal IoU and mAP@0.5 after each epoch, every run, both models, with a legend and caption in the figure."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key, label in ((axes[0], "proposal_iou", "proposal IoU"), (axes[1], "map_50", "mAP@0.5")):
         for r in runs:
-            model = r.summary["model"]
-            ax.plot(
-                [m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-", color=COLOURS[model], alpha=0.7,
-                label=f"{NAMES[model]}" if r.summary["seed"] == min(x.summary["seed"] for x in runs) else None,
-            )  # fmt: skip
+            ax.plot([m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-",
+                    color=COLOURS[r.summary["model"]], alpha=0.7)  # fmt: skip
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{label} (higher is better)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
+    seeds = {m: sum(r.summary["model"] == m for r in runs) for m in MODELS}
+    handles = [
+        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds[m]} seeds)") for m in MODELS
+    ]
+    caption(
+        fig,
+        "One line per seed; each dot is the test evaluation after an epoch. Proposal IoU: the paper's measure (the "
+        "RPN's top 10 proposals' best IoU with a digit box); mAP@0.5: the detector's digit detections.",
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
@@ -116,9 +125,15 @@ def draw_predictions(
     top: int,
     path: Path,
 ) -> None:
-    """Canvases with ground-truth boxes (green), detections above 0.5 (red) and the top proposals (yellow)."""
+    """Canvases with ground-truth boxes (green), detections above 0.5 (red) and the top proposals (yellow).
+
+    A legend in the figure names the three colours.
+    """
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.4))
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 3.0), squeeze=False)
+    axes = axes[0]
     for i, ax in enumerate(axes):
         ax.imshow(images[i][0].numpy(), cmap="gray", vmin=0, vmax=1)
         for box, colour, width in (
@@ -130,7 +145,12 @@ def draw_predictions(
             ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=width))
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    handles = [
+        Patch(fill=False, edgecolor="lime", linewidth=1.5, label="ground-truth digit box"),
+        Patch(fill=False, edgecolor="red", linewidth=1.2, label="detection (score above 0.5)"),
+        Patch(fill=False, edgecolor="yellow", linewidth=0.6, label=f"top {top} RPN proposals"),
+    ]
+    caption(fig, "Test canvases of the final model.", handles=handles)
     save_figure(fig, path)
 
 

@@ -16,7 +16,7 @@ from coordconv.repro.report.runs import (
     seeds_phrase,
     write_task_report,
 )
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
 __all__ = [
     "PAPER_ENTROPY",
@@ -267,7 +267,7 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
                 },
             )
         )
-    fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows) + 0.6), squeeze=False)
     for ax_row, (name, d) in zip(axes, rows, strict=True):
         diff = d["blue"] - d["red"]
         for ax, points, label, extent in (
@@ -285,7 +285,13 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(title)
-    fig.tight_layout()
+    caption(
+        fig,
+        "Histograms (16 x 16 bins, pooled over the seeds): brighter = more samples with the red object's centre, the "
+        "blue object's centre, or the blue-minus-red offset in that bin (dark purple: none); objects are found by "
+        "colour, and 'found' counts the samples that have one. Centre and offset panels: image orientation, x to the "
+        "right, y down (offsets span -64 to 64 px). Last column: the mean of the images.",
+    )
     save_figure(fig, path)
 
 

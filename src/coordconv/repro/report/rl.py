@@ -15,7 +15,7 @@ from coordconv.repro.report.runs import (
     mean_sd,
     write_task_report,
 )
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
 
 __all__ = ["finding", "game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
 
@@ -117,12 +117,18 @@ def finding(runs: list[FinishedRun]) -> str:
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
-    """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game."""
+    """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game.
+
+    A legend and caption in the figure explain the lines and bands.
+    """
     plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     envs = sorted({r.summary["env"] for r in runs})
     cols = min(len(envs), 3) or 1
     rows = max(1, math.ceil(len(envs) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), squeeze=False)
     for ax, env in zip(axes.flat, envs, strict=False):
         for model in MODELS:
             group = [r for r in runs if r.summary["env"] == env and r.summary["model"] == model]
@@ -137,7 +143,9 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
             xs = [steps[i] for i in range(n) if points[i]]
             ys = [p for p in points if p]
             label = "CoordConv" if model == "coordconv" else "conv"
-            ax.plot(xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)")
+            plot_series(
+                ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)"
+            )
             ax.fill_between(xs, [min(p) for p in ys], [max(p) for p in ys], color=COLOURS[model], alpha=0.2)
         ax.set_title(game_name(env), fontsize=10)
         ax.set_xlabel("environment steps")
@@ -146,7 +154,16 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(envs) :]:
         ax.set_visible(False)
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], color="0.3", label="mean over seeds"),
+        Patch(color="0.3", alpha=0.2, label="lowest to highest seed"),
+    ]
+    caption(
+        fig,
+        "Each point: the mean return of the last 100 finished episodes at that step (seeds without a finished "
+        "episode yet are left out). Red: conv body; blue: CoordConv body.",
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
