@@ -180,22 +180,39 @@ def write(
 
 
 def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> None:
-    from coordconv.repro.runtime.plots import pyplot, save_figure
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
     plt = pyplot()
     picks = [0, 1000, 2000, 3135]
-    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3 * (len(picks) + 1), 3.8))
+    fig, axes = plt.subplots(1, len(picks) + 1, figsize=(3 * (len(picks) + 1), 4.6))
     membership = torch.zeros(CANVAS, CANVAS)
     membership[xy[split.train, 1], xy[split.train, 0]] = 1
     membership[xy[split.test, 1], xy[split.test, 0]] = 2
-    axes[0].imshow(membership.numpy(), cmap="viridis", vmin=0, vmax=2, interpolation="nearest")
-    axes[0].set_title(f"{split.kind}: {len(split.train)} train, {len(split.test)} test\n(centres: yellow = test)")
+    colours = ("0.35", "0.8", "tab:orange")  # border (no centre possible), train centre, test centre
+    axes[0].imshow(membership.numpy(), cmap=ListedColormap(colours), vmin=0, vmax=2, interpolation="nearest")
+    axes[0].set_title(f"{split.kind} split: {len(split.train)} train,\n{len(split.test)} test centres", fontsize=10)
     for ax, i in zip(axes[1:], picks, strict=True):
         ax.imshow(squares[i].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.plot(xy[i, 0].item(), xy[i, 1].item(), "r+", markersize=8)
-        ax.set_title(f"centre (x={xy[i, 0].item()}, y={xy[i, 1].item()})")
+        ax.set_title(f"example: centre (x={xy[i, 0].item()}, y={xy[i, 1].item()})", fontsize=10)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    handles = [
+        Patch(facecolor=colours[1], label="training centre"),
+        Patch(facecolor=colours[2], label="test centre"),
+        Patch(facecolor=colours[0], edgecolor="0.5", label="border: no centre (the square must fit)"),
+        Patch(facecolor="white", edgecolor="0.5", label="the 9 x 9 square (examples)"),
+        Line2D([], [], color="red", marker="+", linestyle="none", markersize=8, label="its centre"),
+    ]
+    caption(
+        fig,
+        f"Left: which of the {CANVAS} x {CANVAS} canvas's pixels are square centres of the training and of the test "
+        "set. Right: four examples, each a white square on a black canvas; x grows to the right, y downwards.",
+        handles=handles,
+    )
     save_figure(fig, path, dpi=80)

@@ -7,10 +7,18 @@ from pathlib import Path
 
 from torch import Tensor
 
-from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.report.runs import (
+    COLOURS,
+    MODELS,
+    FinishedRun,
+    compare,
+    load_finished,
+    mean_sd,
+    write_task_report,
+)
+from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
-__all__ = ["draw_predictions", "load_runs", "plot_curves", "results_table", "write_report"]
+__all__ = ["draw_predictions", "finding", "load_runs", "plot_curves", "results_table", "write_report"]
 
 PAPER_GAIN = 0.24  # "24% better IOU" (abstract)
 NAMES = {"conv": "Faster R-CNN", "coordconv": "CoordConv Faster R-CNN"}
@@ -59,22 +67,53 @@ def results_table(runs: list[FinishedRun]) -> str:
     return "\n".join(lines)
 
 
+def finding(runs: list[FinishedRun]) -> str:
+    """One sentence: does CoordConv improve the proposals (Welch's t of the per-seed proposal IoU beyond +-2)?"""
+    iou = {m: [r.summary["proposal_iou"] for r in runs if r.summary["model"] == m] for m in MODELS}
+    if not all(iou.values()):
+        return "Only one of the two models has finished runs, so nothing is compared yet."
+    coord, plain = statistics.fmean(iou["coordconv"]), statistics.fmean(iou["conv"])
+    change = coord / plain - 1
+    numbers = (
+        f"mean proposal IoU {coord:.3f} against {plain:.3f}, {change:+.1%}, over {len(iou['coordconv'])} and "
+        f"{len(iou['conv'])} seeds; the paper reports {PAPER_GAIN:+.0%}"
+    )
+    result = compare(iou["coordconv"], iou["conv"])
+    if result == "higher":
+        return f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
+    if result == "lower":
+        return f"CoordConv gives Faster R-CNN worse proposals here ({numbers}), so the paper's gain does not reproduce."
+    return (
+        f"CoordConv makes no clear difference to Faster R-CNN's proposals here ({numbers}; Welch's t within ±2), so "
+        "the paper's gain does not reproduce."
+    )
+
+
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
-    """Proposal IoU and mAP@0.5 after each epoch, every run, both models."""
+    """Proposal IoU and mAP@0.5 after each epoch, every run, both models, with a legend and caption in the figure."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key, label in ((axes[0], "proposal_iou", "proposal IoU"), (axes[1], "map_50", "mAP@0.5")):
         for r in runs:
-            model = r.summary["model"]
-            ax.plot(
-                [m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-", color=COLOURS[model], alpha=0.7,
-                label=f"{NAMES[model]}" if r.summary["seed"] == min(x.summary["seed"] for x in runs) else None,
-            )  # fmt: skip
+            ax.plot([m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-",
+                    color=COLOURS[r.summary["model"]], alpha=0.7)  # fmt: skip
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{label} (higher is better)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
+    seeds = {m: sum(r.summary["model"] == m for r in runs) for m in MODELS}
+    handles = [
+        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds[m]} seeds)") for m in MODELS
+    ]
+    caption(
+        fig,
+        "One line per seed; each dot is the test evaluation after an epoch. Proposal IoU: the paper's measure (the "
+        "RPN's top 10 proposals' best IoU with a digit box); mAP@0.5: the detector's digit detections.",
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
@@ -86,9 +125,15 @@ def draw_predictions(
     top: int,
     path: Path,
 ) -> None:
-    """Canvases with ground-truth boxes (green), detections above 0.5 (red) and the top proposals (yellow)."""
+    """Canvases with ground-truth boxes (green), detections above 0.5 (red) and the top proposals (yellow).
+
+    A legend in the figure names the three colours.
+    """
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.4))
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 3.0), squeeze=False)
+    axes = axes[0]
     for i, ax in enumerate(axes):
         ax.imshow(images[i][0].numpy(), cmap="gray", vmin=0, vmax=1)
         for box, colour, width in (
@@ -100,7 +145,12 @@ def draw_predictions(
             ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=width))
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    handles = [
+        Patch(fill=False, edgecolor="lime", linewidth=1.5, label="ground-truth digit box"),
+        Patch(fill=False, edgecolor="red", linewidth=1.2, label="detection (score above 0.5)"),
+        Patch(fill=False, edgecolor="yellow", linewidth=0.6, label=f"top {top} RPN proposals"),
+    ]
+    caption(fig, "Test canvases of the final model.", handles=handles)
     save_figure(fig, path)
 
 
@@ -122,4 +172,4 @@ def write_report(out: Path) -> Path:
                 "",
             ]
     title = "CoordConv reproduction: Faster R-CNN on MNIST canvases"
-    return write_task_report(folder, title, results_table(runs), lines)
+    return write_task_report(folder, title, results_table(runs), lines, finding=finding(runs))

@@ -7,12 +7,21 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.report.runs import MODELS, FinishedRun, load_finished, mean_sd, write_task_report
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.report.runs import (
+    MODELS,
+    FinishedRun,
+    compare,
+    load_finished,
+    mean_sd,
+    seeds_phrase,
+    write_task_report,
+)
+from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
 __all__ = [
     "PAPER_ENTROPY",
     "WORKING",
+    "finding",
     "gan_table",
     "gan_test",
     "load_runs",
@@ -177,6 +186,55 @@ def vae_table(runs: list[FinishedRun]) -> str:
     return "\n".join(lines)
 
 
+def finding(runs: list[FinishedRun], task: str) -> str:
+    """One sentence: which models work (draw one red and one blue object in most samples), and what that allows.
+
+    GANs: when both work in every seed, whether CoordConv's objects are more spread (mean entropy of the red and
+    blue centres; the paper's mode-collapse measure). VAEs: the test ELBO besides.
+    """
+    groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
+    if not all(groups.values()):
+        return "Only one of the two models has finished runs, so nothing is compared yet."
+    names = NAMES[task]
+    working = {m: sum(r.summary["one_each"] >= WORKING for r in g) for m, g in groups.items()}
+    criterion = f"working: one red and one blue object in at least {WORKING:.0%} of samples"
+    if all(working[m] == len(g) for m, g in groups.items()):
+        text = f"Both {task.upper()}s work in every seed ({criterion})"
+    elif not any(working.values()):
+        shares = " and ".join(f"{_pct([r.summary['one_each'] for r in g])} ({names[m]})" for m, g in groups.items())
+        text = (
+            f"Neither {task.upper()} works: one red and one blue object appear in {shares} of samples, not the "
+            f"{WORKING:.0%} needed"
+        )
+    else:
+        text = (
+            f"The {names['coordconv']} works {seeds_phrase(working['coordconv'], len(groups['coordconv']))} and the "
+            f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({criterion})"
+        )
+    if task == "gan":
+        if all(working[m] == len(g) for m, g in groups.items()):
+            spread = {
+                m: [statistics.fmean([r.summary["entropy"]["red"], r.summary["entropy"]["blue"]]) for r in g]
+                for m, g in groups.items()
+            }
+            how = {"higher": "more", "lower": "less", "tie": "about as"}[compare(spread["coordconv"], spread["conv"])]
+            text += (
+                f"; CoordConv's objects are {how} spread over the canvas than conv's (mean entropy of the red and "
+                f"blue centres {statistics.fmean(spread['coordconv']):.2f} against "
+                f"{statistics.fmean(spread['conv']):.2f} nats; the paper reports more)"
+            )
+        else:
+            text += ", so the two cannot be compared for mode collapse yet"
+    else:
+        elbo = {m: [r.summary["test_elbo"] for r in g] for m, g in groups.items()}
+        how = {"higher": "higher", "lower": "lower", "tie": "about the same"}[compare(elbo["coordconv"], elbo["conv"])]
+        text += (
+            f"; the {names['coordconv']}'s test ELBO is {how} (higher is better: "
+            f"{statistics.fmean(elbo['coordconv']):.1f} against {statistics.fmean(elbo['conv']):.1f} nats)"
+        )
+    return text + "."
+
+
 def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
     """Heatmaps of red centres, blue centres and differences, and the average image: data and each model.
 
@@ -209,7 +267,7 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
                 },
             )
         )
-    fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows) + 0.6), squeeze=False)
     for ax_row, (name, d) in zip(axes, rows, strict=True):
         diff = d["blue"] - d["red"]
         for ax, points, label, extent in (
@@ -227,7 +285,13 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(title)
-    fig.tight_layout()
+    caption(
+        fig,
+        "Histograms (16 x 16 bins, pooled over the seeds): brighter = more samples with the red object's centre, the "
+        "blue object's centre, or the blue-minus-red offset in that bin (dark purple: none); objects are found by "
+        "colour, and 'found' counts the samples that have one. Centre and offset panels: image orientation, x to the "
+        "right, y down (offsets span -64 to 64 px). Last column: the mean of the images.",
+    )
     save_figure(fig, path)
 
 
@@ -267,4 +331,5 @@ def write_report(out: Path, task: str) -> Path:
     lines = [gan_test(runs), ""] if task == "gan" else []
     lines += ["![object positions and average images](objects.png)", "", *_side_by_side(folder, task, runs)]
     table = gan_table(runs) if task == "gan" else vae_table(runs)
-    return write_task_report(folder, f"CoordConv reproduction: {task.upper()}s on Sort-of-Clevr", table, lines)
+    title = f"CoordConv reproduction: {task.upper()}s on Sort-of-Clevr"
+    return write_task_report(folder, title, table, lines, finding=finding(runs, task))

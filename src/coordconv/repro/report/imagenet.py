@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coordconv.repro.report.runs import load_finished, mean_sd, write_task_report
 
-__all__ = ["results_table", "write_report"]
+__all__ = ["finding", "results_table", "write_report"]
 
 NAMES = {"plain": "ResNet", "input_layer": "ResNet + 1x1 CoordConv input layer (with r)"}
 
@@ -48,6 +48,33 @@ def results_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def finding(out: Path) -> str:
+    """One sentence: does the CoordConv input layer change top-1 accuracy (Welch's t-test, p < 0.05)?"""
+    from scipy import stats  # type: ignore[import-untyped,unused-ignore]
+
+    runs = [r.summary for r in load_finished(out / "imagenet", "*/summary.json")]
+    top1 = {v: [100 * r["top1"] for r in runs if r["variant"] == v] for v in NAMES}
+    if not all(len(v) > 1 for v in top1.values()):
+        return "Not both models have two or more finished runs yet, so nothing is compared."
+    a, b = top1["input_layer"], top1["plain"]
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    with warnings.catch_warnings():  # identical values give p = nan: no difference to find
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    numbers = f"{diff:+.2f} points of top-1 over {len(a)} and {len(b)} seeds, Welch's p = {p:.3f}"
+    if p < 0.05:
+        direction = "raises" if diff > 0 else "lowers"
+        return (
+            f"The CoordConv input layer {direction} top-1 accuracy by a small but significant amount here ({numbers}); "
+            "the paper found no significant change on ImageNet."
+        )
+    return (
+        f"The CoordConv input layer makes no significant difference to top-1 accuracy here ({numbers}), as in the "
+        "paper."
+    )
+
+
 def write_report(out: Path) -> Path:
     """``out/imagenet/`` table.md and report.md from the finished runs."""
-    return write_task_report(out / "imagenet", "CoordConv reproduction: ResNet classification", results_table(out), [])
+    title = "CoordConv reproduction: ResNet classification"
+    return write_task_report(out / "imagenet", title, results_table(out), [], finding=finding(out))

@@ -6,10 +6,18 @@ import math
 import statistics
 from pathlib import Path
 
-from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.report.runs import (
+    COLOURS,
+    MODELS,
+    FinishedRun,
+    compare,
+    load_finished,
+    mean_sd,
+    write_task_report,
+)
+from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
 
-__all__ = ["game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
+__all__ = ["finding", "game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
 
 #: |t| above which a difference of mean final returns counts as a win or a loss
 T_THRESHOLD = 2.0
@@ -27,20 +35,9 @@ def load_runs(root: Path) -> list[FinishedRun]:
     return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def verdict(coord: list[float], plain: list[float]) -> str:
     """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t statistic of the mean final returns beyond +-2."""
-    if not coord or not plain:
-        return "?"
-    (mc, sc), (mp, sp) = _mean_std(coord), _mean_std(plain)
-    se = math.sqrt(sc**2 / len(coord) + sp**2 / len(plain))
-    if se == 0:
-        return "tie" if mc == mp else ("win" if mc > mp else "loss")
-    t = (mc - mp) / se
-    return "win" if t > T_THRESHOLD else "loss" if t < -T_THRESHOLD else "tie"
+    return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie" if coord and plain else "?")
 
 
 def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[float]:
@@ -91,13 +88,47 @@ def results_table(runs: list[FinishedRun]) -> str:
     return "\n".join(lines)
 
 
+def finding(runs: list[FinishedRun]) -> str:
+    """One sentence: in how many games CoordConv agents end clearly better, worse or no different than conv."""
+    envs = sorted({r.summary["env"] for r in runs})
+    results = [
+        verdict(_values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return"))
+        for env in envs
+    ]
+    compared = [v for v in results if v != "?"]
+    missing = len(results) - len(compared)
+    if not compared:
+        return "No game has finished runs of both models yet, so nothing is compared."
+    wins, ties, losses = (compared.count(v) for v in ("win", "tie", "loss"))
+    games = f"{len(compared)} game{'s' if len(compared) > 1 else ''}"
+    if wins == 0 and losses == 0:
+        text = f"CoordConv agents end no clearly better or worse than conv agents in any of the {games}"
+    else:
+        text = (
+            f"CoordConv agents end clearly better than conv agents in {wins} of the {games}, worse in {losses} and "
+            f"not clearly different in {ties}"
+        )
+    text += f" (Welch's t of the final returns beyond ±{T_THRESHOLD:g}; paper: better in 6 of 9 Atari games)"
+    if wins <= losses:
+        text += ", so CoordConv brings no gain here"
+    if missing:
+        text += f"; {missing} game{'s' if missing > 1 else ''} lack one model's runs"
+    return text + "."
+
+
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
-    """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game."""
+    """Running mean return against steps: mean over seeds with a min-max band, both models, one panel per game.
+
+    A legend and caption in the figure explain the lines and bands.
+    """
     plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     envs = sorted({r.summary["env"] for r in runs})
     cols = min(len(envs), 3) or 1
     rows = max(1, math.ceil(len(envs) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), squeeze=False)
     for ax, env in zip(axes.flat, envs, strict=False):
         for model in MODELS:
             group = [r for r in runs if r.summary["env"] == env and r.summary["model"] == model]
@@ -112,7 +143,9 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
             xs = [steps[i] for i in range(n) if points[i]]
             ys = [p for p in points if p]
             label = "CoordConv" if model == "coordconv" else "conv"
-            ax.plot(xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)")
+            plot_series(
+                ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)"
+            )
             ax.fill_between(xs, [min(p) for p in ys], [max(p) for p in ys], color=COLOURS[model], alpha=0.2)
         ax.set_title(game_name(env), fontsize=10)
         ax.set_xlabel("environment steps")
@@ -121,7 +154,16 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(envs) :]:
         ax.set_visible(False)
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], color="0.3", label="mean over seeds"),
+        Patch(color="0.3", alpha=0.2, label="lowest to highest seed"),
+    ]
+    caption(
+        fig,
+        "Each point: the mean return of the last 100 finished episodes at that step (seeds without a finished "
+        "episode yet are left out). Red: conv body; blue: CoordConv body.",
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
@@ -141,4 +183,6 @@ def write_report(out: Path) -> Path:
         f"{where})."
     )
     lines = ["![learning curves](curves.png)", ""]
-    return write_task_report(folder, "CoordConv reproduction: A2C agents", results_table(runs), lines, intro)
+    return write_task_report(
+        folder, "CoordConv reproduction: A2C agents", results_table(runs), lines, intro, finding=finding(runs)
+    )

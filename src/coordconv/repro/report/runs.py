@@ -12,7 +12,16 @@ from typing import Any
 
 from coordconv.repro.runtime.rundir import RunError, read_finished, write_atomic
 
-__all__ = ["COLOURS", "MODELS", "FinishedRun", "load_finished", "mean_sd", "write_task_report"]
+__all__ = [
+    "COLOURS",
+    "MODELS",
+    "FinishedRun",
+    "compare",
+    "load_finished",
+    "mean_sd",
+    "seeds_phrase",
+    "write_task_report",
+]
 
 MODELS = ("conv", "coordconv")
 COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
@@ -73,17 +82,47 @@ def mean_sd(
     return text
 
 
-def write_task_report(folder: Path, title: str, table: str, lines: Iterable[str], intro: str = "") -> Path:
+def compare(a: list[float], b: list[float], threshold: float = 2.0) -> str:
+    """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's t statistic of the means beyond +-threshold.
+
+    Without spread in either group the means decide alone; an empty group gives ``?``.
+    """
+    if not a or not b:
+        return "?"
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    sa = statistics.stdev(a) if len(a) > 1 else 0.0
+    sb = statistics.stdev(b) if len(b) > 1 else 0.0
+    se = math.sqrt(sa**2 / len(a) + sb**2 / len(b))
+    if se == 0:
+        return "tie" if ma == mb else ("higher" if ma > mb else "lower")
+    t = (ma - mb) / se
+    return "higher" if t > threshold else "lower" if t < -threshold else "tie"
+
+
+def seeds_phrase(count: int, total: int) -> str:
+    """``in every seed`` / ``in no seed`` / ``in 3 of 10 seeds``: how many of ``total`` runs did something."""
+    if total and count == total:
+        return "in every seed" if total > 1 else "in its one seed"
+    if count == 0:
+        return "in no seed"
+    return f"in {count} of {total} seeds"
+
+
+def write_task_report(
+    folder: Path, title: str, table: str, lines: Iterable[str], intro: str = "", *, finding: str
+) -> Path:
     """Write a task's ``table.md`` and ``report.md`` in ``folder``; print the table; return the report's path.
 
     ``table.md`` holds the command (``folder/command.txt``) and ``table``; ``report.md`` the ``title``, the
-    ``intro``, the same table, then ``lines`` (figures, usually).
+    ``finding`` (one plain sentence, computed from the runs, saying what the result means), the ``intro``, the
+    same table, then ``lines`` (figures, usually).
     """
     table = f"Command: `{(folder / 'command.txt').read_text().strip()}`\n\n{table}"
     write_atomic(folder / "table.md", table + "\n")
     path = folder / "report.md"
     write_atomic(
-        path, "\n".join([f"# {title}", "", *([intro, ""] if intro else []), table, "", *lines]).rstrip() + "\n"
+        path,
+        "\n".join([f"# {title}", "", finding, "", *([intro, ""] if intro else []), table, "", *lines]).rstrip() + "\n",
     )
     print(f"\n{folder.name}\n{table}")
     return path

@@ -8,15 +8,36 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 from coordconv.repro.report.paper import PAPER
-from coordconv.repro.report.runs import COLOURS, MODELS, FinishedRun, load_finished, mean_sd, write_task_report
-from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.report.runs import (
+    COLOURS,
+    MODELS,
+    FinishedRun,
+    load_finished,
+    mean_sd,
+    seeds_phrase,
+    write_task_report,
+)
+from coordconv.repro.runtime.plots import caption, median_span, plot_series, pyplot, save_figure, time_scale
 
-__all__ = ["TASKS", "load_runs", "plot_curves", "plot_heatmaps", "plot_summary", "results_table", "write_report"]
+__all__ = [
+    "TASKS",
+    "finding",
+    "load_runs",
+    "plot_curves",
+    "plot_heatmaps",
+    "plot_summary",
+    "results_table",
+    "write_report",
+]
 
 TASKS = ("classification", "rendering", "regression")
 SPLITS = ("uniform", "quadrant")
+NAMES = {"conv": "conv", "coordconv": "CoordConv"}
+#: the held-out value's colour scale of the heatmaps: (colour map, lowest, highest) per metric
+SCALES = {"error_px": ("viridis_r", 0.0, 5.0), "accuracy": ("viridis", 0.0, 1.0), "iou": ("viridis", 0.0, 1.0)}
 
 
 def _key(run: FinishedRun) -> tuple[str, str, str]:
@@ -33,6 +54,48 @@ def load_runs(root: Path, task: str) -> list[FinishedRun]:
     """
     runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary["task"] == task]
     return sorted(runs, key=lambda r: (r.summary["split"], r.summary["model"], r.summary["seed"]))
+
+
+def _target_text(metric: str, target: float) -> str:
+    if metric == "error_px":
+        return f"a mean error below {target:g} px"
+    if metric == "accuracy":
+        return f"{target:.0%} accuracy"
+    return f"an IoU of at least {target:g}" if metric == "iou" else f"a {metric} of at least {target:g}"
+
+
+def finding(runs: list[FinishedRun], task: str) -> str:
+    """One sentence saying what the task's runs show: which model solves which split, in how many seeds.
+
+    Solved: the run's whole training set and held-out test set reached the task's target (the table's
+    "seeds solved"). Computed from the runs, so a model that fails, or works in some seeds only, is said so.
+    """
+    clauses = []
+    for model in reversed(MODELS):  # CoordConv first: the paper's claim is about it
+        counts = []
+        for split in SPLITS:
+            group = [r for r in runs if _key(r) == (task, split, model)]
+            if group:
+                counts.append((split, sum(r.summary["seconds_to_target"] is not None for r in group), len(group)))
+        if not counts:
+            continue
+        total = max(n for _, _, n in counts)
+        if all(k == n for _, k, n in counts):
+            splits = "both splits" if len(counts) == 2 else f"the {counts[0][0]} split"
+            clauses.append(f"{NAMES[model]} solves {splits} {seeds_phrase(total, total)}")
+        elif all(k == 0 for _, k, _ in counts):
+            splits = "neither split in any seed" if len(counts) == 2 else f"the {counts[0][0]} split in no seed"
+            clauses.append(f"{NAMES[model]} solves {splits}")
+        else:
+            parts = [f"the {split} split {seeds_phrase(k, n)}" for split, k, n in counts]
+            clauses.append(f"{NAMES[model]} solves " + " and ".join(parts))
+    if not clauses:
+        return "No finished runs yet."
+    metric, target = runs[0].summary["metric"], runs[0].summary["target"]
+    return (
+        f"{'; '.join(clauses)} (solved: {_target_text(metric, target)} on both the whole training set and the "
+        "held-out test positions)."
+    )
 
 
 def _fmt(values: list[float], metric: str) -> str:
@@ -78,16 +141,20 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
 def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
     """What each model predicts for the held-out positions (first seed of each configuration).
 
-    Top row: the test metric at each held-out centre (train centres in grey). Bottom row: where the model's
-    predictions for the held-out examples land (one red dot per example).
+    Top row: the test metric at each held-out centre (training centres in grey). Bottom row: where the model's
+    predictions for the held-out examples land (one red dot per example). A legend and caption in the figure
+    explain every colour.
     """
     plt = pyplot()
     import numpy as np
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     panels = [(s, m) for s in SPLITS for m in MODELS if any(_key(r) == (task, s, m) for r in runs)]
     if not panels:
         return
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 8.2), squeeze=False)
+    metric = ""
     for col, (split, model) in enumerate(panels):
         record = next(r for r in runs if _key(r) == (task, split, model))
         metric = record.summary["metric"]
@@ -102,83 +169,176 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         background[truth[:, 1], truth[:, 0]] = 1.0
         top, bottom = axes[0, col], axes[1, col]
         top.imshow(background, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        cmap, vmin, vmax = ("viridis_r", 0.0, 5.0) if metric == "error_px" else ("viridis", 0.0, 1.0)
+        cmap, vmin, vmax = SCALES.get(metric, ("viridis", None, None))
         image = top.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        top.set_title(f"{model}, {split}\ntest {metric} per held-out centre", fontsize=9)
-        fig.colorbar(image, ax=top, fraction=0.046, pad=0.04)
+        top.set_title(f"{NAMES[model]}, {split} split, seed {record.summary['seed']}\ntest {metric} at each held-out "
+                      "centre", fontsize=9)  # fmt: skip
+        bar = fig.colorbar(image, ax=top, fraction=0.046, pad=0.04, extend="max" if metric == "error_px" else "neither")
+        bar.set_label(
+            {"error_px": "error (px; 5 or more: darkest)", "accuracy": "1 = right pixel, 0 = wrong"}.get(
+                metric, metric
+            ),
+            fontsize=8,
+        )
         bottom.imshow(background, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         bottom.scatter(
             np.clip(predicted[:, 0], 0, 63), np.clip(predicted[:, 1], 0, 63), s=5, c="tab:red", alpha=0.6, linewidths=0
         )
         bottom.set_xlim(-0.5, 63.5)
         bottom.set_ylim(63.5, -0.5)
-        bottom.set_title("its predicted centres for them (red)", fontsize=9)
+        bottom.set_title("where it puts the held-out squares' centres", fontsize=9)
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{task}: held-out positions (grey: training centres; white: test centres)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{task}: predictions for the held-out (test) positions", fontsize=10)
+    handles = [
+        Patch(facecolor="0.85", edgecolor="0.5", label="training centre"),
+        Patch(facecolor="white", edgecolor="0.5", label="held-out test centre"),
+        Patch(facecolor="black", label="border: no centre there (a 9x9 square must fit)"),
+        Line2D([], [], color="tab:red", marker="o", linestyle="none", markersize=4, label="predicted centre (bottom)"),
+    ]
+    better = "lower" if metric == "error_px" else "higher"
+    caption(
+        fig,
+        f"Top: each held-out centre coloured by the test {metric} of its example ({better} is better; the colour bar "
+        "gives the scale). Bottom: the centre the model predicts for each held-out example (one dot per example, "
+        "clipped to the canvas); a model that generalises puts its dots on the white test centres. 64 x 64 canvas, "
+        "x to the right, y down.",
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
+def _final_time(run: FinishedRun) -> float:
+    return float(run.summary.get("train_seconds") or max((m["train_seconds"] for m in run.metrics), default=0.0))
+
+
 def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
-    """Train and test metric against training seconds, every seed, both models, one panel per split."""
+    """Test and train metric against training seconds, every seed, both models, one panel per split.
+
+    The time axis is logarithmic in a panel where one model's typical run is over ten times longer than the other's
+    (:func:`~coordconv.repro.runtime.plots.time_scale`). Three marks per run: the test set (solid, every evaluation),
+    the running average of each epoch's training batches (dashed: what ``metrics.jsonl`` holds as ``train_*``), and
+    the whole training set evaluated (diamonds: ``train_set_*`` rows when the test set reached the target, and the
+    final model, which is the table's "train").
+    """
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), squeeze=False)
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4.6), squeeze=False)
+    metric = ""
+    scales = []
     for ax, split in zip(axes[0], SPLITS, strict=True):
-        metric = ""
+        spans = []
         for model in MODELS:
-            for i, record in enumerate(r for r in runs if _key(r) == (task, split, model)):
+            group = [r for r in runs if _key(r) == (task, split, model)]
+            spans.append(median_span(_final_time(r) for r in group))
+            for record in group:
                 metric = record.summary["metric"]
-                epochs = [m for m in record.metrics if m["kind"] == "epoch"]
-                evals = record.metrics
-                label = model if i == 0 else None
-                ax.plot(
-                    [m["train_seconds"] for m in evals], [m[f"test_{metric}"] for m in evals],
-                    color=COLOURS[model], alpha=0.8, label=f"{label} test" if label else None,
+                colour = COLOURS[model]
+                evals = [m for m in record.metrics if f"test_{metric}" in m]
+                epochs = [m for m in record.metrics if m["kind"] == "epoch" and f"train_{metric}" in m]
+                full = [(m["train_seconds"], m[f"train_set_{metric}"]) for m in evals if f"train_set_{metric}" in m]
+                full.append((_final_time(record), record.summary["train"][metric]))
+                plot_series(
+                    ax, [m["train_seconds"] for m in evals], [m[f"test_{metric}"] for m in evals], color=colour,
+                    alpha=0.8,
                 )  # fmt: skip
-                ax.plot(
-                    [m["train_seconds"] for m in epochs], [m[f"train_{metric}"] for m in epochs],
-                    color=COLOURS[model], alpha=0.5, linestyle="--", label=f"{label} train" if label else None,
+                plot_series(
+                    ax, [m["train_seconds"] for m in epochs], [m[f"train_{metric}"] for m in epochs], color=colour,
+                    alpha=0.5, linestyle="--", marker="o", markersize=2.5,
                 )  # fmt: skip
-        ax.set_xlabel("training seconds (this CPU)")
-        ax.set_ylabel(metric)
+                ax.plot(*zip(*full, strict=True), linestyle="none", marker="D", markersize=4, color=colour,
+                        markeredgecolor="black", markeredgewidth=0.5, zorder=3)  # fmt: skip
+        scale = time_scale(spans)
+        scales.append(scale)
+        ax.set_xscale(scale)
+        ax.set_xlabel("training seconds (this CPU" + (", log scale)" if scale == "log" else ")"))
+        ax.set_ylabel(f"{metric} ({'lower' if metric == 'error_px' else 'higher'} is better)")
         if metric == "error_px":
             ax.set_yscale("log")
         ax.set_title(f"{task}, {split} split")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=COLOURS[m], linewidth=2, label=NAMES[m]) for m in MODELS]
+    handles += [
+        Line2D([], [], color="0.3", label="test set"),
+        Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
+               label="train: running batch average"),
+        Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
+               label="train: whole training set"),
+    ]  # fmt: skip
+    caption(
+        fig,
+        "One line per seed. Test set: evaluated during training. Train, running batch average: the mean over one "
+        "epoch's training batches while the weights still change, so it trails the evaluation of the whole training "
+        "set (diamonds: when the test set first reached the target, and the final model, which is the table's train)."
+        + (" Time axes are logarithmic where one model's runs are over ten times longer." if "log" in scales else ""),
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
+def _bar_label(value: float, metric: str) -> str:
+    if metric in ("accuracy", "within_half_px"):
+        percent = 100 * value
+        return f"{percent:.2g}%" if 0 < percent < 0.05 else f"{percent:.1f}%"
+    return f"{value:.2f} px" if metric == "error_px" else f"{value:.3f}"
+
+
 def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
-    """Final test metric of conv and CoordConv per task and split (mean, and every seed as a dot)."""
+    """Final test metric of conv and CoordConv per task and split.
+
+    A bar of the mean over seeds (its value printed) and a dot per seed, with a legend and caption in the figure.
+    """
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4.6), squeeze=False)
+    seeds = set()
     for ax, task in zip(axes[0], tasks, strict=True):
         metric = ""
+        highest = 0.0
         for s_index, split in enumerate(SPLITS):
             for m_index, model in enumerate(MODELS):
                 group = [r for r in runs if _key(r) == (task, split, model)]
                 if not group:
                     continue
+                seeds.add(len(group))
                 metric = group[0].summary["metric"]
                 values = [r.summary["test"][metric] for r in group]
+                mean = statistics.fmean(values)
                 x = s_index * 3 + m_index
-                ax.bar(
-                    x, statistics.fmean(values), color=COLOURS[model], alpha=0.7, label=model if s_index == 0 else None
-                )
+                # an outline, so that a bar of (almost) zero still shows as a line on the axis
+                ax.bar(x, mean, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
                 ax.scatter([x] * len(values), values, color="black", s=8, zorder=3)
-        ax.set_xticks([0.5, 3.5], list(SPLITS))
-        ax.set_ylabel(f"test {metric}")
+                top = max(mean, *values)
+                highest = max(highest, top)
+                ax.annotate(
+                    _bar_label(mean, metric), (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8,
+                )  # fmt: skip
+        ax.set_xticks([0.5, 3.5], [f"{split} split" for split in SPLITS])
+        ax.set_ylabel(f"test {metric} ({'lower' if metric == 'error_px' else 'higher'} is better)")
         if metric == "error_px":
             ax.set_yscale("log")
+            ax.set_ylim(top=highest * 3)
+        else:
+            ax.set_ylim(0, max(highest, 1e-9) * 1.15)
         ax.set_title(task)
-        ax.legend(fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("conv vs CoordConv on held-out positions", fontsize=10)
-    fig.tight_layout()
+    counts = "/".join(str(n) for n in sorted(seeds))
+    handles: list[Any] = [Patch(color=COLOURS[m], alpha=0.7, label=f"{NAMES[m]}: mean over seeds") for m in MODELS]
+    handles.append(
+        Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
+    )
+    fig.suptitle("conv vs CoordConv on held-out positions (test set)", fontsize=10)
+    caption(
+        fig,
+        f"Bars: the mean over the seeds ({counts} per bar), its value printed above the highest mark; dots: each "
+        "seed's final model." + (" Errors are in pixels, on a log axis." if "regression" in tasks else ""),
+        handles=handles,
+    )
     save_figure(fig, path)
 
 
@@ -198,4 +358,4 @@ def write_report(out: Path, task: str) -> Path:
     figures = ["![held-out predictions](heatmaps.png)", "", "![learning curves](curves.png)", ""]
     figures += ["![conv vs CoordConv, every task](../summary.png)"]
     title = f"CoordConv reproduction: {task}"
-    return write_task_report(folder, title, results_table(runs, task), figures, intro)
+    return write_task_report(folder, title, results_table(runs, task), figures, intro, finding=finding(runs, task))

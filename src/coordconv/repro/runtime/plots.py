@@ -1,7 +1,10 @@
-"""Figure helpers shared by the reports: a headless pyplot, atomic saving, image grids."""
+"""Figure helpers shared by the reports: a headless pyplot, atomic saving, captions, time axes, image grids."""
 
 from __future__ import annotations
 
+import statistics
+import textwrap
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +12,10 @@ from torch import Tensor
 
 from coordconv.repro.runtime.rundir import atomic_path
 
-__all__ = ["pyplot", "save_figure", "save_image_grid", "tile"]
+__all__ = ["caption", "median_span", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
+
+#: how many times longer one model's runs may be than another's before a time axis turns logarithmic
+LOG_TIME_RATIO = 10.0
 
 
 def pyplot() -> Any:
@@ -29,6 +35,52 @@ def save_figure(fig: Any, path: Path, *, dpi: int = 90) -> None:
             fig.savefig(tmp, dpi=dpi)
     finally:
         pyplot().close(fig)
+
+
+def time_scale(spans: Iterable[float], ratio: float = LOG_TIME_RATIO) -> str:
+    """``"log"`` when the longest of ``spans`` is over ``ratio`` times the shortest, else ``"linear"``.
+
+    ``spans``: e.g. each model's typical run length. On a linear axis the short runs would be squashed against zero.
+    """
+    positive = [s for s in spans if s > 0]
+    return "log" if positive and max(positive) > ratio * min(positive) else "linear"
+
+
+def median_span(ends: Iterable[float]) -> float:
+    """The median of some runs' final times (0 for none): a model's typical run length for :func:`time_scale`."""
+    values = list(ends)
+    return statistics.median(values) if values else 0.0
+
+
+def plot_series(ax: Any, xs: Sequence[float], ys: Sequence[float], **kwargs: Any) -> Any:
+    """``ax.plot(xs, ys, **kwargs)``, with a marker when there is one point only (a lone point draws no line)."""
+    if len(xs) == 1 and kwargs.get("marker") is None:
+        kwargs = {**kwargs, "marker": "o", "markersize": 4}
+    return ax.plot(xs, ys, **kwargs)
+
+
+def caption(fig: Any, text: str, *, handles: Sequence[Any] = (), ncol: int = 0, fontsize: float = 8) -> None:
+    """Lay ``fig`` out with ``text`` (wrapped to the figure's width) under it, and a legend of ``handles`` above it.
+
+    The caption (and legend) explain inside the image what its marks mean, so the PNG reads alone.
+    """
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=int(width_in * 72 / (fontsize * 0.55)))  # about 0.55 em per character
+    line_in = fontsize * 1.3 / 72
+    margin_in = 0.08
+    text_in = len(lines) * line_in
+    fig.text(0.5, margin_in / height_in, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize)
+    legend_in = 0.0
+    if handles:
+        ncol = ncol or len(handles)
+        rows = -(-len(handles) // ncol)
+        legend_in = rows * fontsize * 1.9 / 72 + 0.1
+        fig.legend(
+            handles=list(handles), loc="lower center", ncol=ncol, fontsize=fontsize, frameon=False,
+            bbox_to_anchor=(0.5, (margin_in + text_in) / height_in),
+        )  # fmt: skip
+    bottom = (2 * margin_in + text_in + legend_in) / height_in
+    fig.tight_layout(rect=(0, min(0.6, bottom), 1, 1))
 
 
 def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:

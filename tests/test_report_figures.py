@@ -1,0 +1,204 @@
+"""The reports' figures and opening sentences (issue 17): what a reader sees, checked on synthetic runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordconv.repro.report import detection, generative, rl, toy
+from coordconv.repro.report.runs import FinishedRun, compare, seeds_phrase, write_task_report
+from coordconv.repro.runtime import plots
+
+pytest.importorskip("matplotlib")
+
+
+def toy_run(split: str, model: str, seed: int, *, solved: bool, seconds: float, test: float = 1.0) -> FinishedRun:
+    """A finished classification run: one evaluation per second, a train row per epoch (every 2 s)."""
+    steps = max(1, int(seconds))
+    rows: list[dict[str, Any]] = []
+    for i in range(1, steps + 1):
+        row = {"kind": "epoch" if i % 2 == 0 or i == steps else "step", "train_seconds": float(i)}
+        row["test_accuracy"] = test * i / steps
+        if row["kind"] == "epoch":
+            row["train_accuracy"] = 0.9 * test * i / steps
+        rows.append(row)
+    if solved:
+        rows[-1]["train_set_accuracy"] = 1.0
+    summary = {
+        "task": "classification", "split": split, "model": model, "seed": seed, "metric": "accuracy", "target": 1.0,
+        "train": {"accuracy": test}, "test": {"accuracy": test}, "train_seconds": float(seconds),
+        "seconds_to_target": float(seconds) if solved else None,
+    }  # fmt: skip
+    return FinishedRun(Path(f"/nonexistent/{model}-{split}-seed{seed}"), summary, rows)
+
+
+def toy_runs(solved: dict[tuple[str, str], int], *, seeds: int = 3, seconds: dict[str, float] | None = None) -> list:
+    """``seeds`` runs per (split, model); the first ``solved[(split, model)]`` of them solved."""
+    seconds = seconds or {"conv": 100.0, "coordconv": 100.0}
+    return [
+        toy_run(split, model, seed, solved=seed < solved[split, model], seconds=seconds[model],
+                test=1.0 if seed < solved[split, model] else 0.2)
+        for split in toy.SPLITS for model in ("conv", "coordconv") for seed in range(seeds)
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The figures the report functions would save, kept open instead (path -> figure)."""
+    figures: dict[Path, Any] = {}
+    for module in (toy, rl, detection):
+        monkeypatch.setattr(module, "save_figure", lambda fig, path, **_: figures.__setitem__(path, fig))
+    yield figures
+    plt = plots.pyplot()
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if legend
+            for t in legend.get_texts()]  # fmt: skip
+
+
+def all_text(fig) -> str:
+    return " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_text()))
+
+
+def test_seeds_phrase_and_compare():
+    assert seeds_phrase(10, 10) == "in every seed" and seeds_phrase(0, 10) == "in no seed"
+    assert seeds_phrase(3, 10) == "in 3 of 10 seeds" and seeds_phrase(1, 1) == "in its one seed"
+    assert compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "higher"
+    assert compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "lower"
+    assert compare([1.0, 2.0, 0.0], [1.1, 2.1, 0.1]) == "tie"
+    assert compare([], [1.0]) == "?"
+    assert rl.verdict([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "win" and rl.verdict([], [1.0]) == "?"
+
+
+def test_toy_finding_says_who_solves_what():
+    every = {(s, m): 3 if m == "coordconv" else 0 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    text = toy.finding(toy_runs(every), "classification")
+    assert text.startswith("CoordConv solves both splits in every seed; conv solves neither split in any seed")
+    assert "100% accuracy" in text and text.endswith(".") and "\n" not in text
+    mixed = {**every, ("quadrant", "coordconv"): 1, ("uniform", "conv"): 3}
+    text = toy.finding(toy_runs(mixed), "classification")
+    assert "CoordConv solves the uniform split in every seed and the quadrant split in 1 of 3 seeds" in text
+    assert "conv solves the uniform split in every seed and the quadrant split in no seed" in text
+    none = dict.fromkeys(every, 0)
+    text = toy.finding(toy_runs(none), "classification")
+    assert "CoordConv solves neither split in any seed" in text and "every" not in text
+    assert toy.finding([], "classification") == "No finished runs yet."
+
+
+def test_curves_use_a_log_time_axis_when_one_model_runs_over_ten_times_longer(captured, tmp_path):
+    solved = {(s, m): 3 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    toy.plot_curves(toy_runs(solved, seconds={"conv": 400.0, "coordconv": 4.0}), "classification", tmp_path / "a")
+    fig = captured[tmp_path / "a"]
+    assert [ax.get_xscale() for ax in fig.axes] == ["log", "log"]
+    assert "log scale" in fig.axes[0].get_xlabel()
+    labels = legend_texts(fig)
+    for label in ("conv", "CoordConv", "test set", "train: running batch average", "train: whole training set"):
+        assert label in labels
+    assert "table's train" in all_text(fig)  # the caption says which mark the table reports
+    toy.plot_curves(toy_runs(solved, seconds={"conv": 40.0, "coordconv": 10.0}), "classification", tmp_path / "b")
+    assert [ax.get_xscale() for ax in captured[tmp_path / "b"].axes] == ["linear", "linear"]
+
+
+def test_curves_draw_a_single_point_series_with_a_marker(captured, tmp_path):
+    solved = {(s, m): 3 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    toy.plot_curves(toy_runs(solved, seconds={"conv": 100.0, "coordconv": 1.0}), "classification", tmp_path / "c")
+    lines = captured[tmp_path / "c"].axes[0].get_lines()
+    single = [line for line in lines if len(line.get_xdata()) == 1]
+    assert single and all(line.get_marker() not in (None, "None", "", " ") for line in single)
+
+
+def test_time_scale_and_plot_series():
+    assert plots.time_scale([4.0, 100.0]) == "log" and plots.time_scale([11.0, 100.0]) == "linear"
+    assert plots.time_scale([0.0, 5.0]) == "linear" and plots.time_scale([]) == "linear"
+    plt = plots.pyplot()
+    fig, ax = plt.subplots()
+    (one,) = plots.plot_series(ax, [1.0], [2.0], color="red")
+    (many,) = plots.plot_series(ax, [1.0, 2.0], [2.0, 3.0], color="red")
+    assert one.get_marker() == "o" and many.get_marker() in ("None", None, "")
+    plt.close(fig)
+
+
+def test_summary_labels_every_bar_and_explains_the_dots(captured, tmp_path):
+    solved = {(s, m): 3 if m == "coordconv" else 0 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    runs = toy_runs(solved)
+    for r in runs:
+        if r.summary["split"] == "quadrant" and r.summary["model"] == "conv":
+            r.summary["test"]["accuracy"] = 0.0003  # the invisible 0.03% bar of the report
+    toy.plot_summary(runs, ["classification"], tmp_path / "s")
+    fig = captured[tmp_path / "s"]
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(texts) == sorted(["20.0%", "100.0%", "0.03%", "100.0%"])
+    assert "one seed's final model" in legend_texts(fig)
+    assert "conv: mean over seeds" in legend_texts(fig)
+
+
+def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "command.txt").write_text("coordconv reproduce task\n")
+    path = write_task_report(folder, "Title", "| a |\n|---|", ["![x](x.png)"], "Intro.", finding="It works.")
+    assert path.read_text().splitlines()[:5] == ["# Title", "", "It works.", "", "Intro."]
+    assert "It works." not in (folder / "table.md").read_text()
+
+
+def detection_run(model: str, seed: int, iou: float) -> FinishedRun:
+    summary = {"model": model, "seed": seed, "proposal_iou": iou}
+    metrics = [
+        {"epoch": 1, "proposal_iou": iou - 0.01, "map_50": 0.1},
+        {"epoch": 2, "proposal_iou": iou, "map_50": 0.2},
+    ]
+    return FinishedRun(Path(f"/nonexistent/{model}-seed{seed}"), summary, metrics)
+
+
+def test_detection_finding_and_curves(captured, tmp_path):
+    conv = [detection_run("conv", s, v) for s, v in enumerate([0.50, 0.51, 0.52])]
+    better = [detection_run("coordconv", s, v) for s, v in enumerate([0.60, 0.61, 0.62])]
+    worse = [detection_run("coordconv", s, v) for s, v in enumerate([0.40, 0.41, 0.42])]
+    same = [detection_run("coordconv", s, v) for s, v in enumerate([0.49, 0.52, 0.53])]
+    assert detection.finding(conv + better).startswith("CoordConv gives Faster R-CNN better proposals")
+    assert "does not reproduce" in detection.finding(conv + worse) and "worse" in detection.finding(conv + worse)
+    assert "no clear difference" in detection.finding(conv + same)
+    assert "nothing is compared" in detection.finding(conv)
+    detection.plot_curves(conv + better, tmp_path / "d")
+    assert "Faster R-CNN (3 seeds)" in legend_texts(captured[tmp_path / "d"])
+
+
+def rl_run(env: str, model: str, seed: int, final: float) -> FinishedRun:
+    summary = {"env": env, "model": model, "seed": seed, "final_return": final}
+    metrics = [{"step": 100, "mean_return_100": final / 2}, {"step": 200, "mean_return_100": final}]
+    return FinishedRun(Path(f"/nonexistent/{model}-seed{seed}"), summary, metrics)
+
+
+def test_rl_finding_and_band_legend(captured, tmp_path):
+    runs = [rl_run("MinAtar/Breakout-v1", m, s, v + s * 0.1) for m, v in (("conv", 1.0), ("coordconv", 1.05))
+            for s in range(3)]  # fmt: skip
+    text = rl.finding(runs)
+    assert "no clearly better or worse than conv agents in any of the 1 game" in text and "no gain" in text
+    runs += [rl_run("MinAtar/Asterix-v1", m, s, v + s * 0.1) for m, v in (("conv", 1.0), ("coordconv", 5.0))
+             for s in range(3)]  # fmt: skip
+    text = rl.finding(runs)
+    assert "clearly better than conv agents in 1 of the 2 games, worse in 0 and not clearly different in 1" in text
+    rl.plot_curves(runs, tmp_path / "r")
+    assert "lowest to highest seed" in legend_texts(captured[tmp_path / "r"])
+
+
+def gan_run(model: str, seed: int, one_each: float, red: float = 3.0) -> FinishedRun:
+    summary = {"task": "gan", "model": model, "seed": seed, "one_each": one_each,
+               "entropy": {"red": red, "blue": red, "diff": 2.0}}  # fmt: skip
+    return FinishedRun(Path(f"/nonexistent/{model}-seed{seed}"), summary, [])
+
+
+def test_gan_finding_says_when_a_model_does_not_work():
+    conv = [gan_run("conv", s, 0.9, 2.0 + s * 0.1) for s in range(3)]
+    text = generative.finding(conv + [gan_run("coordconv", s, 0.1) for s in range(2)], "gan")
+    assert text.startswith("The CoordConv GAN works in no seed and the GAN (DCGAN-like) in every seed")
+    assert "cannot be compared" in text
+    text = generative.finding(conv + [gan_run("coordconv", s, 0.9, 3.0 + s * 0.1) for s in range(3)], "gan")
+    assert text.startswith("Both GANs work in every seed") and "more spread" in text
+    text = generative.finding([gan_run(m, s, 0.0) for m in ("conv", "coordconv") for s in range(2)], "gan")
+    assert text.startswith("Neither GAN works")
