@@ -308,7 +308,7 @@ def add_commands(commands: Any) -> None:
     spatial.add_argument("--out", required=True, help="output folder (train/ and val/ class folders inside)")
     spatial.add_argument("--train", type=int, default=8_000, help="training images (default: 8000)")
     spatial.add_argument("--val", type=int, default=2_000, help="validation images (default: 2000)")
-    spatial.add_argument("--grid", type=int, default=4, help="grid x grid position classes (default: 4)")
+    spatial.add_argument("--grid", type=int, default=8, help="grid x grid position classes (default: 8)")
     spatial.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     spatial.set_defaults(func=_dataset, parser=spatial)

@@ -39,7 +39,7 @@ def labels(scenes: sortofclevr.Scenes, grid: int = 4) -> Tensor:
 
 
 def write(
-    root: Path, *, train: int = 8_000, val: int = 2_000, grid: int = 4, seed: int = 0, overwrite: bool = False
+    root: Path, *, train: int = 8_000, val: int = 2_000, grid: int = 8, seed: int = 0, overwrite: bool = False
 ) -> Path:
     """Write the ImageFolder tree under ``root`` (train images from ``seed``, val images from ``seed + 1``).
 
