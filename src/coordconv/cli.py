@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from coordconv._help import Parser
 from coordconv._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -141,7 +142,7 @@ def _bench_layer(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``coordconv`` argument parser, one subcommand per job."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="coordconv",
         description="CoordConv layers for PyTorch, and a reproduction of the CoordConv paper (Liu et al. 2018).",
     )
@@ -166,7 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="how much each CoordConv layer of a trained model uses the coordinates",
         description=INSPECT_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inspect.add_argument("model", metavar="MODEL", help="a run directory of coordconv train, or a .safetensors file")
     inspect.add_argument(

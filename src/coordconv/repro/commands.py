@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,58 @@ def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> 
     p.add_argument("--yes", action="store_true", help="start the paper preset (a GPU job) on a CPU without asking")
 
 
+def _option_words(name: str, value: Any) -> str:
+    """``--name value`` as typed on the command line (``--flag`` / ``--no-flag`` for bools)."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    if isinstance(value, tuple | list):
+        return " ".join([flag, *map(str, value)])
+    return f"{flag} {value}"
+
+
+def preset_values(entry: Entry, module: Any) -> str:
+    """What each preset of ``entry``'s task sets, as options, one line per preset (and model, where they differ).
+
+    A preset that needs a field (``imagenet``'s ``paper`` needs ``--data``) is shown with that field marked as
+    required.
+    """
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    models: tuple[Any, ...] = (None,)
+    if "model" in fields and "model" not in entry.fixed:
+        models = typing.get_args(typing.get_type_hints(module.Config)["model"]) or (None,)
+
+    def changes(preset: str, model: Any) -> str:
+        given = {**entry.fixed, **({} if model is None else {"model": model})}
+        needed = []
+        try:
+            cfg = module.preset(preset, **given)
+        except ValueError as e:
+            if "data" not in fields or "data" in given:
+                return f"({e})"
+            needed, cfg = ["--data"], module.preset(preset, **given, data="DATA")
+        default = module.Config(**given)
+        words = [
+            _option_words(name, getattr(cfg, name))
+            for name in fields
+            if name not in given and name not in ("data", "seed") and getattr(cfg, name) != getattr(default, name)
+        ]
+        words += [f"{flag} (required)" for flag in needed]
+        return " ".join(words) or "the defaults"
+
+    lines = []
+    for preset in module.PRESETS:
+        per_model = {model: changes(preset, model) for model in models}
+        if len(set(per_model.values())) == 1:
+            lines.append(f"* {preset}: {per_model[models[0]]}")
+        else:
+            lines += [f"* {preset}, --model {model}: {text}" for model, text in per_model.items()]
+    return (
+        "Presets (--preset): the options each one sets; options given on the command line override them.\n\n"
+        + "\n".join(lines)
+    )
+
+
 def add_commands(commands: Any) -> None:
     """Register ``train``, ``reproduce``, ``sweep`` and ``dataset`` on the ``coordconv`` subparsers."""
     train = commands.add_parser(
@@ -197,9 +250,7 @@ def add_commands(commands: Any) -> None:
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, entry in REGISTRY.items():
         module = entry.load()
-        p = tasks.add_parser(
-            name, help=entry.help, description=module.__doc__, formatter_class=argparse.RawTextHelpFormatter
-        )
+        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry, module))
         _add_run_arguments(p, module.PRESETS)
         for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
             p.add_argument(flag, **kwargs)
