@@ -74,16 +74,16 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "momentum": 0 <= self.momentum < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "train_images": self.train_images >= 1,
-            "test_images": self.test_images >= 1,
-            "iou_proposals": self.iou_proposals >= 1,
-            "threads": self.threads >= 0,
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "warmup_steps": (self.warmup_steps >= 0, ">= 0"),
+            "train_images": (self.train_images >= 1, ">= 1"),
+            "test_images": (self.test_images >= 1, ">= 1"),
+            "iou_proposals": (self.iou_proposals >= 1, ">= 1"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
@@ -117,8 +117,10 @@ def describe(s: dict[str, Any]) -> str:
 
 
 def plan(preset_name: str, seeds: range, *, task: str = "detection") -> list[tuple[str, Config]]:
-    """Both detectors for each seed: ``detection/<model>-seed<k>``, seed by seed (so that a partial run of a long
-    preset already holds pairs to compare)."""
+    """Both detectors for each seed: ``detection/<model>-seed<k>``, seed by seed.
+
+    Seed by seed, so that a partial run of a long preset already holds pairs to compare.
+    """
     return [
         (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed))
         for seed in seeds

@@ -87,18 +87,18 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "image_size": self.image_size >= 16,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "momentum": 0 <= self.momentum < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "label_smoothing": 0 <= self.label_smoothing < 1,
-            "offline_train": self.offline_train >= 1,
-            "offline_val": self.offline_val >= 1,
-            "offline_grid": 1 <= self.offline_grid <= 10,
-            "workers": self.workers >= 0,
-            "threads": self.threads >= 0,
+            "image_size": (self.image_size >= 16, ">= 16"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "offline_train": (self.offline_train >= 1, ">= 1"),
+            "offline_val": (self.offline_val >= 1, ">= 1"),
+            "offline_grid": (1 <= self.offline_grid <= 10, "in [1, 10]"),
+            "workers": (self.workers >= 0, ">= 0"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 

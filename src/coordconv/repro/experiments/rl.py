@@ -116,18 +116,18 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "total_steps": self.total_steps >= 1,
-            "n_envs": self.n_envs >= 1,
-            "n_steps": self.n_steps >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "gamma": 0 < self.gamma <= 1,
-            "ent_coef": self.ent_coef >= 0,
-            "vf_coef": self.vf_coef >= 0,
-            "max_grad_norm": self.max_grad_norm > 0,
-            "frame_stack": self.frame_stack >= 1,
-            "log_every": self.log_every >= 1,
-            "final_episodes": self.final_episodes >= 1,
-            "threads": self.threads >= 0,
+            "total_steps": (self.total_steps >= 1, ">= 1"),
+            "n_envs": (self.n_envs >= 1, ">= 1"),
+            "n_steps": (self.n_steps >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "gamma": (0 < self.gamma <= 1, "in (0, 1]"),
+            "ent_coef": (self.ent_coef >= 0, ">= 0"),
+            "vf_coef": (self.vf_coef >= 0, ">= 0"),
+            "max_grad_norm": (self.max_grad_norm > 0, "> 0"),
+            "frame_stack": (self.frame_stack >= 1, ">= 1"),
+            "log_every": (self.log_every >= 1, ">= 1"),
+            "final_episodes": (self.final_episodes >= 1, ">= 1"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
