@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from coordconv._help import Parser
@@ -190,11 +193,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from coordconv.repro.commands import interrupted_message
+
     try:
-        return int(args.func(args))
+        with _terminate_as_interrupt() as received:
+            return int(args.func(args))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        signal_name = received.get("signal", "SIGINT")
+        print(interrupted_message(args, signal_name), file=sys.stderr)
+        return 128 + int(getattr(signal, signal_name))
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[dict[str, str]]:
+    """Treat SIGTERM as Ctrl-C while a command runs, so that both end with the message that says how to resume.
+
+    Yields a dict that holds ``"signal": "SIGTERM"`` once SIGTERM arrived. Outside the main thread (where no
+    handler can be set) SIGTERM keeps its default action.
+    """
+    received: dict[str, str] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received["signal"] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from coordconv.repro.runtime.config import (
 )
 from coordconv.repro.runtime.rundir import RunError
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "interrupted_message", "preset_values"]
 
 TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "toy")
 
@@ -174,6 +174,38 @@ def _dataset(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _without_overwrite(argv: list[str]) -> list[str]:
+    """``argv`` less ``--overwrite`` (or an abbreviation of it): continuing must not start again from scratch."""
+    return [a for a in argv if not (a.startswith("--ov") and "--overwrite".startswith(a))]
+
+
+def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -> str:
+    """The line a command interrupted by Ctrl-C (SIGINT) or SIGTERM prints: what is kept and how to go on.
+
+    ``train`` resumes with the same command plus ``--resume`` (less ``--overwrite``); ``reproduce`` and ``sweep``
+    continue with the same command, which reuses finished runs and resumes unfinished ones; other commands have
+    nothing to resume.
+    """
+    argv: list[str] = list(getattr(args, "argv", []))
+    head = f"coordconv: interrupted ({signal_name})"
+    command = getattr(args, "command", None)
+    if command == "train":
+        words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
+        launch = " (under torchrun: the same launch with --resume)" if getattr(args, "task", "") == "imagenet" else ""
+        return (
+            f"{head}; the run in {args.out} keeps its last checkpoint. Resume it from there with: "
+            f"{shlex.join(['coordconv', *words])}{launch}"
+        )
+    if command in ("reproduce", "sweep"):
+        what = "runs" if command == "reproduce" else "trials"
+        again = " (with --overwrite it retrains the finished runs as well; without, it keeps them)"
+        return (
+            f"{head}; finished {what} are kept and unfinished ones resume from their last checkpoint. Continue with "
+            f"the same command: {shlex.join(['coordconv', *argv])}{again if _without_overwrite(argv) != argv else ''}"
+        )
+    return head
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> None:

@@ -492,7 +492,7 @@ def main(
 
     desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
     session = Session.open(
-        cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+        cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0, unit="step"
     )
     if session.result is not None:
         return session.result

@@ -36,7 +36,7 @@ from torch import nn
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
-from coordconv.repro.runtime.session import stop_after_checkpoints
+from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
 
 __all__ = ["PRESETS", "Config", "describe", "main", "plan", "preset", "report"]
 
@@ -355,6 +355,7 @@ def main(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         epoch, train_seconds = 0, 0.0
+        desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
         if resume:
             state = run.load_checkpoint() if run is not None else _load_state(out)
             if state is not None:
@@ -362,6 +363,8 @@ def main(
                     model.load_state_dict(state["model"])
                     optimizer.load_state_dict(state["optimizer"])
                     epoch, train_seconds = state["epoch"], state["train_seconds"]
+            if run is not None:
+                emit(f"{desc}: {resumed_line(epoch, cfg.epochs, 'epoch', checkpoint=state is not None)}")
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if procs.world > 1 else model
         sampler: DistributedSampler[Any] = DistributedSampler(
             train_set, procs.world, procs.rank, shuffle=True, seed=cfg.seed, drop_last=True
@@ -371,7 +374,6 @@ def main(
         steps_per_epoch = len(loader)
         total_steps = cfg.epochs * steps_per_epoch
         epochs_this_session, stop_after = 0, stop_after_checkpoints()
-        desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
         while epoch < cfg.epochs:
             sampler.set_epoch(epoch)
             sums = [0.0, 0.0]
@@ -407,11 +409,17 @@ def main(
                     }
                 )
                 emit(
-                    f"{desc}: epoch {epoch}/{cfg.epochs} train loss {loss_sum / count:.4f} top-1 {metrics['top1']:.4f} "
-                    f"top-5 {metrics['top5']:.4f} ({train_seconds:.0f} s training, {procs.world} process(es))"
+                    f"{desc}: epoch {epoch}/{cfg.epochs} train loss (mean over the epoch's batches) "
+                    f"{loss_sum / count:.4f}, validation top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} "
+                    f"({train_seconds:.0f} s training, {procs.world} process(es))"
                 )
             epochs_this_session += 1
             if stop_after and epochs_this_session >= stop_after and epoch < cfg.epochs:  # the test hook, every rank
+                if run is not None:
+                    emit(
+                        f"{desc}: stopped after {epochs_this_session} checkpoint(s) as asked, at epoch {epoch} of "
+                        f"{cfg.epochs}; resume with --resume"
+                    )
                 if procs.world > 1:
                     dist.barrier()
                 return {"interrupted": True, "done": epoch}

@@ -338,7 +338,15 @@ def main(
     _register(env_id(cfg.env))  # an unknown game fails before anything is written
     desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
     session = Session.open(
-        cfg, out, desc=desc, total=cfg.total_steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+        cfg,
+        out,
+        desc=desc,
+        total=cfg.total_steps,
+        resume=resume,
+        overwrite=overwrite,
+        log=log,
+        every=30.0,
+        unit="environment step",
     )
     if session.result is not None:
         return session.result
