@@ -8,11 +8,13 @@
 ``model="conv"`` is the paper's convolutional baseline (the deconv painter; for regression the uniform or the
 quadrant regressor, as the paper used one per split); ``model="coordconv"`` is the paper's CoordConv model.
 Optimisation follows the official code: Adam with beta2 = 0.99, an L2 penalty ``l2 * sum(w ** 2)`` on the
-convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches; the
-test set is evaluated after every epoch (or every ``eval_every`` steps). A run counts as *solved* at the first
-evaluation where both the test set and the whole training set meet the task's target (accuracy 100%, IOU
-0.99, error below 0.5 px); the training time until then is recorded (evaluation excluded), and
-``stop_at_target`` ends the run there, as time-to-target benchmarks such as MLPerf do.
+convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches (the
+progress lines show them so named); the test set is evaluated after every epoch (or every ``eval_every``
+steps). The line of a finished run shows the final model evaluated on the full training set and on the test
+set. A run counts as *solved* at the first evaluation where both the test set and the whole training set meet
+the task's target (accuracy 100%, IOU 0.99, error below 0.5 px); the training time until then is recorded
+(evaluation excluded), and ``stop_at_target`` ends the run there, as time-to-target benchmarks such as MLPerf
+do.
 """
 
 from __future__ import annotations
@@ -183,8 +185,8 @@ def describe(s: dict[str, Any]) -> str:
     name, reached = s["metric"], s["seconds_to_target"]
     when = f"target reached after {reached:.1f} s of training" if reached is not None else "target not reached"
     return (
-        f"{s['task']} {s['model']} {s['split']} seed {s['seed']}: train {name} {s['train'][name]:.4f}, "
-        f"test {name} {s['test'][name]:.4f}, {when}"
+        f"{s['task']} {s['model']} {s['split']} seed {s['seed']}: final model's {name} on the full training set "
+        f"{s['train'][name]:.4f}, on the test set {s['test'][name]:.4f}, {when}"
     )
 
 
@@ -566,8 +568,9 @@ def main(
             test_metrics = record_eval("epoch", train_metrics)
             session.advance(1, loss=train_metrics["loss"])
             session.emit(
-                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} {train_metrics[metric_name]:.4f} "
-                f"test {metric_name} {test_metrics[metric_name]:.4f} ({counters.train_seconds:.1f} s training)"
+                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} (mean over the epoch's batches) "
+                f"{train_metrics[metric_name]:.4f}, test {metric_name} {test_metrics[metric_name]:.4f} "
+                f"({counters.train_seconds:.1f} s training)"
             )
             if cfg.stop_at_target and reached_at is not None:
                 stopped_early = True
