@@ -111,10 +111,17 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
 
 def _inspect(args: argparse.Namespace) -> int:
     from coordconv.inspect import format_usage, inspect_model
+    from coordconv.repro.runtime import extras
 
     path = Path(args.model)
     if args.samples < 1:
         args.parser.error(f"--samples must be >= 1, got {args.samples}")
+    try:
+        # a run directory also rebuilds its test set (numpy)
+        extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
+    except extras.MissingExtraError as e:
+        print(f"coordconv: error: {e}", file=sys.stderr)
+        return 1
     try:
         if path.is_dir():
             rows = _inspect_run(path, args.samples)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coordconv.repro.experiments import REGISTRY, Entry
+from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import (
     SEED_LIMIT,
     add_config_arguments,
@@ -32,6 +33,37 @@ TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "t
 def _fail(message: str) -> int:
     print(f"coordconv: error: {message}", file=sys.stderr)
     return 1
+
+
+def _require(command: str, modules: list[str]) -> str | None:
+    """The one-line refusal when ``command`` lacks an optional package (else ``None``): see :mod:`..runtime.extras`."""
+    try:
+        extras.require(command, modules)
+    except extras.MissingExtraError as e:
+        return str(e)
+    return None
+
+
+def _needs(module: Any, configs: list[Any], *, report: bool = False) -> list[str]:
+    """The optional packages that ``module``'s runs of ``configs`` (and its report, if ``report``) import."""
+    needs = getattr(module, "requires", None)
+    modules = [name for cfg in configs for name in (needs(cfg) if needs else ())]
+    return modules + list(getattr(module, "REPORT_REQUIRES", ()) if report else ())
+
+
+def _reproduce_needs(args: argparse.Namespace, tasks: list[str], options: dict[str, Any]) -> list[str]:
+    """The optional packages that ``reproduce`` of ``tasks`` imports: each task's planned runs and its report."""
+    modules: list[str] = []
+    for task in tasks:
+        module = REGISTRY[task].load()
+        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
+        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in accepted}
+        try:
+            plan = module.plan(args.preset, range(args.first_seed, args.first_seed + args.seeds), task=task, **extra)
+        except ValueError:  # reproduce reports it
+            plan = []
+        modules += _needs(module, [cfg for _, cfg in plan], report=True)
+    return modules
 
 
 def _on_cpu(device: str | None = None) -> bool:
@@ -73,7 +105,8 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error(str(e))
     options = {k.lstrip("-").replace("-", "_") for k in getattr(module, "TRAIN_OPTIONS", {})}
     extra = {k: getattr(args, k) for k in options}
-    refusal = _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
+    refusal = _require(f"coordconv train {entry.name}", _needs(module, [cfg]))
+    refusal = refusal or _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
     if refusal:
         return _fail(refusal)
     try:
@@ -111,6 +144,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         device = getattr(module, "TRAIN_OPTIONS", {}).get("--device", {}).get("default")
         return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
 
+    if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", _reproduce_needs(args, tasks, options)):
+        return _fail(refusal)
     try:
         reproduce.main(
             tasks, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed, out=Path(args.out),
@@ -122,6 +157,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if refusal := _require(f"coordconv sweep {args.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
+        return _fail(refusal)
     from coordconv.repro import sweep
 
     try:
@@ -143,7 +180,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the optional packages each ``dataset`` kind imports (PIL: matplotlib's PNG writer, and spatial's images)
+DATASET_NEEDS = {
+    "notsoclevr": ["numpy", "matplotlib", "PIL"],
+    "sortofclevr": ["numpy", "matplotlib", "PIL"],
+    "spatial": ["numpy", "PIL"],
+}
+
+
 def _dataset(args: argparse.Namespace) -> int:
+    if refusal := _require(f"coordconv dataset {args.dataset}", DATASET_NEEDS[args.dataset]):
+        return _fail(refusal)
     from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
 
     try:

@@ -47,11 +47,26 @@ from coordconv.repro.runtime.plots import save_image_grid
 from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "TASKS", "Config", "describe", "evaluate", "interpolate", "main", "plan", "preset", "report"]
+__all__ = [
+    "PRESETS",
+    "REPORT_REQUIRES",
+    "TASKS",
+    "Config",
+    "describe",
+    "evaluate",
+    "interpolate",
+    "main",
+    "plan",
+    "preset",
+    "report",
+    "requires",
+]
 
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
 PRESETS = ("smoke", "quick", "cpu", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("numpy", "scipy", "matplotlib")
 INTERP_STRIPS, INTERP_FRAMES = 16, 10
 STANDING_BATCHES = 16  # batches of latents that set the averaged generator's BatchNorm statistics
 PROGRESS_SAMPLES = 8  # samples of fixed latents drawn at each evaluation (progress.png)
@@ -210,6 +225,11 @@ def preset(name: str, **fields: Any) -> Config:
         "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
     }
     return Config(**{**base, **sizes[name], **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "scipy", "matplotlib", "PIL", "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:

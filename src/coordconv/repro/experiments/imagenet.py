@@ -38,9 +38,11 @@ from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_fini
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
 
-__all__ = ["PRESETS", "Config", "describe", "main", "plan", "preset", "report"]
+__all__ = ["PRESETS", "REPORT_REQUIRES", "Config", "describe", "main", "plan", "preset", "report", "requires"]
 
 PRESETS = ("smoke", "quick", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("scipy",)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in sizes:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     return Config(**{**sizes[name], **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "torchvision", "PIL", "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "ATARI_GAMES",
     "MINATAR_GAMES",
     "PRESETS",
+    "REPORT_REQUIRES",
     "Config",
     "describe",
     "env_id",
@@ -47,9 +48,12 @@ __all__ = [
     "plan",
     "preset",
     "report",
+    "requires",
 ]
 
 PRESETS = ("smoke", "quick", "long", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("matplotlib",)
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 #: Ms. Pac-Man (the paper's named game) and eight more where positions matter
 ATARI_GAMES = (
@@ -152,6 +156,12 @@ def preset(name: str, **fields: Any) -> Config:
         "paper": {"total_steps": 10_000_000, "log_every": 250_000},
     }[name]
     return Config(**{**settings, **fields, "env": env_id(fields.get("env", Config.env))})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    games = ("minatar",) if cfg.is_minatar else ("ale_py", "cv2")
+    return ("numpy", "gymnasium", "stable_baselines3", *games, "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:

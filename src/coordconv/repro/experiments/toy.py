@@ -40,6 +40,7 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "MODELS",
     "PRESETS",
+    "REPORT_REQUIRES",
     "SPLITS",
     "TARGETS",
     "TASKS",
@@ -50,6 +51,7 @@ __all__ = [
     "plan",
     "preset",
     "report",
+    "requires",
 ]
 
 Task = Literal["classification", "rendering", "regression"]
@@ -58,6 +60,8 @@ ModelKind = Literal["conv", "coordconv"]
 MODELS: tuple[str, ...] = ("conv", "coordconv")
 SPLITS: tuple[str, ...] = ("uniform", "quadrant")
 PRESETS = ("smoke", "quick", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("numpy", "matplotlib")
 TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
     "--device": {"default": "cpu", "help": "where to train: cpu, cuda, cuda:N (default: cpu)"},
 }
@@ -178,6 +182,11 @@ def preset(name: str, **fields: Any) -> Config:
         raise ValueError(f"unknown task or model {key}; expected a task of {TASKS} and a model of conv, coordconv")
     settings = {"paper": _PAPER, "quick": _QUICK, "smoke": _SMOKE}[name][key]
     return Config(**{**settings, **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:
