@@ -160,9 +160,11 @@ class Config:
         if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
             raise ValueError("interm_loss applies to the CoordConv rendering model only")
         if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:
-            raise ValueError(f"the deconv painter needs filter_size >= 2, got {self.filter_size}")
+            raise ValueError(f"invalid filter_size: {self.filter_size}; expected an integer >= 2 (the deconv painter)")
         if self.task == "rendering" and self.model == "coordconv" and self.filter_size % 2 == 0:
-            raise ValueError(f"the rendering painter needs an odd filter_size, got {self.filter_size}")
+            raise ValueError(
+                f"invalid filter_size: {self.filter_size}; expected an odd integer (the rendering painter)"
+            )
 
 
 def preset(name: str, **fields: Any) -> Config:
