@@ -83,7 +83,7 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
         text = action.help or ""
         if action.help == argparse.SUPPRESS:
             continue
-        text = text.replace("%(default)s", str(action.default)).replace("%(prog)s", "coordconv")
+        text = text.replace("%(default)s", str(action.default)).replace("%(prog)s", "coordconv").replace("%%", "%")
         rows.append(f"| {name} | {_escape(text)} |")
     return rows
 
@@ -123,6 +123,8 @@ def cli_reference() -> str:
             lines += [f"*{_escape(summary)}*", ""]
         if p.description:
             lines += ["```text", p.description.strip("\n"), "```", ""]
+        if p.epilog:  # what each preset of a train task sets
+            lines += ["```text", p.epilog.strip("\n"), "```", ""]
         if subcommands:
             lines += ["| command | what it does |", "|---|---|"]
             for name, sub in subcommands:

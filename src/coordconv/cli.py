@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from coordconv._help import Parser
 from coordconv._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -107,10 +111,17 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
 
 def _inspect(args: argparse.Namespace) -> int:
     from coordconv.inspect import format_usage, inspect_model
+    from coordconv.repro.runtime import extras
 
     path = Path(args.model)
     if args.samples < 1:
         args.parser.error(f"--samples must be >= 1, got {args.samples}")
+    try:
+        # a run directory also rebuilds its test set (numpy)
+        extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
+    except extras.MissingExtraError as e:
+        print(f"coordconv: error: {e}", file=sys.stderr)
+        return 1
     try:
         if path.is_dir():
             rows = _inspect_run(path, args.samples)
@@ -141,7 +152,7 @@ def _bench_layer(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``coordconv`` argument parser, one subcommand per job."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="coordconv",
         description="CoordConv layers for PyTorch, and a reproduction of the CoordConv paper (Liu et al. 2018).",
     )
@@ -166,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="how much each CoordConv layer of a trained model uses the coordinates",
         description=INSPECT_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inspect.add_argument("model", metavar="MODEL", help="a run directory of coordconv train, or a .safetensors file")
     inspect.add_argument(
@@ -190,11 +200,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from coordconv.repro.commands import interrupted_message
+
     try:
-        return int(args.func(args))
+        with _terminate_as_interrupt() as received:
+            return int(args.func(args))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        signal_name = received.get("signal", "SIGINT")
+        print(interrupted_message(args, signal_name), file=sys.stderr)
+        return 128 + int(getattr(signal, signal_name))
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[dict[str, str]]:
+    """Treat SIGTERM as Ctrl-C while a command runs, so that both end with the message that says how to resume.
+
+    Yields a dict that holds ``"signal": "SIGTERM"`` once SIGTERM arrived. Outside the main thread (where no
+    handler can be set) SIGTERM keeps its default action.
+    """
+    received: dict[str, str] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received["signal"] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ import argparse
 import dataclasses
 import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from coordconv.repro.experiments import REGISTRY, Entry
+from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import (
     SEED_LIMIT,
     add_config_arguments,
@@ -25,7 +27,7 @@ from coordconv.repro.runtime.config import (
 )
 from coordconv.repro.runtime.rundir import RunError
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "interrupted_message", "preset_values"]
 
 TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "toy")
 
@@ -33,6 +35,37 @@ TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "t
 def _fail(message: str) -> int:
     print(f"coordconv: error: {message}", file=sys.stderr)
     return 1
+
+
+def _require(command: str, modules: list[str]) -> str | None:
+    """The one-line refusal when ``command`` lacks an optional package (else ``None``): see :mod:`..runtime.extras`."""
+    try:
+        extras.require(command, modules)
+    except extras.MissingExtraError as e:
+        return str(e)
+    return None
+
+
+def _needs(module: Any, configs: list[Any], *, report: bool = False) -> list[str]:
+    """The optional packages that ``module``'s runs of ``configs`` (and its report, if ``report``) import."""
+    needs = getattr(module, "requires", None)
+    modules = [name for cfg in configs for name in (needs(cfg) if needs else ())]
+    return modules + list(getattr(module, "REPORT_REQUIRES", ()) if report else ())
+
+
+def _reproduce_needs(args: argparse.Namespace, tasks: list[str], options: dict[str, Any]) -> list[str]:
+    """The optional packages that ``reproduce`` of ``tasks`` imports: each task's planned runs and its report."""
+    modules: list[str] = []
+    for task in tasks:
+        module = REGISTRY[task].load()
+        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
+        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in accepted}
+        try:
+            plan = module.plan(args.preset, range(args.first_seed, args.first_seed + args.seeds), task=task, **extra)
+        except ValueError:  # reproduce reports it
+            plan = []
+        modules += _needs(module, [cfg for _, cfg in plan], report=True)
+    return modules
 
 
 def _on_cpu(device: str | None = None) -> bool:
@@ -74,7 +107,8 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error(str(e))
     options = {k.lstrip("-").replace("-", "_") for k in getattr(module, "TRAIN_OPTIONS", {})}
     extra = {k: getattr(args, k) for k in options}
-    refusal = _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
+    refusal = _require(f"coordconv train {entry.name}", _needs(module, [cfg]))
+    refusal = refusal or _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
     if refusal:
         return _fail(refusal)
     try:
@@ -112,6 +146,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         device = getattr(module, "TRAIN_OPTIONS", {}).get("--device", {}).get("default")
         return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
 
+    if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", _reproduce_needs(args, tasks, options)):
+        return _fail(refusal)
     try:
         reproduce.main(
             tasks, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed, out=Path(args.out),
@@ -124,6 +160,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if refusal := _require(f"coordconv sweep {args.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
+        return _fail(refusal)
     from coordconv.repro import sweep
 
     try:
@@ -145,7 +183,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the optional packages each ``dataset`` kind imports (PIL: matplotlib's PNG writer, and spatial's images)
+DATASET_NEEDS = {
+    "notsoclevr": ["numpy", "matplotlib", "PIL"],
+    "sortofclevr": ["numpy", "matplotlib", "PIL"],
+    "spatial": ["numpy", "PIL"],
+}
+
+
 def _dataset(args: argparse.Namespace) -> int:
+    if refusal := _require(f"coordconv dataset {args.dataset}", DATASET_NEEDS[args.dataset]):
+        return _fail(refusal)
     from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
 
     try:
@@ -178,6 +226,38 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_overwrite(argv: list[str]) -> list[str]:
+    """``argv`` less ``--overwrite`` (or an abbreviation of it): continuing must not start again from scratch."""
+    return [a for a in argv if not (a.startswith("--ov") and "--overwrite".startswith(a))]
+
+
+def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -> str:
+    """The line a command interrupted by Ctrl-C (SIGINT) or SIGTERM prints: what is kept and how to go on.
+
+    ``train`` resumes with the same command plus ``--resume`` (less ``--overwrite``); ``reproduce`` and ``sweep``
+    continue with the same command, which reuses finished runs and resumes unfinished ones; other commands have
+    nothing to resume.
+    """
+    argv: list[str] = list(getattr(args, "argv", []))
+    head = f"coordconv: interrupted ({signal_name})"
+    command = getattr(args, "command", None)
+    if command == "train":
+        words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
+        launch = " (under torchrun: the same launch with --resume)" if getattr(args, "task", "") == "imagenet" else ""
+        return (
+            f"{head}; the run in {args.out} keeps its last checkpoint. Resume it from there with: "
+            f"{shlex.join(['coordconv', *words])}{launch}"
+        )
+    if command in ("reproduce", "sweep"):
+        what = "runs" if command == "reproduce" else "trials"
+        again = " (with --overwrite it retrains the finished runs as well; without, it keeps them)"
+        return (
+            f"{head}; finished {what} are kept and unfinished ones resume from their last checkpoint. Continue with "
+            f"the same command: {shlex.join(['coordconv', *argv])}{again if _without_overwrite(argv) != argv else ''}"
+        )
+    return head
+
+
 def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> None:
     """The options every ``coordconv train`` experiment shares: seed, preset, run directory, resume, overwrite."""
     p.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
@@ -186,6 +266,58 @@ def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> 
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--yes", action="store_true", help="start the paper preset (a GPU job) on a CPU without asking")
+
+
+def _option_words(name: str, value: Any) -> str:
+    """``--name value`` as typed on the command line (``--flag`` / ``--no-flag`` for bools)."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    if isinstance(value, tuple | list):
+        return " ".join([flag, *map(str, value)])
+    return f"{flag} {value}"
+
+
+def preset_values(entry: Entry, module: Any) -> str:
+    """What each preset of ``entry``'s task sets, as options, one line per preset (and model, where they differ).
+
+    A preset that needs a field (``imagenet``'s ``paper`` needs ``--data``) is shown with that field marked as
+    required.
+    """
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    models: tuple[Any, ...] = (None,)
+    if "model" in fields and "model" not in entry.fixed:
+        models = typing.get_args(typing.get_type_hints(module.Config)["model"]) or (None,)
+
+    def changes(preset: str, model: Any) -> str:
+        given = {**entry.fixed, **({} if model is None else {"model": model})}
+        needed = []
+        try:
+            cfg = module.preset(preset, **given)
+        except ValueError as e:
+            if "data" not in fields or "data" in given:
+                return f"({e})"
+            needed, cfg = ["--data"], module.preset(preset, **given, data="DATA")
+        default = module.Config(**given)
+        words = [
+            _option_words(name, getattr(cfg, name))
+            for name in fields
+            if name not in given and name not in ("data", "seed") and getattr(cfg, name) != getattr(default, name)
+        ]
+        words += [f"{flag} (required)" for flag in needed]
+        return " ".join(words) or "the defaults"
+
+    lines = []
+    for preset in module.PRESETS:
+        per_model = {model: changes(preset, model) for model in models}
+        if len(set(per_model.values())) == 1:
+            lines.append(f"* {preset}: {per_model[models[0]]}")
+        else:
+            lines += [f"* {preset}, --model {model}: {text}" for model, text in per_model.items()]
+    return (
+        "Presets (--preset): the options each one sets; options given on the command line override them.\n\n"
+        + "\n".join(lines)
+    )
 
 
 def add_commands(commands: Any) -> None:
@@ -200,9 +332,7 @@ def add_commands(commands: Any) -> None:
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, entry in REGISTRY.items():
         module = entry.load()
-        p = tasks.add_parser(
-            name, help=entry.help, description=module.__doc__, formatter_class=argparse.RawTextHelpFormatter
-        )
+        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry, module))
         _add_run_arguments(p, module.PRESETS)
         for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
             p.add_argument(flag, **kwargs)

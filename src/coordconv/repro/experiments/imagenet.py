@@ -36,11 +36,13 @@ from torch import nn
 from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
-from coordconv.repro.runtime.session import stop_after_checkpoints
+from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
 
-__all__ = ["PRESETS", "Config", "describe", "main", "plan", "preset", "report"]
+__all__ = ["PRESETS", "REPORT_REQUIRES", "Config", "describe", "main", "plan", "preset", "report", "requires"]
 
 PRESETS = ("smoke", "quick", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("scipy",)
 
 
 @dataclass(frozen=True)
@@ -87,18 +89,18 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "image_size": self.image_size >= 16,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "momentum": 0 <= self.momentum < 1,
-            "weight_decay": self.weight_decay >= 0,
-            "label_smoothing": 0 <= self.label_smoothing < 1,
-            "offline_train": self.offline_train >= 1,
-            "offline_val": self.offline_val >= 1,
-            "offline_grid": 1 <= self.offline_grid <= 10,
-            "workers": self.workers >= 0,
-            "threads": self.threads >= 0,
+            "image_size": (self.image_size >= 16, ">= 16"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "offline_train": (self.offline_train >= 1, ">= 1"),
+            "offline_val": (self.offline_val >= 1, ">= 1"),
+            "offline_grid": (1 <= self.offline_grid <= 10, "in [1, 10]"),
+            "workers": (self.workers >= 0, ">= 0"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
@@ -124,6 +126,11 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in sizes:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     return Config(**{**sizes[name], **fields})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "torchvision", "PIL", "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:
@@ -355,6 +362,7 @@ def main(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         epoch, train_seconds = 0, 0.0
+        desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
         if resume:
             state = run.load_checkpoint() if run is not None else _load_state(out)
             if state is not None:
@@ -362,6 +370,8 @@ def main(
                     model.load_state_dict(state["model"])
                     optimizer.load_state_dict(state["optimizer"])
                     epoch, train_seconds = state["epoch"], state["train_seconds"]
+            if run is not None:
+                emit(f"{desc}: {resumed_line(epoch, cfg.epochs, 'epoch', checkpoint=state is not None)}")
         net: nn.Module = nn.parallel.DistributedDataParallel(model) if procs.world > 1 else model
         sampler: DistributedSampler[Any] = DistributedSampler(
             train_set, procs.world, procs.rank, shuffle=True, seed=cfg.seed, drop_last=True
@@ -371,7 +381,6 @@ def main(
         steps_per_epoch = len(loader)
         total_steps = cfg.epochs * steps_per_epoch
         epochs_this_session, stop_after = 0, stop_after_checkpoints()
-        desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
         while epoch < cfg.epochs:
             sampler.set_epoch(epoch)
             sums = [0.0, 0.0]
@@ -407,11 +416,17 @@ def main(
                     }
                 )
                 emit(
-                    f"{desc}: epoch {epoch}/{cfg.epochs} train loss {loss_sum / count:.4f} top-1 {metrics['top1']:.4f} "
-                    f"top-5 {metrics['top5']:.4f} ({train_seconds:.0f} s training, {procs.world} process(es))"
+                    f"{desc}: epoch {epoch}/{cfg.epochs} train loss (mean over the epoch's batches) "
+                    f"{loss_sum / count:.4f}, validation top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} "
+                    f"({train_seconds:.0f} s training, {procs.world} process(es))"
                 )
             epochs_this_session += 1
             if stop_after and epochs_this_session >= stop_after and epoch < cfg.epochs:  # the test hook, every rank
+                if run is not None:
+                    emit(
+                        f"{desc}: stopped after {epochs_this_session} checkpoint(s) as asked, at epoch {epoch} of "
+                        f"{cfg.epochs}; resume with --resume"
+                    )
                 if procs.world > 1:
                     dist.barrier()
                 return {"interrupted": True, "done": epoch}

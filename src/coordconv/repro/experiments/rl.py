@@ -40,6 +40,7 @@ __all__ = [
     "ATARI_GAMES",
     "MINATAR_GAMES",
     "PRESETS",
+    "REPORT_REQUIRES",
     "Config",
     "describe",
     "env_id",
@@ -47,9 +48,12 @@ __all__ = [
     "plan",
     "preset",
     "report",
+    "requires",
 ]
 
 PRESETS = ("smoke", "quick", "long", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("matplotlib",)
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 #: Ms. Pac-Man (the paper's named game) and eight more where positions matter
 ATARI_GAMES = (
@@ -116,18 +120,18 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "total_steps": self.total_steps >= 1,
-            "n_envs": self.n_envs >= 1,
-            "n_steps": self.n_steps >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "gamma": 0 < self.gamma <= 1,
-            "ent_coef": self.ent_coef >= 0,
-            "vf_coef": self.vf_coef >= 0,
-            "max_grad_norm": self.max_grad_norm > 0,
-            "frame_stack": self.frame_stack >= 1,
-            "log_every": self.log_every >= 1,
-            "final_episodes": self.final_episodes >= 1,
-            "threads": self.threads >= 0,
+            "total_steps": (self.total_steps >= 1, ">= 1"),
+            "n_envs": (self.n_envs >= 1, ">= 1"),
+            "n_steps": (self.n_steps >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "gamma": (0 < self.gamma <= 1, "in (0, 1]"),
+            "ent_coef": (self.ent_coef >= 0, ">= 0"),
+            "vf_coef": (self.vf_coef >= 0, ">= 0"),
+            "max_grad_norm": (self.max_grad_norm > 0, "> 0"),
+            "frame_stack": (self.frame_stack >= 1, ">= 1"),
+            "log_every": (self.log_every >= 1, ">= 1"),
+            "final_episodes": (self.final_episodes >= 1, ">= 1"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
 
@@ -152,6 +156,12 @@ def preset(name: str, **fields: Any) -> Config:
         "paper": {"total_steps": 10_000_000, "log_every": 250_000},
     }[name]
     return Config(**{**settings, **fields, "env": env_id(fields.get("env", Config.env))})
+
+
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    games = ("minatar",) if cfg.is_minatar else ("ale_py", "cv2")
+    return ("numpy", "gymnasium", "stable_baselines3", *games, "safetensors")
 
 
 def describe(s: dict[str, Any]) -> str:
@@ -338,7 +348,15 @@ def main(
     _register(env_id(cfg.env))  # an unknown game fails before anything is written
     desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
     session = Session.open(
-        cfg, out, desc=desc, total=cfg.total_steps, resume=resume, overwrite=overwrite, log=log, every=30.0
+        cfg,
+        out,
+        desc=desc,
+        total=cfg.total_steps,
+        resume=resume,
+        overwrite=overwrite,
+        log=log,
+        every=30.0,
+        unit="environment step",
     )
     if session.result is not None:
         return session.result

@@ -8,11 +8,13 @@
 ``model="conv"`` is the paper's convolutional baseline (the deconv painter; for regression the uniform or the
 quadrant regressor, as the paper used one per split); ``model="coordconv"`` is the paper's CoordConv model.
 Optimisation follows the official code: Adam with beta2 = 0.99, an L2 penalty ``l2 * sum(w ** 2)`` on the
-convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches; the
-test set is evaluated after every epoch (or every ``eval_every`` steps). A run counts as *solved* at the first
-evaluation where both the test set and the whole training set meet the task's target (accuracy 100%, IOU
-0.99, error below 0.5 px); the training time until then is recorded (evaluation excluded), and
-``stop_at_target`` ends the run there, as time-to-target benchmarks such as MLPerf do.
+convolution kernels, an optional step schedule. Train metrics are averaged over each epoch's batches (the
+progress lines show them so named); the test set is evaluated after every epoch (or every ``eval_every``
+steps). The line of a finished run shows the final model evaluated on the full training set and on the test
+set. A run counts as *solved* at the first evaluation where both the test set and the whole training set meet
+the task's target (accuracy 100%, IOU 0.99, error below 0.5 px); the training time until then is recorded
+(evaluation excluded), and ``stop_at_target`` ends the run there, as time-to-target benchmarks such as MLPerf
+do.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "MODELS",
     "PRESETS",
+    "REPORT_REQUIRES",
     "SPLITS",
     "TARGETS",
     "TASKS",
@@ -48,6 +51,7 @@ __all__ = [
     "plan",
     "preset",
     "report",
+    "requires",
 ]
 
 Task = Literal["classification", "rendering", "regression"]
@@ -56,6 +60,8 @@ ModelKind = Literal["conv", "coordconv"]
 MODELS: tuple[str, ...] = ("conv", "coordconv")
 SPLITS: tuple[str, ...] = ("uniform", "quadrant")
 PRESETS = ("smoke", "quick", "paper")
+#: the optional packages ``report`` imports (checked before ``reproduce`` starts)
+REPORT_REQUIRES: tuple[str, ...] = ("numpy", "matplotlib")
 TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
     "--device": {"default": "cpu", "help": "where to train: cpu, cuda, cuda:N (default: cpu)"},
 }
@@ -132,31 +138,33 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "l2": self.l2 >= 0,
-            "adam_beta2": 0 <= self.adam_beta2 < 1,
-            "lr_step_every": self.lr_step_every >= 0,
-            "lr_max_steps": self.lr_max_steps >= 0,
-            "multiplier": self.multiplier >= 1,
-            "filter_size": self.filter_size >= 1,
-            "square_value": notsoclevr.valid_square_value(self.square_value),
-            "onehot_scale": self.onehot_scale > 0,
-            "test_fraction": 0 < self.test_fraction < 1,
-            "train_subset": self.train_subset >= 0,
-            "test_subset": self.test_subset >= 0,
-            "eval_every": self.eval_every >= 0,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "threads": self.threads >= 0,
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            "l2": (self.l2 >= 0, ">= 0"),
+            "adam_beta2": (0 <= self.adam_beta2 < 1, "in [0, 1)"),
+            "lr_step_every": (self.lr_step_every >= 0, ">= 0"),
+            "lr_max_steps": (self.lr_max_steps >= 0, ">= 0"),
+            "multiplier": (self.multiplier >= 1, ">= 1"),
+            "filter_size": (self.filter_size >= 1, ">= 1"),
+            "square_value": (notsoclevr.valid_square_value(self.square_value), "> 0"),
+            "onehot_scale": (self.onehot_scale > 0, "> 0"),
+            "test_fraction": (0 < self.test_fraction < 1, "in (0, 1)"),
+            "train_subset": (self.train_subset >= 0, ">= 0"),
+            "test_subset": (self.test_subset >= 0, ">= 0"),
+            "eval_every": (self.eval_every >= 0, ">= 0"),
+            "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+            "threads": (self.threads >= 0, ">= 0"),
         }
         validate(self, checks)
         if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
             raise ValueError("interm_loss applies to the CoordConv rendering model only")
         if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:
-            raise ValueError(f"the deconv painter needs filter_size >= 2, got {self.filter_size}")
+            raise ValueError(f"invalid filter_size: {self.filter_size}; expected an integer >= 2 (the deconv painter)")
         if self.task == "rendering" and self.model == "coordconv" and self.filter_size % 2 == 0:
-            raise ValueError(f"the rendering painter needs an odd filter_size, got {self.filter_size}")
+            raise ValueError(
+                f"invalid filter_size: {self.filter_size}; expected an odd integer (the rendering painter)"
+            )
 
 
 def preset(name: str, **fields: Any) -> Config:
@@ -178,13 +186,18 @@ def preset(name: str, **fields: Any) -> Config:
     return Config(**{**settings, **fields})
 
 
+def requires(cfg: Config) -> tuple[str, ...]:
+    """The optional packages a run of ``cfg`` imports (checked before it starts: :mod:`..runtime.extras`)."""
+    return ("numpy", "safetensors")
+
+
 def describe(s: dict[str, Any]) -> str:
     """A finished run in one line: its train and test metric and when it reached the target."""
     name, reached = s["metric"], s["seconds_to_target"]
     when = f"target reached after {reached:.1f} s of training" if reached is not None else "target not reached"
     return (
-        f"{s['task']} {s['model']} {s['split']} seed {s['seed']}: train {name} {s['train'][name]:.4f}, "
-        f"test {name} {s['test'][name]:.4f}, {when}"
+        f"{s['task']} {s['model']} {s['split']} seed {s['seed']}: final model's {name} on the full training set "
+        f"{s['train'][name]:.4f}, on the test set {s['test'][name]:.4f}, {when}"
     )
 
 
@@ -566,8 +579,9 @@ def main(
             test_metrics = record_eval("epoch", train_metrics)
             session.advance(1, loss=train_metrics["loss"])
             session.emit(
-                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} {train_metrics[metric_name]:.4f} "
-                f"test {metric_name} {test_metrics[metric_name]:.4f} ({counters.train_seconds:.1f} s training)"
+                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} (mean over the epoch's batches) "
+                f"{train_metrics[metric_name]:.4f}, test {metric_name} {test_metrics[metric_name]:.4f} "
+                f"({counters.train_seconds:.1f} s training)"
             )
             if cfg.stop_at_target and reached_at is not None:
                 stopped_early = True

@@ -15,6 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from coordconv._help import rst_to_text
+
 __all__ = [
     "SEED_LIMIT",
     "add_config_arguments",
@@ -131,6 +133,19 @@ def _parser_for(annotation: Any) -> tuple[dict[str, Any], str]:
     raise TypeError(f"unsupported config field type {annotation!r}")
 
 
+def _shown(value: Any) -> str:
+    """A field's default as the help shows it (``%`` escaped for argparse)."""
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, tuple | list):
+        text = " ".join(map(str, value)) or "none"
+    elif value == "":
+        text = '""'
+    else:
+        text = str(value)
+    return text.replace("%", "%%")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """One ``--field-name`` option per dataclass field (``--flag/--no-flag`` for bools).
 
@@ -138,12 +153,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    group = parser.add_argument_group(
+        f"{cls.__name__} fields (override the preset)",
+        "Each option overrides the preset's value. A field's default is its value without a preset; the presets "
+        "change some fields (see Presets below).",
+    )
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.init:
             continue
         flag = "--" + field.name.replace("_", "-")
-        help_text = docs.get(field.name, "")
+        help_text = rst_to_text(docs.get(field.name, ""))
+        if field.default is not dataclasses.MISSING:
+            help_text += f" (default: {_shown(field.default)})"
         annotation = hints[field.name]
         if annotation is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
@@ -165,12 +186,13 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def validate(config: Any, checks: Mapping[str, bool]) -> None:
+def validate(config: Any, checks: Mapping[str, bool | tuple[bool, str]]) -> None:
     """Check a config's fields, raising on the first invalid one.
 
     Every float field must be finite and every seed in ``range(SEED_LIMIT)``; then ``checks`` (field name ->
-    whether its value is valid) and every ``Literal`` field. (The thread count is checked where the run starts:
-    :func:`coordconv.repro.runtime.seeding.set_threads`.)
+    whether its value is valid, and the allowed values: ``(lr > 0, "> 0")``) and every ``Literal`` field. (The
+    thread count is also checked where the run starts: :func:`coordconv.repro.runtime.seeding.set_threads`.)
+    The message reads ``invalid lr: -0.1; expected a finite number > 0``.
 
     Raises:
         ValueError: naming the first invalid field, its value and what was expected.
@@ -182,9 +204,13 @@ def validate(config: Any, checks: Mapping[str, bool]) -> None:
             raise ValueError(f"invalid {f.name}: {value!r}; expected a finite number")
         if _is_seed(f.name) and hints[f.name] is int and not 0 <= value < SEED_LIMIT:
             raise ValueError(f"invalid {f.name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
-    for name, ok in checks.items():
+    for name, check in checks.items():
+        ok, allowed = check if isinstance(check, tuple) else (check, "")
         if not ok:
-            raise ValueError(f"invalid {name}: {getattr(config, name)!r}")
+            hint = hints.get(name)
+            kind = "a finite number " if hint is float else "an integer " if hint is int else ""
+            expected = f"; expected {kind}{allowed}" if allowed else ""
+            raise ValueError(f"invalid {name}: {getattr(config, name)!r}{expected}")
     for f in dataclasses.fields(config):
         hint = hints[f.name]
         if get_origin(hint) is Literal and getattr(config, f.name) not in get_args(hint):

@@ -34,7 +34,7 @@ from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
-__all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "stop_after_checkpoints"]
+__all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "resumed_line", "stop_after_checkpoints"]
 
 STOP_AFTER_CHECKPOINTS = "COORDCONV_STOP_AFTER_CHECKPOINTS"
 
@@ -43,6 +43,20 @@ def stop_after_checkpoints() -> int:
     """The test hook's value: stop a run after this many checkpoints of this process (0: never)."""
     value = os.environ.get(STOP_AFTER_CHECKPOINTS, "")
     return int(value) if value.isdigit() else 0
+
+
+def resumed_line(done: int, total: int, unit: str, *, checkpoint: bool = True) -> str:
+    """What a resumed run says about where it goes on from.
+
+    Example:
+        >>> resumed_line(3, 10, "epoch")
+        'resumed from its checkpoint: 3 of 10 epochs done, continuing with epoch 4'
+        >>> resumed_line(0, 10, "epoch", checkpoint=False)
+        'resuming found no checkpoint (the run stopped before its first): starting at epoch 1 of 10'
+    """
+    if not checkpoint:
+        return f"resuming found no checkpoint (the run stopped before its first): starting at {unit} 1 of {total:,}"
+    return f"resumed from its checkpoint: {done:,} of {total:,} {unit}s done, continuing with {unit} {done + 1:,}"
 
 
 class _Stop(Exception):
@@ -59,11 +73,22 @@ class Session:
             the test hook stopped it, else ``None``.
     """
 
-    def __init__(self, run: Run, desc: str, total: int, log: Callable[[str], None] | None, every: float) -> None:
+    def __init__(
+        self,
+        run: Run,
+        desc: str,
+        total: int,
+        log: Callable[[str], None] | None,
+        every: float,
+        unit: str = "epoch",
+        resume: bool = False,
+    ) -> None:
         self.run = run
         self.desc = desc
         self.total = total
+        self.unit = unit
         self.resumed = False
+        self._resume = resume
         self.result: dict[str, Any] | None = None
         self._log = log
         self._every = every
@@ -84,6 +109,7 @@ class Session:
         overwrite: bool = False,
         log: Callable[[str], None] | None = None,
         every: float = 10.0,
+        unit: str = "epoch",
     ) -> Session:
         """Open ``out`` for the run of ``cfg``; set threads (``cfg.threads``) and seeds (``cfg.seed``).
 
@@ -96,12 +122,13 @@ class Session:
             overwrite: replace a run already in ``out``.
             log: where progress lines go (default: a bar on a terminal, else standard error).
             every: seconds between log lines without a terminal.
+            unit: what ``total`` counts, in the singular ("epoch", "step"), for the line a resumed run prints.
 
         Raises:
             RunError: see :meth:`Run.start`.
         """
         run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
-        session = cls(run, desc, total, log, every)
+        session = cls(run, desc, total, log, every, unit, resume)
         if resume and run.finished:
             session.result = run.summary()
             return session
@@ -129,7 +156,10 @@ class Session:
     ) -> bool:
         stopped = isinstance(exc, _Stop)
         if stopped:
-            self.emit(f"{self.desc}: stopped after {self._checkpoints} checkpoint(s) as asked; resume with --resume")
+            self.emit(
+                f"{self.desc}: stopped after {self._checkpoints} checkpoint(s) as asked, at {self.unit} "
+                f"{self._done:,} of {self.total:,}; resume with --resume"
+            )
             self.result = {"interrupted": True, "done": self._done}
         if self._progress is not None:
             self._progress.close()
@@ -155,8 +185,8 @@ class Session:
 
     def start_at(self, done: int) -> None:
         """Start the count at ``done`` units (a resumed run says where it goes on from)."""
-        if self.resumed:
-            self.emit(f"{self.desc}: resumed from its checkpoint at {done}/{self.total}")
+        if self.resumed or self._resume:
+            self.emit(f"{self.desc}: {resumed_line(done, self.total, self.unit, checkpoint=self.resumed)}")
         self.advance(done - self._done)
 
     def log(self, record: Mapping[str, Any]) -> None:
