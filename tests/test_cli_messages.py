@@ -289,3 +289,34 @@ def test_missing_lists_every_absent_module_and_the_smallest_extras(monkeypatch):
         str(error.value)
         == 'coordconv train imagenet needs numpy, torchvision: pip install "torch-coordconv[detection]"'
     )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_sigterm_to_a_parallel_reproduce_stops_its_workers_and_the_same_command_resumes(tmp_path):
+    pytest.importorskip("safetensors")
+    # quick-preset runs take a minute or more: the parent must not wait for them to end
+    args = ["reproduce", "regression", "--preset", "quick", "--jobs", "2", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coordconv.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("regression/*/checkpoint.pt"))) < 2:  # both workers are training
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)  # to the parent only, as `kill PID` does
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Continue with the same command" in err
+    deadline = time.monotonic() + 10  # and no worker outlives it
+    with pytest.raises(ProcessLookupError):
+        while time.monotonic() < deadline:
+            os.killpg(process.pid, 0)
+            time.sleep(0.2)
+    again = subprocess.run(
+        [sys.executable, "-m", "coordconv.cli", *args], capture_output=True, text=True, timeout=600,
+        env={**env, STOP_AFTER_CHECKPOINTS: "1"},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("resumed from its checkpoint") >= 2

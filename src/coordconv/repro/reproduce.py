@@ -162,8 +162,8 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
     """Reuse or train each ``(folder, config)``, ``workers`` at a time, one line per run as it ends.
 
     Runs that are already finished are reported first. With more than one worker, each run trains in a fresh
-    (spawned) process: nothing of one run's torch state leaks into another's, and a failure ends the command
-    with that run's error once the runs already started have stopped.
+    (spawned) process: nothing of one run's torch state leaks into another's; a failed run or an interruption
+    stops the others at once (their checkpoints stay, so the same command resumes them).
     """
     done = 0
 
@@ -194,8 +194,11 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
                 for future in finished:
                     report(future.result(), "trained", folders[future])
         except BaseException:
-            for future in running:
-                future.cancel()
+            # an interruption (Ctrl-C, SIGTERM to this process) or a failed run: stop the other runs now rather
+            # than after they finish; each keeps its last checkpoint and resumes when reproduce runs again
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in multiprocessing.active_children():
+                worker.terminate()
             raise
 
 
