@@ -185,6 +185,7 @@ def test_reproduce_in_parallel_processes_gives_the_same_runs_as_one_after_the_ot
         assert weights[0] == weights[1], run
         stored = json.loads((outs[2] / "regression" / run / "config.json").read_text())
         assert stored["config"]["threads"] == 1 and stored["cpu"]["threads"] == 1
+        assert stored["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--jobs", "0"), ("--threads", "-1"), ("--threads", "100000")])
