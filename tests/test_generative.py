@@ -278,11 +278,11 @@ def test_gan_logs_its_balance(tmp_path):
         assert img.size[0] > 3 * img.size[1]
 
 
-@pytest.mark.parametrize("task", ["gan", "vae"])
-def test_resumed_run_equals_an_uninterrupted_one(task, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("task", "lr_decay"), [("gan", 0.0), ("vae", 0.0), ("gan", 0.8)])
+def test_resumed_run_equals_an_uninterrupted_one(task, lr_decay, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    cfg = generative.preset("smoke", task=task, model="coordconv", threads=1)
+    cfg = generative.preset("smoke", task=task, model="coordconv", threads=1, lr_decay=lr_decay)
     whole = generative.main(cfg, tmp_path / "whole", log=lambda _: None)
     monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")  # the smoke preset checkpoints every 3 steps
     stopped = generative.main(cfg, tmp_path / "cut", log=lambda _: None)
@@ -407,3 +407,16 @@ def test_generator_ema_averages_the_weights_and_samples_from_the_average():
     assert "generator_ema" in trainer.modules and plain.g_sample
     with pytest.raises(ValueError, match="g_ema"):
         generative.Config(g_ema=1.0)
+
+
+def test_learning_rates_decay_linearly_to_zero_over_the_last_fraction_of_the_run():
+    cfg = generative.preset("smoke", task="gan", model="conv", steps=10, lr_decay=0.5, lr_g=4e-4, lr_d=2e-4)
+    trainer = generative._build(cfg)
+    seen = []
+    for step in range(cfg.steps):
+        generative._decay_learning_rates(cfg, trainer, step)
+        seen += [opt.param_groups[0]["lr"] for opt in trainer.optimizers.values()]
+    scales = [1, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2]
+    assert seen == pytest.approx([lr * k for k in scales for lr in (4e-4, 2e-4)])
+    with pytest.raises(ValueError, match=r"invalid lr_decay: 1.5; expected .*\[0, 1\]"):
+        generative.preset("smoke", lr_decay=1.5)

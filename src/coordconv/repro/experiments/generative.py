@@ -121,6 +121,9 @@ class Config:
     """GAN: samples come from an exponential moving average of the generator's weights with this decay per
     iteration (0: the generator itself, as the official code; e.g. 0.999), a stabiliser of what is measured. Its
     BatchNorm statistics are recomputed from 16 batches of latents before each sampling."""
+    lr_decay: float = 0.0
+    """The last fraction of the run over which every learning rate falls linearly to zero (0: constant, as the
+    official code; e.g. 0.5: from the run's midpoint on). A stabiliser of where a run ends, not in the paper."""
     r1: float = 0.0
     """GAN: weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images, added to the
     discriminator's loss (Mescheder et al. 2018; 0: none, as the official code)."""
@@ -151,6 +154,7 @@ class Config:
             "g_steps": (self.g_steps >= 1, ">= 1"),
             "r1": (self.r1 >= 0 and math.isfinite(self.r1), ">= 0"),
             "g_ema": (0 <= self.g_ema < 1, "in [0, 1)"),
+            "lr_decay": (0 <= self.lr_decay <= 1, "in [0, 1]"),
             "kl_weight": (self.kl_weight >= 0, ">= 0"),
             "train_images": (self.train_images >= 1, ">= 1"),
             "eval_every": (self.eval_every >= 1, ">= 1"),
@@ -455,6 +459,16 @@ def interpolate(a: Tensor, b: Tensor, frames: int = INTERP_FRAMES) -> Tensor:
     return (a.unsqueeze(1) * (1 - t) + b.unsqueeze(1) * t).flatten(0, 1)
 
 
+def _decay_learning_rates(cfg: Config, trainer: Any, step: int) -> None:
+    """Set every optimizer's learning rate for ``step`` under ``cfg.lr_decay`` (from the step, so resume-exact)."""
+    start = cfg.steps * (1 - cfg.lr_decay)
+    scale = min(1.0, (cfg.steps - step) / (cfg.steps - start)) if step >= start else 1.0
+    base = {"generator": cfg.lr_g, "discriminator": cfg.lr_d, "vae": cfg.lr}
+    for name, optimizer in trainer.optimizers.items():
+        for group in optimizer.param_groups:
+            group["lr"] = base[name] * scale
+
+
 def _step_generator(cfg: Config, step: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 7 + salt)
 
@@ -545,6 +559,8 @@ def main(
             gen = _step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
             torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
+            if cfg.lr_decay:
+                _decay_learning_rates(cfg, trainer, step)
             start = time.perf_counter()
             losses = trainer.step(batch, gen)
             train_seconds += time.perf_counter() - start
