@@ -17,8 +17,9 @@ def _scenes(centres):
 
 def test_labels_are_the_red_centre_cell():
     scenes = _scenes([(10, 10), (53, 53), (20, 40), (47, 16)])  # (x, y)
-    assert spatial_folder.labels(scenes).tolist() == [0, 15, 2 * 4 + 1, 1 * 4 + 2]
-    assert spatial_folder.class_names()[9] == "r2c1"
+    assert spatial_folder.labels(scenes, grid=4).tolist() == [0, 15, 2 * 4 + 1, 1 * 4 + 2]
+    assert spatial_folder.labels(scenes).tolist() == [1 * 8 + 1, 6 * 8 + 6, 5 * 8 + 2, 2 * 8 + 5]  # 8x8 by default
+    assert spatial_folder.class_names(grid=4)[9] == "r2c1"
     with pytest.raises(ValueError, match="grid must be between 1 and 10, got 0"):
         spatial_folder.labels(scenes, grid=0)
 
@@ -34,14 +35,14 @@ def test_write_an_image_folder(tmp_path):
     folder = tv.datasets.ImageFolder(str(root / "train"), allow_empty=True)  # 40 images leave some cells empty
     assert folder.classes == names and len(folder) == 40
     image, label = folder[0]
-    assert image.size == (64, 64) and 0 <= label < 16
+    assert image.size == (64, 64) and 0 <= label < 64
     # the label names the cell of the red object
     import numpy as np
 
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0)
     found = sortofclevr.find_objects(pixels)
     x, y = found.red[0].tolist()
-    assert names[label] == f"r{int(y * 4 // 64)}c{int(x * 4 // 64)}"
+    assert names[label] == f"r{int(y * 8 // 64)}c{int(x * 8 // 64)}"  # the default 8x8 grid
 
 
 @pytest.mark.parametrize("variant", ["plain", "input_layer", "coordconvify"])

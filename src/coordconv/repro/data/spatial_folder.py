@@ -21,12 +21,12 @@ from coordconv.repro.runtime.rundir import RunError
 __all__ = ["class_names", "labels", "write"]
 
 
-def class_names(grid: int = 4) -> list[str]:
+def class_names(grid: int = 8) -> list[str]:
     """``r<row>c<col>`` for every cell, row-major (the order ``ImageFolder`` sorts them in for ``grid <= 10``)."""
     return [f"r{r}c{c}" for r in range(grid) for c in range(grid)]
 
 
-def labels(scenes: sortofclevr.Scenes, grid: int = 4) -> Tensor:
+def labels(scenes: sortofclevr.Scenes, grid: int = 8) -> Tensor:
     """``(N,)`` int64: the grid cell (row-major) of each scene's red centre.
 
     Raises:
