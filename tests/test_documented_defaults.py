@@ -9,7 +9,7 @@ import pytest
 
 from coordconv.cli import build_parser
 from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
-from coordconv.repro.experiments import imagenet
+from coordconv.repro.experiments import REGISTRY, imagenet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,8 @@ def _options():
 
 
 def _same(shown: str, value: object) -> bool:
-    if isinstance(value, bool | type(None)):
-        return shown.lower() in (str(value).lower(), "none" if value is None else "")
+    if isinstance(value, bool):
+        return shown.lower() in ((str(value).lower(), "on", "yes") if value else (str(value).lower(), "off", "no"))
     if isinstance(value, int | float):
         try:
             return float(shown.replace(",", "").replace("_", "")) == value
@@ -42,14 +42,23 @@ def _same(shown: str, value: object) -> bool:
     return shown.strip("'\"`") == str(value)
 
 
+def _default(name: str, action: argparse.Action) -> object:
+    """The option's default; for a config field of ``train TASK`` (left unset so the preset applies), the field's."""
+    if action.default is not argparse.SUPPRESS:
+        return action.default
+    task = name.removeprefix("coordconv train ")
+    return getattr(REGISTRY[task].load().Config(), action.dest)
+
+
 def test_every_default_a_help_text_states_is_the_default():
     checked = 0
     for name, action in _options():
         for shown in re.findall(r"\(default:? ([^);]+)[);]", action.help):
-            if action.default is None or not re.fullmatch(r"[-\w.,'\"]+|[-\d. ]+", shown.strip()):
+            default = _default(name, action)
+            if default is None or not re.fullmatch(r"[-\w.,'\"]+|[-\d. ]+", shown.strip()):
                 continue  # said in words: "the five MinAtar games", "the usable CPUs divided by --threads"
             flag = action.option_strings[0]
-            assert _same(shown.strip(), action.default), f"{name} {flag}: says {shown!r}, is {action.default!r}"
+            assert _same(shown.strip(), default), f"{name} {flag}: says {shown!r}, is {default!r}"
             checked += 1
     assert checked >= 30
 
