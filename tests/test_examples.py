@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -19,10 +20,12 @@ def _run(script, *args, needs=()):
     missing = [name for name in needs if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"{script} needs {', '.join(missing)}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    # a temporary directory of its own: libraries the examples use (SB3's logger) leave folders there
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": tmp}
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300, env=env
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

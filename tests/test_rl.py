@@ -14,6 +14,7 @@ pytest.importorskip("stable_baselines3")
 
 from stable_baselines3 import A2C  # noqa: E402
 from stable_baselines3.common.envs import FakeImageEnv  # noqa: E402
+from stable_baselines3.common.logger import Logger  # noqa: E402
 
 from coordconv.repro.experiments import rl  # noqa: E402
 from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
@@ -73,6 +74,7 @@ def test_a2c_on_sb3_fake_image_env(share):
             "share_features_extractor": share,
         },
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-<time> folder in the temporary directory
     coord = model.policy.pi_features_extractor.net.convs[0].coord_weight.detach().clone()
     model.learn(100)
     assert not torch.equal(model.policy.pi_features_extractor.net.convs[0].coord_weight, coord)  # it trains
