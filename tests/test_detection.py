@@ -126,7 +126,7 @@ def test_proposal_iou_known_answers():
     assert math.isnan(proposal_iou([truth], [torch.zeros(0, 4)], top=10))  # no image with a digit
 
 
-@pytest.mark.parametrize("model", ["conv", "coordconv"])
+@pytest.mark.parametrize("model", ["conv", "coordconv", "coordconv-backbone", "coordconv-rpn"])
 def test_detector_forward_backward(model, tmp_path):
     pytest.importorskip("torchvision")
     from coordconv.repro.models.detection import build_detector
@@ -134,8 +134,10 @@ def test_detector_forward_backward(model, tmp_path):
     pools = mc.load_mnist(_fake_mnist(tmp_path / "mnist"))
     scenes = mc.make_scenes(pools.train, pools.train_labels, 3, seed=0)
     det = build_detector(model)
-    coords = [m for m in det.modules() if isinstance(m, CoordConv2d)]
-    assert len(coords) == (3 if model == "coordconv" else 0)  # backbone's first conv, RPN conv, box mover's 1x1
+    # the official places: the backbone's first conv, the RPN's 3x3 conv and the box mover's 1x1
+    backbone, rpn = ["backbone.body.0"], ["rpn.head.shared.0", "rpn.head.bbox_pred"]
+    places = {"conv": [], "coordconv": backbone + rpn, "coordconv-backbone": backbone, "coordconv-rpn": rpn}
+    assert [name for name, m in det.named_modules() if isinstance(m, CoordConv2d)] == places[model]
     targets = [{"boxes": b, "labels": lab + 1} for b, lab in zip(scenes.boxes, scenes.labels, strict=True)]
     losses = det(list(scenes.images), targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
@@ -145,8 +147,21 @@ def test_detector_forward_backward(model, tmp_path):
     with torch.no_grad():
         out = det(list(scenes.images))
     assert len(out) == 3 and out[0]["boxes"].shape[1] == 4
-    with pytest.raises(ValueError, match="model must be 'conv' or 'coordconv', got 'rcnn'"):
+    with pytest.raises(ValueError, match=r"model must be one of 'conv', 'coordconv', .*, got 'rcnn'"):
         build_detector("rcnn")
+
+
+def test_the_placement_ablation_plans_both_single_places_beside_the_pair():
+    from coordconv.repro.experiments import detection
+
+    assert [f for f, _ in detection.plan("smoke", range(2))] == [
+        "detection/conv-seed0", "detection/coordconv-seed0", "detection/conv-seed1", "detection/coordconv-seed1"
+    ]  # fmt: skip
+    folders = [f for f, _ in detection.plan("paper", range(1), ablation=True)]
+    assert folders == ["detection/conv-seed0", "detection/coordconv-seed0", "detection/coordconv-backbone-seed0",
+                       "detection/coordconv-rpn-seed0"]  # fmt: skip
+    # the pair's configs are those of the plan without the ablation, so the ablation reuses their runs
+    assert detection.plan("paper", range(1), ablation=True)[:2] == detection.plan("paper", range(1))
 
 
 def test_train_and_reproduce_detection_through_the_cli(tmp_path):

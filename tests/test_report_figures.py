@@ -147,7 +147,7 @@ def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
 
 
 def detection_run(model: str, seed: int, iou: float) -> FinishedRun:
-    summary = {"model": model, "seed": seed, "proposal_iou": iou}
+    summary = {"model": model, "seed": seed, "proposal_iou": iou, "map_50": 0.2, "map": 0.1, "train_seconds": 60.0}
     metrics = [
         {"epoch": 1, "proposal_iou": iou - 0.01, "map_50": 0.1},
         {"epoch": 2, "proposal_iou": iou, "map_50": 0.2},
@@ -164,8 +164,31 @@ def test_detection_finding_and_curves(captured, tmp_path):
     assert "does not reproduce" in detection.finding(conv + worse) and "worse" in detection.finding(conv + worse)
     assert "no clear difference" in detection.finding(conv + same)
     assert "nothing is compared" in detection.finding(conv)
-    detection.plot_curves(conv + better, tmp_path / "d")
-    assert "Faster R-CNN (3 seeds)" in legend_texts(captured[tmp_path / "d"])
+    rpn = [detection_run("coordconv-rpn", s, v) for s, v in enumerate([0.70, 0.71, 0.72])]
+    assert detection.finding(conv + same + rpn).endswith(
+        "In the placement ablation, CoordConv in the RPN only beats conv (0.710, +39.2%, 3 seeds)."
+    )
+    table = detection.results_table(conv + same + rpn)
+    assert "| CoordConv in the RPN only | RPN 3x3 + box mover | 3 | 0.710 ± 0.010 | +39.2% | t = " in table
+    assert "backbone only" not in table  # no runs, no row
+    detection.plot_curves(conv + better + rpn, tmp_path / "d")
+    legend = legend_texts(captured[tmp_path / "d"])
+    assert "Faster R-CNN (3 seeds)" in legend and "CoordConv in the RPN only (3 seeds)" in legend
+    assert not any("backbone only" in text for text in legend)
+
+
+def test_detection_verdicts_use_welchs_p_not_a_t_threshold():
+    conv, coord = [0.50, 0.51, 0.52], [0.47, 0.49, 0.50]  # t = -2.2 but p = 0.1 with 3 seeds each
+    assert compare(coord, conv) == "lower" and detection.verdict(coord, conv) == "tie"
+    assert detection.verdict([0.40, 0.41, 0.42], conv) == "lower"
+    assert detection.verdict([0.6], conv) == "higher"  # one seed: no test, the means decide
+
+
+def test_detection_late_change_measures_the_plateau():
+    metrics = [{"epoch": e, "proposal_iou": v} for e, v in enumerate([0.5, 0.6, 0.64, 0.65, 0.65, 0.65, 0.66], 1)]
+    run = FinishedRun(Path("/nonexistent/conv-seed0"), {"model": "conv", "seed": 0}, metrics)
+    assert detection.late_change(run) == pytest.approx(0.66 - 0.6)
+    assert detection.late_change(run, epochs=7) is None
 
 
 def rl_run(env: str, model: str, seed: int, final: float) -> FinishedRun:

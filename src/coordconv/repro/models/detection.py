@@ -9,7 +9,9 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
 * RPN head (:class:`CoordRPNHead`): a shared 3x3 convolution to 32 and ReLU; objectness from a 1x1 convolution;
   box deltas from a 3x3 convolution to 32, ReLU and a zero-initialised 1x1 convolution ("the box mover");
 * CoordConv variant: coordinates before the first backbone convolution, before the RPN's 3x3 convolution and
-  before the box mover's final 1x1 convolution, where the official code puts AddCoords;
+  before the box mover's final 1x1 convolution, where the official code puts AddCoords (``"coordconv"``); for the
+  placement ablation, ``"coordconv-backbone"`` keeps only the first and ``"coordconv-rpn"`` only the two in the
+  RPN (:data:`DETECTORS`);
 * the detector's second stage, which the official code did not release: torchvision's RoIAlign (7x7), a
   two-layer MLP head of 128 units and a box predictor over 10 digit classes plus background.
 
@@ -27,10 +29,25 @@ from torch import Tensor, nn
 
 from coordconv import CoordConv2d
 
-__all__ = ["OFFICIAL_ANCHORS", "Backbone", "CoordRPNHead", "build_detector", "official_anchors", "proposals"]
+__all__ = [
+    "DETECTORS",
+    "OFFICIAL_ANCHORS",
+    "Backbone",
+    "CoordRPNHead",
+    "build_detector",
+    "official_anchors",
+    "proposals",
+]
 
 #: the official anchors, (height, width) in pixels
 OFFICIAL_ANCHORS = ((15, 15), (20, 20), (25, 25), (15, 20), (20, 25), (20, 15), (25, 20), (15, 25), (25, 15))
+#: each detector's coordinates: (in the backbone's first convolution, in the RPN head)
+DETECTORS = {
+    "conv": (False, False),
+    "coordconv": (True, True),
+    "coordconv-backbone": (True, False),
+    "coordconv-rpn": (False, True),
+}
 
 
 def _conv(coord: bool, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0) -> nn.Conv2d:
@@ -95,22 +112,25 @@ def official_anchors() -> nn.Module:
 
 
 def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) -> nn.Module:
-    """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain (``"conv"``) or ``"coordconv"``.
+    """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain or with CoordConv.
+
+    ``model``: ``"conv"``, ``"coordconv"`` (the official three places), or CoordConv in one place only,
+    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`).
 
     Raises:
         ValueError: unknown ``model``.
         ImportError: torchvision is not installed.
     """
-    if model not in ("conv", "coordconv"):
-        raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+    if model not in DETECTORS:
+        raise ValueError(f"model must be one of {', '.join(map(repr, DETECTORS))}, got {model!r}")
     try:
         from torchvision.models.detection import FasterRCNN
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.ops import MultiScaleRoIAlign
     except ImportError as e:
         raise ImportError("the detection experiment needs torchvision: pip install 'torch-coordconv[detection]'") from e
-    coord = model == "coordconv"
-    backbone = Backbone(coord)
+    coord_backbone, coord_rpn = DETECTORS[model]
+    backbone = Backbone(coord_backbone)
     anchors = official_anchors()
     detector = FasterRCNN(
         backbone,
@@ -119,7 +139,7 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) 
         image_mean=[0.0],
         image_std=[1.0],
         rpn_anchor_generator=anchors,
-        rpn_head=CoordRPNHead(backbone.out_channels, len(OFFICIAL_ANCHORS), coord=coord),
+        rpn_head=CoordRPNHead(backbone.out_channels, len(OFFICIAL_ANCHORS), coord=coord_rpn),
         rpn_pre_nms_top_n_train=300,
         rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=150,

@@ -14,20 +14,50 @@ from coordconv.repro.report.runs import (
     compare,
     load_finished,
     mean_sd,
+    welch,
     write_task_report,
 )
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
-__all__ = ["draw_predictions", "finding", "load_runs", "plot_curves", "results_table", "write_report"]
+__all__ = [
+    "NAMES",
+    "draw_predictions",
+    "finding",
+    "late_change",
+    "load_runs",
+    "plot_curves",
+    "results_table",
+    "verdict",
+    "write_report",
+]
 
 PAPER_GAIN = 0.24  # "24% better IOU" (abstract)
-NAMES = {"conv": "Faster R-CNN", "coordconv": "CoordConv Faster R-CNN"}
+#: the detectors in table order, with where each has coordinates
+NAMES = {
+    "conv": "Faster R-CNN",
+    "coordconv": "CoordConv Faster R-CNN",
+    "coordconv-backbone": "CoordConv in the backbone only",
+    "coordconv-rpn": "CoordConv in the RPN only",
+}
+PLACES = {
+    "conv": "none",
+    "coordconv": "backbone + RPN (official)",
+    "coordconv-backbone": "backbone's first conv",
+    "coordconv-rpn": "RPN 3x3 + box mover",
+}
+COLOURS = {**COLOURS, "coordconv-backbone": "tab:green", "coordconv-rpn": "tab:purple"}
+#: the significance level of the verdicts
+ALPHA = 0.05
+#: epochs over which the table measures the final change of the proposal IoU (the plateau check)
+LATE = 5
 
 
 def load_runs(root: Path) -> list[FinishedRun]:
-    """Every finished detection run under ``root/detection``, sorted by model and seed."""
+    """Every finished detection run under ``root/detection``, sorted by model (table order) and seed."""
+    order = list(NAMES)
     return sorted(
-        load_finished(root / "detection", "*/summary.json"), key=lambda r: (r.summary["model"], r.summary["seed"])
+        load_finished(root / "detection", "*/summary.json"),
+        key=lambda r: (order.index(r.summary["model"]), r.summary["seed"]),
     )
 
 
@@ -35,62 +65,109 @@ def _stat(values: list[float], digits: int = 3) -> str:
     return mean_sd(values, digits)
 
 
+def _iou(runs: list[FinishedRun], model: str) -> list[float]:
+    return [r.summary["proposal_iou"] for r in runs if r.summary["model"] == model]
+
+
+def late_change(run: FinishedRun, epochs: int = LATE) -> float | None:
+    """The proposal IoU's change over a run's last ``epochs`` epochs: near 0 at a plateau (``None``: a shorter run)."""
+    ious = [m["proposal_iou"] for m in run.metrics if "proposal_iou" in m]
+    return ious[-1] - ious[-1 - epochs] if len(ious) > epochs else None
+
+
+def _versus_conv(runs: list[FinishedRun], model: str) -> tuple[str, str]:
+    """CoordConv variant ``model`` against conv: the relative change of the mean proposal IoU, and Welch's t and p."""
+    coord, plain = _iou(runs, model), _iou(runs, "conv")
+    if model == "conv" or not coord or not plain:
+        return "", ""
+    change = f"{statistics.fmean(coord) / statistics.fmean(plain) - 1:+.1%}"
+    result = welch(coord, plain)
+    return change, "test undefined (no spread)" if result is None else f"t = {result[0]:.2f}, p = {result[1]:.3g}"
+
+
+def verdict(a: list[float], b: list[float]) -> str:
+    """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's two-sided test at p < 0.05.
+
+    Without spread (or with one seed) the test is undefined and :func:`..runs.compare` decides.
+    """
+    result = welch(a, b)
+    if result is None:
+        return compare(a, b)
+    t, p = result
+    return "tie" if p >= ALPHA else "higher" if t > 0 else "lower"
+
+
 def results_table(runs: list[FinishedRun]) -> str:
-    """Proposal IoU, mAP@0.5 and mAP of both models, and CoordConv's relative IoU change beside the paper's."""
+    """Proposal IoU, its change over the last epochs, mAP@0.5 and mAP of every detector.
+
+    Each CoordConv detector's relative IoU change against conv, with Welch's test, sits beside the paper's +24%.
+    """
     lines = [
-        "| model | seeds | proposal IoU (paper's metric) | mAP@0.5 | mAP@[.5:.95] | training s |",
-        "|---|---|---|---|---|---|",
+        f"| detector | coordinates | seeds | proposal IoU (paper's metric) | vs conv (paper: {PAPER_GAIN:+.0%}) | "
+        f"Welch's test | IoU change over the last {LATE} epochs | mAP@0.5 | mAP@[.5:.95] | training s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    means: dict[str, float] = {}
-    for model in MODELS:
+    for model in NAMES:
         group = [r for r in runs if r.summary["model"] == model]
         if not group:
             continue
-        iou = [r.summary["proposal_iou"] for r in group]
-        means[model] = statistics.fmean(iou)
+        late = [v for r in group if (v := late_change(r)) is not None]
+        change, test = _versus_conv(runs, model)
         lines.append(
-            f"| {NAMES[model]} | {len(group)} | {_stat(iou)} | {_stat([r.summary['map_50'] for r in group])} | "
+            f"| {NAMES[model]} | {PLACES[model]} | {len(group)} | {_stat(_iou(runs, model))} | {change} | {test} | "
+            f"{_stat(late) if late else '-'} | {_stat([r.summary['map_50'] for r in group])} | "
             f"{_stat([r.summary['map'] for r in group])} | {_stat([r.summary['train_seconds'] for r in group], 0)} |"
         )
-    lines.append("")
-    if len(means) == 2:
-        change = means["coordconv"] / means["conv"] - 1
-        lines.append(
-            f"CoordConv changes the mean proposal IoU by {change:+.1%} (paper: {PAPER_GAIN:+.0%}). "
-            "Mean ± standard deviation over seeds, final epoch."
-        )
-    lines.append(
-        "Proposal IoU: for each of the RPN's top 10 proposals after NMS, its best IoU with a ground-truth digit "
-        "box, averaged per test canvas, then over the canvases (the official code's `mean_argmax_nms_iou`). "
-        "mAP: torchmetrics' COCO evaluation of the detector's digit detections (10 classes)."
-    )
+    lines += [
+        "",
+        "Mean ± standard deviation over seeds, final epoch. Welch's test: two-sided, per-seed proposal IoU against "
+        "conv's (scipy.stats.ttest_ind, equal_var=False); a difference counts at p < 0.05. "
+        "Proposal IoU: for each of the RPN's top 10 proposals "
+        "after NMS, its best IoU with a ground-truth digit box, averaged per test canvas, then over the canvases "
+        "(the official code's `mean_argmax_nms_iou`). mAP: torchmetrics' COCO evaluation of the detector's digit "
+        "detections (10 classes). Training seconds are wall-clock time and carry the load of other jobs.",
+    ]
     return "\n".join(lines)
 
 
 def finding(runs: list[FinishedRun]) -> str:
-    """One sentence: does CoordConv improve the proposals (Welch's t of the per-seed proposal IoU beyond +-2)?"""
-    iou = {m: [r.summary["proposal_iou"] for r in runs if r.summary["model"] == m] for m in MODELS}
-    if not all(iou.values()):
+    """Plain sentences: does CoordConv improve the proposals, and does either single placement (ablation runs)?
+
+    The verdicts are Welch's test of the per-seed proposal IoU at p < 0.05 (:func:`verdict`).
+    """
+    iou = {m: _iou(runs, m) for m in NAMES}
+    if not iou["conv"] or not iou["coordconv"]:
         return "Only one of the two models has finished runs, so nothing is compared yet."
     coord, plain = statistics.fmean(iou["coordconv"]), statistics.fmean(iou["conv"])
-    change = coord / plain - 1
+    change, test = _versus_conv(runs, "coordconv")
     numbers = (
-        f"mean proposal IoU {coord:.3f} against {plain:.3f}, {change:+.1%}, over {len(iou['coordconv'])} and "
-        f"{len(iou['conv'])} seeds; the paper reports {PAPER_GAIN:+.0%}"
+        f"mean proposal IoU {coord:.3f} against {plain:.3f}, {change} where the paper reports {PAPER_GAIN:+.0%}, "
+        f"over {len(iou['coordconv'])} and {len(iou['conv'])} seeds; Welch's {test}"
     )
-    result = compare(iou["coordconv"], iou["conv"])
+    result = verdict(iou["coordconv"], iou["conv"])
     if result == "higher":
-        return f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
-    if result == "lower":
-        return f"CoordConv gives Faster R-CNN worse proposals here ({numbers}), so the paper's gain does not reproduce."
-    return (
-        f"CoordConv makes no clear difference to Faster R-CNN's proposals here ({numbers}; Welch's t within ±2), so "
-        "the paper's gain does not reproduce."
-    )
+        text = f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
+    elif result == "lower":
+        text = f"CoordConv gives Faster R-CNN worse proposals here ({numbers}), so the paper's gain does not reproduce."
+    else:
+        text = (
+            f"CoordConv makes no clear difference to Faster R-CNN's proposals here ({numbers}), "
+            "so the paper's gain does not reproduce."
+        )
+    verbs = {"higher": "beats conv", "lower": "falls behind conv", "tie": "does not differ clearly from conv"}
+    ablation = [
+        f"{NAMES[m]} {verbs[verdict(iou[m], iou['conv'])]} ({statistics.fmean(iou[m]):.3f}, "
+        f"{_versus_conv(runs, m)[0]}, {len(iou[m])} seeds)"
+        for m in ("coordconv-backbone", "coordconv-rpn")
+        if iou[m]
+    ]
+    if ablation:
+        text += " In the placement ablation, " + "; ".join(ablation) + "."
+    return text
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
-    """Proposal IoU and mAP@0.5 after each epoch, every run, both models, with a legend and caption in the figure."""
+    """Proposal IoU and mAP@0.5 after each epoch, every run, each detector, with a legend and caption in the figure."""
     plt = pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -98,15 +175,17 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key, label in ((axes[0], "proposal_iou", "proposal IoU"), (axes[1], "map_50", "mAP@0.5")):
         for r in runs:
-            ax.plot([m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-",
+            ax.plot([m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-", markersize=3,
                     color=COLOURS[r.summary["model"]], alpha=0.7)  # fmt: skip
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{label} (higher is better)")
         ax.grid(alpha=0.3)
-    seeds = {m: sum(r.summary["model"] == m for r in runs) for m in MODELS}
+    seeds = {m: sum(r.summary["model"] == m for r in runs) for m in NAMES}
     handles = [
-        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds[m]} seeds)") for m in MODELS
+        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds[m]} seeds)")
+        for m in NAMES
+        if seeds[m] or m in MODELS
     ]
     caption(
         fig,
@@ -160,7 +239,7 @@ def write_report(out: Path) -> Path:
     folder = out / "detection"
     plot_curves(runs, folder / "curves.png")
     lines = ["![curves](curves.png)", ""]
-    for model in MODELS:
+    for model in NAMES:
         first = next((r for r in runs if r.summary["model"] == model), None)
         if first is not None:
             rel = first.path.relative_to(folder).as_posix()

@@ -14,6 +14,7 @@ from coordconv.repro.report.runs import (
     load_finished,
     mean_sd,
     seeds_phrase,
+    welch,
     write_task_report,
 )
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
@@ -116,8 +117,6 @@ def gan_table(runs: list[FinishedRun]) -> str:
 
 def gan_test(runs: list[FinishedRun]) -> str:
     """Welch's t-test of the difference between the two GANs' per-seed numbers (scipy), one row per measure."""
-    from scipy import stats  # type: ignore[import-untyped,unused-ignore]
-
     groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
     failing = {m: sum(r.summary["one_each"] < WORKING for r in g) for m, g in groups.items()}
     if any(failing.values()):  # a GAN that does not draw the scenes says nothing about mode collapse
@@ -145,11 +144,8 @@ def gan_test(runs: list[FinishedRun]) -> str:
             lines.append(f"| {name} | - | - | - | - | (a run has no value) |")
             continue
         conv, coord = values["conv"], values["coordconv"]
-        if max(statistics.pstdev(conv), statistics.pstdev(coord)) < 1e-9:  # e.g. a fraction of 1.0 in every run
-            test = "- | (no spread)"
-        else:
-            t, p = stats.ttest_ind(coord, conv, equal_var=False)
-            test = f"{t:.2f} | {p:.3g}"
+        result = welch(coord, conv)  # None without spread, e.g. a fraction of 1.0 in every run
+        test = "- | (no spread)" if result is None else f"{result[0]:.2f} | {result[1]:.3g}"
         lines.append(
             f"| {name} | {_stat(conv)} | {_stat(coord)} | {statistics.fmean(coord) - statistics.fmean(conv):+.2f} | "
             f"{test} |"

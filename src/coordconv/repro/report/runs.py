@@ -20,6 +20,7 @@ __all__ = [
     "load_finished",
     "mean_sd",
     "seeds_phrase",
+    "welch",
     "write_task_report",
 ]
 
@@ -97,6 +98,19 @@ def compare(a: list[float], b: list[float], threshold: float = 2.0) -> str:
         return "tie" if ma == mb else ("higher" if ma > mb else "lower")
     t = (ma - mb) / se
     return "higher" if t > threshold else "lower" if t < -threshold else "tie"
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float] | None:
+    """Welch's two-sided t-test of ``a`` against ``b`` (scipy): ``(t, p)``.
+
+    ``None`` when neither group varies or one has fewer than two values: the test is then undefined.
+    """
+    from scipy import stats  # type: ignore[import-untyped,unused-ignore]
+
+    if min(len(a), len(b)) < 2 or max(statistics.pstdev(a), statistics.pstdev(b)) < 1e-9:
+        return None
+    t, p = stats.ttest_ind(a, b, equal_var=False)
+    return float(t), float(p)
 
 
 def seeds_phrase(count: int, total: int) -> str:
