@@ -144,6 +144,7 @@ def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
     path = write_task_report(folder, "Title", "| a |\n|---|", ["![x](x.png)"], "Intro.", finding="It works.")
     assert path.read_text().splitlines()[:5] == ["# Title", "", "It works.", "", "Intro."]
     assert "It works." not in (folder / "table.md").read_text()
+    assert (folder / "finding.md").read_text() == "It works.\n"
 
 
 def detection_run(model: str, seed: int, iou: float) -> FinishedRun:

@@ -129,10 +129,11 @@ def write_task_report(
 
     ``table.md`` holds the command (``folder/command.txt``) and ``table``; ``report.md`` the ``title``, the
     ``finding`` (one plain sentence, computed from the runs, saying what the result means), the ``intro``, the
-    same table, then ``lines`` (figures, usually).
+    same table, then ``lines`` (figures, usually). ``finding.md`` holds the finding alone, for the README.
     """
     table = f"Command: `{(folder / 'command.txt').read_text().strip()}`\n\n{table}"
     write_atomic(folder / "table.md", table + "\n")
+    write_atomic(folder / "finding.md", finding + "\n")
     path = folder / "report.md"
     write_atomic(
         path,
