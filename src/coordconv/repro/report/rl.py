@@ -82,7 +82,7 @@ def results_table(runs: list[FinishedRun]) -> str:
         "(paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs Welch's t statistic of the "
         f"mean final returns beyond ±{T_THRESHOLD:g}; final return: mean of the last episodes of each run; AUC: "
         "mean over the run of the running mean return. Mean ± standard deviation over seeds. Steps per second "
-        "are medians over the runs, each measured alone"
+        "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
         + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),
     ]
     return "\n".join(lines)
