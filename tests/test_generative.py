@@ -135,6 +135,15 @@ def test_gan_and_vae_shapes(model):
     assert isinstance(vae.encoder.convs[0], CoordConv2d) == (model == "coordconv")
 
 
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_discriminator_width_can_differ_from_the_generators(model):
+    g, d = models.build_gan(model, 8, 1 / 4, d_width=1 / 8)
+    g_same, d_same = models.build_gan(model, 8, 1 / 4)
+    d_small = models.build_gan(model, 8, 1 / 8)[1]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(g) == count(g_same) and count(d) == count(d_small) < count(d_same)
+
+
 def test_minibatch_std_discriminator_sees_the_batch_spread():
     torch.manual_seed(0)
     d = models.Discriminator(1 / 16, batchnorm=False, minibatch_std=True)
@@ -224,6 +233,8 @@ def test_bad_config_and_preset():
         generative.Config(r1=-1.0)
     with pytest.raises(ValueError, match="invalid d_input: 'raw'"):
         generative.Config(d_input="raw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"invalid d_width: 0; expected None or in \(0, 16\]"):
+        generative.Config(d_width=0)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         generative.preset("huge", task="gan", model="conv")
     with pytest.raises(ValueError, match="unknown task 'flow'"):

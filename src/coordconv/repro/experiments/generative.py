@@ -89,6 +89,8 @@ class Config:
     """Images per step."""
     width: float = 1.0
     """Multiplier of every hidden channel count (1: the official sizes)."""
+    d_width: float | None = None
+    """GAN: the discriminator's own width multiplier (None: ``width``)."""
     z_dim: int = 256
     """Latent dimensions (GAN: uniform in [-1, 1]; VAE: normal)."""
     lr: float = 1e-3
@@ -145,6 +147,10 @@ class Config:
             "steps": (self.steps >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "width": (0 < self.width <= 16 and math.isfinite(self.width), "in (0, 16]"),
+            "d_width": (
+                self.d_width is None or (0 < self.d_width <= 16 and math.isfinite(self.d_width)),
+                "None or in (0, 16]",
+            ),
             "z_dim": (self.z_dim >= 1, ">= 1"),
             "lr": (self.lr > 0, "> 0"),
             "lr_d": (self.lr_d > 0, "> 0"),
@@ -298,6 +304,7 @@ class _GAN(_Trainer):
             cfg.model,
             cfg.z_dim,
             cfg.width,
+            d_width=cfg.d_width,
             batchnorm=cfg.d_batchnorm,
             minibatch_std=cfg.d_minibatch_std,
             out="linear",

@@ -157,20 +157,23 @@ def build_gan(
     z_dim: int = 256,
     width: float = 1.0,
     *,
+    d_width: float | None = None,
     batchnorm: bool = True,
     minibatch_std: bool = False,
     out: str = "tanh",
 ) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
-    ``batchnorm`` and ``minibatch_std`` are the discriminator's (see :class:`Discriminator`); ``out="linear"``
-    leaves out the generator's final tanh (the caller applies it).
+    ``d_width`` is the discriminator's width (``None``: ``width``); ``batchnorm`` and ``minibatch_std`` are the
+    discriminator's (see :class:`Discriminator`); ``out="linear"`` leaves out the generator's final tanh (the
+    caller applies it).
     """
     d_options: dict[str, bool] = {"batchnorm": batchnorm, "minibatch_std": minibatch_std}
+    dw = width if d_width is None else d_width
     if model == "conv":
-        return ConvGenerator(z_dim, width, out=out), Discriminator(width, **d_options)
+        return ConvGenerator(z_dim, width, out=out), Discriminator(dw, **d_options)
     if model == "coordconv":
-        return CoordConvGenerator(z_dim, width, out=out), Discriminator(width, coord=True, **d_options)
+        return CoordConvGenerator(z_dim, width, out=out), Discriminator(dw, coord=True, **d_options)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
 
 
