@@ -124,21 +124,24 @@ def test_bad_classifier_arguments():
 
 
 def _cli(*args, torchrun=0, cwd=None, stop_after=0):
+    import os
     import subprocess
     import sys
+    import tempfile
 
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}"]
         if torchrun
         else [sys.executable]
     )
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    if stop_after:
-        env[STOP_AFTER_CHECKPOINTS] = str(stop_after)
-    return subprocess.run(
-        [*launcher, "-m", "coordconv.cli", "train", "imagenet", "--preset", "smoke", *map(str, args)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:  # torchrun writes a torchelastic_* folder there: removed after
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": tmp}
+        if stop_after:
+            env[STOP_AFTER_CHECKPOINTS] = str(stop_after)
+        return subprocess.run(
+            [*launcher, "-m", "coordconv.cli", "train", "imagenet", "--preset", "smoke", *map(str, args)],
+            capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
+        )  # fmt: skip
 
 
 def _summary(folder):
