@@ -182,7 +182,8 @@ def test_detection_verdicts_use_welchs_p_not_a_t_threshold():
     conv, coord = [0.50, 0.51, 0.52], [0.47, 0.49, 0.50]  # t = -2.2 but p = 0.1 with 3 seeds each
     assert compare(coord, conv) == "lower" and detection.verdict(coord, conv) == "tie"
     assert detection.verdict([0.40, 0.41, 0.42], conv) == "lower"
-    assert detection.verdict([0.6], conv) == "higher"  # one seed: no test, the means decide
+    assert detection.verdict([0.6], conv) == "tie"  # one seed cannot be told apart from three
+    assert detection.verdict([0.6, 0.6], [0.5, 0.5]) == "higher"  # no spread: the means decide
 
 
 def test_detection_late_change_measures_the_plateau():
