@@ -88,11 +88,9 @@ def _versus_conv(runs: list[FinishedRun], model: str) -> tuple[str, str]:
 def verdict(a: list[float], b: list[float]) -> str:
     """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's two-sided test at p < 0.05.
 
-    With fewer than two seeds on a side nothing can be told apart (``tie``); with two or more but no spread at
-    all the test is undefined and the means decide (:func:`..runs.compare`).
+    Where the test is undefined, :func:`..runs.compare` decides: ``tie`` with fewer than two seeds on a side, the
+    means with two or more but no spread at all.
     """
-    if min(len(a), len(b)) < 2:
-        return "tie"
     result = welch(a, b)
     if result is None:
         return compare(a, b)

@@ -36,7 +36,7 @@ def load_runs(root: Path) -> list[FinishedRun]:
 
 
 def verdict(coord: list[float], plain: list[float]) -> str:
-    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t statistic of the mean final returns beyond +-2."""
+    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t of the mean final returns beyond +-2, two seeds a side."""
     return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie" if coord and plain else "?")
 
 
@@ -79,8 +79,8 @@ def results_table(runs: list[FinishedRun]) -> str:
     lines += [
         "",
         f"CoordConv against conv: {tally['win']} wins, {tally['tie']} ties, {tally['loss']} losses "
-        "(paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs Welch's t statistic of the "
-        f"mean final returns beyond ±{T_THRESHOLD:g}; final return: mean of the last episodes of each run; AUC: "
+        "(paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs two or more seeds "
+        f"of each model and Welch's t statistic of the mean final returns beyond ±{T_THRESHOLD:g}; final return: mean of the last episodes of each run; AUC: "
         "mean over the run of the running mean return. Mean ± standard deviation over seeds. Steps per second "
         "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
         + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),

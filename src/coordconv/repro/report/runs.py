@@ -86,14 +86,16 @@ def mean_sd(
 def compare(a: list[float], b: list[float], threshold: float = 2.0) -> str:
     """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's t statistic of the means beyond +-threshold.
 
-    Without spread in either group the means decide alone; an empty group gives ``?``.
+    A group of one value has no spread to measure, so it is told apart from nothing (``tie``; its spread is not
+    zero, it is unknown). With two or more values in each group but no spread in either, the means decide alone.
+    An empty group gives ``?``.
     """
     if not a or not b:
         return "?"
+    if min(len(a), len(b)) < 2:
+        return "tie"
     ma, mb = statistics.fmean(a), statistics.fmean(b)
-    sa = statistics.stdev(a) if len(a) > 1 else 0.0
-    sb = statistics.stdev(b) if len(b) > 1 else 0.0
-    se = math.sqrt(sa**2 / len(a) + sb**2 / len(b))
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     if se == 0:
         return "tie" if ma == mb else ("higher" if ma > mb else "lower")
     t = (ma - mb) / se
