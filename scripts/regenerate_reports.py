@@ -17,7 +17,15 @@ from coordconv.repro.reproduce import write_index
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the output folders of the committed ``coordconv reproduce`` commands
-FOLDERS = ("results", "results/toy", "results/generative", "results/generative-cpu")
+FOLDERS = (
+    "results",
+    "results/toy",
+    "results/generative",
+    "results/generative-cpu",
+    "results/detection-20ep",
+    "results/minatar-5m-shared",
+    "results/minatar-5m-actor",
+)
 
 
 def tables(root: Path) -> dict[Path, str]:

@@ -81,6 +81,8 @@ def _versus_conv(runs: list[FinishedRun], model: str) -> tuple[str, str]:
     if model == "conv" or not coord or not plain:
         return "", ""
     change = f"{statistics.fmean(coord) / statistics.fmean(plain) - 1:+.1%}"
+    if min(len(coord), len(plain)) < 2:
+        return change, "test undefined (one seed)"
     result = welch(coord, plain)
     return change, "test undefined (no spread)" if result is None else f"t = {result[0]:.2f}, p = {result[1]:.3g}"
 
@@ -146,7 +148,9 @@ def finding(runs: list[FinishedRun]) -> str:
         f"over {len(iou['coordconv'])} and {len(iou['conv'])} seeds; Welch's {test}"
     )
     result = verdict(iou["coordconv"], iou["conv"])
-    if result == "higher":
+    if min(len(iou["coordconv"]), len(iou["conv"])) < 2:
+        text = f"One seed of a model is too few to compare the two ({numbers})."
+    elif result == "higher":
         text = f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
     elif result == "lower":
         text = f"CoordConv gives Faster R-CNN worse proposals here ({numbers}), so the paper's gain does not reproduce."

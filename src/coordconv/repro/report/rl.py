@@ -36,8 +36,13 @@ def load_runs(root: Path) -> list[FinishedRun]:
 
 
 def verdict(coord: list[float], plain: list[float]) -> str:
-    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t of the mean final returns beyond +-2, two seeds a side."""
-    return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie" if coord and plain else "?")
+    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t of the mean final returns beyond +-2.
+
+    ``?`` (not compared) until each model has two seeds: one run has no spread to test against.
+    """
+    if min(len(coord), len(plain)) < 2:
+        return "?"
+    return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie")
 
 
 def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[float]:
@@ -78,8 +83,9 @@ def results_table(runs: list[FinishedRun]) -> str:
         )
     lines += [
         "",
-        f"CoordConv against conv: {tally['win']} wins, {tally['tie']} ties, {tally['loss']} losses "
-        "(paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs two or more seeds "
+        f"CoordConv against conv: {tally['win']} wins, {tally['tie']} ties, {tally['loss']} losses"
+        + (f", {tally['?']} not compared yet (?: fewer than two seeds of a model)" if tally.get("?") else "")
+        + " (paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs two or more seeds "
         f"of each model and Welch's t statistic of the mean final returns beyond ±{T_THRESHOLD:g}; final return: mean of the last episodes of each run; AUC: "
         "mean over the run of the running mean return. Mean ± standard deviation over seeds. Steps per second "
         "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
@@ -98,7 +104,7 @@ def finding(runs: list[FinishedRun]) -> str:
     compared = [v for v in results if v != "?"]
     missing = len(results) - len(compared)
     if not compared:
-        return "No game has finished runs of both models yet, so nothing is compared."
+        return "No game has two finished runs of each model yet, so nothing is compared."
     wins, ties, losses = (compared.count(v) for v in ("win", "tie", "loss"))
     games = f"{len(compared)} game{'s' if len(compared) > 1 else ''}"
     if wins == 0 and losses == 0:
@@ -112,7 +118,7 @@ def finding(runs: list[FinishedRun]) -> str:
     if wins <= losses:
         text += ", so CoordConv brings no gain here"
     if missing:
-        text += f"; {missing} game{'s' if missing > 1 else ''} lack one model's runs"
+        text += f"; {missing} game{'s' if missing > 1 else ''} not compared yet (fewer than two seeds of a model)"
     return text + "."
 
 
