@@ -165,7 +165,7 @@ def test_detection_finding_and_curves(captured, tmp_path):
     assert "does not reproduce" in detection.finding(conv + worse) and "worse" in detection.finding(conv + worse)
     assert "no clear difference" in detection.finding(conv + same)
     assert "nothing is compared" in detection.finding(conv)
-    one = detection.finding(conv + [detection_run("coordconv", 0, 0.30)])  # far below, but a single seed
+    one = detection.finding([*conv, detection_run("coordconv", 0, 0.30)])  # far below, but a single seed
     assert one.startswith("One seed of a model is too few") and "test undefined (one seed)" in one
     rpn = [detection_run("coordconv-rpn", s, v) for s, v in enumerate([0.70, 0.71, 0.72])]
     assert detection.finding(conv + same + rpn).endswith(
