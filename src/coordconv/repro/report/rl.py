@@ -87,7 +87,8 @@ def results_table(runs: list[FinishedRun]) -> str:
         + (f", {tally['?']} not compared yet (?: fewer than two seeds of a model)" if tally.get("?") else "")
         + " (paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs two or more seeds "
         f"of each model and Welch's t statistic of the mean final returns beyond ±{T_THRESHOLD:g}; final return: "
-        "mean of the last episodes of each run; AUC: mean over the run of the running mean return. Mean ± standard deviation over seeds. Steps per second "
+        "mean of the last episodes of each run; AUC: mean over the run of the running mean return. Mean ± "
+        "standard deviation over seeds. Steps per second "
         "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
         + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),
     ]
