@@ -1,10 +1,12 @@
 """Sort-of-Clevr, the object finder and entropy, the GAN and VAE models, and their runs through the CLI."""
 
+import copy
 import json
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from command import coordconv
 from coordconv import CoordConv2d
@@ -431,3 +433,29 @@ def test_learning_rates_decay_linearly_to_zero_over_the_last_fraction_of_the_run
     assert seen == pytest.approx([lr * k for k in scales for lr in (4e-4, 2e-4)])
     with pytest.raises(ValueError, match=r"invalid lr_decay: 1.5; expected .*\[0, 1\]"):
         generative.preset("smoke", lr_decay=1.5)
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_feature_matching_adds_the_mean_absolute_feature_gap_to_the_generators_loss(weight):
+    cfg = generative.preset(
+        "smoke", task="gan", model="coordconv", g_steps=1, d_batchnorm=False, feature_match=weight, init="official"
+    )
+    trainer = generative._GAN(cfg)
+    before = copy.deepcopy(trainer.g)
+    images = torch.randint(
+        0, 256, (cfg.batch_size, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)
+    )
+    gen = torch.Generator().manual_seed(1)
+    out = trainer.step(images, gen)
+    # the same latents again: one batch for the discriminator's step, then one for the generator's
+    gen = torch.Generator().manual_seed(1)
+    trainer.latents(cfg.batch_size, gen)
+    z = trainer.latents(cfg.batch_size, gen)
+    with torch.no_grad():  # the discriminator after its step (the generator's step does not change it)
+        fake = trainer.d.features(torch.tanh(before(z)))
+        real = trainer.d.features(images.float() / 127.5 - 1)
+        expected = F.binary_cross_entropy_with_logits(trainer.d.fc(fake).squeeze(1), torch.ones(len(z)))
+        expected += weight * (fake - real).abs().mean()
+    assert out["g_loss"] == pytest.approx(expected.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="feature_match"):
+        generative.Config(feature_match=-1.0)

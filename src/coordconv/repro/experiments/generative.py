@@ -129,6 +129,10 @@ class Config:
     r1: float = 0.0
     """GAN: weight gamma of the R1 penalty, gamma / 2 * E ||grad_x D(x)||^2 on real images, added to the
     discriminator's loss (Mescheder et al. 2018; 0: none, as the official code)."""
+    feature_match: float = 0.0
+    """GAN: weight of a feature-matching term in the generator's loss, the mean absolute difference between the
+    discriminator's features (before its logit) of a batch of real images and of the generated batch, pair by pair
+    (the official code's ``--feature_match`` option, weight 1 there; off in the paper's command, 0 here)."""
     kl_weight: float = 1.0
     """VAE: weight of the KL term."""
     train_images: int = 50_000
@@ -159,6 +163,7 @@ class Config:
             "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
             "g_steps": (self.g_steps >= 1, ">= 1"),
             "r1": (self.r1 >= 0 and math.isfinite(self.r1), ">= 0"),
+            "feature_match": (self.feature_match >= 0 and math.isfinite(self.feature_match), ">= 0"),
             "g_ema": (0 <= self.g_ema < 1, "in [0, 1)"),
             "lr_decay": (0 <= self.lr_decay <= 1, "in [0, 1]"),
             "kl_weight": (self.kl_weight >= 0, ">= 0"),
@@ -353,7 +358,14 @@ class _GAN(_Trainer):
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
             # the non-saturating loss: the generator maximises log D(G(z))
-            loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
+            if self.cfg.feature_match:
+                with torch.no_grad():
+                    target = self.d.features(real.detach())
+                features = self.d.features(self._fake(self.latents(n, gen)))
+                loss_g = F.binary_cross_entropy_with_logits(self.d.fc(features).squeeze(1), ones)
+                loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
+            else:
+                loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()

@@ -144,12 +144,16 @@ class Discriminator(nn.Module):
         self.convs = nn.Sequential(*layers, nn.Flatten())
         self.fc = nn.Linear(4 * 4 * chans[-1] + minibatch_std, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
+        """The flattened features that the final linear layer turns into the logit, ``(batch, features)``."""
         h = self.convs(x)
         if self.minibatch_std:
             spread = h.std(dim=0, correction=0).mean() if len(h) > 1 else h.new_zeros(())
             h = torch.cat([h, spread.expand(len(h), 1)], dim=1)
-        return self.fc(h).squeeze(1)  # type: ignore[no-any-return]
+        return h  # type: ignore[no-any-return]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x)).squeeze(1)  # type: ignore[no-any-return]
 
 
 def build_gan(
