@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -359,10 +359,11 @@ class _GAN(_Trainer):
         for _ in range(self.cfg.g_steps):
             # the non-saturating loss: the generator maximises log D(G(z))
             if self.cfg.feature_match:
+                d = cast(models.Discriminator, self.d)
                 with torch.no_grad():
-                    target = self.d.features(real.detach())
-                features = self.d.features(self._fake(self.latents(n, gen)))
-                loss_g = F.binary_cross_entropy_with_logits(self.d.fc(features).squeeze(1), ones)
+                    target = d.features(real.detach())
+                features = d.features(self._fake(self.latents(n, gen)))
+                loss_g = F.binary_cross_entropy_with_logits(d.fc(features).squeeze(1), ones)
                 loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
             else:
                 loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
