@@ -11,6 +11,7 @@ from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
     FinishedRun,
+    comparable,
     compare,
     load_finished,
     mean_sd,
@@ -81,7 +82,7 @@ def _versus_conv(runs: list[FinishedRun], model: str) -> tuple[str, str]:
     if model == "conv" or not coord or not plain:
         return "", ""
     change = f"{statistics.fmean(coord) / statistics.fmean(plain) - 1:+.1%}"
-    if min(len(coord), len(plain)) < 2:
+    if not comparable(coord, plain):
         return change, "test undefined (one seed)"
     result = welch(coord, plain)
     return change, "test undefined (no spread)" if result is None else f"t = {result[0]:.2f}, p = {result[1]:.3g}"
@@ -148,7 +149,7 @@ def finding(runs: list[FinishedRun]) -> str:
         f"over {len(iou['coordconv'])} and {len(iou['conv'])} seeds; Welch's {test}"
     )
     result = verdict(iou["coordconv"], iou["conv"])
-    if min(len(iou["coordconv"]), len(iou["conv"])) < 2:
+    if not comparable(iou["coordconv"], iou["conv"]):
         text = f"One seed of a model is too few to compare the two ({numbers})."
     elif result == "higher":
         text = f"CoordConv gives Faster R-CNN better proposals here ({numbers})."
@@ -161,7 +162,9 @@ def finding(runs: list[FinishedRun]) -> str:
         )
     verbs = {"higher": "beats conv", "lower": "falls behind conv", "tie": "does not differ clearly from conv"}
     ablation = [
-        f"{NAMES[m]} {verbs[verdict(iou[m], iou['conv'])]} ({statistics.fmean(iou[m]):.3f}, "
+        f"{NAMES[m]} "
+        f"{verbs[verdict(iou[m], iou['conv'])] if comparable(iou[m], iou['conv']) else 'is not compared yet'} "
+        f"({statistics.fmean(iou[m]):.3f}, "
         f"{_versus_conv(runs, m)[0]}, {len(iou[m])} seeds)"
         for m in ("coordconv-backbone", "coordconv-rpn")
         if iou[m]

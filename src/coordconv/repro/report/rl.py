@@ -10,6 +10,7 @@ from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
     FinishedRun,
+    comparable,
     compare,
     load_finished,
     mean_sd,
@@ -40,7 +41,7 @@ def verdict(coord: list[float], plain: list[float]) -> str:
 
     ``?`` (not compared) until each model has two seeds: one run has no spread to test against.
     """
-    if min(len(coord), len(plain)) < 2:
+    if not comparable(coord, plain):
         return "?"
     return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie")
 

@@ -16,6 +16,7 @@ __all__ = [
     "COLOURS",
     "MODELS",
     "FinishedRun",
+    "comparable",
     "compare",
     "load_finished",
     "mean_sd",
@@ -83,16 +84,23 @@ def mean_sd(
     return text
 
 
+def comparable(a: list[float], b: list[float]) -> bool:
+    """Whether two groups of per-seed values can be tested against each other: two or more values in each.
+
+    One value has no spread to measure (its spread is unknown, not zero), so it is told apart from nothing.
+    """
+    return min(len(a), len(b)) >= 2
+
+
 def compare(a: list[float], b: list[float], threshold: float = 2.0) -> str:
     """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's t statistic of the means beyond +-threshold.
 
-    A group of one value has no spread to measure, so it is told apart from nothing (``tie``; its spread is not
-    zero, it is unknown). With two or more values in each group but no spread in either, the means decide alone.
-    An empty group gives ``?``.
+    Groups that are not :func:`comparable` (one value on a side) give ``tie``; with two or more values in each
+    but no spread in either, the means decide alone. An empty group gives ``?``.
     """
     if not a or not b:
         return "?"
-    if min(len(a), len(b)) < 2:
+    if not comparable(a, b):
         return "tie"
     ma, mb = statistics.fmean(a), statistics.fmean(b)
     se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
@@ -109,7 +117,7 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float] | None:
     """
     from scipy import stats  # type: ignore[import-untyped,unused-ignore]
 
-    if min(len(a), len(b)) < 2 or max(statistics.pstdev(a), statistics.pstdev(b)) < 1e-9:
+    if not comparable(a, b) or max(statistics.pstdev(a), statistics.pstdev(b)) < 1e-9:
         return None
     t, p = stats.ttest_ind(a, b, equal_var=False)
     return float(t), float(p)
