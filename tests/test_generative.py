@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from command import coordconv
 from coordconv import CoordConv2d
@@ -159,6 +160,33 @@ def test_minibatch_std_discriminator_sees_the_batch_spread():
     spread = d.convs(x).std(dim=0, correction=0).mean()
     torch.testing.assert_close(d(x), d.fc(torch.cat([d.convs(x), spread.expand(4, 1)], dim=1)).squeeze(1))
     assert d(x[:1]).shape == (1,)  # a batch of one has no spread
+
+
+@pytest.mark.parametrize("model", ["conv", "coordconv"])
+def test_spectral_norm_discriminator_has_unit_norm_layers_and_the_same_first_layer(model):
+    torch.manual_seed(0)
+    g, d = models.build_gan(model, 8, 1 / 16, batchnorm=False, spectral_norm=True)
+    models.official_init(g, d)  # initialises the normalised layers' original weights (Glorot-uniform)
+    original = d.fc.parametrizations.weight.original
+    bound = math.sqrt(6 / (original.shape[1] + 1))
+    assert original.abs().max() <= bound and original.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    x = torch.rand(2, 3, 64, 64)
+    for _ in range(30):  # power iterations (one per forward in training mode)
+        d(x)
+    d.eval()
+    layers = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 5
+    for layer in layers:
+        assert torch.linalg.matrix_norm(layer.weight.flatten(1), 2).item() == pytest.approx(1.0, abs=0.02)
+    if model == "coordconv":
+        # AddCoords and a five-channel convolution: the CoordConv2d of the same weights
+        first = d.convs[1]
+        twin = CoordConv2d(3, first.out_channels, 5, 2, 2)
+        with torch.no_grad():
+            twin.weight.copy_(first.weight[:, :3])
+            twin.coord_weight.copy_(first.weight[:, 3:])
+            twin.bias.copy_(first.bias)
+        torch.testing.assert_close(d.convs[:2](x), twin(x))
 
 
 def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():

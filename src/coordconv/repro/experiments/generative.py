@@ -119,6 +119,9 @@ class Config:
     """GAN: the discriminator also sees how varied each batch is (the mean over features of their standard
     deviation over the batch, Karras et al. 2018), against a generator that ignores its latent (not in the official
     code)."""
+    d_spectral_norm: bool = False
+    """GAN: spectral normalisation of every discriminator layer (Miyato et al. 2018; a stabiliser of the balance
+    between the two networks, not in the official code)."""
     g_ema: float = 0.0
     """GAN: samples come from an exponential moving average of the generator's weights with this decay per
     iteration (0: the generator itself, as the official code; e.g. 0.999), a stabiliser of what is measured. Its
@@ -312,6 +315,7 @@ class _GAN(_Trainer):
             d_width=cfg.d_width,
             batchnorm=cfg.d_batchnorm,
             minibatch_std=cfg.d_minibatch_std,
+            spectral_norm=cfg.d_spectral_norm,
             out="linear",
         )
         if cfg.init == "official":

@@ -34,7 +34,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from coordconv import CoordConv2d, coord_grid
+from coordconv import AddCoords, CoordConv2d, coord_grid
 
 __all__ = [
     "VAE",
@@ -128,21 +128,38 @@ class Discriminator(nn.Module):
     ``minibatch_std=True`` appends one feature to the flattened features before the logit: the standard deviation
     of each feature over the batch, averaged (Karras et al. 2018), so that the discriminator sees how varied a
     batch is and a generator that maps every latent to one image is caught (a stabiliser; not in the official code).
+    ``spectral_norm=True`` divides every layer's weight by its largest singular value (Miyato et al. 2018, torch's
+    ``parametrizations.spectral_norm``; a stabiliser, not in the official code). The coordinate filters belong to
+    the first layer's matrix too, so with ``coord`` that layer is then :class:`~coordconv.AddCoords` and a
+    convolution of five channels: the same layer as a :class:`~coordconv.CoordConv2d`, with one weight to normalise.
     """
 
     def __init__(
-        self, width: float = 1.0, *, coord: bool = False, batchnorm: bool = True, minibatch_std: bool = False
+        self,
+        width: float = 1.0,
+        *,
+        coord: bool = False,
+        batchnorm: bool = True,
+        minibatch_std: bool = False,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         self.minibatch_std = minibatch_std
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         chans = [_w(c, width) for c in (64, 128, 256, 512)]
-        first: nn.Module = (CoordConv2d if coord else nn.Conv2d)(3, chans[0], 5, 2, 2)
-        layers: list[nn.Module] = [first, nn.LeakyReLU(0.2)]
+        first: list[nn.Module]
+        if not coord:
+            first = [sn(nn.Conv2d(3, chans[0], 5, 2, 2))]
+        elif spectral_norm:
+            first = [AddCoords(2), sn(nn.Conv2d(5, chans[0], 5, 2, 2))]
+        else:
+            first = [CoordConv2d(3, chans[0], 5, 2, 2)]
+        layers: list[nn.Module] = [*first, nn.LeakyReLU(0.2)]
         for cin, cout in itertools.pairwise(chans):
             norm: nn.Module = nn.BatchNorm2d(cout) if batchnorm else nn.Identity()
-            layers += [nn.Conv2d(cin, cout, 5, 2, 2, bias=not batchnorm), norm, nn.LeakyReLU(0.2)]
+            layers += [sn(nn.Conv2d(cin, cout, 5, 2, 2, bias=not batchnorm)), norm, nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(4 * 4 * chans[-1] + minibatch_std, 1)
+        self.fc = sn(nn.Linear(4 * 4 * chans[-1] + minibatch_std, 1))
 
     def features(self, x: Tensor) -> Tensor:
         """The flattened features that the final linear layer turns into the logit, ``(batch, features)``."""
@@ -164,15 +181,16 @@ def build_gan(
     d_width: float | None = None,
     batchnorm: bool = True,
     minibatch_std: bool = False,
+    spectral_norm: bool = False,
     out: str = "tanh",
 ) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
-    ``d_width`` is the discriminator's width (``None``: ``width``); ``batchnorm`` and ``minibatch_std`` are the
-    discriminator's (see :class:`Discriminator`); ``out="linear"`` leaves out the generator's final tanh (the
-    caller applies it).
+    ``d_width`` is the discriminator's width (``None``: ``width``); ``batchnorm``, ``minibatch_std`` and
+    ``spectral_norm`` are the discriminator's (see :class:`Discriminator`); ``out="linear"`` leaves out the
+    generator's final tanh (the caller applies it).
     """
-    d_options: dict[str, bool] = {"batchnorm": batchnorm, "minibatch_std": minibatch_std}
+    d_options = {"batchnorm": batchnorm, "minibatch_std": minibatch_std, "spectral_norm": spectral_norm}
     dw = width if d_width is None else d_width
     if model == "conv":
         return ConvGenerator(z_dim, width, out=out), Discriminator(dw, **d_options)
@@ -198,6 +216,10 @@ def _layer_weights(module: nn.Module) -> list[Tensor] | None:
     if isinstance(module, nn.ConvTranspose2d):
         return [module.weight.transpose(0, 1)]
     if isinstance(module, (nn.Conv2d, nn.Linear)):
+        # a spectrally normalised layer's weight is computed; its parameter is the original
+        if nn.utils.parametrize.is_parametrized(module, "weight"):
+            parametrizations = cast(nn.ModuleDict, module.parametrizations)
+            return [cast(Tensor, parametrizations["weight"].original)]
         return [module.weight]
     return None
 
