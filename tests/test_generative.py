@@ -282,12 +282,13 @@ def test_cpu_preset_treats_both_gans_alike():
     assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1, conv.g_ema) == (
         "official", False, False, 0.5, 0.999, 10.0, 0.0,
     )  # fmt: skip
+    assert (conv.z_dim, conv.d_spectral_norm) == (16, False)
     with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
         generative.preset("cpu", task="vae", model="conv")
     # smoke, quick and paper keep the settings their committed runs were made with
     for name in ("smoke", "quick", "paper"):
         cfg = generative.preset(name, task="gan", model="conv")
-        assert (cfg.init, cfg.d_input, cfg.beta1, cfg.beta2) == ("torch", "tanh", 0.5, 0.999)
+        assert (cfg.init, cfg.d_input, cfg.beta1, cfg.beta2, cfg.z_dim) == ("torch", "tanh", 0.5, 0.999, 256)
 
 
 @pytest.mark.parametrize("d_input", ["tanh", "pre_tanh"])
