@@ -415,6 +415,14 @@ def test_gan_report_tests_the_difference(tmp_path):
     assert "No comparison" in text and "CoordConv GAN: 1 of 4" in text and "Welch t" not in text
     table = report.gan_table(conv + coord)
     assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
+    # both work: the finding compares the spread of the positions (red 3.2 against 2.2, blue 3.0 both) and of the
+    # relative placement (difference entropy 2.0 both)
+    finding = report.finding(conv + coord, "gan")
+    assert finding.startswith("Both GANs work in every seed")
+    assert "objects are more spread over the canvas than conv's" in finding
+    assert "(mean entropy of the red and blue centres 3.10 against 2.60 nats, the data's 3.50" in finding
+    assert "relative placement is about as varied (difference entropy 2.00 against 2.00, the data's 4.30" in finding
+    assert "cannot be compared" in report.finding(conv + coord + [broken], "gan")
     assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"
 
 

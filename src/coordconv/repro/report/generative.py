@@ -186,7 +186,8 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     """One sentence: which models work (draw one red and one blue object in most samples), and what that allows.
 
     GANs: when both work in every seed, whether CoordConv's objects are more spread (mean entropy of the red and
-    blue centres; the paper's mode-collapse measure). VAEs: the test ELBO besides.
+    blue centres; the paper's mode-collapse measure) and their relative placement more varied (the entropy of the
+    centre differences), each by :func:`~.runs.compare`. VAEs: the test ELBO besides.
     """
     groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
     if not all(groups.values()):
@@ -213,11 +214,18 @@ def finding(runs: list[FinishedRun], task: str) -> str:
                 m: [statistics.fmean([r.summary["entropy"]["red"], r.summary["entropy"]["blue"]]) for r in g]
                 for m, g in groups.items()
             }
-            how = {"higher": "more", "lower": "less", "tie": "about as"}[compare(spread["coordconv"], spread["conv"])]
+            diff = {m: [r.summary["entropy"]["diff"] for r in g] for m, g in groups.items()}
+            data = runs[0].summary["data"]["entropy"]
+            more = {"higher": "more", "lower": "less", "tie": "about as"}
+            how = more[compare(spread["coordconv"], spread["conv"])]
+            relative = more[compare(diff["coordconv"], diff["conv"])]
             text += (
                 f"; CoordConv's objects are {how} spread over the canvas than conv's (mean entropy of the red and "
                 f"blue centres {statistics.fmean(spread['coordconv']):.2f} against "
-                f"{statistics.fmean(spread['conv']):.2f} nats; the paper reports more)"
+                f"{statistics.fmean(spread['conv']):.2f} nats, the data's {(data['red'] + data['blue']) / 2:.2f}; the "
+                f"paper reports more) and their relative placement is {relative} varied (difference entropy "
+                f"{statistics.fmean(diff['coordconv']):.2f} against {statistics.fmean(diff['conv']):.2f}, the data's "
+                f"{data['diff']:.2f}; the paper reports slightly less)"
             )
         else:
             text += ", so the two cannot be compared for mode collapse yet"
