@@ -273,8 +273,9 @@ def test_bad_config_and_preset():
 
 def test_cpu_preset_treats_both_gans_alike():
     conv, coord = (generative.preset("cpu", task="gan", model=m) for m in ("conv", "coordconv"))
-    # the same training and stabiliser; only the width and, as in the official code, the discriminator's input differ
-    differ = {"model", "width", "d_input"}
+    # the same training and stabiliser; only the width, the latent size and, as in the official code, the
+    # discriminator's input differ
+    differ = {"model", "width", "d_input", "z_dim"}
     assert {k: v for k, v in to_dict(conv).items() if k not in differ} == {
         k: v for k, v in to_dict(coord).items() if k not in differ
     }
@@ -282,7 +283,7 @@ def test_cpu_preset_treats_both_gans_alike():
     assert (conv.init, conv.d_batchnorm, conv.d_minibatch_std, conv.beta1, conv.beta2, conv.r1, conv.g_ema) == (
         "official", False, False, 0.5, 0.999, 10.0, 0.0,
     )  # fmt: skip
-    assert (conv.z_dim, conv.d_spectral_norm) == (16, False)
+    assert (conv.z_dim, coord.z_dim, conv.d_spectral_norm) == (256, 16, False)
     with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
         generative.preset("cpu", task="vae", model="conv")
     # smoke, quick and paper keep the settings their committed runs were made with

@@ -178,11 +178,11 @@ class Config:
         validate(self, checks)
 
 
-#: the ``cpu`` preset's per-model GAN settings: each model's width, and its discriminator's input as in the official
-#: code (the CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's D the image)
+#: the ``cpu`` preset's per-model GAN settings: each model's width and latent size, and its discriminator's input as
+#: in the official code (the CoordConv GAN's D sees the generator's pre-tanh output, the conv GAN's D the image)
 CPU_GAN: dict[str, dict[str, Any]] = {
-    "conv": {"width": 1 / 2, "d_input": "tanh"},
-    "coordconv": {"width": 1 / 8, "d_input": "pre_tanh"},
+    "conv": {"width": 1 / 2, "d_input": "tanh", "z_dim": 256},
+    "coordconv": {"width": 1 / 8, "d_input": "pre_tanh", "z_dim": 16},
 }
 
 
@@ -207,14 +207,16 @@ def preset(name: str, **fields: Any) -> Config:
       - no discriminator BatchNorm (official: yes): with it both GANs collapsed at small widths (``quick``).
       - 3,000 iterations and 10,000 images (official: 50 epochs of 50,000, 156,250 iterations): the budget;
         3,000 batches of 16 see each image about five times.
-      - z of 16 dimensions for both models (official: 256). The CoordConv generator's first layer adds ``W z`` to
-        a 1x1 convolution of the two coordinate channels; with 256 latent dimensions against 2 coordinates the
-        latent term's spread is about 12 times the coordinate term's at initialisation (He-normal weights over
-        the shared fan-in; 16 dimensions: about 3 times), so most first-layer units are on or off over the whole
-        canvas. With 256 dimensions every CoordConv run measured drew nearly one scene for all latents and hopped
-        between scenes (seeds 0 and 1 of this preset: one red + one blue in 10% and 29% of samples at the end);
-        with 16 (the data has about 6 degrees of freedom) the same seeds end at 98% and 94%, with a difference
-        entropy of 4.44 and 4.38 (the data's: 4.33).
+      - z of 16 dimensions for the CoordConv GAN (official: 256; the conv GAN keeps 256). The CoordConv
+        generator's first layer adds ``W z`` to a 1x1 convolution of the two coordinate channels; with 256 latent
+        dimensions against 2 coordinates the latent term's spread is about 12 times the coordinate term's at
+        initialisation (He-normal weights over the shared fan-in; 16 dimensions: about 3 times), so most
+        first-layer units are on or off over the whole canvas. With 256 dimensions every CoordConv run measured
+        drew nearly one scene for all latents and hopped between scenes (seeds 0 and 1 of this preset: one red +
+        one blue in 10% and 29% of samples at the end); with 16 (the data has about 6 degrees of freedom) the same
+        seeds end at 98% and 94%, with a difference entropy of 4.44 and 4.38 (the data's: 4.33). The conv GAN
+        with z of 16 collapsed to one scene for every latent (seed 0: entropies 0.16 / 0.00 / 0.00 at the end),
+        so each model keeps the latent size it works with.
 
       Not used: minibatch std (did not stop the conv GAN's collapse) and samples from an average of the generator's
       weights (``g_ema=0.998``: the CoordConv GAN's averaged samples fused its two objects, one red + one blue 8%
@@ -240,10 +242,9 @@ def preset(name: str, **fields: Any) -> Config:
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
     if name == "cpu" and task != "gan":
         raise ValueError("the cpu preset is the GAN's; use quick for the VAE")
-    # the official code's initialisation, DCGAN's Adam betas, one stabiliser (R1) and a 16-dimensional z for both
-    # models (see above)
+    # the official code's initialisation, DCGAN's Adam betas, one stabiliser (R1) for both models (see above)
     cpu: dict[str, Any] = {"train_images": 10_000, "steps": 3_000, "eval_every": 250}
-    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0, z_dim=16)
+    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0)
     cpu.update(CPU_GAN.get(fields.get("model", Config.model), {}))
     sizes: dict[str, dict[str, Any]] = {
         "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
