@@ -218,7 +218,8 @@ def test_rl_finding_and_band_legend(captured, tmp_path):
 
 def gan_run(model: str, seed: int, one_each: float, red: float = 3.0) -> FinishedRun:
     summary = {"task": "gan", "model": model, "seed": seed, "one_each": one_each,
-               "entropy": {"red": red, "blue": red, "diff": 2.0}}  # fmt: skip
+               "entropy": {"red": red, "blue": red, "diff": 2.0},
+               "data": {"entropy": {"red": 3.5, "blue": 3.5, "diff": 4.3}}}  # fmt: skip
     return FinishedRun(Path(f"/nonexistent/{model}-seed{seed}"), summary, [])
 
 
