@@ -284,6 +284,7 @@ def test_cpu_preset_treats_both_gans_alike():
         "official", False, False, 0.5, 0.999, 10.0, 0.0,
     )  # fmt: skip
     assert (conv.z_dim, coord.z_dim, conv.d_spectral_norm) == (256, 16, False)
+    assert (conv.steps, conv.lr_decay, conv.train_images) == (6_000, 0.5, 10_000)
     with pytest.raises(ValueError, match="the cpu preset is the GAN's"):
         generative.preset("cpu", task="vae", model="conv")
     # smoke, quick and paper keep the settings their committed runs were made with
@@ -423,6 +424,11 @@ def test_gan_report_tests_the_difference(tmp_path):
     assert "objects are more spread over the canvas than conv's" in finding
     assert "(mean entropy of the red and blue centres 3.10 against 2.60 nats, the data's 3.50" in finding
     assert "relative placement is about as varied (difference entropy 2.00 against 2.00, the data's 4.30" in finding
+    assert finding.endswith("as the paper's less mode collapse would have it.")
+    tied = [run("coordconv", s, r, 0.7) for s, r in enumerate([2.0, 2.3, 2.3])]
+    finding = report.finding(conv + tied, "gan")
+    assert "objects are about as spread over the canvas as conv's" in finding
+    assert finding.endswith("so the paper's less mode collapse does not reproduce here.")
     assert "cannot be compared" in report.finding(conv + coord + [broken], "gan")
     assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"
 

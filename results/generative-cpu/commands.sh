@@ -1,10 +1,11 @@
 #!/bin/bash
-# How results/generative-cpu/gan was made: the cpu preset, 5 seeds per model, two one-thread runs at a time
-# (nice -n 5, beside other jobs on a 2-core machine), then the report. The preset changed at commit 468ed26: the
-# CoordConv GAN's z has 16 dimensions (the conv GAN's stays 256), see DIAGNOSIS.md, "The latent's size". The conv
-# seeds 0-2 were made before that change with the same config as the preset gives now; CoordConv seeds 0 and 1 were
-# first run as diagnosis runs (`--preset cpu --z-dim 16`, the config the preset now gives; their config.json keeps
-# that command) and moved here. The CoordConv runs of the earlier preset (z of 256) are diagnosis/z256-cpu-*.
+# How results/generative-cpu/gan was made: the cpu preset (6,000 iterations, learning rates decaying over the
+# second half; the CoordConv GAN's z of 16 dimensions, the conv GAN's 256), 5 seeds per model, two one-thread runs
+# at a time (nice -n 5, beside other jobs on a 2-core machine), then the report.
+# The runs were first made as diagnosis runs, `coordconv train gan --preset cpu --model M --seed S --steps 6000
+# --lr-decay 0.5` (their config.json keeps that command), when the preset still had 3,000 iterations at constant
+# learning rates; their configs are what the preset gives now, so they were moved here when it changed
+# (DIAGNOSIS.md, last section). The runs of the 3,000-iteration preset are diagnosis/cpu3k-*.
 # Finished runs are skipped, unfinished ones resumed, so this script can be run again.
 set -u
 cd "$(dirname "$0")/../.."
@@ -15,7 +16,7 @@ train() {  # model seed
   OMP_NUM_THREADS=1 nice -n 5 coordconv train gan --preset cpu --model "$1" --seed "$2" --out "$dir" \
     $([ -f "$dir/config.json" ] && echo --resume)
 }
-{ train conv 0; train conv 1; train conv 2; train coordconv 3; train conv 3; } &
-{ train coordconv 0; train coordconv 1; train coordconv 2; train coordconv 4; train conv 4; } &
+{ for s in 0 1 2 3 4; do train conv $s; done; } &
+{ for s in 0 1 2 3 4; do train coordconv $s; done; } &
 wait
 coordconv reproduce gan --preset cpu --seeds 5 --out "$OUT"
