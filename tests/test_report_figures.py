@@ -172,7 +172,7 @@ def test_detection_finding_and_curves(captured, tmp_path):
         "In the placement ablation, CoordConv in the RPN only beats conv (0.710, +39.2%, 3 seeds)."
     )
     lone = detection.finding([*conv, *same, detection_run("coordconv-backbone", 0, 0.90)])  # one seed, far above
-    assert lone.endswith("CoordConv in the backbone only is not compared yet (0.900, +76.5%, 1 seeds).")
+    assert lone.endswith("CoordConv in the backbone only is not compared yet (0.900, +76.5%, 1 seed).")
     table = detection.results_table(conv + same + rpn)
     assert "| CoordConv in the RPN only | RPN 3x3 + box mover | 3 | 0.710 ± 0.010 | +39.2% | t = " in table
     assert "backbone only" not in table  # no runs, no row

@@ -165,7 +165,7 @@ def finding(runs: list[FinishedRun]) -> str:
         f"{NAMES[m]} "
         f"{verbs[verdict(iou[m], iou['conv'])] if comparable(iou[m], iou['conv']) else 'is not compared yet'} "
         f"({statistics.fmean(iou[m]):.3f}, "
-        f"{_versus_conv(runs, m)[0]}, {len(iou[m])} seeds)"
+        f"{_versus_conv(runs, m)[0]}, {len(iou[m])} seed{'' if len(iou[m]) == 1 else 's'})"
         for m in ("coordconv-backbone", "coordconv-rpn")
         if iou[m]
     ]
