@@ -9,6 +9,7 @@ import pytest
 
 from coordconv.repro.report import detection, generative, rl, toy
 from coordconv.repro.report.runs import FinishedRun, compare, seeds_phrase, write_task_report
+from coordconv.repro.reproduce import record_command
 from coordconv.repro.runtime import plots
 
 pytest.importorskip("matplotlib")
@@ -145,6 +146,20 @@ def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
     assert path.read_text().splitlines()[:5] == ["# Title", "", "It works.", "", "Intro."]
     assert "It works." not in (folder / "table.md").read_text()
     assert (folder / "finding.md").read_text() == "It works.\n"
+
+
+def test_a_folder_filled_by_two_commands_records_both(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    path = folder / "command.txt"
+    commands = ["coordconv reproduce task --seeds 5", "coordconv reproduce task --seeds 3 --ablation"]
+    for command in commands:
+        record_command(path, command)
+        record_command(path, command)  # a rerun adds nothing
+    assert path.read_text().splitlines() == commands
+    write_task_report(folder, "Title", "| a |\n|---|", [], finding="It works.")
+    said = (folder / "table.md").read_text().splitlines()[0]
+    assert said == f"Commands, in order: `{commands[0]}`; `{commands[1]}`"
 
 
 def detection_run(model: str, seed: int, iou: float) -> FinishedRun:

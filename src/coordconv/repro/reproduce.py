@@ -56,7 +56,8 @@ def main(
         out: the output folder; each task writes under ``out/<task>/``.
         overwrite: retrain runs that are already there.
         options: task-specific options (a module's ``REPRODUCE_OPTIONS``), given to the tasks that take them.
-        argv: the command's arguments after ``reproduce``, recorded in each task's ``command.txt``.
+        argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
+            (:func:`record_command`).
         confirm: ``confirm(module, configs)`` sees each task's configs before anything trains and returns a
             refusal (a message) or ``None`` (the paper preset's check of the work on a CPU).
         threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
@@ -90,11 +91,22 @@ def main(
         if refusal:
             raise RunError(refusal)
         _run_jobs([(out / folder, cfg) for folder, cfg in plan], module, overwrite, workers)
-        write_atomic(out / task / "command.txt", command + "\n")
+        record_command(out / task / "command.txt", command)
         module.report(out, task)
     path = write_index(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
     return path
+
+
+def record_command(path: Path, command: str) -> None:
+    """Add ``command`` to the commands in ``path`` (one a line, in the order they first ran; none repeated).
+
+    A folder filled by several commands (more seeds, an ablation) keeps each of them: the last alone would not
+    make the runs it reuses.
+    """
+    lines = path.read_text().splitlines() if path.exists() else []
+    if command not in (line.split("  #")[0].strip() for line in lines):
+        write_atomic(path, "\n".join([*lines, command]) + "\n")
 
 
 def write_index(out: Path) -> Path:

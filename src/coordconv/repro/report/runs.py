@@ -137,11 +137,14 @@ def write_task_report(
 ) -> Path:
     """Write a task's ``table.md`` and ``report.md`` in ``folder``; print the table; return the report's path.
 
-    ``table.md`` holds the command (``folder/command.txt``) and ``table``; ``report.md`` the ``title``, the
-    ``finding`` (one plain sentence, computed from the runs, saying what the result means), the ``intro``, the
-    same table, then ``lines`` (figures, usually). ``finding.md`` holds the finding alone, for the README.
+    ``table.md`` holds the commands (``folder/command.txt``, one a line) and ``table``; ``report.md`` the
+    ``title``, the ``finding`` (one plain sentence, computed from the runs, saying what the result means), the
+    ``intro``, the same table, then ``lines`` (figures, usually). ``finding.md`` holds the finding alone, for
+    the README.
     """
-    table = f"Command: `{(folder / 'command.txt').read_text().strip()}`\n\n{table}"
+    commands = [f"`{line.strip()}`" for line in (folder / "command.txt").read_text().splitlines() if line.strip()]
+    said = f"Command: {commands[0]}" if len(commands) == 1 else "Commands, in order: " + "; ".join(commands)
+    table = f"{said}\n\n{table}"
     write_atomic(folder / "table.md", table + "\n")
     write_atomic(folder / "finding.md", finding + "\n")
     path = folder / "report.md"
