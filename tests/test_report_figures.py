@@ -195,6 +195,8 @@ def test_detection_finding_and_curves(captured, tmp_path):
     legend = legend_texts(captured[tmp_path / "d"])
     assert "Faster R-CNN (3 seeds)" in legend and "CoordConv in the RPN only (3 seeds)" in legend
     assert not any("backbone only" in text for text in legend)
+    detection.plot_curves([*conv, detection_run("coordconv", 0, 0.6)], tmp_path / "one")
+    assert "CoordConv Faster R-CNN (1 seed)" in legend_texts(captured[tmp_path / "one"])
 
 
 def test_detection_verdicts_use_welchs_p_not_a_t_threshold():

@@ -15,6 +15,7 @@ from coordconv.repro.report.runs import (
     compare,
     load_finished,
     mean_sd,
+    seeds,
     welch,
     write_task_report,
 )
@@ -165,7 +166,7 @@ def finding(runs: list[FinishedRun]) -> str:
         f"{NAMES[m]} "
         f"{verbs[verdict(iou[m], iou['conv'])] if comparable(iou[m], iou['conv']) else 'is not compared yet'} "
         f"({statistics.fmean(iou[m]):.3f}, "
-        f"{_versus_conv(runs, m)[0]}, {len(iou[m])} seed{'' if len(iou[m]) == 1 else 's'})"
+        f"{_versus_conv(runs, m)[0]}, {seeds(len(iou[m]))})"
         for m in ("coordconv-backbone", "coordconv-rpn")
         if iou[m]
     ]
@@ -189,11 +190,11 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{label} (higher is better)")
         ax.grid(alpha=0.3)
-    seeds = {m: sum(r.summary["model"] == m for r in runs) for m in NAMES}
+    count = {m: sum(r.summary["model"] == m for r in runs) for m in NAMES}
     handles = [
-        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds[m]} seeds)")
+        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds(count[m])})")
         for m in NAMES
-        if seeds[m] or m in MODELS
+        if count[m] or m in MODELS
     ]
     caption(
         fig,

@@ -14,6 +14,7 @@ from coordconv.repro.report.runs import (
     compare,
     load_finished,
     mean_sd,
+    seeds,
     write_task_report,
 )
 from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
@@ -77,9 +78,9 @@ def results_table(runs: list[FinishedRun]) -> str:
         ratio = medians[1] / medians[0] if medians[0] else math.nan
         if math.isfinite(ratio):
             ratios.append(ratio)
-        seeds = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
+        counts = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
         lines.append(
-            f"| {game_name(env)} | {' | '.join(cells)} | {result} | {seeds} | {medians[0]:.0f} | {medians[1]:.0f} "
+            f"| {game_name(env)} | {' | '.join(cells)} | {result} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
             f"| {ratio:.3f} |"
         )
     lines += [
@@ -152,7 +153,7 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
             ys = [p for p in points if p]
             label = "CoordConv" if model == "coordconv" else "conv"
             plot_series(
-                ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({len(group)} seeds)"
+                ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({seeds(len(group))})"
             )
             ax.fill_between(xs, [min(p) for p in ys], [max(p) for p in ys], color=COLOURS[model], alpha=0.2)
         ax.set_title(game_name(env), fontsize=10)

@@ -123,6 +123,11 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float] | None:
     return float(t), float(p)
 
 
+def seeds(count: int) -> str:
+    """``1 seed`` / ``3 seeds``."""
+    return f"{count} seed{'' if count == 1 else 's'}"
+
+
 def seeds_phrase(count: int, total: int) -> str:
     """``in every seed`` / ``in no seed`` / ``in 3 of 10 seeds``: how many of ``total`` runs did something."""
     if total and count == total:
