@@ -1,5 +1,5 @@
 #!/bin/bash
-# How results/detection-20ep was made (issue 15: detection trained until the proposal IoU plateaus): the paper
+# How results/detection-20ep was made (issue 15: detection trained until the proposal IoU flattens): the paper
 # preset's 20 epochs on the CPU, 5 seeds per model, seed by seed, one thread per run; then the ablation (CoordConv
 # in the backbone only and in the RPN only, 3 seeds each; the pair's runs are reused). Finished runs are reused and
 # an unfinished one resumes from its last checkpoint, so running this again completes the set. Until then the
@@ -8,5 +8,5 @@
 # are wall time, so they carry that load).
 set -eu
 cd "$(dirname "$0")/../.."
-coordconv reproduce detection --preset paper --seeds 5 --yes --out results/detection-20ep
-coordconv reproduce detection --preset paper --seeds 3 --ablation --yes --out results/detection-20ep
+coordconv reproduce detection --preset paper --seeds 5 --yes --jobs 1 --out results/detection-20ep
+coordconv reproduce detection --preset paper --seeds 3 --ablation --yes --jobs 1 --out results/detection-20ep

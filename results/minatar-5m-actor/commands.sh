@@ -6,4 +6,4 @@
 # seeds column counts them); this command rewrites it when every run is done. Made with `nice -n 19` beside other jobs on a 2-core machine.
 set -eu
 cd "$(dirname "$0")/../.."
-coordconv reproduce rl --preset long --seeds 3 --coord-in actor --out results/minatar-5m-actor
+coordconv reproduce rl --preset long --seeds 3 --coord-in actor --yes --jobs 1 --out results/minatar-5m-actor
