@@ -2,10 +2,9 @@
 # How results/detection-20ep was made (issue 15: detection trained until the proposal IoU flattens): the paper
 # preset's 20 epochs on the CPU, 5 seeds per model, seed by seed, one thread per run; then the ablation (CoordConv
 # in the backbone only and in the RPN only, 3 seeds each; the pair's runs are reused). Finished runs are reused and
-# an unfinished one resumes from its last checkpoint, so running this again completes the set. Until then the
-# report (detection/report.md) is an interim one, written from the finished runs by scripts/regenerate_reports.py
-# (its seeds column counts them). Made with `nice -n 19` beside other jobs on a 2-core machine (training seconds
-# are wall time, so they carry that load).
+# an unfinished one resumes from its last checkpoint. All 16 runs are finished and committed, so running this again
+# reuses them and rewrites the report (detection/report.md). Made with `nice -n 19` beside other jobs on a 2-core
+# machine (training seconds are wall time, so they carry that load).
 set -eu
 cd "$(dirname "$0")/../.."
 coordconv reproduce detection --preset paper --seeds 5 --yes --jobs 1 --out results/detection-20ep
