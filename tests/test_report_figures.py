@@ -144,6 +144,7 @@ def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
     (folder / "command.txt").write_text("coordconv reproduce task\n")
     path = write_task_report(folder, "Title", "| a |\n|---|", ["![x](x.png)"], "Intro.", finding="It works.")
     assert path.read_text().splitlines()[:5] == ["# Title", "", "It works.", "", "Intro."]
+    assert path.read_text().endswith("\n\n![x](x.png)\n")  # the figures close the report
     assert "It works." not in (folder / "table.md").read_text()
     assert (folder / "finding.md").read_text() == "It works.\n"
 
@@ -160,6 +161,12 @@ def test_a_folder_filled_by_two_commands_records_both(tmp_path):
     write_task_report(folder, "Title", "| a |\n|---|", [], finding="It works.")
     said = (folder / "table.md").read_text().splitlines()[0]
     assert said == f"Commands, in order: `{commands[0]}`; `{commands[1]}`"
+    path.write_bytes(b"\xff\xfe not utf-8\n")  # a foreign file: kept, not a traceback after hours of training
+    record_command(path, commands[0])
+    assert path.read_text(errors="replace").splitlines()[1:] == [commands[0]]
+    path.write_text("")
+    write_task_report(folder, "Title", "| a |\n|---|", [], finding="It works.")
+    assert (folder / "table.md").read_text().startswith("Command: not recorded\n")
 
 
 def detection_run(model: str, seed: int, iou: float) -> FinishedRun:
@@ -200,6 +207,12 @@ def test_detection_finding_and_curves(captured, tmp_path):
         "+19.6% (epoch 2) to +20.0% (epoch 1); the paper reports +24%."
     )
     assert detection.epoch_gaps(conv) == ""
+    sparse = [  # evaluated at epochs 5 and 10 only, conv at 0 in epoch 5: the gap there is undefined
+        FinishedRun(Path(f"/nonexistent/{m}"), {"model": m, "seed": 0, "proposal_iou": v}, [
+            {"epoch": 5, "proposal_iou": 0.0 if m == "conv" else 0.1}, {"epoch": 10, "proposal_iou": v}])
+        for m, v in (("conv", 0.5), ("coordconv", 0.55))
+    ]  # fmt: skip
+    assert "+10.0% (epoch 10) to +10.0% (epoch 10)" in detection.epoch_gaps(sparse)
     detection.plot_curves([*conv, detection_run("coordconv", 0, 0.6)], tmp_path / "one")
     assert "CoordConv Faster R-CNN (1 seed)" in legend_texts(captured[tmp_path / "one"])
 

@@ -104,7 +104,7 @@ def record_command(path: Path, command: str) -> None:
     A folder filled by several commands (more seeds, an ablation) keeps each of them: the last alone would not
     make the runs it reuses.
     """
-    lines = path.read_text().splitlines() if path.exists() else []
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []  # a foreign file is kept
     if command not in (line.split("  #")[0].strip() for line in lines):
         write_atomic(path, "\n".join([*lines, command]) + "\n")
 

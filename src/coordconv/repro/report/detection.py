@@ -81,24 +81,27 @@ def late_change(run: FinishedRun, epochs: int = LATE) -> float | None:
 def epoch_gaps(runs: list[FinishedRun]) -> str:
     """Where the two models' mean proposal IoU curves part: CoordConv's against conv's at each epoch every run has.
 
-    One sentence for the report ("" without runs of both): the smallest and the largest relative difference.
+    One sentence for the report ("" without runs of both, or no epoch they all evaluated): the smallest and the
+    largest relative difference, with their epochs.
     """
-    curves = {
-        m: [[x["proposal_iou"] for x in r.metrics if "proposal_iou" in x] for r in runs if r.summary["model"] == m]
-        for m in MODELS
-    }
-    epochs = min((len(c) for m in MODELS for c in curves[m]), default=0)
-    if not all(curves.values()) or epochs == 0:
-        return ""
-    gaps = [
-        statistics.fmean(c[e] for c in curves["coordconv"]) / statistics.fmean(c[e] for c in curves["conv"]) - 1
-        for e in range(epochs)
+    curves = [
+        {m["epoch"]: m["proposal_iou"] for m in r.metrics if "proposal_iou" in m}
+        for r in runs
+        if r.summary["model"] in MODELS
     ]
-    low, high = min(range(epochs), key=gaps.__getitem__), max(range(epochs), key=gaps.__getitem__)
+    models = [r.summary["model"] for r in runs if r.summary["model"] in MODELS]
+    epochs = sorted(set.intersection(*(set(c) for c in curves))) if set(models) == set(MODELS) else []
+    gaps = {}
+    for epoch in epochs:
+        mean = {k: statistics.fmean(c[epoch] for c, m in zip(curves, models, strict=True) if m == k) for k in MODELS}
+        if mean["conv"] > 0:
+            gaps[epoch] = mean["coordconv"] / mean["conv"] - 1
+    if not gaps:
+        return ""
+    low, high = min(gaps, key=gaps.__getitem__), max(gaps, key=gaps.__getitem__)
     return (
         f"Epoch by epoch (means over seeds), {NAMES['coordconv']}'s proposal IoU differs from {NAMES['conv']}'s by "
-        f"{gaps[low]:+.1%} (epoch {low + 1}) to {gaps[high]:+.1%} (epoch {high + 1}); the paper reports "
-        f"{PAPER_GAIN:+.0%}."
+        f"{gaps[low]:+.1%} (epoch {low}) to {gaps[high]:+.1%} (epoch {high}); the paper reports {PAPER_GAIN:+.0%}."
     )
 
 

@@ -147,7 +147,8 @@ def write_task_report(
     ``intro``, the same table, then ``lines`` (figures, usually). ``finding.md`` holds the finding alone, for
     the README.
     """
-    commands = [f"`{line.strip()}`" for line in (folder / "command.txt").read_text().splitlines() if line.strip()]
+    recorded = (folder / "command.txt").read_text(errors="replace").splitlines()
+    commands = [f"`{line.strip()}`" for line in recorded if line.strip()] or ["not recorded"]
     said = f"Command: {commands[0]}" if len(commands) == 1 else "Commands, in order: " + "; ".join(commands)
     table = f"{said}\n\n{table}"
     write_atomic(folder / "table.md", table + "\n")
