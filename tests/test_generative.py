@@ -1,6 +1,7 @@
 """Sort-of-Clevr, the object finder and entropy, the GAN and VAE models, and their runs through the CLI."""
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -291,6 +292,25 @@ def test_cpu_preset_treats_both_gans_alike():
     for name in ("smoke", "quick", "paper"):
         cfg = generative.preset(name, task="gan", model="conv")
         assert (cfg.init, cfg.d_input, cfg.beta1, cfg.beta2, cfg.z_dim) == ("torch", "tanh", 0.5, 0.999, 256)
+
+
+def test_matched_preset_pairs_the_gans_as_the_paper_did():
+    conv, coord = (generative.preset("matched", task="gan", model=m) for m in ("conv", "coordconv"))
+    # the CoordConv GAN is the cpu preset's, so its committed runs serve the matched comparison unchanged
+    assert coord == generative.preset("cpu", task="gan", model="coordconv")
+    # the conv GAN: the cpu preset's training at the CoordConv GAN's width and latent size
+    assert conv == dataclasses.replace(generative.preset("cpu", task="gan", model="conv"), width=1 / 8, z_dim=16)
+    g_conv, d_conv = models.build_gan("conv", conv.z_dim, conv.width, batchnorm=conv.d_batchnorm)
+    g_coord, d_coord = models.build_gan("coordconv", coord.z_dim, coord.width, batchnorm=coord.d_batchnorm)
+
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    # one discriminator (the CoordConv GAN's sees two coordinate channels more) and the paper's ~14x generator ratio
+    assert count(d_coord) - count(d_conv) == 2 * 5 * 5 * 64 // 8  # 2 channels into the first 5x5 conv
+    assert 13 < count(g_conv) / count(g_coord) < 15
+    with pytest.raises(ValueError, match="the matched preset is the GAN's"):
+        generative.preset("matched", task="vae", model="conv")
 
 
 @pytest.mark.parametrize("d_input", ["tanh", "pre_tanh"])
