@@ -73,7 +73,7 @@ def test_seeds_phrase_and_compare():
     assert compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "lower"
     assert compare([1.0, 2.0, 0.0], [1.1, 2.1, 0.1]) == "tie"
     assert compare([], [1.0]) == "?"
-    assert rl.verdict([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "win" and rl.verdict([], [1.0]) == "?"
+    assert rl.verdict([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "reproduced" and rl.verdict([], [1.0]) == "?"
 
 
 def test_toy_finding_says_who_solves_what():
@@ -89,6 +89,23 @@ def test_toy_finding_says_who_solves_what():
     text = toy.finding(toy_runs(none), "classification")
     assert "CoordConv solves neither split in any seed" in text and "every" not in text
     assert toy.finding([], "classification") == "No finished runs yet."
+
+
+def test_toy_verdicts_test_the_papers_effect():
+    every = {(s, m): 3 if m == "coordconv" else 0 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    table = toy.verdict_table(toy_runs(every), "classification")
+    # CoordConv 100% against conv 20% in every seed: +80 points, beyond the paper's +14 on uniform, short of its +100
+    # on quadrant (the paper's conv got ~0% there)
+    assert "| uniform | 3/3 | +80.0 [+80.0, +80.0] pp | +14.0 pp | reproduced |" in table
+    assert (
+        "| quadrant | 3/3 | +80.0 [+80.0, +80.0] pp | +100.0 pp | contradicted: a difference on the paper's side"
+        in table
+    )
+    mixed = {**every, ("uniform", "coordconv"): 1}  # one seed of three solves: 100%, 20%, 20%
+    assert "| uniform | 3/3 | +26.7 [-88.1, +141.4] pp | +14.0 pp | no detectable difference; this test could " in (
+        toy.verdict_table(toy_runs(mixed), "classification")
+    )
+    assert toy.verdict_table(toy_runs(every, seeds=1), "classification") == ""  # one seed: nothing to test
 
 
 def test_curves_use_a_log_time_axis_when_one_model_runs_over_ten_times_longer(captured, tmp_path):
@@ -183,20 +200,24 @@ def test_detection_finding_and_curves(captured, tmp_path):
     better = [detection_run("coordconv", s, v) for s, v in enumerate([0.60, 0.61, 0.62])]
     worse = [detection_run("coordconv", s, v) for s, v in enumerate([0.40, 0.41, 0.42])]
     same = [detection_run("coordconv", s, v) for s, v in enumerate([0.49, 0.52, 0.53])]
-    assert detection.finding(conv + better).startswith("CoordConv gives Faster R-CNN better proposals")
-    assert "does not reproduce" in detection.finding(conv + worse) and "worse" in detection.finding(conv + worse)
-    assert "no clear difference" in detection.finding(conv + same)
+    assert detection.finding(conv + better).startswith("The paper's +24% proposal IoU with CoordConv: reproduced (")
+    assert "contradicted: a difference opposite to the paper's" in detection.finding(conv + worse)
+    # 0.49-0.53 against 0.50-0.52: the interval holds zero but not the paper's +0.122, so "no gain" may be said
+    assert "contradicted: the interval excludes the paper's effect" in detection.finding(conv + same)
+    noisy = [detection_run("coordconv", s, v) for s, v in enumerate([0.30, 0.70, 0.55])]
+    text = detection.finding(conv + noisy)
+    assert "no detectable difference; this test could detect effects larger than " in text
     assert "nothing is compared" in detection.finding(conv)
     one = detection.finding([*conv, detection_run("coordconv", 0, 0.30)])  # far below, but a single seed
-    assert one.startswith("One seed of a model is too few") and "test undefined (one seed)" in one
+    assert one.startswith("One seed of a model is too few")
     rpn = [detection_run("coordconv-rpn", s, v) for s, v in enumerate([0.70, 0.71, 0.72])]
     assert detection.finding(conv + same + rpn).endswith(
-        "In the placement ablation, CoordConv in the RPN only beats conv (0.710, +39.2%, 3 seeds)."
+        "In the placement ablation, CoordConv in the RPN only: reproduced (0.710, +39.2%, 3 seeds)."
     )
     lone = detection.finding([*conv, *same, detection_run("coordconv-backbone", 0, 0.90)])  # one seed, far above
-    assert lone.endswith("CoordConv in the backbone only is not compared yet (0.900, +76.5%, 1 seed).")
+    assert lone.endswith("CoordConv in the backbone only: not compared (one seed of a model) (0.900, +76.5%, 1 seed).")
     table = detection.results_table(conv + same + rpn)
-    assert "| CoordConv in the RPN only | RPN 3x3 + box mover | 3 | 0.710 ± 0.010 | +39.2% | t = " in table
+    assert "| CoordConv in the RPN only | RPN 3x3 + box mover | 3 | 0.710 ± 0.010 | +39.2% | +0.200 [" in table
     assert "backbone only" not in table  # no runs, no row
     detection.plot_curves(conv + better + rpn, tmp_path / "d")
     legend = legend_texts(captured[tmp_path / "d"])
@@ -217,12 +238,15 @@ def test_detection_finding_and_curves(captured, tmp_path):
     assert "CoordConv Faster R-CNN (1 seed)" in legend_texts(captured[tmp_path / "one"])
 
 
-def test_detection_verdicts_use_welchs_p_not_a_t_threshold():
-    conv, coord = [0.50, 0.51, 0.52], [0.47, 0.49, 0.50]  # t = -2.2 but p = 0.1 with 3 seeds each
-    assert compare(coord, conv) == "lower" and detection.verdict(coord, conv) == "tie"
-    assert detection.verdict([0.40, 0.41, 0.42], conv) == "lower"
-    assert detection.verdict([0.6], conv) == "tie"  # one seed cannot be told apart from three
-    assert detection.verdict([0.6, 0.6], [0.5, 0.5]) == "higher"  # no spread: the means decide
+def test_detection_verdicts_are_worded_by_what_the_test_can_detect():
+    conv, coord = [0.50, 0.51, 0.52], [0.47, 0.49, 0.50]  # t = -2.2, p = 0.1 with 3 seeds each: holds zero
+    assert compare(coord, conv) == "lower"
+    assert detection.verdict(coord, conv) == "contradicted: the interval excludes the paper's effect"
+    assert detection.verdict([0.40, 0.41, 0.42], conv) == "contradicted: a difference opposite to the paper's"
+    assert detection.verdict([0.6], conv) == "not compared (one seed of a model)"  # one seed has no spread
+    assert detection.verdict([0.65, 0.65], [0.5, 0.5]) == "reproduced"  # no spread: the point decides
+    wide = detection.verdict([0.3, 0.9, 0.6], conv)
+    assert wide.startswith("no detectable difference; this test could detect effects larger than 0.")
 
 
 def test_detection_late_change_measures_the_plateau():
@@ -242,11 +266,19 @@ def test_rl_finding_and_band_legend(captured, tmp_path):
     runs = [rl_run("MinAtar/Breakout-v1", m, s, v + s * 0.1) for m, v in (("conv", 1.0), ("coordconv", 1.05))
             for s in range(3)]  # fmt: skip
     text = rl.finding(runs)
-    assert "no clearly better or worse than conv agents in any of the 1 game" in text and "no gain" in text
+    assert (
+        "returns of 1 game (95% Welch intervals): reproduced in 0, contradicted in 0, no detectable difference in 1"
+        in text
+    )
+    # sd 0.1 a side, 3 seeds: (t(.975, 4) + t(.8, 4)) * sqrt(2 * 0.01 / 3) = 0.30, 28% of conv's 1.1
+    assert "(there, this test could detect differences larger than 28% of conv's mean final return, by game)" in text
     runs += [rl_run("MinAtar/Asterix-v1", m, s, v + s * 0.1) for m, v in (("conv", 1.0), ("coordconv", 5.0))
              for s in range(3)]  # fmt: skip
     text = rl.finding(runs)
-    assert "clearly better than conv agents in 1 of the 2 games, worse in 0 and not clearly different in 1" in text
+    assert (
+        "returns of 2 games (95% Welch intervals): reproduced in 1, contradicted in 0, no detectable difference in 1"
+        in text
+    )
     rl.plot_curves(runs, tmp_path / "r")
     assert "lowest to highest seed" in legend_texts(captured[tmp_path / "r"])
 

@@ -151,10 +151,10 @@ def test_bad_rl_input(tmp_path, args, code, message):
 def test_verdict_counts_only_clear_differences():
     from coordconv.repro.report.rl import verdict
 
-    assert verdict([10.0, 11.0, 12.0], [1.0, 2.0, 3.0]) == "win"
-    assert verdict([1.0, 2.0, 3.0], [10.0, 11.0, 12.0]) == "loss"
-    assert verdict([1.0, 5.0, 9.0], [2.0, 6.0, 7.0]) == "tie"  # spread larger than the difference
-    assert verdict([3.0, 3.0], [3.0, 3.0]) == "tie"
+    assert verdict([10.0, 11.0, 12.0], [1.0, 2.0, 3.0]) == "reproduced"
+    assert verdict([1.0, 2.0, 3.0], [10.0, 11.0, 12.0]) == "contradicted"
+    assert verdict([1.0, 5.0, 9.0], [2.0, 6.0, 7.0]) == "no detectable difference"  # spread larger than the gap
+    assert verdict([3.0, 3.0], [3.0, 3.0]) == "no detectable difference"
     assert verdict([], [1.0]) == "?"
     # one seed has no measurable spread: three conv seeds close together must not make it a win (a real case:
     # Freeway at 5M steps, conv 57.5 +- 0.3 over 3 seeds, CoordConv 58.5 in its one finished seed)
@@ -171,7 +171,9 @@ def test_reproduce_rl_smoke_writes_report_and_reuses_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(trained)") == 2
     table = (out / "rl" / "table.md").read_text()
-    assert "| MinAtar-Breakout |" in table and "wins" in table and "coordconv reproduce rl" in table
+    assert (
+        "| MinAtar-Breakout |" in table and "no detectable difference in" in table and "coordconv reproduce rl" in table
+    )
     assert (out / "rl" / "curves.png").stat().st_size > 0
     assert "![learning curves](curves.png)" in (out / "rl" / "report.md").read_text()
     result = coordconv(*args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PAPER", "PaperResult"]
+__all__ = ["PAPER", "PAPER_EFFECT", "PaperResult"]
 
 
 @dataclass(frozen=True)
@@ -37,4 +37,16 @@ PAPER: dict[tuple[str, str, str], PaperResult] = {
     ("regression", "quadrant", "conv"): PaperResult("fails to generalise (no number given)", "Fig. 5"),
     ("regression", "uniform", "coordconv"): PaperResult("fits train and test perfectly", "Fig. 5"),
     ("regression", "quadrant", "coordconv"): PaperResult("fits train and test perfectly", "Fig. 5"),
+}
+
+#: The paper's effect of CoordConv on the test metric (CoordConv - conv, the metric's units: accuracy and IoU as
+#: 0-1, error in pixels), read off the claims above, and the side of zero it lies on. ``None``: the paper states a
+#: direction without a number. Where the paper gives conv's best (``<=``), the effect is the smallest it claims.
+PAPER_EFFECT: dict[tuple[str, str], tuple[float | None, int]] = {
+    ("classification", "uniform"): (1.0 - 0.86, 1),
+    ("classification", "quadrant"): (1.0 - 0.0, 1),
+    ("rendering", "uniform"): (1.0 - 0.83, 1),
+    ("rendering", "quadrant"): (1.0 - 0.36, 1),
+    ("regression", "uniform"): (None, -1),
+    ("regression", "quadrant"): (None, -1),
 }

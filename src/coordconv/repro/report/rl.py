@@ -10,19 +10,15 @@ from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
     FinishedRun,
-    comparable,
-    compare,
     load_finished,
     mean_sd,
     seeds,
     write_task_report,
 )
+from coordconv.repro.report.stats import Comparison, compare_groups
 from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
 
 __all__ = ["finding", "game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
-
-#: |t| above which a difference of mean final returns counts as a win or a loss
-T_THRESHOLD = 2.0
 
 
 def game_name(env: str) -> str:
@@ -37,14 +33,23 @@ def load_runs(root: Path) -> list[FinishedRun]:
     return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
 
 
+def comparison(coord: list[float], plain: list[float]) -> Comparison | None:
+    """CoordConv's mean final return against conv's: the paper's side is up (better), with no effect size to test.
+
+    The paper reports CoordConv better in 6 of 9 Atari games without a per-game size, so only the direction can be
+    reproduced or contradicted (:func:`~coordconv.repro.report.stats.compare_groups` with ``paper=None``). ``None``
+    until each model has two seeds: one run has no spread to test against.
+    """
+    return compare_groups(coord, plain, None, side=1)
+
+
 def verdict(coord: list[float], plain: list[float]) -> str:
-    """``win``, ``tie`` or ``loss`` of CoordConv: Welch's t of the mean final returns beyond +-2.
+    """``reproduced`` (CoordConv better), ``contradicted`` (worse), ``no detectable difference``, or ``?``.
 
     ``?`` (not compared) until each model has two seeds: one run has no spread to test against.
     """
-    if not comparable(coord, plain):
-        return "?"
-    return {"higher": "win", "lower": "loss"}.get(compare(coord, plain, T_THRESHOLD), "tie")
+    result = comparison(coord, plain)
+    return "?" if result is None else result.verdict
 
 
 def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[float]:
@@ -55,15 +60,26 @@ def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[flo
     ]
 
 
+def _finals(runs: list[FinishedRun], env: str) -> tuple[list[float], list[float]]:
+    return _values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return")
+
+
+def _detectable(result: Comparison, plain: list[float]) -> str:
+    """The minimum detectable effect in returns, and as a share of conv's mean final return where that is positive."""
+    mean = statistics.fmean(plain)
+    share = f" ({result.detectable / mean:.0%} of conv's)" if mean > 0 else ""
+    return f"{result.detectable:.2f}{share}"
+
+
 def results_table(runs: list[FinishedRun]) -> str:
-    """Per game: final return and learning-curve area of both models, the verdict, and the speed ratio."""
+    """Per game: final return and learning-curve area of both models, the difference, the verdict, the speed ratio."""
     envs = sorted({r.summary["env"] for r in runs})
     lines = [
-        "| game | conv final return | CoordConv final return | conv AUC | CoordConv AUC | CoordConv | seeds "
-        "| steps/s conv | steps/s CoordConv | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| game | conv final return | CoordConv final return | conv AUC | CoordConv AUC | CoordConv - conv, 95% "
+        "interval | verdict | smallest detectable | seeds | steps/s conv | steps/s CoordConv | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    tally = {"win": 0, "tie": 0, "loss": 0}
+    tally = {"reproduced": 0, "no detectable difference": 0, "contradicted": 0, "?": 0}
     ratios = []
     for env in envs:
         cells = []
@@ -71,8 +87,10 @@ def results_table(runs: list[FinishedRun]) -> str:
             for model in MODELS:
                 values = _values(runs, env, model, key)
                 cells.append(mean_sd(values, 2))
-        result = verdict(_values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return"))
-        tally[result] = tally.get(result, 0) + 1
+        coord, plain = _finals(runs, env)
+        result = comparison(coord, plain)
+        tally[result.verdict if result else "?"] += 1
+        compared = f"{result.interval(2)} | {result.verdict} | {_detectable(result, plain)}" if result else "- | ? | -"
         speed = [_values(runs, env, m, "steps_per_second") for m in MODELS]
         medians = [statistics.median(v) if v else math.nan for v in speed]
         ratio = medians[1] / medians[0] if medians[0] else math.nan
@@ -80,17 +98,20 @@ def results_table(runs: list[FinishedRun]) -> str:
             ratios.append(ratio)
         counts = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
         lines.append(
-            f"| {game_name(env)} | {' | '.join(cells)} | {result} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
+            f"| {game_name(env)} | {' | '.join(cells)} | {compared} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
             f"| {ratio:.3f} |"
         )
     lines += [
         "",
-        f"CoordConv against conv: {tally['win']} wins, {tally['tie']} ties, {tally['loss']} losses"
-        + (f", {tally['?']} not compared yet (?: fewer than two seeds of a model)" if tally.get("?") else "")
-        + " (paper, 9 Atari games: 6 better, 2 similar, 1 worse). A win or a loss needs two or more seeds "
-        f"of each model and Welch's t statistic of the mean final returns beyond ±{T_THRESHOLD:g}; final return: "
-        "mean of the last episodes of each run; AUC: mean over the run of the running mean return. Mean ± "
-        "standard deviation over seeds. Steps per second "
+        f"Per game, the paper's claim (CoordConv agents better; 9 Atari games: 6 better, 2 similar, 1 worse, no "
+        f"effect sizes): reproduced in {tally['reproduced']}, contradicted in {tally['contradicted']}, no detectable "
+        f"difference in {tally['no detectable difference']}"
+        + (f", {tally['?']} not compared yet (?: fewer than two seeds of a model)" if tally["?"] else "")
+        + ". Reproduced: the 95% Welch interval of CoordConv's mean final return minus conv's lies above zero; "
+        "contradicted: below zero; otherwise no detectable difference, and 'smallest detectable' gives the "
+        "difference the test finds with 80% power (in returns, and as a share of conv's mean). Final return: mean "
+        "of the last episodes of each run; AUC: mean over the run of the running mean return. Mean ± standard "
+        "deviation over seeds. Steps per second "
         "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
         + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),
     ]
@@ -98,28 +119,34 @@ def results_table(runs: list[FinishedRun]) -> str:
 
 
 def finding(runs: list[FinishedRun]) -> str:
-    """One sentence: in how many games CoordConv agents end clearly better, worse or no different than conv."""
+    """One sentence: per game, is the paper's "CoordConv agents do better" reproduced, contradicted or undetectable."""
     envs = sorted({r.summary["env"] for r in runs})
-    results = [
-        verdict(_values(runs, env, "coordconv", "final_return"), _values(runs, env, "conv", "final_return"))
-        for env in envs
-    ]
-    compared = [v for v in results if v != "?"]
+    results = {env: comparison(*_finals(runs, env)) for env in envs}
+    compared = {env: r for env, r in results.items() if r is not None}
     missing = len(results) - len(compared)
     if not compared:
         return "No game has two finished runs of each model yet, so nothing is compared."
-    wins, ties, losses = (compared.count(v) for v in ("win", "tie", "loss"))
+    verdicts = [r.verdict for r in compared.values()]
     games = f"{len(compared)} game{'s' if len(compared) > 1 else ''}"
-    if wins == 0 and losses == 0:
-        text = f"CoordConv agents end no clearly better or worse than conv agents in any of the {games}"
-    else:
-        text = (
-            f"CoordConv agents end clearly better than conv agents in {wins} of the {games}, worse in {losses} and "
-            f"not clearly different in {ties}"
-        )
-    text += f" (Welch's t of the final returns beyond ±{T_THRESHOLD:g}; paper: better in 6 of 9 Atari games)"
-    if wins <= losses:
-        text += ", so CoordConv brings no gain here"
+    text = (
+        f"The paper's claim that CoordConv agents do better (6 of 9 Atari games, no effect sizes), tested on the final "
+        f"returns of {games} (95% Welch intervals): reproduced in {verdicts.count('reproduced')}, contradicted in "
+        f"{verdicts.count('contradicted')}"
+    )
+    undetected = {env: r for env, r in compared.items() if r.verdict == "no detectable difference"}
+    if undetected:
+        shares = [
+            r.detectable / statistics.fmean(_finals(runs, env)[1])
+            for env, r in undetected.items()
+            if statistics.fmean(_finals(runs, env)[1]) > 0
+        ]
+        text += f", no detectable difference in {len(undetected)}"
+        if shares:
+            low, high = min(shares), max(shares)
+            size = f"{low:.0%}" if len(shares) == 1 else f"{low:.0%} to {high:.0%}"
+            text += (
+                f" (there, this test could detect differences larger than {size} of conv's mean final return, by game)"
+            )
     if missing:
         text += f"; {missing} game{'s' if missing > 1 else ''} not compared yet (fewer than two seeds of a model)"
     return text + "."
