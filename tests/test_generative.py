@@ -435,7 +435,7 @@ def test_gan_report_tests_the_difference(tmp_path):
     )
     # no spread in either group: the interval is the point, and the paper says nothing about this measure
     assert "| one of each, apart | 0.50 ± 0.00 | 0.70 ± 0.00 | +0.20 [+0.20, +0.20] | no claim | higher |" in text
-    assert "| entropy blue | 3.00 ± 0.00 | 3.00 ± 0.00 | +0.00 [+0.00, +0.00] | higher | no detectable" in text
+    assert "| entropy blue | 3.00 ± 0.00 | 3.00 ± 0.00 | +0.00 [+0.00, +0.00] | higher | no difference (no" in text
     assert "needs at least two" in report.gan_test(conv + coord[:1])
     broken = FinishedRun(tmp_path / "coordconv-seed3", {**coord[0].summary, "seed": 3, "one_each": 0.1}, [])
     text = report.gan_test(conv + coord + [broken])  # a model that does not work: no comparison at all
@@ -455,7 +455,7 @@ def test_gan_report_tests_the_difference(tmp_path):
         in finding
     )
     assert (
-        "the paper's slightly less varied relative placement: no detectable difference; this test could detect "
+        "the paper's slightly less varied relative placement: no difference (no spread: every seed of both gives "
         in finding
     )
     assert "(difference entropy 2.00 against 2.00, the data's 4.30; difference +0.00 [+0.00, +0.00])" in finding
