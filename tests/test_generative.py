@@ -438,8 +438,13 @@ def test_gan_report_tests_the_difference(tmp_path):
     assert "| entropy blue | 3.00 ± 0.00 | 3.00 ± 0.00 | +0.00 [+0.00, +0.00] | higher | no difference (no" in text
     assert "needs at least two" in report.gan_test(conv + coord[:1])
     broken = FinishedRun(tmp_path / "coordconv-seed3", {**coord[0].summary, "seed": 3, "one_each": 0.1}, [])
-    text = report.gan_test(conv + coord + [broken])  # a model that does not work: no comparison at all
-    assert "No comparison" in text and "CoordConv GAN: 1 of 4" in text and "95% interval" not in text
+    text = report.gan_test(conv + coord[:1] + [broken])  # one working seed of a model: no comparison at all
+    assert "No comparison" in text and "CoordConv GAN: 1 of 2" in text and "95% interval" not in text
+    # a seed that does not work leaves the entropies to the working seeds, the object counts to all of them
+    text = report.gan_test(conv + coord + [broken])
+    assert f"| entropy red | 2.20 ± 0.20 | 3.20 ± 0.26 | +1.00 [{ci.low:+.2f}, {ci.high:+.2f}] |" in text
+    assert "| one red + one blue | 0.90 ± 0.00 | 0.70 ± 0.40 |" in text
+    assert "over the working seeds only (3 and 3; not working: CoordConv GAN: 1 of 4;" in text
     table = report.gan_table(conv + coord)
     assert "| CoordConv GAN | 3 | 3 of 3 |" in table and "70.0 ± 0.0%" in table
     # both work: the finding compares the spread of the positions (red 3.2 against 2.2, blue 3.0 both) and of the
@@ -464,7 +469,14 @@ def test_gan_report_tests_the_difference(tmp_path):
     assert (
         "only the direction is tested): no detectable difference; this test could detect effects larger than" in finding
     )
-    assert "cannot be compared" in report.finding(conv + coord + [broken], "gan")
+    assert "cannot be compared" in report.finding(conv + coord[:1] + [broken], "gan")
+    # the matched pairing's outcome: a conv GAN that draws the scene but in one place (collapsed) in most seeds
+    collapsed = [run("conv", s, r, 0.0) for s, r in enumerate([0.0, 0.1, 0.0])]
+    collapsed.append(FinishedRun(tmp_path / "conv-seed3", {**collapsed[0].summary, "seed": 3, "one_each": 0.0}, []))
+    finding = report.finding(collapsed + coord, "gan")
+    assert finding.startswith("The CoordConv GAN works in every seed and the GAN (DCGAN-like) in 3 of 4 seeds")
+    assert "the paper's less mode collapse (over the working seeds: 3 and 3) (CoordConv" in finding
+    assert "binning is not given, so only the direction is tested): reproduced (mean entropy" in finding
     assert "| data (Sort-of-Clevr) | - | - | 3.50 |" in table  # runs from before two_separate existed: "-"
 
 

@@ -133,13 +133,16 @@ def gan_test(runs: list[FinishedRun]) -> str:
     """
     groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
     failing = {m: sum(r.summary["one_each"] < WORKING for r in g) for m, g in groups.items()}
-    if any(failing.values()):  # a GAN that does not draw the scenes says nothing about mode collapse
-        which = "; ".join(f"{NAMES['gan'][m]}: {n} of {len(groups[m])}" for m, n in failing.items() if n)
-        return (
-            f"No comparison: runs that do not work ({which}; working: one red and one blue object in at least "
-            f"{WORKING:.0%} of samples), so the two models' entropies compare nothing yet."
-        )
-    if any(len(g) < 2 for g in groups.values()):
+    # a seed that does not draw the scene has no positions to spread: the entropies compare the working seeds
+    ok = {m: [r for r in g if r.summary["one_each"] >= WORKING] for m, g in groups.items()}
+    which = "; ".join(f"{NAMES['gan'][m]}: {n} of {len(groups[m])}" for m, n in failing.items() if n)
+    if any(len(g) < 2 for g in ok.values()):
+        if any(failing.values()):
+            return (
+                f"No comparison: runs that do not work ({which}; working: one red and one blue object in at least "
+                f"{WORKING:.0%} of samples) leave fewer than two working seeds of a model, so the two models' "
+                "entropies compare nothing yet."
+            )
         return "No comparison: it needs at least two finished seeds of each model."
     measures: list[tuple[str, Any]] = [
         (f"entropy {part}", lambda s, part=part: s["entropy"][part]) for part in ("red", "blue", "diff")
@@ -154,7 +157,7 @@ def gan_test(runs: list[FinishedRun]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, get in measures:
-        values = {m: [get(r.summary) for r in g] for m, g in groups.items()}
+        values = {m: [get(r.summary) for r in (ok if name.startswith("entropy") else groups)[m]] for m in MODELS}
         if any(v is None or math.isnan(v) for vs in values.values() for v in vs):
             lines.append(f"| {name} | - | - | - | - | (a run has no value) |")
             continue
@@ -173,6 +176,11 @@ def gan_test(runs: list[FinishedRun]) -> str:
         "lies on the paper's side of zero), contradicted (on the other side), or no detectable difference, with "
         "the smallest difference the test finds at 80% power.",
     ]
+    if which:
+        lines[-1] += (
+            f" The entropies are over the working seeds only ({len(ok['conv'])} and {len(ok['coordconv'])}; not "
+            f"working: {which}; working: one red and one blue object in at least {WORKING:.0%} of samples)."
+        )
     return "\n".join(lines)
 
 
@@ -228,27 +236,36 @@ def finding(runs: list[FinishedRun], task: str) -> str:
             f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({criterion})"
         )
     if task == "gan":
-        if all(working[m] == len(g) for m, g in groups.items()):
+        if all(working[m] >= 2 for m in MODELS):
+            # mode collapse is measured where a GAN works: one that draws one red and one blue object in nearly
+            # every sample but in the same place for every latent is the collapse the paper counts (entropies near 0)
+            ok = {m: [r for r in g if r.summary["one_each"] >= WORKING] for m, g in groups.items()}
             spread = {
                 m: [statistics.fmean([r.summary["entropy"]["red"], r.summary["entropy"]["blue"]]) for r in g]
-                for m, g in groups.items()
+                for m, g in ok.items()
             }
-            diff = {m: [r.summary["entropy"]["diff"] for r in g] for m, g in groups.items()}
+            diff = {m: [r.summary["entropy"]["diff"] for r in g] for m, g in ok.items()}
             data = runs[0].summary["data"]["entropy"]
             less_collapse = compare_groups(spread["coordconv"], spread["conv"], None, side=1)
             placement = compare_groups(diff["coordconv"], diff["conv"], None, side=-1)
-            if less_collapse is None or placement is None:
-                return text + "; one seed of a model is too few to compare the two for mode collapse."
-            text += (
-                f"; the paper's less mode collapse (CoordConv's objects more spread over the canvas; its binning is "
-                f"not given, so only the direction is tested): {less_collapse.words(2, unit=' nats')} (mean entropy "
-                f"of the red and blue centres {statistics.fmean(spread['coordconv']):.2f} against "
-                f"{statistics.fmean(spread['conv']):.2f} nats, the data's {(data['red'] + data['blue']) / 2:.2f}; "
-                f"difference {less_collapse.interval(2)}, 95% interval); the paper's slightly less varied relative "
-                f"placement: {placement.words(2, unit=' nats')} (difference entropy "
-                f"{statistics.fmean(diff['coordconv']):.2f} against {statistics.fmean(diff['conv']):.2f}, the data's "
-                f"{data['diff']:.2f}; difference {placement.interval(2)})"
+            assert less_collapse is not None and placement is not None  # two or more working seeds each
+            where = (
+                ""
+                if all(working[m] == len(g) for m, g in groups.items())
+                else f" (over the working seeds: {working['coordconv']} and {working['conv']})"
             )
+            text += (
+                f"; the paper's less mode collapse{where} (CoordConv's objects more spread over the canvas; its "
+                f"binning is not given, so only the direction is tested): {less_collapse.words(2, unit=' nats')} "
+                f"(mean entropy of the red and blue centres {statistics.fmean(spread['coordconv']):.2f} against "
+                f"{statistics.fmean(spread['conv']):.2f} nats, the data's {(data['red'] + data['blue']) / 2:.2f}, "
+                f"0 for the same place in every sample; difference {less_collapse.interval(2)}, 95% interval); the "
+                f"paper's slightly less varied relative placement: {placement.words(2, unit=' nats')} (difference "
+                f"entropy {statistics.fmean(diff['coordconv']):.2f} against {statistics.fmean(diff['conv']):.2f}, the "
+                f"data's {data['diff']:.2f}; difference {placement.interval(2)})"
+            )
+        elif all(working[m] == len(g) for m, g in groups.items()):
+            text += "; one seed of a model is too few to compare the two for mode collapse"
         else:
             text += ", so the two cannot be compared for mode collapse yet"
     else:
