@@ -50,8 +50,8 @@ def table(long_root: Path, quick_root: Path) -> str:
     """The markdown table (and its notes) of the long conv runs beside the main job's CoordConv runs."""
     rows = [
         "| split | conv seeds (epochs) | paper, conv | conv best test (epoch) | conv final test | conv final train "
-        f"| conv test, last {LATE} epochs | conv s to 80% test | conv s to its best | CoordConv s to 100% (median, seeds) "
-        "| ratio |",
+        f"| conv test, last {LATE} epochs | conv s to 80% test | conv s to its best "
+        "| CoordConv s to 100% (median, seeds) | ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split in SPLITS:
