@@ -43,7 +43,7 @@ def _error(capsys, argv, status=1):
 
 def _timeless(summary):
     # the record of the files holds timings too (metrics.jsonl, checkpoint.pt)
-    return {k: v for k, v in summary.items() if "seconds" not in k and k != "files"}
+    return {k: v for k, v in summary.items() if "seconds" not in k and k not in ("files", "summary_sha256")}
 
 
 def _metrics(out):
@@ -148,7 +148,7 @@ def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finis
         load_finished(out.parent, "*/summary.json")
     # a summary from before the record (as the committed results): no verification, but a cut line is named
     summary = json.loads((out / "summary.json").read_text())
-    del summary["files"]
+    del summary["files"], summary[rundir.SELF_KEY]
     write_json(out / "summary.json", summary)
     path.write_text(whole + '{"epoch": 2, "te')
     with pytest.raises(RunError, match=rf"{path}, line 2, is not a JSON object"):
@@ -384,3 +384,72 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     with pytest.raises(RunError, match=f"cannot write {path}: Read-only file system"):
         write_atomic(path, "new")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data loss and silent results (issue 32)
+
+
+def test_an_edited_summary_is_refused_naming_it(finished):
+    cfg, out = finished
+    path = out / "summary.json"
+    summary = json.loads(path.read_text())
+    assert summary[rundir.SELF_KEY]  # the run recorded its summary's hash
+    summary["test"]["accuracy"] = 0.999  # a hand-edited number the hashed metrics.jsonl contradicts
+    path.write_text(json.dumps(summary, indent=2))
+    with pytest.raises(RunError, match=r"summary\.json was changed after the run wrote it"):
+        load_finished(out.parent, "*/summary.json")
+    with pytest.raises(RunError, match=r"summary\.json was changed"):
+        reproduce._run_jobs([(out, cfg)], toy, overwrite=False, workers=1)
+
+
+def test_a_summary_rewritten_in_another_layout_is_not_a_change(finished):
+    _, out = finished
+    path = out / "summary.json"
+    summary = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(reversed(list(summary.items())))))
+    assert load_finished(out.parent, "*/summary.json")[0].summary == summary
+
+
+def test_a_foreign_config_json_in_out_is_kept(tmp_path, capsys):
+    out = tmp_path / "model"
+    out.mkdir()
+    card = '{"architectures": ["BertModel"], "hidden_size": 768}'
+    (out / "config.json").write_text(card)
+    args = ["train", "classification", "--preset", "smoke", "--epochs", 1, "--out", out]
+    assert "config.json is not a coordconv run's config; choose another --out" in _error(capsys, args)
+    assert (out / "config.json").read_text() == card
+    # a run's own config.json (a run that failed before its first checkpoint) still counts as empty
+    Run.start(tmp_path / "failed", {"lr": 1.0})
+    rundir._release((tmp_path / "failed").resolve())
+    toy.main(toy.preset("smoke", task="classification", model="coordconv", epochs=1), tmp_path / "failed", **QUIET)
+    assert (tmp_path / "failed" / "summary.json").exists()
+
+
+def test_dataset_overwrite_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    from coordconv.repro.data import spatial_folder
+
+    home = tmp_path / "A"
+    (home / "sub").mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    args = ["dataset", "spatial", "--out", home / "sub" / "..", "--train", 4, "--val", 2, "--grid", 2, "--overwrite"]
+    err = _error(capsys, args)
+    assert f"{home} is not a data set this command wrote (it holds notes.txt, sub)" in err
+    assert (home / "notes.txt").read_text() == "mine" and (home / "sub").is_dir()
+    # a folder it wrote is replaced; a copy left by a killed writer (a process that is gone) is removed
+    root = spatial_folder.write(tmp_path / "s", train=4, val=2, grid=2)
+    stale = tmp_path / ".s.tmp999999999"
+    (stale / "train").mkdir(parents=True)
+    assert spatial_folder.write(tmp_path / "s", train=6, val=2, grid=2, overwrite=True) == root
+    assert sum(1 for _ in (root / "train").rglob("*.png")) == 6
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A", "s"]
+
+
+def test_a_long_name_gets_a_temporary_name_within_the_limit(tmp_path):
+    long = tmp_path / ("x" * 250 + ".json")
+    write_json(long, {"a": 1})
+    assert json.loads(long.read_text()) == {"a": 1}
+    names = {rundir.temporary_name(tmp_path / ("y" * 250 + s)) for s in (".json", ".jsonl")}
+    assert len(names) == 2 and all(len(n.encode()) <= 255 and n.startswith(".") for n in names)

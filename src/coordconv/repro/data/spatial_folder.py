@@ -9,14 +9,16 @@ training recipe) reads: ``ROOT/train/<class>/<n>.png`` and ``ROOT/val/<class>/<n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 
 from torch import Tensor
 
 from coordconv.repro.data import sortofclevr
-from coordconv.repro.runtime.rundir import RunError
+from coordconv.repro.runtime.rundir import RunError, temporary_name
 
 __all__ = ["class_names", "labels", "write"]
 
@@ -38,6 +40,29 @@ def labels(scenes: sortofclevr.Scenes, grid: int = 8) -> Tensor:
     return cell[:, 1] * grid + cell[:, 0]
 
 
+SPLITS = ("train", "val")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_copies(root: Path) -> None:
+    """Remove half-written copies of ``root`` left by writers that were killed (their process is gone)."""
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.tmp(\d+)$")
+    with contextlib.suppress(OSError):
+        for old in root.parent.iterdir():
+            found = pattern.match(old.name)
+            if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))):
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def write(
     root: Path, *, train: int = 8_000, val: int = 2_000, grid: int = 8, seed: int = 0, overwrite: bool = False
 ) -> Path:
@@ -48,19 +73,33 @@ def write(
 
     Raises:
         FileExistsError: ``root`` exists and ``overwrite`` is false.
-        ValueError: a count is below 1, ``grid`` is out of range, or ``root`` is a file.
+        ValueError: a count is below 1, ``grid`` is out of range, ``root`` is a file, or ``root`` holds anything
+            but ``train/`` and ``val/`` (a folder this function did not write is never replaced).
         RunError: writing failed (a full disk, a read-only folder); nothing is left behind.
     """
     from PIL import Image
 
     if train < 1 or val < 1:
         raise ValueError(f"train and val must be >= 1, got {train} and {val}")
+    # the real target: "A/sub/.." is A, so the temporary folder sits beside it and the name checks see it
+    root = Path(root).resolve()
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} is a file; expected a folder for the data set")
+    if root.exists():
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in SPLITS)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{root} is not a data set this command wrote (it holds {shown}); --overwrite replaces only a "
+                "folder of train/ and val/: choose another --out"
+            )
     names = class_names(grid)
+    _remove_stale_copies(root)
     tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
+    if len(tmp.name.encode()) > 255:
+        tmp = root.with_name(temporary_name(root))
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         for split, count, split_seed in (("train", train, seed), ("val", val, seed + 1)):

@@ -135,7 +135,7 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
     lines.append("")
     bound = f"below {target} px" if metric_name == "error_px" else f"at least {target}"
     lines.append(
-        f'Metric: {metric_name}, mean ± standard deviation over seeds, final models; the median seed is robust to one '
+        f"Metric: {metric_name}, mean ± standard deviation over seeds, final models; the median seed is robust to one "
         f'seed that fails, which the mean is not. "Seeds solved": runs whose '
         f"test set and whole training set both reached the target ({metric_name} {bound}); the time until then is "
         "training time, evaluation excluded."

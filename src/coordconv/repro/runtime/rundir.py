@@ -51,6 +51,7 @@ __all__ = [
     "config_changes",
     "git_revision",
     "read_finished",
+    "temporary_name",
     "write_atomic",
     "write_json",
 ]
@@ -63,6 +64,7 @@ SUMMARY = "summary.json"
 LOCK = ".lock"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
 FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
+SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), so that an edited number is caught
 DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports never read them
 
 
@@ -87,6 +89,24 @@ def _reason(error: BaseException, folder: Path) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def temporary_name(path: Path) -> str:
+    """A hidden name beside ``path`` for writing it, unique to this process, within the file system's 255 bytes.
+
+    ``.NAME.tmpPID.SUFFIX`` (the suffix last: numpy and matplotlib choose the format by it); a name too long for
+    that is cut and given a hash of the whole name, so that two long names never share a temporary file.
+    """
+    tag = f".tmp{os.getpid()}"
+    name = f".{path.stem}{tag}{path.suffix}"
+    if len(name.encode()) <= 255:
+        return name
+    digest = hashlib.sha256(path.name.encode()).hexdigest()[:16]
+    keep = 255 - len(f".{tag}{digest}{path.suffix}".encode())
+    if keep < 1:  # a suffix too long to keep
+        return f".{digest}{tag}"
+    stem = path.stem.encode()[:keep].decode(errors="ignore")
+    return f".{stem}{digest}{tag}{path.suffix}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success it is renamed to ``path``, else removed.
@@ -98,7 +118,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
             system); the message names ``path`` and the reason.
     """
     # the suffix stays last: numpy and matplotlib choose the format by it (and numpy appends .npz otherwise)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(temporary_name(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -242,6 +262,12 @@ def _record_files(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def _summary_hash(summary: Mapping[str, Any]) -> str:
+    """SHA-256 of the summary's keys but its own hash, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in summary.items() if k != SELF_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
     """Check a finished run's files against the record in its summary.
 
@@ -249,6 +275,11 @@ def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
     kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
     absent (``DROPPABLE``); a file that is present must match its record.
     """
+    if SELF_KEY in summary and summary[SELF_KEY] != _summary_hash(summary):
+        raise RunError(
+            f"finished run {folder} is damaged: {folder / SUMMARY} was changed after the run wrote it (its "
+            f"{SELF_KEY} does not match its content); retrain it with --overwrite"
+        )
     record = summary.get(FILES_KEY)
     if record is None:
         return
@@ -299,6 +330,20 @@ def read_finished(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return summary, metrics
 
 
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is a ``config.json`` that :meth:`Run.start` wrote (not a model card's or a tool's)."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(stored, dict)
+        and isinstance(stored.get("config"), dict)
+        and isinstance(stored.get("versions"), dict)
+        and "coordconv" in stored["versions"]
+    )
+
+
 class Run:
     """One run directory. Create it with :meth:`start`; experiments never touch its files directly.
 
@@ -318,8 +363,9 @@ class Run:
     ) -> Run:
         """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
 
-        A folder that holds only a ``config.json`` (a run that failed before its first checkpoint, for example
-        on its data) counts as empty: nothing would be lost by starting again.
+        A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
+        example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
+        (a model folder's, say) is kept unless ``overwrite``.
 
         Raises:
             RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
@@ -338,6 +384,11 @@ class Run:
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
                 )
             return run
+        if existing == [CONFIG] and not overwrite and not _is_run_config(path / CONFIG):
+            raise RunError(
+                f"{path / CONFIG} is not a coordconv run's config; choose another --out (or pass --overwrite to "
+                "replace the file)"
+            )
         if existing and existing != [CONFIG] and not overwrite:
             raise RunError(
                 f"{path} already holds a run ({', '.join(existing)}); "
@@ -480,6 +531,7 @@ class Run:
     def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
         written = {**summary, FILES_KEY: _record_files(self.path)}
+        written[SELF_KEY] = _summary_hash(written)
         write_json(self.path / SUMMARY, written)
         _release(self.path)
         return written
