@@ -95,7 +95,8 @@ def test_env_ids():
 
 def _summary(out):
     summary = json.loads((out / "summary.json").read_text())
-    return {k: v for k, v in summary.items() if k not in {"train_seconds", "steps_per_second", "files", "summary_sha256"}}
+    timed = {"train_seconds", "steps_per_second", "files", "summary_sha256"}
+    return {k: v for k, v in summary.items() if k not in timed}
 
 
 def test_minatar_smoke_is_deterministic_and_resumes(tmp_path):
