@@ -453,3 +453,37 @@ def test_a_long_name_gets_a_temporary_name_within_the_limit(tmp_path):
     assert json.loads(long.read_text()) == {"a": 1}
     names = {rundir.temporary_name(tmp_path / ("y" * 250 + s)) for s in (".json", ".jsonl")}
     assert len(names) == 2 and all(len(n.encode()) <= 255 and n.startswith(".") for n in names)
+
+
+def test_a_run_resumed_in_another_environment_records_both(tmp_path, monkeypatch):
+    cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=3)
+    out = tmp_path / "run"
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
+    assert toy.main(cfg, out, **QUIET).get("interrupted")
+    monkeypatch.delenv(STOP_AFTER_CHECKPOINTS)
+    stored = json.loads((out / "config.json").read_text())
+    first = json.loads(json.dumps({k: stored[k] for k in ("git", "versions", "cpu")}))  # a copy
+    stored["versions"]["torch"] = "2.0.0"  # as if the first epochs ran on another machine and torch
+    stored["cpu"]["capability"] = "AVX2"
+    (out / "config.json").write_text(json.dumps(stored))
+    lines = []
+    summary = toy.main(cfg, out, resume=True, log=lines.append)
+    now = torch.backends.cpu.get_cpu_capability()
+    changed = [line for line in lines if "resumed in another environment" in line]
+    assert len(changed) == 1 and f"torch 2.0.0 -> {torch.__version__}" in changed[0]
+    assert (f"capability AVX2 -> {now}" in changed[0]) == (now != "AVX2")
+    assert [e["versions"]["torch"] for e in summary["environments"]] == ["2.0.0", torch.__version__]
+    assert summary["environments"][1] == {**first, "git": summary["environments"][1]["git"]}
+    assert len(json.loads((out / "config.json").read_text())["resumed_in"]) == 1
+    assert read_finished(out)[0] == summary  # the rewritten config.json is the one the record holds
+
+
+def test_a_run_resumed_in_the_same_environment_records_one(tmp_path, monkeypatch):
+    cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=3)
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
+    toy.main(cfg, tmp_path / "run", **QUIET)
+    monkeypatch.delenv(STOP_AFTER_CHECKPOINTS)
+    lines = []
+    summary = toy.main(cfg, tmp_path / "run", resume=True, log=lines.append)
+    assert len(summary["environments"]) == 1 and not any("another environment" in line for line in lines)
+    assert "resumed_in" not in json.loads((tmp_path / "run" / "config.json").read_text())

@@ -134,3 +134,44 @@ def test_cli_inspect_errors(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"config": {"env": "MinAtar/Breakout"}}')
     assert main(["inspect", str(tmp_path)]) == 1
     assert "is not a run of coordconv train" in capsys.readouterr().err
+
+
+def test_cli_inspect_refuses_what_the_run_did_not_write(tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    from safetensors.torch import load_file, save_file
+
+    from coordconv.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "regression", "--preset", "smoke", "--out", str(run)]) == 0
+    capsys.readouterr()
+    weights = run / "model.safetensors"
+    original = weights.read_bytes()
+    # other weights of the same shapes: the run's file record catches them
+    save_file({k: torch.zeros_like(v) for k, v in load_file(str(weights)).items()}, str(weights))
+    assert main(["inspect", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "model.safetensors" in err and "differs from what the run wrote" in err
+    # a loose file: a wrong shape, an extra key, garbage
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "config.json").write_text((run / "config.json").read_text())
+    weights.write_bytes(original)
+    state = load_file(str(weights))
+    cases = {
+        "shape": {**state, "net.1.weight": torch.zeros(3, 3, 1, 1)},
+        "extra": {**state, "surplus": torch.zeros(1)},
+    }
+    for name, tensors in cases.items():
+        save_file(tensors, str(loose / "model.safetensors"))
+        assert main(["inspect", str(loose)]) == 1, name
+        err = capsys.readouterr().err
+        assert "does not fit the model of its config.json" in err and "Traceback" not in err, name
+    (loose / "model.safetensors").write_bytes(b"garbage")
+    assert main(["inspect", str(loose)]) == 1
+    assert "is not a readable safetensors file" in capsys.readouterr().err
+    assert main(["inspect", str(loose / "model.safetensors")]) == 1
+    assert "is not a readable safetensors file" in capsys.readouterr().err
+    (loose / "config.json").write_text("[1, 2]")
+    assert main(["inspect", str(loose)]) == 1
+    assert "does not hold a run's config" in capsys.readouterr().err

@@ -82,16 +82,29 @@ other models call coordconv.inspect_model(model, sample) in Python.
 """
 
 
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file; a file that is not one raises ``ValueError`` naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for a cut or foreign file
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__})") from e
+
+
 def _inspect_run(path: Path, samples: int) -> list[Any]:
     """Rebuild a toy-task run's model, load its weights, and inspect it on its test inputs."""
     import json
 
-    from safetensors.torch import load_file
-
     from coordconv import inspect_model
     from coordconv.repro.experiments import toy
+    from coordconv.repro.runtime.rundir import read_finished
 
+    if (path / "summary.json").exists():
+        read_finished(path)  # a finished run's files must be what it wrote (weights swapped or cut: refused)
     stored = json.loads((path / "config.json").read_text())
+    if not isinstance(stored, dict) or not isinstance(stored.get("config", stored), dict):
+        raise ValueError(f"{path / 'config.json'} does not hold a run's config (a JSON object)")
     config = stored.get("config", stored)
     if config.get("task") not in toy.TASKS:
         raise ValueError(
@@ -104,7 +117,11 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
         raise ValueError(f"{path} has no model.safetensors: the run has not finished")
     cfg = toy.Config(**{k: v for k, v in config.items() if k in toy.Config.__dataclass_fields__})
     model = toy.build_model(cfg)
-    model.load_state_dict(load_file(str(weights)))
+    try:
+        model.load_state_dict(_read_safetensors(weights))
+    except RuntimeError as e:  # missing or extra keys, other shapes
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{weights} does not fit the model of its config.json ({reason[:200]})") from e
     sample = toy.load_data(cfg).test_x[:samples]
     return inspect_model(model, sample)
 
@@ -112,6 +129,7 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
 def _inspect(args: argparse.Namespace) -> int:
     from coordconv.inspect import format_usage, inspect_model
     from coordconv.repro.runtime import extras
+    from coordconv.repro.runtime.rundir import RunError
 
     path = Path(args.model)
     if args.samples < 1:
@@ -126,12 +144,10 @@ def _inspect(args: argparse.Namespace) -> int:
         if path.is_dir():
             rows = _inspect_run(path, args.samples)
         elif path.suffix == ".safetensors" and path.is_file():
-            from safetensors.torch import load_file
-
-            rows = inspect_model(load_file(str(path)))
+            rows = inspect_model(_read_safetensors(path))
         else:
             raise ValueError(f"{path} is neither a run directory nor a .safetensors file")
-    except (ValueError, OSError, ImportError) as e:
+    except (ValueError, OSError, ImportError, RunError) as e:
         print(f"coordconv inspect: error: {e}", file=sys.stderr)
         return 1
     if args.json:

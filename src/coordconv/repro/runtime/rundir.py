@@ -330,6 +330,32 @@ def read_finished(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return summary, metrics
 
 
+ENVIRONMENT_KEYS = ("git", "versions", "cpu")
+
+
+def _environment(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's numbers depend on besides its config: the code, the versions and the CPU it trains with."""
+    return {
+        "git": git_revision(),
+        "versions": {"coordconv": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        # the thread count it trains with (a config's 0 resolves to torch's default here) and the CPU kernels torch
+        # picks on this machine
+        "cpu": {
+            "threads": config.get("threads") or torch.get_num_threads(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(),
+        },
+    }
+
+
+def _difference(key: str, before: Any, now: Any) -> str:
+    """``torch 2.13.0 -> 2.14.1``: what changed in one part of the environment."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        parts = [f"{k} {before.get(k)} -> {now.get(k)}" for k in now if before.get(k) != now.get(k)]
+        return ", ".join(parts) if parts else key
+    return f"{key} {before} -> {now}"
+
+
 def _is_run_config(path: Path) -> bool:
     """Whether ``path`` is a ``config.json`` that :meth:`Run.start` wrote (not a model card's or a tool's)."""
     try:
@@ -356,6 +382,7 @@ class Run:
         self.path = path
         self.config = dict(config)
         self.history: list[dict[str, Any]] = []
+        self.environment_change: str | None = None  # set on resuming in another environment: what differs
 
     @classmethod
     def start(
@@ -383,6 +410,8 @@ class Run:
                 raise RunError(
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
                 )
+            if not run.finished:
+                run._record_environment()
             return run
         if existing == [CONFIG] and not overwrite and not _is_run_config(path / CONFIG):
             raise RunError(
@@ -400,24 +429,36 @@ class Run:
             path / CONFIG,
             {
                 "config": run.config,
-                "git": git_revision(),
-                "versions": {
-                    "coordconv": __version__,
-                    "torch": torch.__version__,
-                    "python": platform.python_version(),
-                },
-                # what else a run's numbers depend on: the thread count it trains with (a config's 0 resolves
-                # to torch's default here) and the CPU kernels torch picks on this machine
-                "cpu": {
-                    "threads": run.config.get("threads") or torch.get_num_threads(),
-                    "capability": torch.backends.cpu.get_cpu_capability(),
-                    "cores": os.cpu_count(),
-                },
+                **_environment(run.config),
                 "command": sys.argv,
                 "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             },
         )
         return run
+
+    def _record_environment(self) -> None:
+        """On resuming: add this process's environment to ``config.json`` when it differs from the last one there.
+
+        A run's numbers depend on torch, the CPU kernels and the code, so a run continued elsewhere records every
+        environment it trained in (the summary lists them); :attr:`environment_change` says what changed.
+        """
+        stored = json.loads((self.path / CONFIG).read_text())
+        now = _environment(self.config)
+        seen = [{k: stored.get(k) for k in ENVIRONMENT_KEYS}, *stored.get("resumed_in", [])]
+        last = {k: seen[-1].get(k) for k in ENVIRONMENT_KEYS}
+        changed = [_difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
+        if not changed:
+            return
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        stored["resumed_in"] = [*stored.get("resumed_in", []), {**now, "started": started}]
+        write_json(self.path / CONFIG, stored)
+        self.environment_change = "; ".join(changed)
+
+    def environments(self) -> list[dict[str, Any]]:
+        """Every environment the run trained in, first to last (from ``config.json``)."""
+        stored = json.loads((self.path / CONFIG).read_text())
+        first = {k: stored.get(k) for k in ENVIRONMENT_KEYS}
+        return [first, *({k: e.get(k) for k in ENVIRONMENT_KEYS} for e in stored.get("resumed_in", []))]
 
     def stored_config(self) -> dict[str, Any]:
         """The config saved in ``config.json``."""
@@ -530,7 +571,7 @@ class Run:
 
     def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
-        written = {**summary, FILES_KEY: _record_files(self.path)}
+        written = {**summary, "environments": self.environments(), FILES_KEY: _record_files(self.path)}
         written[SELF_KEY] = _summary_hash(written)
         write_json(self.path / SUMMARY, written)
         _release(self.path)

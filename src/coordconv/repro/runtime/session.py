@@ -187,6 +187,11 @@ class Session:
         """Start the count at ``done`` units (a resumed run says where it goes on from)."""
         if self.resumed or self._resume:
             self.emit(f"{self.desc}: {resumed_line(done, self.total, self.unit, checkpoint=self.resumed)}")
+        if self.run.environment_change:
+            self.emit(
+                f"{self.desc}: resumed in another environment ({self.run.environment_change}); config.json and "
+                "the summary record both"
+            )
         self.advance(done - self._done)
 
     def log(self, record: Mapping[str, Any]) -> None:
