@@ -487,3 +487,74 @@ def test_a_run_resumed_in_the_same_environment_records_one(tmp_path, monkeypatch
     summary = toy.main(cfg, tmp_path / "run", resume=True, log=lines.append)
     assert len(summary["environments"]) == 1 and not any("another environment" in line for line in lines)
     assert "resumed_in" not in json.loads((tmp_path / "run" / "config.json").read_text())
+
+
+def _children(pid):
+    """The process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat))
+    return found
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("fault", ["kill the parent", "kill a worker", "stop a worker, terminate the parent"])
+def test_reproduce_workers_end_with_their_parent_and_a_dead_worker_is_one_line(fault, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    args = ["reproduce", "classification", "--preset", "smoke", "--seeds", "6", "--jobs", "2", "--out", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coordconv.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.rglob("checkpoint.pt")):  # the workers are training
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    workers = [pid for pid in _children(process.pid) if "spawn_main" in _cmdline(pid)]
+    assert workers
+    if fault == "kill the parent":
+        process.kill()
+    elif fault == "kill a worker":  # as the OOM killer would
+        os.kill(workers[0], signal.SIGKILL)
+    else:
+        os.kill(workers[0], signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers left running after '{fault}'"
+        time.sleep(0.2)
+    if fault == "kill a worker":
+        assert process.returncode == 1 and "Traceback" not in err
+        assert "a worker process died while training" in err.strip().splitlines()[-1]
+    elif fault != "kill the parent":
+        assert "Traceback" not in err and "interrupted (SIGTERM)" in err.strip().splitlines()[-1]
+    # no run is left locked: the same command finishes every run
+    again = subprocess.run([sys.executable, "-m", "coordconv.cli", *args], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr

@@ -13,15 +13,19 @@ this process may use, divided by ``threads``). One thread per process keeps a bu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import multiprocessing
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +174,41 @@ def _train(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[st
     return summary
 
 
+def _die_with_parent(parent: int) -> None:
+    """A worker's initializer: end when the process that started it ends (even by SIGKILL).
+
+    Otherwise a killed ``reproduce`` leaves its workers training, re-parented to init, holding the run locks.
+    Linux delivers SIGTERM on the parent's death (``PR_SET_PDEATHSIG``); elsewhere, and for a parent that died
+    before that was set, a thread watches the parent's process id.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="coordconv-parent-watch").start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now: SIGTERM, then SIGKILL for one that does not end (a stopped one, say)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + 5.0
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()  # SIGKILL also ends a stopped (SIGSTOP) process, which SIGTERM leaves pending
+            worker.join(5.0)
+
+
 def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, workers: int) -> None:
     """Reuse or train each ``(folder, config)``, ``workers`` at a time, one line per run as it ends.
 
@@ -197,21 +236,30 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
             report(_train(module.__name__, folder, cfg, overwrite), "trained", folder)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        folders = {pool.submit(_train, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
-        running: set[Future[dict[str, Any]]] = set(folders)
-        try:
-            while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    report(future.result(), "trained", folders[future])
-        except BaseException:
-            # an interruption (Ctrl-C, SIGTERM to this process) or a failed run: stop the other runs now rather
-            # than after they finish; each keeps its last checkpoint and resumes when reproduce runs again
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in multiprocessing.active_children():
-                worker.terminate()
-            raise
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+    folders = {pool.submit(_train, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
+    running: set[Future[dict[str, Any]]] = set(folders)
+    try:
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    summary = future.result()
+                except BrokenProcessPool:
+                    raise RunError(
+                        f"a worker process died while training {folders[future]} (killed by a signal, or out of "
+                        "memory); finished runs are kept and the same command resumes the others from their "
+                        "checkpoints"
+                    ) from None
+                report(summary, "trained", folders[future])
+    except BaseException:
+        # an interruption (Ctrl-C, SIGTERM to this process), a failed run or a dead worker: stop the other runs
+        # now rather than after they finish; each keeps its last checkpoint and resumes when reproduce runs again
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _quiet(line: str) -> None:
