@@ -558,3 +558,16 @@ def test_reproduce_workers_end_with_their_parent_and_a_dead_worker_is_one_line(f
     # no run is left locked: the same command finishes every run
     again = subprocess.run([sys.executable, "-m", "coordconv.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_closed_stdout_does_not_stop_reproduce(tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "coordconv.cli", "reproduce", "classification", "--preset", "smoke", "--out", out]
+    process = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # as `| head -1` does: one line, then the pipe is closed
+    process.stdout.close()
+    with process.stderr:
+        err = process.stderr.read()
+    assert process.wait(timeout=600) == 0, err
+    assert first.startswith("reproduce: 4 classification runs") and "Traceback" not in err and "BrokenPipe" not in err
+    assert len(list(out.glob("classification/*/summary.json"))) == 4  # every run trained, none abandoned

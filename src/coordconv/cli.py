@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -218,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from coordconv.repro.commands import interrupted_message
 
+    stdout = sys.stdout
+    sys.stdout = _ClosableOutput(stdout)
     try:
         with _terminate_as_interrupt() as received:
             return int(args.func(args))
@@ -225,6 +228,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal_name = received.get("signal", "SIGINT")
         print(interrupted_message(args, signal_name), file=sys.stderr)
         return 128 + int(getattr(signal, signal_name))
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
+
+
+class _ClosableOutput:
+    """Standard output that a closed reader (``coordconv reproduce ... | head -1``) does not stop.
+
+    The first write or flush that finds the pipe closed switches the output to the null device: the command
+    goes on (its runs train; its messages on standard error still show), without a ``BrokenPipeError``.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _closed(self) -> None:
+        # the real descriptor too: the interpreter flushes the original stream once more at exit
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the command
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
