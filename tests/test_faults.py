@@ -172,8 +172,10 @@ def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
         imagenet._datasets(cfg, tmp_path)
     (tmp_path / "val" / "dog").mkdir()
     (tmp_path / "val" / "dog" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a corrupt image
+    for split in ("train", "val"):  # a notebook's hidden folder is no class
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()
     train, val = imagenet._datasets(cfg, tmp_path)
-    assert train.class_to_idx == val.class_to_idx
+    assert train.class_to_idx == val.class_to_idx == {"cat": 0, "dog": 1, "fox": 2}
     with pytest.raises(ValueError, match=r"dog/0.png is not a readable image"):
         [val[i] for i in range(len(val))]
     for png in (tmp_path / "train").rglob("*.png"):
@@ -571,3 +573,41 @@ def test_a_closed_stdout_does_not_stop_reproduce(tmp_path):
     assert process.wait(timeout=600) == 0, err
     assert first.startswith("reproduce: 4 classification runs") and "Traceback" not in err and "BrokenPipe" not in err
     assert len(list(out.glob("classification/*/summary.json"))) == 4  # every run trained, none abandoned
+
+
+@pytest.mark.parametrize(("fraction", "empty"), [("1e-9", "test"), ("0.9999999", "training")])
+def test_a_test_fraction_that_empties_a_set_is_named(fraction, empty, tmp_path, capsys):
+    args = ["train", "classification", "--preset", "smoke", "--test-fraction", fraction, "--out", tmp_path / "r"]
+    err = _error(capsys, args)
+    assert f"test_fraction {float(fraction)!r} holds out" in err and f"leaving an empty {empty} set" in err
+
+
+def test_an_environment_that_is_not_an_image_game_is_named(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    args = ["train", "rl", "--preset", "smoke", "--env", "CartPole-v1", "--out", tmp_path / "r"]
+    assert "'CartPole-v1' is not a game this experiment trains on" in _error(capsys, args)
+
+
+def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
+    pytest.importorskip("torchvision")
+    import threading
+
+    from coordconv.repro.experiments import imagenet
+
+    cfg = imagenet.preset("smoke", variant="plain")
+    procs = imagenet.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
+    roots, errors = [], []
+
+    def one(name):
+        try:
+            roots.append(imagenet._data_root(cfg, tmp_path / name, procs))
+        except Exception as e:  # noqa: BLE001 - any error fails the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(f"run{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(roots)) == 1
+    assert sorted(p.name for p in roots[0].iterdir()) == ["train", "val"]

@@ -117,6 +117,12 @@ def make_split(kind: SplitKind, *, test_fraction: float = 0.2, seed: int = 0) ->
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(NUM_EXAMPLES, generator=generator)
     n_test = round(NUM_EXAMPLES * test_fraction)
+    if not 0 < n_test < NUM_EXAMPLES:
+        raise ValueError(
+            f"test_fraction {test_fraction!r} holds out {n_test} of the {NUM_EXAMPLES:,} positions, leaving an empty "
+            f"{'test' if n_test == 0 else 'training'} set; expected a value that leaves both sets at least one "
+            f"position (between {1 / NUM_EXAMPLES:.4f} and {1 - 1 / NUM_EXAMPLES:.4f})"
+        )
     return Split(kind, order[n_test:].sort().values, order[:n_test].sort().values)
 
 

@@ -20,6 +20,7 @@ has no SyncBatchNorm), so N processes match one process with the same global bat
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import time
@@ -225,8 +226,13 @@ def _data_root(cfg: Config, out: Path, procs: Processes) -> Path:
     from coordconv.repro.data import spatial_folder
 
     root = out.parent / ".data" / f"spatial-{cfg.offline_grid}-{cfg.offline_train}-{cfg.offline_val}"
-    if procs.main and not root.exists():
-        spatial_folder.write(root, train=cfg.offline_train, val=cfg.offline_val, grid=cfg.offline_grid)
+    if procs.main:
+        # runs in sibling folders share the data set: one writes it, the others wait for it (a lock, not a check)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with open(root.parent / f".{root.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not root.exists():
+                spatial_folder.write(root, train=cfg.offline_train, val=cfg.offline_val, grid=cfg.offline_grid)
     if procs.world > 1:
         dist.barrier()
     return root
@@ -247,7 +253,7 @@ def _datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
     else:
         train_tf = val_tf = transforms.Compose([transforms.Resize((cfg.image_size, cfg.image_size)), *normalise])
     # one list of classes for both splits: a class folder missing from one would shift the other's labels
-    classes = {split: datasets.folder.find_classes(str(root / split))[0] for split in ("train", "val")}
+    classes = {split: _find_classes(str(root / split))[0] for split in ("train", "val")}
     if classes["train"] != classes["val"]:
         only = {
             split: sorted(set(classes[split]) - set(classes[other]))
@@ -260,11 +266,35 @@ def _datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
         )
     sets = []
     for split, tf in (("train", train_tf), ("val", val_tf)):
-        folder = datasets.ImageFolder(str(root / split), tf, loader=_load_image, allow_empty=True)
+        folder = _folder_class(datasets.ImageFolder)(str(root / split), tf, loader=_load_image, allow_empty=True)
         if len(folder) == 0:
             raise ValueError(f"{root / split} holds no image files in its class folders; expected an ImageFolder tree")
         sets.append(folder)
     return sets[0], sets[1]
+
+
+def _find_classes(directory: str) -> tuple[list[str], dict[str, int]]:
+    """The class folders of ``directory``, sorted, hidden ones (``.ipynb_checkpoints``, ``.git``) left out.
+
+    torchvision's ``find_classes`` counts every folder, so a hidden one becomes a phantom class.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no visible folder.
+    """
+    names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+    if not names:
+        raise FileNotFoundError(f"{directory} holds no class folders; expected an ImageFolder tree")
+    return names, {name: i for i, name in enumerate(names)}
+
+
+def _folder_class(image_folder: type) -> type:
+    """``ImageFolder`` with :func:`_find_classes` (hidden folders are not classes)."""
+
+    class VisibleImageFolder(image_folder):  # type: ignore[misc]
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            return _find_classes(directory)
+
+    return VisibleImageFolder
 
 
 def _load_image(path: str) -> Any:

@@ -266,6 +266,11 @@ def make_env(cfg: Config) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
     name = env_id(cfg.env)
+    if not name.startswith(("MinAtar/", "ALE/")):
+        raise RunError(
+            f"{cfg.env!r} is not a game this experiment trains on: it takes a MinAtar game (MinAtar/Breakout) or an "
+            "Atari game (MsPacman, ALE/MsPacman-v5), whose observations are images"
+        )
     subproc = cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and not cfg.is_minatar)
     vec_cls = SubprocVecEnv if subproc and cfg.n_envs > 1 else DummyVecEnv
     _register(name)
