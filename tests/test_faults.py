@@ -601,7 +601,7 @@ def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
     def one(name):
         try:
             roots.append(imagenet._data_root(cfg, tmp_path / name, procs))
-        except Exception as e:  # noqa: BLE001 - any error fails the test below
+        except Exception as e:  # any error fails the test below
             errors.append(e)
 
     threads = [threading.Thread(target=one, args=(f"run{i}",)) for i in range(3)]
