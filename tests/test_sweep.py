@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import re
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,19 @@ def test_bad_grid_name_is_a_usage_error(tmp_path):
 def test_bad_resources_are_usage_errors(tmp_path):
     result = _sweep("classification", "--grid", "smoke", "--cpus-per-trial", "0", "--out", str(tmp_path))
     assert result.returncode == 2 and "cpus_per_trial must be >= 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"gpus_per_trial": float("nan")}, "gpus_per_trial must be a fraction in [0, 1] or a whole number, got nan"),
+        ({"gpus_per_trial": 1024.0}, "gpus_per_trial 1024.0 is more than this machine's"),
+        ({"cpus_per_trial": 4096}, "cpus_per_trial 4096 is more than this machine's"),
+    ],
+)
+def test_resources_this_machine_lacks_are_refused_before_ray_waits_for_them(option, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sweep.main("classification", grid="smoke", out=tmp_path, **option)
 
 
 def test_missing_ray_says_how_to_install(tmp_path, monkeypatch):

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from coordconv.repro.experiments import toy
 from coordconv.repro.report.paper import PAPER
 from coordconv.repro.runtime.config import to_dict
@@ -342,8 +344,22 @@ def main(
     """
     if cpus_per_trial < 1:
         raise ValueError(f"cpus_per_trial must be >= 1, got {cpus_per_trial}")
-    if gpus_per_trial < 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer()):
+    if (
+        not math.isfinite(gpus_per_trial)
+        or gpus_per_trial < 0
+        or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer())
+    ):
         raise ValueError(f"gpus_per_trial must be a fraction in [0, 1] or a whole number, got {gpus_per_trial}")
+    # Ray waits for resources that never come (with a warning after a minute): refuse what this machine lacks
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus_per_trial > cpus:
+        raise ValueError(f"cpus_per_trial {cpus_per_trial} is more than this machine's {cpus} usable CPUs")
+    gpus = torch.cuda.device_count()
+    if gpus_per_trial > gpus:
+        raise ValueError(
+            f"gpus_per_trial {gpus_per_trial} is more than this machine's {gpus} GPU{'s' * (gpus != 1)}"
+            + ("; leave it at 0 to train on the CPUs" if gpus == 0 else "")
+        )
     if max_concurrent < 0:
         raise ValueError(f"max_concurrent must be >= 0, got {max_concurrent}")
     trials = expand(task, grid, seeds=seeds, threads=cpus_per_trial)
