@@ -2,9 +2,9 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
-import re
 import sys
 import time
 from pathlib import Path
