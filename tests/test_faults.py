@@ -611,3 +611,21 @@ def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
         t.join()
     assert not errors and len(set(roots)) == 1
     assert sorted(p.name for p in roots[0].iterdir()) == ["train", "val"]
+
+
+def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 99 GB")
+
+    monkeypatch.setattr(toy, "build_model", no_memory)  # as --multiplier 400 does on a 24 GB machine
+    args = ["train", "classification", "--preset", "smoke", "--model", "conv", "--multiplier", 400, "--out", tmp_path]
+    err = _error(capsys, args)
+    assert err.startswith("coordconv: error: the run does not fit in memory (") and "--multiplier" in err
+    monkeypatch.setattr(toy, "build_model", lambda cfg: (_ for _ in ()).throw(RuntimeError("another failure")))
+    with pytest.raises(RuntimeError, match="another failure"):  # other errors are not dressed up as memory
+        cli(["train", "classification", "--preset", "smoke", "--out", str(tmp_path / "b")])
+
+
+def test_a_filter_wider_than_half_the_canvas_is_refused(tmp_path, capsys):
+    args = ["train", "classification", "--preset", "smoke", "--filter-size", 99, "--out", tmp_path]
+    assert "invalid filter_size: 99; expected an integer from 1 to 32" in _error(capsys, args, status=2)

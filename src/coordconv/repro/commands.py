@@ -95,6 +95,23 @@ def _argv(args: argparse.Namespace, command: str) -> list[str]:
     return argv[argv.index(command) + 1 :] if command in argv else []
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed (CPU or GPU), not another runtime error."""
+    import torch
+
+    text = str(error)
+    return (
+        isinstance(error, MemoryError | torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "out of memory" in text.lower()
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
     entry: Entry = args.entry
@@ -115,6 +132,13 @@ def _train(args: argparse.Namespace) -> int:
         summary = module.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite, **extra)
     except (RunError, ImportError, FileNotFoundError, ValueError) as e:
         return _fail(str(e))
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(e):
+            raise
+        return _fail(
+            f"the run does not fit in memory ({_first_line(e)}); lower the model's size (--multiplier) or "
+            f"--batch-size; its last checkpoint, if any, is kept in {args.out}"
+        )
     # an interrupted run reports nothing, and so do the other processes of a torchrun launch
     if summary and not summary.get("interrupted"):
         print(f"{module.describe(summary)} -> {args.out}")

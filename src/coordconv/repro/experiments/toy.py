@@ -146,7 +146,9 @@ class Config:
             "lr_step_every": (self.lr_step_every >= 0, ">= 0"),
             "lr_max_steps": (self.lr_max_steps >= 0, ">= 0"),
             "multiplier": (self.multiplier >= 1, ">= 1"),
-            "filter_size": (self.filter_size >= 1, ">= 1"),
+            # the paper's grids use 2-4; a filter wider than half the 64-px canvas sees nothing more, and large ones
+            # fall to a reference kernel that runs for hours without a checkpoint
+            "filter_size": (1 <= self.filter_size <= notsoclevr.CANVAS // 2, f"from 1 to {notsoclevr.CANVAS // 2}"),
             "square_value": (notsoclevr.valid_square_value(self.square_value), "> 0"),
             "onehot_scale": (self.onehot_scale > 0, "> 0"),
             "test_fraction": (0 < self.test_fraction < 1, "in (0, 1)"),
