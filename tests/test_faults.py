@@ -629,3 +629,20 @@ def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch)
 def test_a_filter_wider_than_half_the_canvas_is_refused(tmp_path, capsys):
     args = ["train", "classification", "--preset", "smoke", "--filter-size", 99, "--out", tmp_path]
     assert "invalid filter_size: 99; expected an integer from 1 to 32" in _error(capsys, args, status=2)
+
+
+def test_a_path_longer_than_the_system_takes_is_one_line(tmp_path, capsys):
+    out = "/".join(["d" * 200] * 25)
+    args = ["train", "classification", "--preset", "smoke", "--out", tmp_path / out]
+    err = _error(capsys, args)
+    assert "cannot create the run directory" in err and "File name too long" in err and len(err) < 400
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names as bytes")
+def test_a_path_that_is_not_utf8_is_printed_escaped(tmp_path):
+    out = os.fsencode(tmp_path) + b"/bad\xff"
+    args = [sys.executable, "-m", "coordconv.cli", "train", "classification", "--preset", "smoke", "--out"]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run([*map(os.fsencode, args), out], capture_output=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout.decode().rstrip().endswith("/bad\\udcff") and b"Traceback" not in result.stderr

@@ -254,6 +254,9 @@ class _ClosableOutput:
     def write(self, text: str) -> int:
         try:
             return int(self._stream.write(text))
+        except UnicodeEncodeError:  # a path that is not valid in the output's encoding (bytes from the file system)
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
         except BrokenPipeError:
             self._closed()
             return len(text)

@@ -195,12 +195,13 @@ def _prepare_dir(name: str | Path) -> Path:
     if not str(name).strip():  # Path("") is the current directory
         raise RunError(f"invalid run directory {str(name)!r}; expected the path of a folder for the run")
     path = Path(name)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"run directory {path} is a file; expected a folder (or a path that does not exist yet)")
     try:
+        if path.exists() and not path.is_dir():
+            raise RunError(f"run directory {path} is a file; expected a folder (or a path that does not exist yet)")
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create the run directory {path}: {_reason(e, path)}") from e
+    except OSError as e:  # also a path longer than the system takes (exists() raises then)
+        shown = str(path) if len(str(path)) <= 200 else f"{str(path)[:120]}...{str(path)[-60:]}"
+        raise RunError(f"cannot create the run directory {shown}: {_reason(e, path.parent)}") from e
     return path
 
 
