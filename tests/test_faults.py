@@ -646,3 +646,33 @@ def test_a_path_that_is_not_utf8_is_printed_escaped(tmp_path):
     result = subprocess.run([*map(os.fsencode, args), out], capture_output=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert result.stdout.decode().rstrip().endswith("/bad\\udcff") and b"Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_sigterm_inside_a_long_native_operation_stops_the_command(tmp_path):
+    import signal
+    import time
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from coordconv import cli
+        cli.TERMINATE_GRACE_S = 1.0
+        torch.set_num_threads(1)
+        a = torch.randn(6000, 6000)
+        with cli._terminate_as_interrupt():
+            print("ready", flush=True)
+            while True:
+                a @ a  # one native call of several seconds: Python's handler waits for it
+        """
+    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([sys.executable, "-c", script], **pipes)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.5)  # inside the first product
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted (SIGTERM) inside a native operation that did not end within 1 s" in err
+    assert time.monotonic() - sent < 3.0 + 1.0  # not the product's several seconds

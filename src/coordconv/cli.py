@@ -7,6 +7,8 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -271,17 +273,27 @@ class _ClosableOutput:
         return getattr(self._stream, name)
 
 
+#: seconds a SIGTERM may wait for a native operation (a long kernel) before the process ends without it
+TERMINATE_GRACE_S = 10.0
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[dict[str, str]]:
     """Treat SIGTERM as Ctrl-C while a command runs, so that both end with the message that says how to resume.
 
     Yields a dict that holds ``"signal": "SIGTERM"`` once SIGTERM arrived. Outside the main thread (where no
     handler can be set) SIGTERM keeps its default action.
+
+    Python runs a signal handler only between bytecodes, so a SIGTERM that arrives during one long native
+    operation (a convolution in a reference kernel) would wait for it to end. A watcher thread, woken by the
+    signal itself (``signal.set_wakeup_fd``), ends the process after ``TERMINATE_GRACE_S`` seconds if the handler
+    has not run by then; runs lose nothing (their files are written atomically; the last checkpoint stays).
     """
     received: dict[str, str] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received["signal"] = signal.Signals(signum).name
+        received["handled"] = "yes"
         raise KeyboardInterrupt
 
     try:
@@ -289,10 +301,41 @@ def _terminate_as_interrupt() -> Iterator[dict[str, str]]:
     except ValueError:  # not the main thread
         yield received
         return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except OSError:
+                return  # the pipe was closed: the command ended
+            if not data:
+                return
+            if signal.SIGTERM in data:
+                deadline = time.monotonic() + TERMINATE_GRACE_S
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    if received.get("handled"):
+                        return
+                print(
+                    f"coordconv: interrupted (SIGTERM) inside a native operation that did not end within "
+                    f"{TERMINATE_GRACE_S:g} s; stopped without it (finished files and the last checkpoint are kept)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="coordconv-sigterm-watch").start()
     try:
         yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.set_wakeup_fd(previous_fd)
+        received["handled"] = "yes"  # the watcher, if woken, need not act
+        os.close(write_end)
+        os.close(read_end)
 
 
 if __name__ == "__main__":
