@@ -676,3 +676,14 @@ def test_sigterm_inside_a_long_native_operation_stops_the_command(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "interrupted (SIGTERM) inside a native operation that did not end within 1 s" in err
     assert time.monotonic() - sent < 3.0 + 1.0  # not the product's several seconds
+
+
+def test_copies_left_by_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    target = tmp_path / "data.npz"
+    dead, live = tmp_path / ".data.tmp999999999.npz", tmp_path / f".data.tmp{os.getppid()}.npz"
+    other = tmp_path / ".other.tmp999999999.npz"  # another file's copy is not this write's business
+    for path in (dead, live, other):
+        path.write_bytes(b"half")
+    write_atomic(target, b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not dead.exists() and live.exists() and other.exists()

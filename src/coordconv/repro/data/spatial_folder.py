@@ -9,16 +9,14 @@ training recipe) reads: ``ROOT/train/<class>/<n>.png`` and ``ROOT/val/<class>/<n
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 from pathlib import Path
 
 from torch import Tensor
 
 from coordconv.repro.data import sortofclevr
-from coordconv.repro.runtime.rundir import RunError, temporary_name
+from coordconv.repro.runtime.rundir import RunError, remove_stale_copies, temporary_name
 
 __all__ = ["class_names", "labels", "write"]
 
@@ -41,26 +39,6 @@ def labels(scenes: sortofclevr.Scenes, grid: int = 8) -> Tensor:
 
 
 SPLITS = ("train", "val")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _remove_stale_copies(root: Path) -> None:
-    """Remove half-written copies of ``root`` left by writers that were killed (their process is gone)."""
-    pattern = re.compile(rf"^\.{re.escape(root.name)}\.tmp(\d+)$")
-    with contextlib.suppress(OSError):
-        for old in root.parent.iterdir():
-            found = pattern.match(old.name)
-            if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))):
-                shutil.rmtree(old, ignore_errors=True)
 
 
 def write(
@@ -96,7 +74,7 @@ def write(
                 "folder of train/ and val/: choose another --out"
             )
     names = class_names(grid)
-    _remove_stale_copies(root)
+    remove_stale_copies(root)
     tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
     if len(tmp.name.encode()) > 255:
         tmp = root.with_name(temporary_name(root))

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,9 @@ __all__ = [
     "check_finite",
     "config_changes",
     "git_revision",
+    "process_alive",
     "read_finished",
+    "remove_stale_copies",
     "temporary_name",
     "write_atomic",
     "write_json",
@@ -107,6 +110,37 @@ def temporary_name(path: Path) -> str:
     return f".{stem}{digest}{tag}{path.suffix}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_copies(path: Path) -> None:
+    """Remove the temporary copies of ``path`` that writers killed mid-write left (their process is gone).
+
+    They are named ``.NAME.tmpPID`` (a folder) or as :func:`temporary_name` names them (a file).
+    """
+    pattern = re.compile(
+        rf"^\.(?:{re.escape(path.name)}|{re.escape(path.stem)})\.tmp(\d+){re.escape(path.suffix)}$|"
+        rf"^\.{re.escape(path.name)}\.tmp(\d+)$"
+    )
+    with contextlib.suppress(OSError):
+        for old in path.parent.iterdir():
+            found = pattern.match(old.name)
+            pid = found and int(found.group(1) or found.group(2))
+            if pid and pid != os.getpid() and not process_alive(pid):
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success it is renamed to ``path``, else removed.
@@ -119,6 +153,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     # the suffix stays last: numpy and matplotlib choose the format by it (and numpy appends .npz otherwise)
     tmp = path.with_name(temporary_name(path))
+    remove_stale_copies(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
