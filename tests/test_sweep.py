@@ -165,3 +165,23 @@ def test_smoke_sweep_on_local_ray_then_a_killed_sweep_resumes_without_rerunning(
     result = _sweep(*args)
     assert result.returncode == 0 and "2 trials, 2 already finished, 0 to run" in result.stdout
     assert sorted((out / "ray").iterdir()) == sessions
+
+
+def test_sigterm_stops_a_sweep_with_the_interrupted_line_not_rays_stack_dump(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordconv.cli", "sweep", "classification", "--grid", "smoke", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/*/config.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # Ray runs the trials: its handler is in place
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM received at time" not in err and "interrupted (SIGTERM)" in err.strip().splitlines()[-1]

@@ -30,8 +30,10 @@ import itertools
 import json
 import math
 import os
+import signal
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +255,9 @@ def _run_with_ray(
     """Run ``pending`` as Ray Tune trials; return the names of the trials that failed."""
     ray, tune = _import_ray()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # ray.init installs a native SIGTERM handler that dumps a stack and kills the process; the command's own
+    # handler (the "interrupted" line, the resume command) is put back after it
+    on_terminate = signal.getsignal(signal.SIGTERM)
     if address:
         _check_address(address)
         try:
@@ -268,6 +273,8 @@ def _run_with_ray(
             log_to_driver=False,
             configure_logging=False,
         )
+    if callable(on_terminate) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_terminate)
     finished = [done_before]
     started = time.perf_counter()
 
