@@ -221,8 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from coordconv.repro.commands import interrupted_message
 
-    stdout = sys.stdout
-    sys.stdout = _ClosableOutput(stdout)
+    stdout, stderr = sys.stdout, sys.stderr
+    # a stream closed before the start (`2>&-`) is None in Python: the command still runs, its lines go nowhere
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the command
+    sys.stdout = _ClosableOutput(stdout if stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
     try:
         with _terminate_as_interrupt() as received:
             return int(args.func(args))
@@ -232,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + int(getattr(signal, signal_name))
     finally:
         sys.stdout.flush()
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 class _ClosableOutput:

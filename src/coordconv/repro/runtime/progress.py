@@ -47,7 +47,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
             if postfix:
-                self._bar.set_postfix(self._format_postfix(), refresh=False)
+                self._bar.set_postfix_str(self._format_postfix(), refresh=False)
         elif time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
             self.write(f"{self.desc}: {self.n}/{self.total} {self._format_postfix()}".rstrip())
