@@ -68,7 +68,7 @@ def test_other_commands_run_in_a_terminal(args, tmp_path):
 @pytest.mark.parametrize("closed", ["stdout", "stderr"])
 def test_train_runs_with_a_closed_stream(closed, tmp_path):
     # `2>&-` / `>&-`: the descriptor is closed before the start, so Python's stream is None
-    script = f"exec {1 if closed == 'stdout' else 2}>&- && exec \"$@\""
+    script = f'exec {1 if closed == "stdout" else 2}>&- && exec "$@"'
     args = [sys.executable, "-m", "coordconv.cli", "train", "classification", "--preset", "smoke", "--out", "run"]
     command = ["sh", "-c", script, "sh", *args]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
