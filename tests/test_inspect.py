@@ -175,3 +175,19 @@ def test_cli_inspect_refuses_what_the_run_did_not_write(tmp_path, capsys):
     (loose / "config.json").write_text("[1, 2]")
     assert main(["inspect", str(loose)]) == 1
     assert "does not hold a run's config" in capsys.readouterr().err
+
+
+def test_cli_inspect_says_what_a_committed_run_and_a_folder_of_runs_are(tmp_path, capsys):
+    from coordconv.cli import main
+
+    run = tmp_path / "runs" / "one"
+    assert main(["train", "regression", "--preset", "smoke", "--out", str(run)]) == 0
+    capsys.readouterr()
+    (run / "model.safetensors").unlink()  # as the committed results keep them
+    (run / "checkpoint.pt").unlink()
+    assert main(["inspect", str(run)]) == 1
+    assert "is a finished run whose weights were not kept" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a run's folder (it has no config.json); pass one run's folder (for example" in err
+    assert str(run) in err and "Errno" not in err

@@ -103,6 +103,10 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
     from coordconv.repro.experiments import toy
     from coordconv.repro.runtime.rundir import read_finished
 
+    if not (path / "config.json").is_file():
+        runs = sorted(p.parent for p in path.glob("**/config.json"))[:3]
+        hint = f" (for example {', '.join(str(r) for r in runs)})" if runs else ""
+        raise ValueError(f"{path} is not a run's folder (it has no config.json); pass one run's folder{hint}")
     if (path / "summary.json").exists():
         read_finished(path)  # a finished run's files must be what it wrote (weights swapped or cut: refused)
     stored = json.loads((path / "config.json").read_text())
@@ -116,6 +120,11 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
             "coordconv.inspect_model in Python"
         )
     weights = path / "model.safetensors"
+    if not weights.is_file() and (path / "summary.json").exists():
+        raise ValueError(
+            f"{path} is a finished run whose weights were not kept (committed results keep only the small files); "
+            "train it again with the command in its config.json to inspect it"
+        )
     if not weights.is_file():
         raise ValueError(f"{path} has no model.safetensors: the run has not finished")
     cfg = toy.Config(**{k: v for k, v in config.items() if k in toy.Config.__dataclass_fields__})
