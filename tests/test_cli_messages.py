@@ -320,3 +320,18 @@ def test_sigterm_to_a_parallel_reproduce_stops_its_workers_and_the_same_command_
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("resumed from its checkpoint") >= 2
+
+
+def test_a_preset_another_task_owns_is_a_usage_error_naming_both(capsys):
+    from coordconv.cli import main
+
+    for task, preset, owner, own in [
+        ("classification", "cpu", "gan", "smoke, quick, paper"),
+        ("vae", "matched", "gan", "smoke, quick, paper"),
+        ("gan", "long", "rl", "smoke, quick, cpu, matched, paper"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["reproduce", task, "--preset", preset, "--out", "unused"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"the {preset} preset is the {owner} task's; {task} takes {own}" in err and "('" not in err

@@ -145,6 +145,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_presets(task: str) -> tuple[str, ...]:
+    """The presets ``task`` takes.
+
+    Its module's ``TASK_PRESETS[task]`` where a module runs several tasks, else its ``PRESETS``.
+    """
+    entry = REGISTRY[task]
+    module = entry.load()
+    by_task: dict[str, tuple[str, ...]] = getattr(module, "TASK_PRESETS", {})
+    return tuple(by_task.get(entry.fixed.get("task", task), module.PRESETS))
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
@@ -164,6 +175,13 @@ def _reproduce(args: argparse.Namespace) -> int:
         takers = [t for t in REGISTRY if flag in getattr(REGISTRY[t].load(), "REPRODUCE_OPTIONS", {})]
         if value != args.parser.get_default(name) and not set(takers) & set(tasks):
             args.parser.error(f"{flag} applies to the {', '.join(takers)} task only")
+    for task in tasks:  # the choices are every task's presets; each task takes its own
+        offered = _task_presets(task)
+        if args.preset not in offered:
+            takers = [t for t in REGISTRY if args.preset in _task_presets(t)]
+            args.parser.error(
+                f"the {args.preset} preset is the {', '.join(takers)} task's; {task} takes {', '.join(offered)}"
+            )
 
     def confirm(module: Any, configs: list[Any]) -> str | None:
         # a task whose runs take a device option trains on its default device under reproduce
@@ -380,7 +398,10 @@ def add_commands(commands: Any) -> None:
         help="tasks to run: " + ", ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items()),
     )
     presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.load().PRESETS))
-    reproduce.add_argument("--preset", choices=presets, default="quick", help="settings (default: quick)")
+    everywhere = set(presets).intersection(*(_task_presets(t) for t in REGISTRY))
+    own = sorted(set(presets) - everywhere)
+    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in _task_presets(t))} only" for p in own)
+    reproduce.add_argument("--preset", choices=presets, default="quick", help=f"settings (default: quick; {owners})")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")

@@ -65,6 +65,8 @@ __all__ = [
 Task = Literal["gan", "vae"]
 TASKS: tuple[str, ...] = ("gan", "vae")
 PRESETS = ("smoke", "quick", "cpu", "matched", "paper")
+#: the presets of each task (``cpu`` and ``matched`` are the GAN's)
+TASK_PRESETS = {"gan": PRESETS, "vae": ("smoke", "quick", "paper")}
 #: the optional packages ``report`` imports (checked before ``reproduce`` starts)
 REPORT_REQUIRES: tuple[str, ...] = ("numpy", "scipy", "matplotlib")
 INTERP_STRIPS, INTERP_FRAMES = 16, 10

@@ -148,7 +148,7 @@ def preset(name: str, **fields: Any) -> Config:
     budget: about 10 minutes per run on one core).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     settings: dict[str, Any] = {
         "smoke": {"total_steps": 2_000, "n_envs": 4, "log_every": 1_000, "final_episodes": 10},
         "quick": {"total_steps": 1_000_000, "log_every": 50_000},

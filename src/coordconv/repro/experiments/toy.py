@@ -180,7 +180,7 @@ def preset(name: str, **fields: Any) -> Config:
         ValueError: unknown preset, task or model, or an invalid field.
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     key = (fields.get("task", Config.task), fields.get("model", Config.model))
     if key not in _QUICK:
         raise ValueError(f"unknown task or model {key}; expected a task of {TASKS} and a model of conv, coordconv")
