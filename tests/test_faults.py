@@ -687,3 +687,9 @@ def test_copies_left_by_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     write_atomic(target, b"whole")
     assert target.read_bytes() == b"whole"
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_a_finished_run_leaves_no_lock_file(finished):
+    _, out = finished
+    assert not (out / ".lock").exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

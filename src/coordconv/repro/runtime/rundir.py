@@ -611,4 +611,7 @@ class Run:
         written[SELF_KEY] = _summary_hash(written)
         write_json(self.path / SUMMARY, written)
         _release(self.path)
+        # a finished run is never trained in again (a resume returns it as it is): its lock file goes
+        with contextlib.suppress(OSError):
+            (self.path / LOCK).unlink()
         return written
