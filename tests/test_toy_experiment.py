@@ -150,6 +150,9 @@ def test_reproduce_smoke_writes_report(tmp_path):
     again = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 4
     table = (out / "regression" / "table.md").read_text()
+    # the main job's default of one seed: the table says so and where the committed 10 seeds are
+    assert "one seed per model and split, so each value is that seed's (no spread" in table
+    assert "mean ± standard deviation" not in table
     # a run kept elsewhere under the output folder (an ablation, say) is not part of the report
     stray = out / "ablations" / "extra-run"
     args = ["train", "regression", "--model", "coordconv", "--preset", "smoke", "--epochs", "1", "--out", stray]
