@@ -15,6 +15,14 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
 * the detector's second stage, which the official code did not release: torchvision's RoIAlign (7x7), a
   two-layer MLP head of 128 units and a box predictor over 10 digit classes plus background.
 
+Boxes past the border: the official targets reach past the canvas (:mod:`..data.mnist_canvas`), so by default
+neither the RPN's proposals nor the detections are clipped to the image (torchvision clips both: with
+``clip_boxes=True`` they are, the project's earlier variant). torchvision has no switch for it; the unclipped
+detector's RPN and box heads (:class:`UnclippedRPN`, :class:`UnclippedRoIHeads`) shift the boxes by
+``UNCLIPPED_MARGIN`` px and widen the image by twice that before torchvision's filtering, then shift back, so only
+boxes that reach more than ``UNCLIPPED_MARGIN`` (1,024) px past the canvas are cut there. Everything else about
+the filtering is torchvision's (sizes, scores and NMS do not change under a shift).
+
 Sizes are set for 64 px canvases (torchvision's defaults are for 800 px photographs): no resizing, 300 / 100
 proposals before / after NMS in training and 150 / 50 in evaluation, RPN IoU thresholds 0.5 / 0.1 (the official
 sampler's), RPN NMS at 0.8 (official), 64 sampled RoIs per image.
@@ -32,8 +40,11 @@ from coordconv import CoordConv2d
 __all__ = [
     "DETECTORS",
     "OFFICIAL_ANCHORS",
+    "UNCLIPPED_MARGIN",
     "Backbone",
     "CoordRPNHead",
+    "UnclippedRPN",
+    "UnclippedRoIHeads",
     "build_detector",
     "official_anchors",
     "proposals",
@@ -101,6 +112,54 @@ class CoordRPNHead(nn.Module):
         return logits, deltas
 
 
+#: how far past the canvas the unclipped detector's boxes may reach before torchvision's clipping cuts them (px)
+UNCLIPPED_MARGIN = 1024.0
+
+
+def _widened(image_shapes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pad = int(2 * UNCLIPPED_MARGIN)
+    return [(int(h) + pad, int(w) + pad) for h, w in image_shapes]
+
+
+try:  # the detector needs torchvision; this module imports without it (build_detector says what is missing)
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+except ImportError:  # pragma: no cover - exercised only without torchvision
+    RegionProposalNetwork = RoIHeads = nn.Module  # type: ignore[misc,assignment,unused-ignore]
+
+
+class UnclippedRPN(RegionProposalNetwork):  # type: ignore[misc]
+    """torchvision's RPN whose proposals are not clipped to the image (only to ``UNCLIPPED_MARGIN`` px past it)."""
+
+    def filter_proposals(
+        self,
+        proposals: Tensor,
+        objectness: Tensor,
+        image_shapes: list[tuple[int, int]],
+        num_anchors_per_level: list[int],
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        boxes, scores = super().filter_proposals(
+            proposals + UNCLIPPED_MARGIN, objectness, _widened(image_shapes), num_anchors_per_level
+        )
+        return [b - UNCLIPPED_MARGIN for b in boxes], scores
+
+
+class UnclippedRoIHeads(RoIHeads):  # type: ignore[misc]
+    """torchvision's box heads whose detections are not clipped to the image (only ``UNCLIPPED_MARGIN`` px past it)."""
+
+    def postprocess_detections(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        boxes, scores, labels = super().postprocess_detections(
+            class_logits, box_regression, [p + UNCLIPPED_MARGIN for p in proposals], _widened(image_shapes)
+        )
+        return [b - UNCLIPPED_MARGIN for b in boxes], scores, labels
+
+
 def official_anchors() -> nn.Module:
     """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -111,11 +170,13 @@ def official_anchors() -> nn.Module:
     return cast(nn.Module, generator)
 
 
-def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) -> nn.Module:
+def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, clip_boxes: bool = False) -> nn.Module:
     """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain or with CoordConv.
 
     ``model``: ``"conv"``, ``"coordconv"`` (the official three places), or CoordConv in one place only,
-    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`).
+    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`). ``clip_boxes``: clip proposals and
+    detections to the image, as torchvision does (the project's earlier variant); without it they may reach past
+    the border, as the official targets do (:class:`UnclippedRPN`, :class:`UnclippedRoIHeads`).
 
     Raises:
         ValueError: unknown ``model``.
@@ -153,6 +214,11 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) 
         box_batch_size_per_image=64,
         box_detections_per_img=20,
     )
+    if not clip_boxes:
+        # the same modules with the filtering that does not clip: the subclasses add no state, so the weights,
+        # the state dict and every other behaviour stay torchvision's
+        detector.rpn.__class__ = UnclippedRPN
+        detector.roi_heads.__class__ = UnclippedRoIHeads
     return cast(nn.Module, detector)
 
 
