@@ -321,3 +321,21 @@ def test_detection_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_the_report_names_the_official_targets_and_refuses_mixed_modes(tmp_path):
+    from coordconv.repro.experiments import detection
+    from coordconv.repro.report.detection import clipped, targets
+    from coordconv.repro.report.runs import FinishedRun
+
+    def run(name, **config):
+        return FinishedRun(tmp_path / name, {"model": "conv", "seed": 0, "config": config}, [])
+
+    old, official, variant = run("old"), run("new", clip_boxes=False), run("clip", clip_boxes=True)
+    # a run made before the field clipped, as the experiment's legacy default says
+    assert clipped(old) is detection.Config.LEGACY_DEFAULTS["clip_boxes"] is True
+    assert not clipped(official) and clipped(variant)
+    assert targets([old, variant]) == ""  # the committed reports are unchanged
+    assert targets([official]).startswith("Targets: the official ones")
+    with pytest.raises(ValueError, match=r"mix clipped targets \(old\) and official ones \(new\)"):
+        targets([old, official])
