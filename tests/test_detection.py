@@ -197,7 +197,7 @@ def test_reproduce_reuses_the_committed_clipped_runs_only_for_clipped_configs():
     clipped = detection.preset("paper", model="conv", seed=0, clip_boxes=True)
     assert _finished(folder, clipped, overwrite=False) is not None
     assert _finished(folder, detection.preset("paper", model="conv", seed=0), overwrite=False) is None
-    assert [c for _, c in detection.plan("paper", range(1), clip_boxes=True)][0] == clipped
+    assert detection.plan("paper", range(1), clip_boxes=True)[0][1] == clipped
 
 
 # ---------------------------------------------------------------------------------------------------------
