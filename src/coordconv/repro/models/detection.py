@@ -5,7 +5,10 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
 
 * backbone: 5x5 convolution to 32, ReLU, 2x2 max-pool, 5x5 convolution to 64, ReLU, 2x2 max-pool, no padding
   (a 64x64 canvas gives a 13x13 map);
-* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`);
+* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`),
+  centred as the official code centres them (``make_anchors_mnist``: on each cell's receptive field, 8 px to 56 px
+  in steps of 4: :data:`OFFICIAL_ANCHOR_START`); with ``clip_boxes=True``, the project's earlier variant, on
+  torchvision's grid instead (0 px to 48 px, so no anchor centres in the right and bottom 16 px);
 * RPN head (:class:`CoordRPNHead`): a shared 3x3 convolution to 32 and ReLU; objectness from a 1x1 convolution;
   box deltas from a 3x3 convolution to 32, ReLU and a zero-initialised 1x1 convolution ("the box mover");
 * CoordConv variant: coordinates before the first backbone convolution, before the RPN's 3x3 convolution and
@@ -40,6 +43,7 @@ from coordconv import CoordConv2d
 __all__ = [
     "DETECTORS",
     "OFFICIAL_ANCHORS",
+    "OFFICIAL_ANCHOR_START",
     "UNCLIPPED_MARGIN",
     "Backbone",
     "CoordRPNHead",
@@ -52,6 +56,9 @@ __all__ = [
 
 #: the official anchors, (height, width) in pixels
 OFFICIAL_ANCHORS = ((15, 15), (20, 20), (25, 25), (15, 20), (20, 25), (20, 15), (25, 20), (15, 25), (25, 15))
+#: the official code's first anchor centre, in pixels of the canvas: the receptive field of a backbone cell is
+#: 16 px (two 5x5 convolutions and two 2x2 pools), so cell ``k`` is centred at ``8 + 4 k`` (torchvision: ``4 k``)
+OFFICIAL_ANCHOR_START = 8.0
 #: each detector's coordinates: (in the backbone's first convolution, in the RPN head)
 DETECTORS = {
     "conv": (False, False),
@@ -160,13 +167,17 @@ class UnclippedRoIHeads(RoIHeads):  # type: ignore[misc]
         return [b - UNCLIPPED_MARGIN for b in boxes], scores, labels
 
 
-def official_anchors() -> nn.Module:
-    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors."""
+def official_anchors(start: float = OFFICIAL_ANCHOR_START) -> nn.Module:
+    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors.
+
+    torchvision puts cell ``k``'s anchors at ``stride * k``; ``start`` moves every centre by that many pixels (the
+    official code's ``8``; ``0`` is torchvision's own grid).
+    """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     generator = AnchorGenerator(sizes=((15, 20, 25),), aspect_ratios=((1.0, 1.0, 1.0),))  # nine per cell
     hw = torch.tensor(OFFICIAL_ANCHORS, dtype=torch.float32)
-    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2]
+    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2 + start]
     return cast(nn.Module, generator)
 
 
@@ -174,9 +185,11 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, 
     """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain or with CoordConv.
 
     ``model``: ``"conv"``, ``"coordconv"`` (the official three places), or CoordConv in one place only,
-    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`). ``clip_boxes``: clip proposals and
-    detections to the image, as torchvision does (the project's earlier variant); without it they may reach past
-    the border, as the official targets do (:class:`UnclippedRPN`, :class:`UnclippedRoIHeads`).
+    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`). ``clip_boxes``: the project's earlier
+    variant: anchors on torchvision's grid, proposals and detections clipped to the image as torchvision does;
+    without it (official), anchors centred as the official code centres them (:data:`OFFICIAL_ANCHOR_START`) and
+    boxes that may reach past the border, as the official targets do (:class:`UnclippedRPN`,
+    :class:`UnclippedRoIHeads`).
 
     Raises:
         ValueError: unknown ``model``.
@@ -192,7 +205,7 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, 
         raise ImportError("the detection experiment needs torchvision: pip install 'torch-coordconv[detection]'") from e
     coord_backbone, coord_rpn = DETECTORS[model]
     backbone = Backbone(coord_backbone)
-    anchors = official_anchors()
+    anchors = official_anchors(0.0 if clip_boxes else OFFICIAL_ANCHOR_START)
     detector = FasterRCNN(
         backbone,
         min_size=64,

@@ -79,8 +79,9 @@ def targets(runs: list[FinishedRun]) -> str:
         return ""
     return (
         "Targets: the official ones, the whole box of every digit with ink in the crop, reaching past the border for "
-        "digits near it; the RPN's proposals and the detections are not clipped to the image either. (The clipped "
-        "targets, `--clip-boxes`, are the project's earlier variant.)"
+        "digits near it; the RPN's proposals and the detections are not clipped to the image either, and the anchors "
+        "are centred as the official code centres them. (The clipped targets, `--clip-boxes`, are the project's "
+        "earlier variant.)"
     )
 
 
