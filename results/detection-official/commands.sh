@@ -8,7 +8,7 @@
 #
 # Duration, estimated from results/detection-20ep (same preset, same step cost: an interleaved measurement of 20
 # training steps each gave 0.76 s against 0.73 s per step, official against clipped, on the loaded machine; the
-# anchors' centres, set after that measurement, cost nothing): its
+# anchor centres, moved after that measurement, change neither the number of anchors nor the work): its
 # runs on a free core took 1,500 to 2,100 training seconds and about 1,600 s wall each (evaluation adds ~5%), so
 # 6 runs take ~2.7 h one after the other (--jobs 1), ~1.4 h with --jobs 2 on two free cores; beside other jobs on
 # the 2 cores its runs took up to 9,500 s each (6 runs: up to ~16 h at --jobs 1).
