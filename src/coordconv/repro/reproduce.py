@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from coordconv.repro.experiments import REGISTRY
-from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.rundir import CONFIG, Run, RunError, config_changes, write_atomic
 
 __all__ = ["default_jobs", "main", "usable_cpus", "write_index"]
@@ -155,13 +155,15 @@ def _finished(folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any] | None:
     """The summary of the finished run in ``folder`` if its config is ``cfg`` (else ``None``: train it).
 
     A finished run's stored config is compared on the fields the config has now: a field added later counts as
-    its default, a field removed since is ignored (:func:`~coordconv.repro.runtime.rundir.config_changes`).
+    the value runs had before it (:func:`~coordconv.repro.runtime.config.complete_config`: its default, or the
+    config's ``LEGACY_DEFAULTS`` entry), a field removed since is ignored
+    (:func:`~coordconv.repro.runtime.rundir.config_changes`).
     """
     if overwrite or not (folder / CONFIG).exists() or not Run(folder, {}).finished:
         return None
     summary = Run(folder, {}).summary()
     stored = summary.get("config")
-    if isinstance(stored, dict) and not config_changes({**to_dict(type(cfg)()), **stored}, to_dict(cfg)):
+    if isinstance(stored, dict) and not config_changes(complete_config(type(cfg), stored), to_dict(cfg)):
         return summary
     return None
 

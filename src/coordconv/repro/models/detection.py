@@ -5,7 +5,10 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
 
 * backbone: 5x5 convolution to 32, ReLU, 2x2 max-pool, 5x5 convolution to 64, ReLU, 2x2 max-pool, no padding
   (a 64x64 canvas gives a 13x13 map);
-* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`);
+* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`),
+  centred as the official code centres them (``make_anchors_mnist``: on each cell's receptive field, 8 px to 56 px
+  in steps of 4: :data:`OFFICIAL_ANCHOR_START`); with ``clip_boxes=True``, the project's earlier variant, on
+  torchvision's grid instead (0 px to 48 px, so no anchor centres in the right and bottom 16 px);
 * RPN head (:class:`CoordRPNHead`): a shared 3x3 convolution to 32 and ReLU; objectness from a 1x1 convolution;
   box deltas from a 3x3 convolution to 32, ReLU and a zero-initialised 1x1 convolution ("the box mover");
 * CoordConv variant: coordinates before the first backbone convolution, before the RPN's 3x3 convolution and
@@ -14,6 +17,14 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
   RPN (:data:`DETECTORS`);
 * the detector's second stage, which the official code did not release: torchvision's RoIAlign (7x7), a
   two-layer MLP head of 128 units and a box predictor over 10 digit classes plus background.
+
+Boxes past the border: the official targets reach past the canvas (:mod:`..data.mnist_canvas`), so by default
+neither the RPN's proposals nor the detections are clipped to the image (torchvision clips both: with
+``clip_boxes=True`` they are, the project's earlier variant). torchvision has no switch for it; the unclipped
+detector's RPN and box heads (:class:`UnclippedRPN`, :class:`UnclippedRoIHeads`) shift the boxes by
+``UNCLIPPED_MARGIN`` px and widen the image by twice that before torchvision's filtering, then shift back, so only
+boxes that reach more than ``UNCLIPPED_MARGIN`` (1,024) px past the canvas are cut there. Everything else about
+the filtering is torchvision's (sizes, scores and NMS do not change under a shift).
 
 Sizes are set for 64 px canvases (torchvision's defaults are for 800 px photographs): no resizing, 300 / 100
 proposals before / after NMS in training and 150 / 50 in evaluation, RPN IoU thresholds 0.5 / 0.1 (the official
@@ -32,8 +43,12 @@ from coordconv import CoordConv2d
 __all__ = [
     "DETECTORS",
     "OFFICIAL_ANCHORS",
+    "OFFICIAL_ANCHOR_START",
+    "UNCLIPPED_MARGIN",
     "Backbone",
     "CoordRPNHead",
+    "UnclippedRPN",
+    "UnclippedRoIHeads",
     "build_detector",
     "official_anchors",
     "proposals",
@@ -41,6 +56,9 @@ __all__ = [
 
 #: the official anchors, (height, width) in pixels
 OFFICIAL_ANCHORS = ((15, 15), (20, 20), (25, 25), (15, 20), (20, 25), (20, 15), (25, 20), (15, 25), (25, 15))
+#: the official code's first anchor centre, in pixels of the canvas: the receptive field of a backbone cell is
+#: 16 px (two 5x5 convolutions and two 2x2 pools), so cell ``k`` is centred at ``8 + 4 k`` (torchvision: ``4 k``)
+OFFICIAL_ANCHOR_START = 8.0
 #: each detector's coordinates: (in the backbone's first convolution, in the RPN head)
 DETECTORS = {
     "conv": (False, False),
@@ -101,21 +119,77 @@ class CoordRPNHead(nn.Module):
         return logits, deltas
 
 
-def official_anchors() -> nn.Module:
-    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors."""
+#: how far past the canvas the unclipped detector's boxes may reach before torchvision's clipping cuts them (px)
+UNCLIPPED_MARGIN = 1024.0
+
+
+def _widened(image_shapes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pad = int(2 * UNCLIPPED_MARGIN)
+    return [(int(h) + pad, int(w) + pad) for h, w in image_shapes]
+
+
+try:  # the detector needs torchvision; this module imports without it (build_detector says what is missing)
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+except ImportError:  # pragma: no cover - exercised only without torchvision
+    RegionProposalNetwork = RoIHeads = nn.Module  # type: ignore[misc,assignment,unused-ignore]
+
+
+class UnclippedRPN(RegionProposalNetwork):  # type: ignore[misc]
+    """torchvision's RPN whose proposals are not clipped to the image (only to ``UNCLIPPED_MARGIN`` px past it)."""
+
+    def filter_proposals(
+        self,
+        proposals: Tensor,
+        objectness: Tensor,
+        image_shapes: list[tuple[int, int]],
+        num_anchors_per_level: list[int],
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        boxes, scores = super().filter_proposals(
+            proposals + UNCLIPPED_MARGIN, objectness, _widened(image_shapes), num_anchors_per_level
+        )
+        return [b - UNCLIPPED_MARGIN for b in boxes], scores
+
+
+class UnclippedRoIHeads(RoIHeads):  # type: ignore[misc]
+    """torchvision's box heads whose detections are not clipped to the image (only ``UNCLIPPED_MARGIN`` px past it)."""
+
+    def postprocess_detections(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        boxes, scores, labels = super().postprocess_detections(
+            class_logits, box_regression, [p + UNCLIPPED_MARGIN for p in proposals], _widened(image_shapes)
+        )
+        return [b - UNCLIPPED_MARGIN for b in boxes], scores, labels
+
+
+def official_anchors(start: float = OFFICIAL_ANCHOR_START) -> nn.Module:
+    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors.
+
+    torchvision puts cell ``k``'s anchors at ``stride * k``; ``start`` moves every centre by that many pixels (the
+    official code's ``8``; ``0`` is torchvision's own grid).
+    """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     generator = AnchorGenerator(sizes=((15, 20, 25),), aspect_ratios=((1.0, 1.0, 1.0),))  # nine per cell
     hw = torch.tensor(OFFICIAL_ANCHORS, dtype=torch.float32)
-    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2]
+    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2 + start]
     return cast(nn.Module, generator)
 
 
-def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) -> nn.Module:
+def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, clip_boxes: bool = False) -> nn.Module:
     """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain or with CoordConv.
 
     ``model``: ``"conv"``, ``"coordconv"`` (the official three places), or CoordConv in one place only,
-    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`).
+    ``"coordconv-backbone"`` or ``"coordconv-rpn"`` (:data:`DETECTORS`). ``clip_boxes``: the project's earlier
+    variant: anchors on torchvision's grid, proposals and detections clipped to the image as torchvision does;
+    without it (official), anchors centred as the official code centres them (:data:`OFFICIAL_ANCHOR_START`) and
+    boxes that may reach past the border, as the official targets do (:class:`UnclippedRPN`,
+    :class:`UnclippedRoIHeads`).
 
     Raises:
         ValueError: unknown ``model``.
@@ -131,7 +205,7 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) 
         raise ImportError("the detection experiment needs torchvision: pip install 'torch-coordconv[detection]'") from e
     coord_backbone, coord_rpn = DETECTORS[model]
     backbone = Backbone(coord_backbone)
-    anchors = official_anchors()
+    anchors = official_anchors(0.0 if clip_boxes else OFFICIAL_ANCHOR_START)
     detector = FasterRCNN(
         backbone,
         min_size=64,
@@ -153,6 +227,11 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128) 
         box_batch_size_per_image=64,
         box_detections_per_img=20,
     )
+    if not clip_boxes:
+        # the same modules with the filtering that does not clip: the subclasses add no state, so the weights,
+        # the state dict and every other behaviour stay torchvision's
+        detector.rpn.__class__ = UnclippedRPN
+        detector.roi_heads.__class__ = UnclippedRoIHeads
     return cast(nn.Module, detector)
 
 

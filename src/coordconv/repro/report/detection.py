@@ -21,6 +21,7 @@ from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 
 __all__ = [
     "NAMES",
+    "clipped",
     "draw_predictions",
     "epoch_gaps",
     "finding",
@@ -28,6 +29,7 @@ __all__ = [
     "load_runs",
     "plot_curves",
     "results_table",
+    "targets",
     "verdict",
     "write_report",
 ]
@@ -49,6 +51,38 @@ PLACES = {
 COLOURS = {**COLOURS, "coordconv-backbone": "tab:green", "coordconv-rpn": "tab:purple"}
 #: epochs over which the table measures the final change of the proposal IoU (the plateau check)
 LATE = 5
+
+
+def clipped(run: FinishedRun) -> bool:
+    """Whether ``run`` trained on clipped targets (``clip_boxes``).
+
+    A run whose config predates the field clipped: the experiment's ``Config.LEGACY_DEFAULTS`` says the same (the
+    report does not import the experiment).
+    """
+    return bool(run.summary.get("config", {}).get("clip_boxes", True))
+
+
+def targets(runs: list[FinishedRun]) -> str:
+    """A sentence for the report when its runs use the official targets ("" for the clipped variant's runs).
+
+    Raises:
+        ValueError: the runs mix the two target modes, which no comparison should do.
+    """
+    modes = {clipped(r) for r in runs}
+    if len(modes) > 1:
+        names = {m: ", ".join(r.path.name for r in runs if clipped(r) == m) for m in modes}
+        raise ValueError(
+            f"the detection runs mix clipped targets ({names[True]}) and official ones ({names[False]}); expected "
+            "one mode per folder: train each mode into its own --out"
+        )
+    if modes != {False}:
+        return ""
+    return (
+        "Targets: the official ones, the whole box of every digit with ink in the crop, reaching past the border for "
+        "digits near it; the RPN's proposals and the detections are not clipped to the image either, and the anchors "
+        "are centred as the official code centres them. (The clipped targets, `--clip-boxes`, are the project's "
+        "earlier variant.)"
+    )
 
 
 def load_runs(root: Path) -> list[FinishedRun]:
@@ -286,4 +320,4 @@ def write_report(out: Path) -> Path:
                 "",
             ]
     title = "CoordConv reproduction: Faster R-CNN on MNIST canvases"
-    return write_task_report(folder, title, results_table(runs), lines, finding=finding(runs))
+    return write_task_report(folder, title, results_table(runs), lines, targets(runs), finding=finding(runs))

@@ -20,6 +20,7 @@ from coordconv._help import rst_to_text
 __all__ = [
     "SEED_LIMIT",
     "add_config_arguments",
+    "complete_config",
     "config_from_args",
     "describe_work",
     "field_docs",
@@ -184,6 +185,18 @@ def config_from_args(base: C, args: argparse.Namespace | Mapping[str, Any]) -> C
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as a JSON-ready dict (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def complete_config(cls: type, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's stored config (its ``config.json``) with every field of ``cls`` that it lacks filled in.
+
+    A field the run predates takes the value runs had before it: ``cls.LEGACY_DEFAULTS[name]`` where the config
+    class names it there (a class attribute: the fields added with, or changed to, a default that differs from
+    what earlier runs did), else the field's default. Fields the stored config has are kept as they are, those
+    that ``cls`` no longer has too (:func:`~coordconv.repro.runtime.rundir.config_changes` ignores them).
+    """
+    legacy = getattr(cls, "LEGACY_DEFAULTS", {})
+    return {**to_dict(cls()), **{k: v for k, v in legacy.items() if k not in stored}, **stored}
 
 
 def validate(config: Any, checks: Mapping[str, bool | tuple[bool, str]]) -> None:
