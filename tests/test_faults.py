@@ -693,3 +693,27 @@ def test_a_finished_run_leaves_no_lock_file(finished):
     _, out = finished
     assert not (out / ".lock").exists()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_run_made_before_a_field_existed_resumes(tmp_path, monkeypatch):
+    cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=3)
+    out = tmp_path / "run"
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
+    toy.main(cfg, out, **QUIET)
+    monkeypatch.delenv(STOP_AFTER_CHECKPOINTS)
+    # as if the run predated eval_batch_size (at its default): config.json and the checkpoint lack it
+    stored = json.loads((out / "config.json").read_text())
+    del stored["config"]["eval_batch_size"]
+    (out / "config.json").write_text(json.dumps(stored))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["config"]["eval_batch_size"]
+    torch.save(state, out / "checkpoint.pt")
+    assert toy.main(cfg, out, resume=True, **QUIET)["epochs"] == 3
+    # a field at another value than its default is still a different run
+    other = tmp_path / "other"
+    monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
+    toy.main(cfg, other, **QUIET)
+    monkeypatch.delenv(STOP_AFTER_CHECKPOINTS)
+    changed = toy.replace(cfg, eval_batch_size=cfg.eval_batch_size + 1)
+    with pytest.raises(RunError, match="config differs in eval_batch_size"):
+        toy.main(changed, other, resume=True, **QUIET)

@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.config import complete_config, to_dict, validate
 from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
@@ -376,7 +377,9 @@ def main(
         run: Run | None = None
         if procs.main:
             try:
-                run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+                run = Run.start(
+                    out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=partial(complete_config, type(cfg))
+                )
             except RunError as e:
                 error = str(e)
         error = _broadcast(error, procs)

@@ -419,16 +419,26 @@ class Run:
         self.config = dict(config)
         self.history: list[dict[str, Any]] = []
         self.environment_change: str | None = None  # set on resuming in another environment: what differs
+        self._complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda stored: stored
 
     @classmethod
     def start(
-        cls, path: str | Path, config: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
+        cls,
+        path: str | Path,
+        config: Mapping[str, Any],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> Run:
         """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
 
         A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
         example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
         (a model folder's, say) is kept unless ``overwrite``.
+
+        ``complete`` fills in the fields a stored config lacks (a run made before a field existed) before it is
+        compared on resuming: :func:`~coordconv.repro.runtime.config.complete_config` for the config's class.
 
         Raises:
             RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
@@ -437,11 +447,12 @@ class Run:
         path = _prepare_dir(path)
         _claim(path)
         run = cls(path, config)
+        run._complete = complete or (lambda stored: stored)
         existing = [name for name in RUN_FILES if (path / name).exists()]
         if resume:
             if not (path / CONFIG).exists():
                 raise RunError(f"cannot resume: {path} holds no run ({CONFIG} is missing)")
-            changed = config_changes(run.stored_config(), run.config)
+            changed = config_changes(run._complete(run.stored_config()), run.config)
             if changed:
                 raise RunError(
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
@@ -561,7 +572,7 @@ class Run:
         except Exception as e:  # a truncated or foreign file raises many different errors
             raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
         # checkpoints written before the config was stored in them are taken as they are
-        changed = [] if config is None else config_changes(config, self.config)
+        changed = [] if config is None else config_changes(self._complete(config), self.config)
         if changed:
             raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
         self.history = history

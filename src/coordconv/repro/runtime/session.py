@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from coordconv.repro.runtime.allocator import keep_freed_memory
-from coordconv.repro.runtime.config import to_dict
+from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.rundir import Run
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
@@ -127,7 +128,9 @@ class Session:
         Raises:
             RunError: see :meth:`Run.start`.
         """
-        run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite)
+        run = Run.start(
+            out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=partial(complete_config, type(cfg))
+        )
         session = cls(run, desc, total, log, every, unit, resume)
         if resume and run.finished:
             session.result = run.summary()
