@@ -47,11 +47,11 @@ def _data_mul(layer, x):
 
 def _data_add(layer, x):
     layer.bias.data.add_(1.0)
-    layer.coord_weight.data.add_(0.5)
+    layer.coord_weight.data.add_(0.5)  # a view of weight: the edit reaches it
 
 
 def _data_swap(layer, x):
-    layer.coord_weight.data = layer.coord_weight.data * 3.0  # new storage, no version bump
+    layer.weight.data = layer.weight.data * 3.0  # new storage, no version bump
     layer.bias.data = layer.bias.data - 1.0
 
 
@@ -86,7 +86,7 @@ def _foreach(layer, x):
 
 
 def _detach_edit(layer, x):
-    layer.coord_weight.detach().mul_(-1.0)
+    layer.coord_weight.detach().mul_(-1.0)  # a view of weight
 
 
 def _load_state_dict(layer, x):
@@ -98,7 +98,7 @@ def _load_state_dict(layer, x):
 
 
 def _swap_parameters(layer, x):
-    layer.coord_weight = nn.Parameter(torch.randn_like(layer.coord_weight))
+    layer.weight = nn.Parameter(torch.randn_like(layer.weight))
     layer.bias = nn.Parameter(torch.randn_like(layer.bias))
 
 
@@ -112,17 +112,17 @@ class _Scale(nn.Module):
 
 
 def _parametrization(layer, x):
-    parametrize.register_parametrization(layer, "coord_weight", _Scale().to(layer.coord_weight))
+    parametrize.register_parametrization(layer, "weight", _Scale().to(layer.weight))
     layer(x)
     with torch.no_grad():
-        layer.parametrizations.coord_weight[0].factor.fill_(3.0)
+        layer.parametrizations.weight[0].factor.fill_(3.0)
 
 
 def _weight_norm(layer, x):
-    torch.nn.utils.parametrizations.weight_norm(layer, "coord_weight")
+    torch.nn.utils.parametrizations.weight_norm(layer, "weight")
     layer(x)
     with torch.no_grad():
-        layer.parametrizations.coord_weight.original0.mul_(2.0)
+        layer.parametrizations.weight.original0.mul_(2.0)
 
 
 def _dtype_round_trip(layer, x):
@@ -178,14 +178,16 @@ def test_layer_equals_its_definition_after_every_change(cls, change, device, dty
 
 @pytest.mark.parametrize("edit", ["weight", "bias"])
 def test_converted_layer_follows_data_edits_of_the_plain_parameters(edit, device, dtype):
-    """coordconvify keeps the plain conv's Parameters; edits through .data must reach the converted layer."""
+    """Edits through .data of the converted layer's parameters (its input filters, its bias) reach its output."""
     plain = nn.Conv2d(3, 5, 3, padding=1, device=device, dtype=dtype).eval()
     converted = coordconvify(copy.deepcopy(plain))
     x = torch.randn(2, 3, 6, 7, device=device, dtype=dtype)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
-    for module in (plain, converted):
-        getattr(module, edit).data.mul_(3.0).add_(0.5)
+    plain_part = plain.weight if edit == "weight" else plain.bias
+    converted_part = converted.weight[:, :3] if edit == "weight" else converted.bias  # the input filters
+    for part in (plain_part, converted_part):
+        part.data.mul_(3.0).add_(0.5)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
     with torch.inference_mode():

@@ -137,12 +137,17 @@ def transposed_output_padding(
     kernel_size: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> list[int]:
-    """A transposed layer's ``output_padding`` for this call: its own, or what ``output_size`` asks for."""
+    """A transposed layer's ``output_padding`` for this call: its own, or what ``output_size`` asks for.
+
+    ``x`` is the layer's input as given (batched or not): ``output_size`` may then name the non-spatial sizes as
+    ``nn.ConvTransposeNd`` allows, ``(N, C, *S)`` / ``(C, *S)`` / ``S``.
+    """
     if output_size is None:
         return list(output_padding)
     # torch's method reads only its arguments when output_size is given
     compute = nn.modules.conv._ConvTransposeNd._output_padding
-    return compute(None, x, list(output_size), stride, padding, kernel_size, x.dim() - 2, dilation)  # type: ignore[arg-type]
+    rank = len(kernel_size)
+    return compute(None, x, list(output_size), stride, padding, kernel_size, rank, dilation)  # type: ignore[arg-type]
 
 
 def add_coord_term(
