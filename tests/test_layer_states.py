@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -19,6 +20,7 @@ from coordconv import (
     CoordConvTranspose1d,
     CoordConvTranspose2d,
     CoordConvTranspose3d,
+    coord_grid,
     coordconvify,
 )
 from reference import reference_forward, tolerance
@@ -202,3 +204,71 @@ def test_new_input_sizes_layouts_and_batches(device, dtype):
         for mode in MODES:
             out = _call(layer, x, mode)
             torch.testing.assert_close(out, expected.squeeze(0) if x.dim() == 3 else expected, **tolerance(dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the grid cache: plain tensors only, and only for encodings that cannot change
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_a_call_under_fake_tensor_mode_leaves_no_fake_grid(cls):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    layer = cls(3, 4, 3, padding=1, dtype=torch.float64)
+    shape = (2, 3, *[7, 9, 5][: cls._rank])
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fake = layer(torch.randn(shape, dtype=torch.float64))
+    assert type(fake) is not torch.Tensor  # it ran under the fake mode
+    x = torch.randn(shape, dtype=torch.float64)
+    for mode in MODES:  # a real call at that size afterwards is exact
+        torch.testing.assert_close(_call(layer, x, mode), reference_forward(layer, x).detach(), **tolerance(x.dtype))
+
+
+def test_a_changing_encoding_is_never_served_a_stale_grid():
+    from coordconv import CoordEncoding
+
+    class Scaled(CoordEncoding):  # not a frozen dataclass: its scale is annealed during training
+        def __init__(self):
+            self.scale = 1.0
+
+        def channels(self, rank):
+            return rank
+
+        def encode(self, coords):
+            return coords * self.scale
+
+    encoding = Scaled()
+    layer = CoordConv2d(3, 4, 3, padding=1, encoding=encoding, dtype=torch.float64)
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64)
+    grid = coord_grid((6, 8), dtype=torch.float64).expand(2, -1, -1, -1)
+    for scale in (1.0, 3.0, 0.5):
+        encoding.scale = scale
+        expected = F.conv2d(torch.cat([x, scale * grid], 1), layer.weight, layer.bias, padding=1)
+        for mode in MODES:
+            torch.testing.assert_close(_call(layer, x, mode), expected.detach(), **tolerance(x.dtype))
+
+
+def test_only_immutable_encodings_key_the_grid_cache():
+    from dataclasses import dataclass, field
+
+    from coordconv import FourierEncoding, LinearEncoding, RadiusEncoding
+    from coordconv._term import _immutable
+    from coordconv.coords import resolve_encoding
+
+    assert _immutable(LinearEncoding()) and _immutable(RadiusEncoding()) and _immutable(FourierEncoding())
+    assert _immutable(resolve_encoding("fourier", with_r=True))
+
+    @dataclass(frozen=True)
+    class Frozen:
+        scale: float = 1.0
+
+    @dataclass(frozen=True)
+    class HoldsAList:
+        values: list = field(default_factory=list)
+
+    @dataclass
+    class Mutable:
+        scale: float = 1.0
+
+    assert _immutable(Frozen()) and not _immutable(HoldsAList()) and not _immutable(Mutable())
+    assert not _immutable(Frozen(scale=torch.tensor(1.0)))  # a tensor field can change in place

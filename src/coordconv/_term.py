@@ -14,6 +14,7 @@ Python control flow, so a traced model runs them at its own input sizes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,8 +48,10 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
     never written to. ``channels_last`` (2D only) chooses the layout, not the values.
     """
     spatial = tuple(x.shape[2:])
-    # torch.jit.trace records the operations that build a grid, so it gets them every call
-    cacheable = not (torch.jit.is_tracing() or _transformed(x))  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+    # torch.jit.trace records the operations that build a grid, so it gets them every call; under a fake,
+    # functional or other dispatch mode (FakeTensorMode, FX shape propagation, AOT tracing) or for a tensor
+    # subclass the grid would not be a plain tensor: never cached, never read from the cache
+    cacheable = _plain_context(x) and _immutable(encoding)
     if cacheable:
         try:
             key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled(), channels_last)
@@ -70,6 +73,43 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
             while len(_grids) > _GRID_CACHE_ENTRIES:
                 _grids.popitem(last=False)
     return grid
+
+
+def _plain_context(x: Tensor) -> bool:
+    """Whether a grid built for ``x`` now is a plain tensor that may be kept and reused by later calls."""
+    if torch.jit.is_tracing() or _transformed(x):  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+        return False
+    if type(x) is not Tensor and type(x) is not nn.Parameter:  # FakeTensor, FunctionalTensor, other subclasses
+        return False
+    return _current_dispatch_mode() is None
+
+
+def _current_dispatch_mode() -> Any:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode()
+
+
+_IMMUTABLE_LEAVES = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _immutable(value: Any) -> bool:
+    """Whether an encoding (or one of its fields) cannot change: the grid cache keys on it only then.
+
+    Frozen dataclasses of numbers, strings, tuples of them and other such dataclasses qualify (the built-in
+    encodings do); any other encoding is rebuilt on every call, so a changing one (an annealed scale) is
+    never served a stale grid.
+    """
+    if isinstance(value, _IMMUTABLE_LEAVES):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_immutable(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        params = getattr(type(value), "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            return False
+        return all(_immutable(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
 
 
 def _grid_layout(x: Tensor, kernel_size: tuple[int, ...], transposed: bool) -> bool:
