@@ -169,3 +169,29 @@ def test_torchvision_resnet18():
     net(x).square().mean().backward()
     assert net.conv1.weight.grad[:, 3:].abs().sum() > 0  # the coordinate filters
     assert net.layer4[1].conv2.weight.grad[:, 512:].abs().sum() > 0
+
+
+def test_hooks_of_a_converted_convolution_are_kept():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    conv = model[0]
+    seen = []
+    handles = [
+        conv.register_forward_pre_hook(lambda m, args: seen.append(("pre", type(m).__name__))),
+        conv.register_forward_hook(lambda m, args, out: seen.append(("post", type(m).__name__))),
+        conv.register_forward_pre_hook(lambda m, args, kwargs: seen.append(("pre-kw", len(kwargs))), with_kwargs=True),
+        conv.register_full_backward_hook(lambda m, gi, go: seen.append(("backward", type(m).__name__))),
+        conv.register_forward_hook(lambda m, args, out: out * 2.0),  # a hook that changes the output
+    ]
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    expected = model(x)
+    seen.clear()
+    coordconvify(model)
+    out = model(x)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert seen == [("pre", "CoordConv2d"), ("pre-kw", 0), ("post", "CoordConv2d"), ("backward", "CoordConv2d")]
+    for handle in handles:  # the handles returned at registration still remove them
+        handle.remove()
+    seen.clear()
+    torch.testing.assert_close(model(x), expected / 2.0)
+    assert seen == []

@@ -499,8 +499,10 @@ class _CoordConvMixin(nn.Module):
         """Build the CoordConv twin of a plain convolution, with zero coordinate filters.
 
         The twin's ``weight`` is a new Parameter: ``conv``'s filters followed by the zero coordinate filters
-        (create the optimizer after converting). It keeps ``conv``'s ``bias`` Parameter object and training
-        mode, so its output equals ``conv``'s until the coordinate filters are trained.
+        (create the optimizer after converting). It keeps ``conv``'s ``bias`` Parameter object, training mode
+        and hooks (forward, pre-forward, backward and state-dict hooks: the twin shares ``conv``'s hook
+        dictionaries, so a handle returned when a hook was registered on ``conv`` removes it from the twin), so
+        its output equals ``conv``'s until the coordinate filters are trained.
 
         Raises:
             TypeError: ``conv`` is not exactly the torch class this twin mirrors.
@@ -538,6 +540,11 @@ class _CoordConvMixin(nn.Module):
             coords = torch.zeros(twin._split(twin.weight)[1].shape, device=source.device, dtype=source.dtype)
             twin.weight = nn.Parameter(twin._join(source, coords), requires_grad=conv.weight.requires_grad)
         twin.bias = conv.bias
+        # The twin takes over conv's hooks (forward, pre-forward, backward, state dict): the same dictionaries, so
+        # the handles their registration returned still remove them.
+        for name in _HOOK_DICTS:
+            if name in conv.__dict__:
+                twin.__dict__[name] = conv.__dict__[name]
         twin.train(conv.training)
         return twin
 
@@ -566,6 +573,14 @@ class _CoordConvMixin(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join([super().extra_repr(), *_coord_repr(self.encoding, self.with_r, self.order)])
+
+
+# nn.Module's per-module hook registries, which from_conv hands over to the twin
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_is_full_backward_hook",
+    "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+)  # fmt: skip
 
 
 def _check_plain_weight(conv: nn.Module, who: str) -> None:
