@@ -221,6 +221,10 @@ def add_coord_term(
             grid, padding = F.pad(grid, pad, mode=padding_mode), (0,) * rank
         # groups=1: the coordinate filters reach every output channel whatever the layer's groups.
         term = _CONV[rank](grid, coord_weight, bias, stride, padding, dilation, 1)
+    if _func_wrapped(out) or _func_wrapped(term):
+        # torch.func (vmap, grad, jvp, stack_module_state ensembles): vmap cannot answer layout queries of
+        # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
+        return out + term
     return _add(out, term.contiguous(memory_format=_memory_format(out)))
 
 
@@ -245,9 +249,25 @@ def _add(out: Tensor, term: Tensor) -> Tensor:
     before for small outputs, no longer paid there and was dropped).
     """
     needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
-    if not needs_grad or out.is_contiguous() or _transformed(out):
+    # forward-mode AD (torch.autograd.forward_ad) needs autograd's own add: _AddBatchTerm has no jvp
+    if not needs_grad or out.is_contiguous() or _transformed(out) or _forward_ad_active():
         return out.add_(term)
     return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
+
+
+def _func_wrapped(x: Tensor) -> bool:
+    """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap's batched tensors, grad's and jvp's wrappers)."""
+    if torch.compiler.is_compiling():  # dynamo cannot trace the query (and handles torch.func itself)
+        return False
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(is_wrapped is not None and is_wrapped(x))
+
+
+def _forward_ad_active() -> bool:
+    """Whether a ``torch.autograd.forward_ad.dual_level`` is open."""
+    from torch.autograd import forward_ad
+
+    return bool(forward_ad._current_level >= 0)
 
 
 def _transformed(x: Tensor) -> bool:
@@ -256,10 +276,7 @@ def _transformed(x: Tensor) -> bool:
     ``torch.compile`` traces its own backward and ``torch.func`` wraps tensors: custom autograd Functions and
     cached tensors suit neither.
     """
-    if torch.compiler.is_compiling():
-        return True
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(is_wrapped is not None and is_wrapped(x))
+    return torch.compiler.is_compiling() or _func_wrapped(x)
 
 
 def _sum_over_batch(grad: Tensor) -> Tensor:
