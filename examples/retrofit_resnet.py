@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from coordconv import coordconvify, format_usage, inspect_model
+from coordconv import coordconvify, format_usage, freeze_input_filters, inspect_model
 
 
 def squares(n: int, size: int = 32, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +76,7 @@ def main() -> None:
         model.fc = nn.Linear(512, 2)  # new, trainable
         model.train()
     coord_resnet.fc.load_state_dict(plain.fc.state_dict())  # the same starting head for both
-    coord_resnet.conv1.coord_weight.requires_grad_(True)
+    freeze_input_filters(coord_resnet.conv1)  # conv1's coordinate filters become a Parameter of their own
     trained = [name for name, p in coord_resnet.named_parameters() if p.requires_grad]
     print(f"trained in the CoordConv ResNet: {trained}")
 

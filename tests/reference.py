@@ -35,32 +35,32 @@ def reference_grid(shape, *, with_r=False, encoding=None, order="ij", dtype=torc
     return torch.cat(channels)
 
 
+def with_coords(x: Tensor, coords: Tensor, groups: int) -> Tensor:
+    """Each group's input channels followed by the coordinate channels: the input of the concatenated layer."""
+    return torch.cat([part for chunk in x.chunk(groups, 1) for part in (chunk, coords)], 1)
+
+
 def reference_forward(layer, x: Tensor, output_size=None) -> Tensor:
-    """The layer's output computed by concatenation (groups == 1) or by its own definition (groups > 1)."""
+    """The layer's output by its definition: a convolution, with ``layer.weight``, of the input with coordinates.
+
+    Every group of input channels is followed by a copy of the coordinate channels (with ``groups == 1``, the
+    paper's ``conv(cat([x, coords]), W)``), so the coordinate filters reach every output channel.
+    """
     rank = layer._rank
     grid = reference_grid(x.shape[2:], with_r=layer.with_r, encoding=layer.encoding, order=layer.order, dtype=x.dtype)
     coords = grid.unsqueeze(0).repeat(x.shape[0], *([1] * grid.dim()))
+    inp = with_coords(x, coords, layer.groups)
     if layer.transposed:
         output_padding = layer._output_padding(
             x, output_size, layer.stride, layer.padding, layer.kernel_size, rank, layer.dilation
         )
         args = (layer.stride, layer.padding, output_padding)
-        if layer.groups == 1:
-            w = torch.cat([layer.weight, layer.coord_weight], dim=0)
-            return CONV_T[rank](torch.cat([x, coords], 1), w, layer.bias, *args, 1, layer.dilation)
-        plain = CONV_T[rank](x, layer.weight, None, *args, layer.groups, layer.dilation)
-        return plain + CONV_T[rank](coords, layer.coord_weight, layer.bias, *args, 1, layer.dilation)
-
-    def conv(inp, weight, bias, groups):
-        padding = layer.padding
-        if layer.padding_mode != "zeros":
-            inp = F.pad(inp, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
-            padding = 0
-        return CONV[rank](inp, weight, bias, layer.stride, padding, layer.dilation, groups)
-
-    if layer.groups == 1:
-        return conv(torch.cat([x, coords], 1), torch.cat([layer.weight, layer.coord_weight], 1), layer.bias, 1)
-    return conv(x, layer.weight, None, layer.groups) + conv(coords, layer.coord_weight, layer.bias, 1)
+        return CONV_T[rank](inp, layer.weight, layer.bias, *args, layer.groups, layer.dilation)
+    padding = layer.padding
+    if layer.padding_mode != "zeros":
+        inp = F.pad(inp, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
+        padding = 0
+    return CONV[rank](inp, layer.weight, layer.bias, layer.stride, padding, layer.dilation, layer.groups)
 
 
 def tolerance(dtype):

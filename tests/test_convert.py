@@ -51,9 +51,13 @@ def test_converted_model_computes_the_same_function():
     assert isinstance(model.stem, CoordConv2d)
     assert all(isinstance(b.conv, CoordConv2d) for b in model.blocks)
     assert isinstance(model.heads["up"], CoordConvTranspose2d) and isinstance(model.heads["seq"], CoordConv1d)
-    # the original Parameter objects are kept, so an optimizer built earlier still updates them
+    # the biases (and every other Parameter) are kept; each converted weight is a new Parameter that holds the
+    # old filters followed by zero coordinate filters
     for name, p in model.named_parameters():
-        if not name.endswith("coord_weight"):
+        if name.endswith("weight") and hasattr(model.get_submodule(name.rpartition(".")[0]), "coord_channels"):
+            input_weight, coord_weight = model.get_submodule(name.rpartition(".")[0])._split(p)
+            assert torch.equal(input_weight, params_before[name]) and not coord_weight.any()
+        else:
             assert p is params_before[name]
 
 
@@ -61,9 +65,9 @@ def test_gradients_reach_the_coordinate_filters():
     model = coordconvify(SmallNet())
     up, seq = model(torch.randn(2, 3, 16, 20))
     (up.square().mean() + seq.square().mean()).backward()
-    coord = [p for n, p in model.named_parameters() if n.endswith("coord_weight")]
-    assert len(coord) == 5
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in coord)
+    layers = [m for m in model.modules() if hasattr(m, "coord_channels")]
+    assert len(layers) == 5
+    assert all(m._split(m.weight.grad)[1].abs().sum() > 0 for m in layers)
 
 
 def test_training_mode_and_device_dtype_are_kept():
@@ -106,7 +110,7 @@ def test_shared_convolution_is_converted_once_everywhere():
 def test_bare_convolution_is_returned_converted():
     conv = nn.Conv2d(3, 4, 3)
     twin = coordconvify(conv)
-    assert isinstance(twin, CoordConv2d) and twin.weight is conv.weight
+    assert isinstance(twin, CoordConv2d) and torch.equal(twin.weight[:, :3], conv.weight) and twin.bias is conv.bias
 
 
 def test_subclasses_and_coordconv_layers_are_left_alone():
@@ -142,9 +146,14 @@ def test_errors():
 def test_converted_model_state_dict_loads_plain_checkpoint():
     plain = SmallNet()
     model = coordconvify(copy.deepcopy(plain))
-    result = model.load_state_dict(plain.state_dict(), strict=False)
-    assert sorted(result.missing_keys) == sorted(n for n, _ in model.named_parameters() if n.endswith("coord_weight"))
-    assert not result.unexpected_keys
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "coord_channels"):
+                m.weight.normal_()
+    model.load_state_dict(plain.state_dict())  # strict: each plain weight gets zero coordinate filters
+    x = torch.randn(2, 3, 16, 20)
+    for a, b in zip(_outputs(model.eval(), x), _outputs(plain.eval(), x), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_torchvision_resnet18():
@@ -158,5 +167,31 @@ def test_torchvision_resnet18():
     torch.testing.assert_close(_outputs(net, x), before, rtol=1e-5, atol=1e-5)
     net.train()
     net(x).square().mean().backward()
-    assert net.conv1.coord_weight.grad.abs().sum() > 0
-    assert net.layer4[1].conv2.coord_weight.grad.abs().sum() > 0
+    assert net.conv1.weight.grad[:, 3:].abs().sum() > 0  # the coordinate filters
+    assert net.layer4[1].conv2.weight.grad[:, 512:].abs().sum() > 0
+
+
+def test_hooks_of_a_converted_convolution_are_kept():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    conv = model[0]
+    seen = []
+    handles = [
+        conv.register_forward_pre_hook(lambda m, args: seen.append(("pre", type(m).__name__))),
+        conv.register_forward_hook(lambda m, args, out: seen.append(("post", type(m).__name__))),
+        conv.register_forward_pre_hook(lambda m, args, kwargs: seen.append(("pre-kw", len(kwargs))), with_kwargs=True),
+        conv.register_full_backward_hook(lambda m, gi, go: seen.append(("backward", type(m).__name__))),
+        conv.register_forward_hook(lambda m, args, out: out * 2.0),  # a hook that changes the output
+    ]
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    expected = model(x)
+    seen.clear()
+    coordconvify(model)
+    out = model(x)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert seen == [("pre", "CoordConv2d"), ("pre-kw", 0), ("post", "CoordConv2d"), ("backward", "CoordConv2d")]
+    for handle in handles:  # the handles returned at registration still remove them
+        handle.remove()
+    seen.clear()
+    torch.testing.assert_close(model(x), expected / 2.0)
+    assert seen == []

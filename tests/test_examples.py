@@ -38,7 +38,8 @@ def test_every_example_is_tested():
 def test_retrofit_resnet():
     out = _run("retrofit_resnet.py", "--steps", "3", needs=("torchvision",))
     assert "max |output change| after conversion: 0.0e+00" in out
-    assert "trained in the CoordConv ResNet: ['conv1.coord_weight', 'fc.weight', 'fc.bias']" in out
+    trained = "['conv1.parametrizations.weight.original', 'fc.weight', 'fc.bias']"
+    assert f"trained in the CoordConv ResNet: {trained}" in out
     assert "| conv1 | CoordConv2d | 2 |" in out
 
 

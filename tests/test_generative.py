@@ -184,8 +184,7 @@ def test_spectral_norm_discriminator_has_unit_norm_layers_and_the_same_first_lay
         first = d.convs[1]
         twin = CoordConv2d(3, first.out_channels, 5, 2, 2)
         with torch.no_grad():
-            twin.weight.copy_(first.weight[:, :3])
-            twin.coord_weight.copy_(first.weight[:, 3:])
+            twin.weight.copy_(first.weight)  # [W | W_c]: the same layout
             twin.bias.copy_(first.bias)
         torch.testing.assert_close(d.convs[:2](x), twin(x))
 
@@ -194,8 +193,8 @@ def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
     gen = models.CoordConvGenerator(6, width=1 / 16).double()
     layer = CoordConv2d(6, gen.z_in.out_features, 1, dtype=torch.float64)
     with torch.no_grad():
-        layer.weight.copy_(gen.z_in.weight[:, :, None, None])
-        layer.coord_weight.copy_(gen.coord_in.weight)
+        layer.weight[:, :6].copy_(gen.z_in.weight[:, :, None, None])
+        layer.coord_weight.copy_(gen.coord_in.weight)  # a view of weight
         layer.bias.copy_(gen.z_in.bias)
     z = torch.rand(2, 6, dtype=torch.float64)
     ours = gen.z_in(z)[:, :, None, None] + gen.coord_in(gen.grid.double())

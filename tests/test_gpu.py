@@ -26,7 +26,7 @@ def test_autocast(cls, dtype):
     with torch.autocast("cuda", dtype=dtype):
         out = layer(x)
         out.float().square().mean().backward()
-    assert out.dtype == dtype and layer.coord_weight.grad is not None
+    assert out.dtype == dtype and layer.weight.grad is not None
     torch.testing.assert_close(out.float(), reference_forward(layer, x), rtol=0.05, atol=0.05)
 
 
@@ -41,7 +41,7 @@ def test_channels_last(cls, fmt):
     assert out.is_contiguous(memory_format=fmt)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     out.square().sum().backward()
-    assert x_cl.grad is not None and layer_cl.coord_weight.grad is not None
+    assert x_cl.grad is not None and layer_cl.weight.grad is not None
 
 
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD])

@@ -37,7 +37,8 @@ def test_zero_coordinate_filters_report_zero(make, shape):
 @pytest.mark.parametrize(("make", "shape"), LAYERS)
 def test_zero_input_filters_report_share_one(make, shape):
     layer = make()
-    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer._split(layer.weight)[0].zero_()  # the input filters (views of weight)
     (row,) = inspect_model(layer, torch.randn(shape))
     assert row.input_norm == 0.0
     assert row.norm_ratio == math.inf
@@ -49,8 +50,7 @@ def test_known_norms_and_share():
     # 1x1, one input channel, one output: input filter 3, coordinate filters (0, 4) on (i, j)
     layer = CoordConv2d(1, 1, 1, bias=True)
     with torch.no_grad():
-        layer.weight.fill_(3.0)
-        layer.coord_weight.copy_(torch.tensor([0.0, 4.0]).view(1, 2, 1, 1))
+        layer.weight.copy_(torch.tensor([3.0, 0.0, 4.0]).view(1, 3, 1, 1))  # [W | W_c]
         layer.bias.fill_(7.0)  # a constant adds no variance
     x = torch.randn(4, 1, 5, 5, dtype=torch.float64).to(torch.float32)
     (row,) = inspect_model(layer, x)
@@ -89,7 +89,15 @@ def test_norms_without_a_sample_and_from_a_state_dict():
     net = nn.Sequential(CoordConv2d(3, 8, 3), nn.ReLU(), CoordConvTranspose2d(8, 4, 2, stride=2, with_r=True))
     rows = inspect_model(net)
     assert [r.variance_share for r in rows] == [None, None]
-    from_sd = inspect_model(net.state_dict())
+    # a state dict of an earlier development version, coordinate filters apart, is still read
+    old = {}
+    for key, value in net.state_dict().items():
+        layer = net.get_submodule(key.rpartition(".")[0])
+        if key.endswith("weight"):
+            old[key], old[key[: -len("weight")] + "coord_weight"] = layer._split(value)
+        else:
+            old[key] = value
+    from_sd = inspect_model(old)
     assert [r.name for r in from_sd] == ["0", "2"]
     assert [r.coord_channels for r in from_sd] == [2, 3]
     for a, b in zip(rows, from_sd, strict=True):
@@ -101,8 +109,8 @@ def test_norms_without_a_sample_and_from_a_state_dict():
 def test_errors():
     with pytest.raises(ValueError, match="has no CoordConv layer"):
         inspect_model(nn.Conv2d(3, 3, 1))
-    with pytest.raises(ValueError, match="no coord_weight entry"):
-        inspect_model(nn.Conv2d(3, 3, 1).state_dict())
+    with pytest.raises(ValueError, match=r"no coord_weight entry.*load it into the model and pass the model"):
+        inspect_model(CoordConv2d(3, 3, 1).state_dict())
     net = nn.ModuleDict({"used": CoordConv2d(3, 3, 1), "unused": CoordConv2d(3, 3, 1)})
     with pytest.raises(ValueError, match="did not reach CoordConv layer 'unused'"):
         inspect_model(net, torch.randn(1, 3, 4, 4), forward=lambda m, s: m["used"](s))
@@ -119,11 +127,14 @@ def test_cli_inspects_a_toy_run_and_its_safetensors(tmp_path, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| layer | class |")
     assert table[2].startswith("| net.0 | CoordConv2d | 2 |")
-    assert main(["inspect", str(run / "model.safetensors"), "--json"]) == 0
+    assert main(["inspect", str(run), "--samples", "16", "--json"]) == 0
     import json
 
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "net.0" and row["variance_share"] is None and row["coord_norm"] > 0
+    assert row["name"] == "net.0" and row["variance_share"] is not None and row["coord_norm"] > 0
+    # a bare state dict of this version cannot say which channels are coordinates: a clear error
+    assert main(["inspect", str(run / "model.safetensors")]) == 1
+    assert "load it into the model and pass the model" in capsys.readouterr().err
 
 
 def test_cli_inspect_errors(tmp_path, capsys):
@@ -191,3 +202,13 @@ def test_cli_inspect_says_what_a_committed_run_and_a_folder_of_runs_are(tmp_path
     err = capsys.readouterr().err
     assert "is not a run's folder (it has no config.json); pass one run's folder (for example" in err
     assert str(run) in err and "Errno" not in err
+
+
+def test_layers_with_frozen_input_filters_are_reported_by_their_class():
+    from coordconv import freeze_input_filters
+
+    layer = CoordConv2d(3, 4, 3)
+    before = inspect_model(layer)
+    freeze_input_filters(layer)
+    (row,) = inspect_model(layer, torch.randn(2, 3, 8, 8))
+    assert row.kind == "CoordConv2d" and row.coord_norm == pytest.approx(before[0].coord_norm)

@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -19,6 +20,7 @@ from coordconv import (
     CoordConvTranspose1d,
     CoordConvTranspose2d,
     CoordConvTranspose3d,
+    coord_grid,
     coordconvify,
 )
 from reference import reference_forward, tolerance
@@ -47,11 +49,11 @@ def _data_mul(layer, x):
 
 def _data_add(layer, x):
     layer.bias.data.add_(1.0)
-    layer.coord_weight.data.add_(0.5)
+    layer.coord_weight.data.add_(0.5)  # a view of weight: the edit reaches it
 
 
 def _data_swap(layer, x):
-    layer.coord_weight.data = layer.coord_weight.data * 3.0  # new storage, no version bump
+    layer.weight.data = layer.weight.data * 3.0  # new storage, no version bump
     layer.bias.data = layer.bias.data - 1.0
 
 
@@ -86,7 +88,7 @@ def _foreach(layer, x):
 
 
 def _detach_edit(layer, x):
-    layer.coord_weight.detach().mul_(-1.0)
+    layer.coord_weight.detach().mul_(-1.0)  # a view of weight
 
 
 def _load_state_dict(layer, x):
@@ -98,7 +100,7 @@ def _load_state_dict(layer, x):
 
 
 def _swap_parameters(layer, x):
-    layer.coord_weight = nn.Parameter(torch.randn_like(layer.coord_weight))
+    layer.weight = nn.Parameter(torch.randn_like(layer.weight))
     layer.bias = nn.Parameter(torch.randn_like(layer.bias))
 
 
@@ -112,17 +114,17 @@ class _Scale(nn.Module):
 
 
 def _parametrization(layer, x):
-    parametrize.register_parametrization(layer, "coord_weight", _Scale().to(layer.coord_weight))
+    parametrize.register_parametrization(layer, "weight", _Scale().to(layer.weight))
     layer(x)
     with torch.no_grad():
-        layer.parametrizations.coord_weight[0].factor.fill_(3.0)
+        layer.parametrizations.weight[0].factor.fill_(3.0)
 
 
 def _weight_norm(layer, x):
-    torch.nn.utils.parametrizations.weight_norm(layer, "coord_weight")
+    torch.nn.utils.parametrizations.weight_norm(layer, "weight")
     layer(x)
     with torch.no_grad():
-        layer.parametrizations.coord_weight.original0.mul_(2.0)
+        layer.parametrizations.weight.original0.mul_(2.0)
 
 
 def _dtype_round_trip(layer, x):
@@ -178,14 +180,16 @@ def test_layer_equals_its_definition_after_every_change(cls, change, device, dty
 
 @pytest.mark.parametrize("edit", ["weight", "bias"])
 def test_converted_layer_follows_data_edits_of_the_plain_parameters(edit, device, dtype):
-    """coordconvify keeps the plain conv's Parameters; edits through .data must reach the converted layer."""
+    """Edits through .data of the converted layer's parameters (its input filters, its bias) reach its output."""
     plain = nn.Conv2d(3, 5, 3, padding=1, device=device, dtype=dtype).eval()
     converted = coordconvify(copy.deepcopy(plain))
     x = torch.randn(2, 3, 6, 7, device=device, dtype=dtype)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
-    for module in (plain, converted):
-        getattr(module, edit).data.mul_(3.0).add_(0.5)
+    plain_part = plain.weight if edit == "weight" else plain.bias
+    converted_part = converted.weight[:, :3] if edit == "weight" else converted.bias  # the input filters
+    for part in (plain_part, converted_part):
+        part.data.mul_(3.0).add_(0.5)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), **tolerance(dtype))
     with torch.inference_mode():
@@ -200,3 +204,71 @@ def test_new_input_sizes_layouts_and_batches(device, dtype):
         for mode in MODES:
             out = _call(layer, x, mode)
             torch.testing.assert_close(out, expected.squeeze(0) if x.dim() == 3 else expected, **tolerance(dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the grid cache: plain tensors only, and only for encodings that cannot change
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_a_call_under_fake_tensor_mode_leaves_no_fake_grid(cls):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    layer = cls(3, 4, 3, padding=1, dtype=torch.float64)
+    shape = (2, 3, *[7, 9, 5][: cls._rank])
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fake = layer(torch.randn(shape, dtype=torch.float64))
+    assert type(fake) is not torch.Tensor  # it ran under the fake mode
+    x = torch.randn(shape, dtype=torch.float64)
+    for mode in MODES:  # a real call at that size afterwards is exact
+        torch.testing.assert_close(_call(layer, x, mode), reference_forward(layer, x).detach(), **tolerance(x.dtype))
+
+
+def test_a_changing_encoding_is_never_served_a_stale_grid():
+    from coordconv import CoordEncoding
+
+    class Scaled(CoordEncoding):  # not a frozen dataclass: its scale is annealed during training
+        def __init__(self):
+            self.scale = 1.0
+
+        def channels(self, rank):
+            return rank
+
+        def encode(self, coords):
+            return coords * self.scale
+
+    encoding = Scaled()
+    layer = CoordConv2d(3, 4, 3, padding=1, encoding=encoding, dtype=torch.float64)
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64)
+    grid = coord_grid((6, 8), dtype=torch.float64).expand(2, -1, -1, -1)
+    for scale in (1.0, 3.0, 0.5):
+        encoding.scale = scale
+        expected = F.conv2d(torch.cat([x, scale * grid], 1), layer.weight, layer.bias, padding=1)
+        for mode in MODES:
+            torch.testing.assert_close(_call(layer, x, mode), expected.detach(), **tolerance(x.dtype))
+
+
+def test_only_immutable_encodings_key_the_grid_cache():
+    from dataclasses import dataclass, field
+
+    from coordconv import FourierEncoding, LinearEncoding, RadiusEncoding
+    from coordconv._term import _immutable
+    from coordconv.coords import resolve_encoding
+
+    assert _immutable(LinearEncoding()) and _immutable(RadiusEncoding()) and _immutable(FourierEncoding())
+    assert _immutable(resolve_encoding("fourier", with_r=True))
+
+    @dataclass(frozen=True)
+    class Frozen:
+        scale: float = 1.0
+
+    @dataclass(frozen=True)
+    class HoldsAList:
+        values: list = field(default_factory=list)
+
+    @dataclass
+    class Mutable:
+        scale: float = 1.0
+
+    assert _immutable(Frozen()) and not _immutable(HoldsAList()) and not _immutable(Mutable())
+    assert not _immutable(Frozen(scale=torch.tensor(1.0)))  # a tensor field can change in place

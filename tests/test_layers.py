@@ -122,8 +122,9 @@ def test_output_size_argument_of_transposed_and_plain(cls):
 def test_grouped_and_depthwise_layers():
     for groups in (2, 8):
         layer = CoordConv2d(8, 8, 3, padding=1, groups=groups, with_r=True, **F64)
-        assert layer.weight.shape == nn.Conv2d(8, 8, 3, groups=groups).weight.shape
-        assert layer.coord_weight.shape == (8, 3, 3, 3)  # dense over groups
+        # each group's input filters and the three coordinate filters: dense over groups
+        assert layer.weight.shape == (8, 8 // groups + 3, 3, 3)
+        assert layer.coord_weight.shape == (8, 3, 3, 3)
         x = torch.randn(2, 8, 6, 7, **F64)
         torch.testing.assert_close(layer(x), reference_forward(layer, x))
 
@@ -148,8 +149,9 @@ def test_zero_coordinate_filters_give_the_plain_layer(coord_cls, plain_cls):
     layer = coord_cls.from_conv(plain, with_r=True)
     x = torch.randn(3, 4, *([7] * rank), **F64)
     torch.testing.assert_close(layer(x), plain(x), rtol=1e-13, atol=1e-13)
-    assert layer.weight is plain.weight and layer.bias is plain.bias
-    assert not layer.coord_weight.any()
+    assert layer.bias is plain.bias
+    input_weight, coord_weight = layer._split(layer.weight)
+    assert torch.equal(input_weight, plain.weight) and not coord_weight.any()
 
 
 def test_unbatched_input():
@@ -209,11 +211,14 @@ def test_positional_kernel_size_is_not_swallowed():
 
 
 @pytest.mark.parametrize(("coord_cls", "plain_cls"), TWINS)
-def test_weight_shapes_match_plain(coord_cls, plain_cls):
-    ours = coord_cls(4, 6, 3, groups=2)
-    theirs = plain_cls(4, 6, 3, groups=2)
+def test_weight_is_the_concatenated_layers(coord_cls, plain_cls):
+    """weight has the shape of the plain layer over the input and one copy of the coordinates per group."""
+    ours = coord_cls(4, 6, 3, groups=2, with_r=True)
+    d = coord_cls._rank + 1
+    theirs = plain_cls(4 + 2 * d, 6, 3, groups=2)
     assert ours.weight.shape == theirs.weight.shape
     assert ours.bias.shape == theirs.bias.shape
+    assert ours.in_channels == 4 and ours.coord_channels == d
 
 
 @pytest.mark.parametrize(("coord_cls", "plain_cls"), TWINS)
@@ -222,12 +227,8 @@ def test_init_equals_the_concatenated_layer(coord_cls, plain_cls):
     torch.manual_seed(1)
     ours = coord_cls(4, 6, 3, with_r=True)
     torch.manual_seed(1)
-    if ours.transposed:
-        concat = plain_cls(4 + rank + 1, 6, 3)
-        torch.testing.assert_close(torch.cat([ours.weight, ours.coord_weight], 0), concat.weight, rtol=0, atol=0)
-    else:
-        concat = plain_cls(4 + rank + 1, 6, 3)
-        torch.testing.assert_close(torch.cat([ours.weight, ours.coord_weight], 1), concat.weight, rtol=0, atol=0)
+    concat = plain_cls(4 + rank + 1, 6, 3)
+    torch.testing.assert_close(ours.weight, concat.weight, rtol=0, atol=0)
     torch.testing.assert_close(ours.bias, concat.bias, rtol=0, atol=0)
 
 
@@ -237,7 +238,7 @@ def test_grouped_init_bound_counts_coordinate_fan_in():
     for p in layer.parameters():
         assert p.abs().max() <= bound and p.abs().max() > 0.8 * bound
     layer.reset_parameters()
-    assert layer.coord_weight.abs().max() <= bound
+    assert layer.weight.shape == (64, 3, 3, 3) and layer.coord_weight.abs().max() <= bound
 
 
 def test_extra_repr_shows_non_defaults_only():
@@ -440,7 +441,8 @@ def test_autocast_bfloat16(cls):
         out = layer(x)
         out.float().sum().backward()
     assert out.dtype == torch.bfloat16
-    assert layer.coord_weight.grad is not None and layer.coord_weight.grad.dtype == torch.float32
+    assert layer.weight.grad is not None and layer.weight.grad.dtype == torch.float32
+    assert layer._split(layer.weight.grad)[1].abs().sum() > 0  # the coordinate filters get a gradient
     torch.testing.assert_close(out.float(), layer(x), rtol=0.05, atol=0.05)
 
 
@@ -452,16 +454,18 @@ def test_bfloat16_and_float64_layers():
 
 @pytest.mark.parametrize(("coord_cls", "plain_cls"), TWINS)
 def test_state_dict_keys_and_plain_checkpoints(coord_cls, plain_cls):
-    layer = coord_cls(4, 6, 3)
-    assert list(layer.state_dict()) == ["weight", "bias", "coord_weight"]
+    layer = coord_cls(4, 6, 3, **F64)
+    assert list(layer.state_dict()) == ["weight", "bias"]
     assert not list(layer.buffers())
-    plain = plain_cls(4, 6, 3)
-    result = layer.load_state_dict(plain.state_dict(), strict=False)
-    assert result.missing_keys == ["coord_weight"] and not result.unexpected_keys
-    assert torch.equal(layer.weight, plain.weight) and torch.equal(layer.bias, plain.bias)
-    back = plain_cls(4, 6, 3)
-    result = back.load_state_dict(layer.state_dict(), strict=False)
-    assert result.unexpected_keys == ["coord_weight"]
+    # a plain layer's checkpoint loads strictly, with zero coordinate filters: the plain layer's function
+    plain = plain_cls(4, 6, 3, **F64)
+    layer.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, *([5] * coord_cls._rank), **F64)
+    torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
+    assert not layer.coord_weight.any() and torch.equal(layer.bias, plain.bias)
+    # and the other way round it fails on the shape, loudly
+    with pytest.raises(RuntimeError, match="size mismatch for weight"):
+        plain_cls(4, 6, 3).load_state_dict(coord_cls(4, 6, 3).state_dict())
 
 
 def test_deepcopy_and_pickle():

@@ -85,7 +85,7 @@ def test_feature_extraction_from_a_converted_torchvision_model():
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, CoordConv2d):
-                m.coord_weight.normal_(std=0.1)
+                m.coord_weight.normal_(std=0.1)  # a view of weight
     extractor = create_feature_extractor(model, {"layer1": "early", "layer4": "late", "fc": "logits"})
     seen = {}
     hooks = [
@@ -114,7 +114,7 @@ def test_fuse_conv_bn_eval_of_every_class(cls, groups, bias, device, dtype):
     conv = cls(4, 6, 3, padding=1, groups=groups, bias=bias, with_r=True, device=device, dtype=dtype).eval()
     bn = BATCHNORM[cls._rank](6, device=device, dtype=dtype).eval()
     with torch.no_grad():
-        for t in (conv.coord_weight, bn.weight, bn.bias, bn.running_mean):
+        for t in (conv.weight, bn.weight, bn.bias, bn.running_mean):
             t.normal_()
         bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(2, 4, *([5] * cls._rank), device=device, dtype=dtype)
@@ -140,7 +140,7 @@ def test_fuse_conv_bn_eval_of_plain_layers_matches_torch(cls):
 
 
 def test_torch_fusion_helpers_on_coordconv():
-    """What torch's own fusion helpers do with CoordConv layers (documented): refuse, skip, or miss coord_weight."""
+    """torch's own fusion helpers on CoordConv layers: exact (the coordinate filters are part of weight), or refuse."""
     model = nn.Sequential(CoordConv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)).eval()
     with torch.no_grad():
         model[1].running_mean.normal_()
@@ -152,8 +152,7 @@ def test_torch_fusion_helpers_on_coordconv():
 
     with torch.no_grad():
         torch.testing.assert_close(fuse(copy.deepcopy(model))(x), model(x))
-        wrong = torch_fuse_conv_bn_eval(model[0], model[1])(x)  # rescales weight and bias, not coord_weight
-        assert not torch.allclose(wrong, model(x), atol=1e-3)
+        torch.testing.assert_close(torch_fuse_conv_bn_eval(model[0], model[1])(x), model(x))
         torch.testing.assert_close(fuse_conv_bn_eval(model[0], model[1])(x), model(x))
 
 

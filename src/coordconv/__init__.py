@@ -34,6 +34,7 @@ from coordconv.layers import CoordConvTranspose1d as CoordConvTranspose1d
 from coordconv.layers import CoordConvTranspose2d as CoordConvTranspose2d
 from coordconv.layers import CoordConvTranspose3d as CoordConvTranspose3d
 from coordconv.layers import add_coords as add_coords
+from coordconv.layers import freeze_input_filters as freeze_input_filters
 
 __all__ = [
     "AddCoords",
@@ -54,6 +55,7 @@ __all__ = [
     "coord_grid",
     "coordconvify",
     "format_usage",
+    "freeze_input_filters",
     "fuse_conv_bn_eval",
     "inspect_model",
     "linear_coords",

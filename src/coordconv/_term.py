@@ -14,6 +14,7 @@ Python control flow, so a traced model runs them at its own input sizes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,8 +48,10 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
     never written to. ``channels_last`` (2D only) chooses the layout, not the values.
     """
     spatial = tuple(x.shape[2:])
-    # torch.jit.trace records the operations that build a grid, so it gets them every call
-    cacheable = not (torch.jit.is_tracing() or _transformed(x))  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+    # torch.jit.trace records the operations that build a grid, so it gets them every call; under a fake,
+    # functional or other dispatch mode (FakeTensorMode, FX shape propagation, AOT tracing) or for a tensor
+    # subclass the grid would not be a plain tensor: never cached, never read from the cache
+    cacheable = _plain_context(x) and _immutable(encoding)
     if cacheable:
         try:
             key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled(), channels_last)
@@ -70,6 +73,43 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
             while len(_grids) > _GRID_CACHE_ENTRIES:
                 _grids.popitem(last=False)
     return grid
+
+
+def _plain_context(x: Tensor) -> bool:
+    """Whether a grid built for ``x`` now is a plain tensor that may be kept and reused by later calls."""
+    if torch.jit.is_tracing() or _transformed(x):  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+        return False
+    if type(x) is not Tensor and type(x) is not nn.Parameter:  # FakeTensor, FunctionalTensor, other subclasses
+        return False
+    return _current_dispatch_mode() is None
+
+
+def _current_dispatch_mode() -> Any:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode()
+
+
+_IMMUTABLE_LEAVES = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _immutable(value: Any) -> bool:
+    """Whether an encoding (or one of its fields) cannot change: the grid cache keys on it only then.
+
+    Frozen dataclasses of numbers, strings, tuples of them and other such dataclasses qualify (the built-in
+    encodings do); any other encoding is rebuilt on every call, so a changing one (an annealed scale) is
+    never served a stale grid.
+    """
+    if isinstance(value, _IMMUTABLE_LEAVES):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_immutable(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        params = getattr(type(value), "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            return False
+        return all(_immutable(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
 
 
 def _grid_layout(x: Tensor, kernel_size: tuple[int, ...], transposed: bool) -> bool:
@@ -137,12 +177,17 @@ def transposed_output_padding(
     kernel_size: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> list[int]:
-    """A transposed layer's ``output_padding`` for this call: its own, or what ``output_size`` asks for."""
+    """A transposed layer's ``output_padding`` for this call: its own, or what ``output_size`` asks for.
+
+    ``x`` is the layer's input as given (batched or not): ``output_size`` may then name the non-spatial sizes as
+    ``nn.ConvTransposeNd`` allows, ``(N, C, *S)`` / ``(C, *S)`` / ``S``.
+    """
     if output_size is None:
         return list(output_padding)
     # torch's method reads only its arguments when output_size is given
     compute = nn.modules.conv._ConvTransposeNd._output_padding
-    return compute(None, x, list(output_size), stride, padding, kernel_size, x.dim() - 2, dilation)  # type: ignore[arg-type]
+    rank = len(kernel_size)
+    return compute(None, x, list(output_size), stride, padding, kernel_size, rank, dilation)  # type: ignore[arg-type]
 
 
 def add_coord_term(
@@ -176,6 +221,10 @@ def add_coord_term(
             grid, padding = F.pad(grid, pad, mode=padding_mode), (0,) * rank
         # groups=1: the coordinate filters reach every output channel whatever the layer's groups.
         term = _CONV[rank](grid, coord_weight, bias, stride, padding, dilation, 1)
+    if _func_wrapped(out) or _func_wrapped(term):
+        # torch.func (vmap, grad, jvp, stack_module_state ensembles): vmap cannot answer layout queries of
+        # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
+        return out + term
     return _add(out, term.contiguous(memory_format=_memory_format(out)))
 
 
@@ -200,9 +249,25 @@ def _add(out: Tensor, term: Tensor) -> Tensor:
     before for small outputs, no longer paid there and was dropped).
     """
     needs_grad = torch.is_grad_enabled() and (out.requires_grad or term.requires_grad)
-    if not needs_grad or out.is_contiguous() or _transformed(out):
+    # forward-mode AD (torch.autograd.forward_ad) needs autograd's own add: _AddBatchTerm has no jvp
+    if not needs_grad or out.is_contiguous() or _transformed(out) or _forward_ad_active():
         return out.add_(term)
     return _AddBatchTerm.apply(out, term)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
+
+
+def _func_wrapped(x: Tensor) -> bool:
+    """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap's batched tensors, grad's and jvp's wrappers)."""
+    if torch.compiler.is_compiling():  # dynamo cannot trace the query (and handles torch.func itself)
+        return False
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(is_wrapped is not None and is_wrapped(x))
+
+
+def _forward_ad_active() -> bool:
+    """Whether a ``torch.autograd.forward_ad.dual_level`` is open."""
+    from torch.autograd import forward_ad
+
+    return bool(forward_ad._current_level >= 0)
 
 
 def _transformed(x: Tensor) -> bool:
@@ -211,10 +276,7 @@ def _transformed(x: Tensor) -> bool:
     ``torch.compile`` traces its own backward and ``torch.func`` wraps tensors: custom autograd Functions and
     cached tensors suit neither.
     """
-    if torch.compiler.is_compiling():
-        return True
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(is_wrapped is not None and is_wrapped(x))
+    return torch.compiler.is_compiling() or _func_wrapped(x)
 
 
 def _sum_over_batch(grad: Tensor) -> Tensor:

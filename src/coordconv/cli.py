@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     coords = coord_grid((7, 11), with_r=True, dtype=torch.float64).expand(4, -1, -1, -1)
     concat = nn.functional.conv2d(
         nn.functional.pad(torch.cat([x, coords], 1), (1, 1, 1, 1), mode="reflect"),
-        torch.cat([layer.weight, layer.coord_weight], 1),
+        layer.weight,  # [W | W_c]: the coordinate filters are part of weight
         layer.bias,
     )
     print(f"   max |difference| = {(layer(x) - concat).abs().max().item():.2e}")
@@ -80,8 +80,9 @@ inputs the share of the layer's output variance that the coordinate term carries
 
 MODEL is either a run directory of `coordconv train classification|rendering|regression` (the model is
 rebuilt from its config.json, loaded from model.safetensors, and run on the first --samples examples of its
-test set), or a .safetensors state dict of any model (filter norms only: there is no module to run). For
-other models call coordconv.inspect_model(model, sample) in Python.
+test set), or a .safetensors state dict of an earlier development version, with *coord_weight entries (filter
+norms only: there is no module to run). For other models call coordconv.inspect_model(model, sample) in
+Python.
 """
 
 

@@ -45,9 +45,10 @@ def coordconvify(
     """Replace convolutions of any ``nn.Module`` by their CoordConv twins, keeping the network's function.
 
     Every selected ``nn.Conv{1,2,3}d`` / ``nn.ConvTranspose{1,2,3}d`` becomes the matching
-    ``CoordConv*`` layer with the same arguments. The new layer keeps the old ``weight`` and ``bias``
-    Parameter objects and gets zero coordinate filters, so the converted network computes exactly what the
-    original did until the coordinate filters are trained. Only the exact torch classes are converted:
+    ``CoordConv*`` layer with the same arguments. The new layer's ``weight`` is the old filters followed by
+    zero coordinate filters (a new Parameter); it keeps the old ``bias`` Parameter and every hook registered on
+    the old layer (forward, pre-forward, backward, state dict), so the converted network computes exactly what
+    the original did until the coordinate filters are trained. Only the exact torch classes are converted:
     subclasses with a forward of their own (weight standardisation, "same" padding wrappers, ...) are left
     alone, and so are layers that are already CoordConv.
 

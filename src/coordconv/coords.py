@@ -55,7 +55,9 @@ class CoordEncoding(abc.ABC):
 
     Subclass it to plug in your own encoding: implement :meth:`channels` (how many channels for a grid of a
     given rank) and :meth:`encode` (linear coordinates in, channels out). Encodings hold no parameters and
-    must be picklable; frozen dataclasses are a good fit. They are applied under ``torch.no_grad()``.
+    must be picklable; frozen dataclasses are a good fit. They are applied under ``torch.no_grad()``. The
+    layers cache the grids of frozen dataclasses (of numbers, strings and tuples) only; any other encoding is
+    applied on every call, so one whose state changes (an annealed scale) is always read as it is.
 
     Example:
         >>> from dataclasses import dataclass

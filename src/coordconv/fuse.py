@@ -1,9 +1,11 @@
 """Fold an eval-mode BatchNorm into the convolution before it, CoordConv layers included: :func:`fuse_conv_bn_eval`.
 
-torch's own helpers (``torch.nn.utils.fusion.fuse_conv_bn_eval`` and ``fuse_conv_bn_weights``) rescale ``weight``
-and ``bias`` only. On a CoordConv layer they leave ``coord_weight`` unscaled, and the fused layer is wrong
-without a word; use this module's function instead. (``torch.ao.quantization.fuse_modules`` refuses CoordConv
-layers, and ``torch.fx.experimental.optimization.fuse`` leaves them alone: neither is wrong.)
+A CoordConv layer keeps its coordinate filters inside ``weight``, so folding a BatchNorm is the plain
+convolution's rescaling of ``weight`` and ``bias`` per output channel. torch's own
+``torch.nn.utils.fusion.fuse_conv_bn_eval`` is therefore exact on CoordConv layers too (forward ones; its
+``transpose=True`` form, like this function, on transposed ones with ``groups=1``). This function adds what torch's
+leaves out: checks with clear errors, float64 arithmetic, and transposed layers with ``groups > 1`` (whose
+output channels are spread over the groups' rows).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ def fuse_conv_bn_eval(conv: _C, bn: _BatchNorm) -> _C:
     """A new convolution that computes ``bn(conv(x))``, for ``conv`` and ``bn`` in eval mode.
 
     Works for every ``nn.Conv{1,2,3}d`` / ``nn.ConvTranspose{1,2,3}d`` and every CoordConv layer (whose
-    coordinate filters are rescaled too), any ``groups`` and with or without bias. ``conv`` and ``bn`` are left
-    unchanged; the result is a deep copy of ``conv`` with new ``weight``, ``bias`` (always present) and, for a
-    CoordConv layer, ``coord_weight``.
+    coordinate filters, part of ``weight``, are rescaled with the rest), any ``groups`` and with or without bias.
+    ``conv`` and ``bn`` are left unchanged; the result is a deep copy of ``conv`` with new ``weight`` and ``bias``
+    (always present).
 
     Args:
         conv: the convolution, in eval mode.
@@ -74,10 +76,6 @@ def fuse_conv_bn_eval(conv: _C, bn: _BatchNorm) -> _C:
         bias = shift if conv.bias is None else conv.bias.double() * scale + shift
         like = weight if conv.bias is None else conv.bias
         fused.bias = nn.Parameter(bias.to(like.dtype), like.requires_grad)
-        coord_weight = getattr(conv, "coord_weight", None)
-        if isinstance(coord_weight, Tensor):  # a CoordConv layer: its filters are dense over groups
-            scaled = _scale_out(coord_weight, scale, conv.transposed, 1)
-            fused.coord_weight = nn.Parameter(scaled, coord_weight.requires_grad)
     return fused
 
 

@@ -115,6 +115,12 @@ def _share(input_term: Tensor, coord_term: Tensor) -> tuple[float, float]:
     return share, corr
 
 
+def _class_name(m: nn.Module) -> str:
+    """The layer's class name; torch.nn.utils.parametrize's generated ``Parametrized...`` subclass reads as its base."""
+    cls = type(m).__bases__[0] if nn.utils.parametrize.is_parametrized(m) else type(m)
+    return cls.__name__
+
+
 def _state_dict_rows(state_dict: Mapping[str, Tensor]) -> list[LayerUsage]:
     rows = []
     for key, coord_weight in state_dict.items():
@@ -149,9 +155,10 @@ def inspect_model(
     """Report, for each CoordConv layer, how much it uses the coordinates.
 
     Args:
-        model: a module (its CoordConv layers are found with ``named_modules()``), or a state dict (for example
-            ``safetensors.torch.load_file(path)``), whose ``*coord_weight`` entries and the ``*weight`` beside
-            them give the filter norms only.
+        model: a module (its CoordConv layers are found with ``named_modules()``), or a state dict of an earlier
+            development version (for example ``safetensors.torch.load_file(path)``), whose ``*coord_weight``
+            entries and the ``*weight`` beside them give the filter norms only. (A CoordConv layer now keeps its
+            coordinate filters inside ``weight``: load such a state dict into its model and pass the model.)
         sample: an input for the model's forward pass. With a sample each row also gets ``variance_share`` and
             ``correlation``; without one, only the filter norms. A tensor, or a tuple of positional arguments.
         forward: how to run the model on ``sample`` (default: ``model(sample)``, or ``model(*sample)`` for a
@@ -174,14 +181,18 @@ def inspect_model(
     if not isinstance(model, nn.Module):
         rows = _state_dict_rows(model)
         if not rows:
-            raise ValueError("inspect_model: the state dict has no coord_weight entry (no CoordConv layer)")
+            raise ValueError(
+                "inspect_model: the state dict has no coord_weight entry. Only checkpoints of earlier development "
+                "versions keep the coordinate filters apart; a CoordConv layer now holds them inside weight, so a "
+                "state dict alone does not say which channels are coordinates: load it into the model and pass the "
+                "model"
+            )
         return rows
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _CoordConvMixin)]
     if not layers:
         raise ValueError(f"inspect_model: {type(model).__name__} has no CoordConv layer")
     rows = [
-        _norm_row(name or type(m).__name__, type(m).__name__, m.weight, m.coord_weight, m.coord_channels)
-        for name, m in layers
+        _norm_row(name or _class_name(m), _class_name(m), *m._split(m.weight), m.coord_channels) for name, m in layers
     ]
     if sample is None:
         return rows

@@ -9,13 +9,18 @@ and the second term does not depend on the batch. The layers here compute it at 
 call from the parameters as they are then (nothing that depends on a parameter is kept between calls, so no
 way of changing one can leave a stale result), and add it to the plain convolution's output in place. That
 is exact (borders, padding modes, strides, dilations and transposed convolutions included), skips the
-concatenation's copy of the whole input, and works for any ``groups``: the coordinate term is a dense map
-from the coordinate channels to every output channel, which the concatenated form cannot express when
-``in_channels + coord_channels`` is not divisible by ``groups``.
+concatenation's copy of the whole input, and works for any ``groups``: every group of input channels is
+followed by its own copy of the coordinate channels, so the coordinate filters reach every output channel.
 
-``weight`` and ``bias`` have exactly the shapes of the plain layer with the same arguments, so plain
-state dicts load (``strict=False``; only ``coord_weight`` is missing) and zero coordinate filters make the
-layer exactly the plain convolution. The coordinate grid follows the convention of :mod:`coordconv.coords`.
+``weight`` is the concatenated layer's, coordinate filters included, as the paper defines the layer:
+``(out, in / groups + coords, *k)`` (``[W | W_c]``) for ``CoordConv{1,2,3}d``, ``(in + groups * coords,
+out / groups, *k)`` for the transposed classes (each group's input rows, then its coordinate rows). Code that
+treats the layer as a convolution is therefore right or loud: whatever rescales ``weight`` and ``bias`` per
+output channel (BatchNorm folding) rescales the coordinate filters too, ``_conv_forward(x, weight, bias)``
+computes the whole layer, and a copy of ``weight`` into a plain convolution of ``in_channels`` inputs fails on
+the shape. The forward reads the two parts as views (``coord_weight`` is one). Plain convolutions' checkpoints
+load strictly, with zero coordinate filters, which make the layer exactly the plain convolution. The
+coordinate grid follows the convention of :mod:`coordconv.coords`.
 
 Paper: "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution", Liu et al.,
 NeurIPS 2018, https://arxiv.org/abs/1807.03247.
@@ -24,7 +29,6 @@ NeurIPS 2018, https://arxiv.org/abs/1807.03247.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -32,7 +36,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn import init
+from torch.nn.utils import parametrize
 
 from coordconv._term import add_coord_term, batched, like_input, transposed_output_padding
 from coordconv.coords import (
@@ -54,6 +58,7 @@ __all__ = [
     "CoordConvTranspose2d",
     "CoordConvTranspose3d",
     "add_coords",
+    "freeze_input_filters",
 ]
 
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
@@ -229,11 +234,97 @@ def _check_conv_args(
 # the layers
 
 
+def _split(weight: Tensor, inputs_per_group: int, groups: int, transposed: bool) -> tuple[Tensor, Tensor]:
+    """A CoordConv weight as (input filters in the plain layer's shape, dense coordinate filters).
+
+    Dense coordinate filters: ``(out, coords, *k)`` for forward convolutions, ``(coords, out, *k)`` for transposed
+    ones. Views of ``weight``, except for grouped transposed layers (whose group-major rows cannot be viewed that
+    way): copies there, which keep the autograd graph.
+    """
+    n = inputs_per_group
+    if not transposed:
+        return weight[:, :n], weight[:, n:]
+    if groups == 1:
+        return weight[:n], weight[n:]
+    # (groups, n + coords, out / groups, *k); unflatten, not reshape: torch.fx traces it without the sizes
+    rows = weight.unflatten(0, (groups, -1))  # type: ignore[no-untyped-call]
+    return rows[:, :n].flatten(0, 1), rows[:, n:].transpose(0, 1).flatten(1, 2)
+
+
+def _join(input_weight: Tensor, coord_weight: Tensor, groups: int, transposed: bool) -> Tensor:
+    """The inverse of :func:`_split`: the full weight from the input filters and the dense coordinate filters."""
+    if not transposed:
+        return torch.cat([input_weight, coord_weight], dim=1)
+    if groups == 1:
+        return torch.cat([input_weight, coord_weight], dim=0)
+    rows = input_weight.unflatten(0, (groups, -1))  # type: ignore[no-untyped-call]
+    coords = coord_weight.unflatten(1, (groups, -1)).transpose(0, 1)  # type: ignore[no-untyped-call]
+    return torch.cat([rows, coords], dim=1).flatten(0, 1)
+
+
+class _FrozenInputFilters(nn.Module):
+    """A parametrization of a CoordConv ``weight``: fixed input filters joined with trainable coordinate filters."""
+
+    def __init__(self, layer: _CoordConvMixin) -> None:
+        super().__init__()
+        self.inputs_per_group = layer.in_channels // layer.groups
+        self.groups = layer.groups
+        self.transposed = layer.transposed
+        input_weight = _split(layer.weight.detach(), self.inputs_per_group, self.groups, self.transposed)[0]
+        self.register_buffer("input_filters", input_weight.clone())
+
+    input_filters: Tensor
+
+    def forward(self, coord_weight: Tensor) -> Tensor:
+        return _join(self.input_filters, coord_weight, self.groups, self.transposed)
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return _split(weight, self.inputs_per_group, self.groups, self.transposed)[1].clone()
+
+
+def freeze_input_filters(module: nn.Module) -> list[nn.Parameter]:
+    """Train only the coordinate filters of every CoordConv layer in ``module``; returns them, for the optimizer.
+
+    Each layer's ``weight`` becomes a parametrization (``torch.nn.utils.parametrize``): its input filters are
+    kept fixed in a buffer, and its coordinate filters are the parametrization's ``original``, a Parameter of
+    the shape of :attr:`~CoordConv2d.coord_weight` (``layer.parametrizations.weight.original``). Nothing else
+    in ``module`` is changed: freeze the other parameters yourself (``module.requires_grad_(False)`` first).
+    Weight decay and optimizer state then touch the coordinate filters only. To undo (the layer keeps the
+    trained filters in a plain ``weight`` again), call
+    ``torch.nn.utils.parametrize.remove_parametrizations(layer, "weight")``.
+
+    Raises:
+        ValueError: ``module`` holds no CoordConv layer, or one whose ``weight`` is already parametrized.
+
+    Example:
+        >>> net = nn.Sequential(CoordConv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1))
+        >>> _ = net.requires_grad_(False)
+        >>> [tuple(p.shape) for p in freeze_input_filters(net)]
+        [(8, 2, 3, 3)]
+    """
+    layers = [(name, m) for name, m in module.named_modules() if isinstance(m, _CoordConvMixin)]
+    if not layers:
+        raise ValueError(f"freeze_input_filters: {type(module).__name__} has no CoordConv layer")
+    for name, layer in layers:
+        if parametrize.is_parametrized(layer, "weight"):
+            raise ValueError(
+                f"freeze_input_filters: the weight of {name or type(layer).__name__} is already parametrized"
+            )
+    params = []
+    for _, layer in layers:
+        parametrize.register_parametrization(layer, "weight", _FrozenInputFilters(layer))
+        original = layer.parametrizations.weight.original  # type: ignore[union-attr]
+        assert isinstance(original, nn.Parameter)
+        original.requires_grad_(True)
+        params.append(original)
+    return params
+
+
 class _CoordConvMixin(nn.Module):
     """What every CoordConv layer adds to its ``nn.ConvNd`` / ``nn.ConvTransposeNd`` base.
 
-    That is the coordinate options, the ``coord_weight`` parameter, its initialisation and the conversion from a
-    plain layer; the forward's speed machinery lives in ``coordconv._term``.
+    That is the coordinate options, the layout of ``weight`` (coordinate filters included), checkpoint loading
+    and the conversion from a plain layer; the forward's speed machinery lives in ``coordconv._term``.
 
     Subclasses set ``_rank`` and ``_plain`` (the torch class they mirror) and put this mixin before it.
     """
@@ -254,7 +345,7 @@ class _CoordConvMixin(nn.Module):
     _reversed_padding_repeated_twice: list[int]
     weight: Tensor
     bias: Tensor | None
-    coord_weight: Tensor
+    coord_channels: int
 
     def __init__(
         self,
@@ -286,63 +377,115 @@ class _CoordConvMixin(nn.Module):
         )  # fmt: skip
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"{name}: dtype must be a floating-point torch.dtype, got {dtype!r}")
+        # The torch base is built with the coordinate channels counted as inputs (one copy of them per group), so
+        # that ``weight`` gets the layer's full shape and torch's own initialisation draws it: forward
+        # convolutions (out, in / groups + coords, *k), transposed ones (in + groups * coords, out / groups, *k)
+        # with each group's coordinate rows after its input rows. ``in_channels`` is then set back to the
+        # channels the layer is fed.
+        coords = grid_encoding.channels(self._rank)
         plain: Any = super()
         if output_padding is None:
             plain.__init__(
-                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
-                device, dtype,
+                in_channels + groups * coords, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                padding_mode, device, dtype,
             )  # fmt: skip
         else:
             plain.__init__(
-                in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias, dilation,
-                padding_mode, device, dtype,
+                in_channels + groups * coords, out_channels, kernel_size, stride, padding, output_padding, groups,
+                bias, dilation, padding_mode, device, dtype,
             )  # fmt: skip
+        self.in_channels = in_channels
         self.encoding = resolve_encoding(encoding)
         self.with_r = with_r
         self.order = order
         self._grid_encoding = grid_encoding
-        self.coord_channels = grid_encoding.channels(self._rank)
-        # Transposed weights are (in, out/groups, *k); the coordinate filters are dense: (coords, out, *k).
-        shape = (
-            (self.coord_channels, self.out_channels, *self.kernel_size)
-            if self.transposed
-            else (self.out_channels, self.coord_channels, *self.kernel_size)
-        )
-        self.coord_weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
-        self.reset_parameters()
+        self.coord_channels = coords
 
     def reset_parameters(self) -> None:
-        """Initialise ``weight``, ``coord_weight`` and ``bias`` as the concatenated layer would be.
+        """Initialise ``weight`` (coordinate filters included) and ``bias`` as the concatenated layer would be.
 
-        With ``groups=1`` the three are drawn exactly as ``nn.ConvNd`` with ``in_channels + coord_channels``
-        input channels draws its weight and bias (same distribution, same random stream), then split. With
-        ``groups > 1`` each is uniform in ``+-1/sqrt(fan_in)``, where ``fan_in`` counts the coordinate
-        channels that reach every output channel.
+        This is ``nn.ConvNd``'s own initialisation on the full weight: with ``groups=1`` the layer draws exactly
+        what ``nn.ConvNd`` with ``in_channels + coord_channels`` input channels draws (same distribution, same
+        random stream); with ``groups > 1`` the fan-in counts the coordinate channels that reach every output.
         """
-        if "coord_weight" not in self._parameters:
-            return  # called by the torch base's __init__, before the coordinate filters exist
-        k = math.prod(self.kernel_size)
+        super().reset_parameters()  # type: ignore[misc]
+
+    # -- the two parts of ``weight`` ------------------------------------------------------------------------
+
+    def _plain_weight_shape(self) -> tuple[int, ...]:
+        """The shape of the plain layer's weight (no coordinate filters)."""
         if self.transposed:
-            fan_in = self.out_channels // self.groups * k  # torch's fan-in for transposed weights
-        else:
-            fan_in = (self.in_channels // self.groups + self.coord_channels) * k
-        bound = 1.0 / math.sqrt(fan_in)
-        with torch.no_grad():
-            if self.groups == 1:
-                cat_dim = 0 if self.transposed else 1
-                shape = list(self.weight.shape)
-                shape[cat_dim] += self.coord_channels
-                full = torch.empty(shape, device=self.weight.device, dtype=self.weight.dtype)
-                # kaiming_uniform_(a=sqrt(5)) is uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.ConvNd uses.
-                init.kaiming_uniform_(full, a=math.sqrt(5))
-                weight, coord = torch.split(full, [self.weight.shape[cat_dim], self.coord_channels], dim=cat_dim)
-                self.weight.copy_(weight)
-                self.coord_weight.copy_(coord)
-            else:
-                init.uniform_(self.weight, -bound, bound)
-                init.uniform_(self.coord_weight, -bound, bound)
-            if self.bias is not None:
-                init.uniform_(self.bias, -bound, bound)
+            return (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def _full_weight_shape(self) -> tuple[int, ...]:
+        d, g = self.coord_channels, self.groups
+        if self.transposed:
+            return (self.in_channels + g * d, self.out_channels // g, *self.kernel_size)
+        return (self.out_channels, self.in_channels // g + d, *self.kernel_size)
+
+    def _split(self, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """``weight`` as (input filters in the plain layer's shape, dense coordinate filters); see :func:`_split`."""
+        return _split(weight, self.in_channels // self.groups, self.groups, self.transposed)
+
+    def _join(self, input_weight: Tensor, coord_weight: Tensor) -> Tensor:
+        """The inverse of :meth:`_split`: the full weight from the two parts."""
+        return _join(input_weight, coord_weight, self.groups, self.transposed)
+
+    @property
+    def coord_weight(self) -> Tensor:
+        """The coordinate filters: the part of ``weight`` that reads the coordinate channels.
+
+        ``(out_channels, coord_channels, *kernel_size)`` for ``CoordConv{1,2,3}d``, ``(coord_channels,
+        out_channels, *kernel_size)`` for the transposed classes, dense over groups. A view of ``weight``
+        (writes go through), except for a transposed layer with ``groups > 1``, where it is a copy: write into
+        ``weight`` there. To train only these filters, see :func:`coordconv.freeze_input_filters`.
+        """
+        return self._split(self.weight)[1]
+
+    def _check_weight(self, weight: Any, who: str) -> None:
+        if isinstance(weight, torch.fx.Proxy) or not isinstance(weight, Tensor):
+            return
+        expected = self._full_weight_shape()
+        if tuple(weight.shape) != expected:
+            plain = " (the plain convolution's shape, without the coordinate filters)"
+            raise ValueError(
+                f"{type(self).__name__}.{who}: weight must have shape {expected} (the coordinate filters are part "
+                f"of weight), got {tuple(weight.shape)}"
+                f"{plain if tuple(weight.shape) == self._plain_weight_shape() else ''}; to fold a BatchNorm into "
+                "a CoordConv layer use coordconv.fuse_conv_bn_eval"
+            )
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Also load earlier development checkpoints (``coord_weight`` apart) and plain convolutions' ones.
+
+        A checkpoint with a separate ``coord_weight`` entry has it joined into ``weight``; a ``weight`` of the
+        plain layer's shape (a checkpoint of the plain convolution) gets zero coordinate filters, so the layer
+        computes what the plain one did. A ``weight`` of the full shape (this version's checkpoints, and other
+        implementations' concatenated ones) loads as it is.
+        """
+        key, coord_key = prefix + "weight", prefix + "coord_weight"
+        weight = state_dict.get(key)
+        if isinstance(weight, Tensor) and tuple(weight.shape) == self._plain_weight_shape():
+            coords = state_dict.pop(coord_key, None)
+            if not isinstance(coords, Tensor):
+                shape = list(self._split(torch.empty(self._full_weight_shape(), device="meta"))[1].shape)
+                coords = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+            elif coords.dim() == weight.dim():
+                coords = coords.to(weight)
+            state_dict[key] = self._join(weight, coords)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @classmethod
     def from_conv(
@@ -355,9 +498,11 @@ class _CoordConvMixin(nn.Module):
     ) -> _T:
         """Build the CoordConv twin of a plain convolution, with zero coordinate filters.
 
-        The twin keeps ``conv``'s own ``weight`` and ``bias`` Parameter objects (no copy: optimizers and tied
-        weights keep working) and its training mode, so its output equals ``conv``'s until the coordinate
-        filters are trained.
+        The twin's ``weight`` is a new Parameter: ``conv``'s filters followed by the zero coordinate filters
+        (create the optimizer after converting). It keeps ``conv``'s ``bias`` Parameter object, training mode
+        and hooks (forward, pre-forward, backward and state-dict hooks: the twin shares ``conv``'s hook
+        dictionaries, so a handle returned when a hook was registered on ``conv`` removes it from the twin), so
+        its output equals ``conv``'s until the coordinate filters are trained.
 
         Raises:
             TypeError: ``conv`` is not exactly the torch class this twin mirrors.
@@ -390,11 +535,16 @@ class _CoordConvMixin(nn.Module):
             encoding=encoding,
             order=order,
         )
-        twin.weight = conv.weight
+        with torch.no_grad():
+            source = conv.weight.detach()
+            coords = torch.zeros(twin._split(twin.weight)[1].shape, device=source.device, dtype=source.dtype)
+            twin.weight = nn.Parameter(twin._join(source, coords), requires_grad=conv.weight.requires_grad)
         twin.bias = conv.bias
-        twin.coord_weight = nn.Parameter(
-            torch.zeros(twin.coord_weight.shape, device=conv.weight.device, dtype=conv.weight.dtype)
-        )
+        # The twin takes over conv's hooks (forward, pre-forward, backward, state dict): the same dictionaries, so
+        # the handles their registration returned still remove them.
+        for name in _HOOK_DICTS:
+            if name in conv.__dict__:
+                twin.__dict__[name] = conv.__dict__[name]
         twin.train(conv.training)
         return twin
 
@@ -409,6 +559,11 @@ class _CoordConvMixin(nn.Module):
         super().__setstate__(state)  # type: ignore[no-untyped-call,unused-ignore]
         if "_grid_encoding" not in self.__dict__:  # pickled by coordconv 0.1
             self._grid_encoding = resolve_encoding(self.encoding, with_r=self.with_r)
+        old = self._parameters.pop("coord_weight", None)
+        if old is not None:  # pickled by an earlier development version: coordinate filters apart
+            with torch.no_grad():
+                joined = self._join(self.weight, old)
+            self.weight = nn.Parameter(joined, requires_grad=self.weight.requires_grad or old.requires_grad)
 
     def __prepare_scriptable__(self) -> nn.Module:
         raise TypeError(
@@ -418,6 +573,14 @@ class _CoordConvMixin(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join([super().extra_repr(), *_coord_repr(self.encoding, self.with_r, self.order)])
+
+
+# nn.Module's per-module hook registries, which from_conv hands over to the twin
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_is_full_backward_hook",
+    "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+)  # fmt: skip
 
 
 def _check_plain_weight(conv: nn.Module, who: str) -> None:
@@ -442,10 +605,22 @@ class _CoordConvNd(_CoordConvMixin):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_traceable(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The layer's function with the given full ``weight`` and ``bias`` (``nn.ConvNd``'s hook for this).
+
+        Code written for ``nn.ConvNd`` that calls ``conv._conv_forward(x, new_weight, new_bias)`` (mmcv's
+        ``efficient_conv_bn_eval``, for one) gets the CoordConv layer with those parameters, coordinate term
+        included; a ``weight`` without the coordinate filters is refused.
+        """
+        self._check_weight(weight, "_conv_forward")
         x = batched(input, type(self).__name__, self._rank, self.in_channels)
-        out = self._conv_forward(x, self.weight, None)  # type: ignore[operator]
+        input_weight, coord_weight = self._split(weight)
+        plain_forward: Any = self._plain._conv_forward  # type: ignore[attr-defined,unused-ignore]
+        out = plain_forward(self, x, input_weight, None)
         out = add_coord_term(
-            out, x, self.coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
+            out, x, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding,
             self.dilation, self.padding_mode, pad=self._reversed_padding_repeated_twice,
         )  # fmt: skip
         return like_input(out, input, self._rank)
@@ -459,15 +634,17 @@ class _CoordConvTransposeNd(_CoordConvMixin):
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
         self._check_traceable(input)
+        self._check_weight(self.weight, "forward")
         x = batched(input, type(self).__name__, self._rank, self.in_channels)
         output_padding = transposed_output_padding(
-            x, output_size, self.output_padding, self.stride, self.padding, self.kernel_size, self.dilation
+            input, output_size, self.output_padding, self.stride, self.padding, self.kernel_size, self.dilation
         )
+        input_weight, coord_weight = self._split(self.weight)
         out = type(self)._conv_transpose(
-            x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
+            x, input_weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
         out = add_coord_term(
-            out, x, self.coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
+            out, x, coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
             self.dilation, self.padding_mode, output_padding=output_padding,
         )  # fmt: skip
         return like_input(out, input, self._rank)
@@ -477,7 +654,8 @@ class CoordConv1d(_CoordConvNd, nn.Conv1d):
     """1D CoordConv: ``nn.Conv1d`` over the input and its coordinate channel(s).
 
     Arguments before ``*`` are ``nn.Conv1d``'s, in the same order with the same meaning; the keyword-only
-    options are those of :class:`CoordConv2d`. ``coord_weight`` has shape ``(out_channels, coord_channels, k)``.
+    options are those of :class:`CoordConv2d`. ``weight`` is ``(out_channels, in_channels / groups +
+    coord_channels, k)``; ``coord_weight``, its coordinate part, ``(out_channels, coord_channels, k)``.
 
     Shape:
         - Input: :math:`(N, C_{in}, L)` or :math:`(C_{in}, L)`.
@@ -518,8 +696,8 @@ class CoordConv1d(_CoordConvNd, nn.Conv1d):
 class CoordConv2d(_CoordConvNd, nn.Conv2d):
     """2D CoordConv: ``nn.Conv2d`` over the input and its ``i`` (row) and ``j`` (column) coordinate channels.
 
-    Computes ``conv(cat([x, coords]), [weight | coord_weight]) + bias`` exactly, as the plain convolution of
-    the input plus a coordinate term computed once at batch size 1 (see :mod:`coordconv.layers`). The
+    Computes ``conv(cat([x, coords]), weight) + bias`` exactly (``weight`` is ``[W | W_c]``), as the plain
+    convolution of the input plus a coordinate term computed once at batch size 1 (see :mod:`coordconv.layers`). The
     coordinates describe this layer's own input grid and are padded like the input (``padding_mode``).
 
     Arguments before ``*`` are ``nn.Conv2d``'s, in the same order with the same meaning; ``in_channels``
@@ -531,9 +709,13 @@ class CoordConv2d(_CoordConvNd, nn.Conv2d):
         order: ``"ij"`` (rows first, the default) or ``"xy"`` (columns first, the official TF code's order).
 
     Attributes:
-        weight: the input filters, exactly ``nn.Conv2d``'s shape ``(out_channels, in_channels / groups, kH, kW)``.
+        weight: the filters of the concatenated layer, ``[W | W_c]``: ``(out_channels, in_channels / groups +
+            coord_channels, kH, kW)``, the input filters then the coordinate filters (every group sees the
+            coordinates). Rescaling it per output channel (BatchNorm folding) is exact.
         bias: ``nn.Conv2d``'s bias ``(out_channels,)``, or ``None``.
-        coord_weight: the coordinate filters ``(out_channels, coord_channels, kH, kW)``, dense over groups.
+        coord_weight: read-only property, the coordinate filters ``weight[:, in_channels // groups:]``
+            ``(out_channels, coord_channels, kH, kW)``, a view. To train only them, see
+            :func:`freeze_input_filters`.
         coord_channels: the number of coordinate channels (2, 3 with ``r``, more for Fourier features).
 
     Shape:
@@ -545,7 +727,7 @@ class CoordConv2d(_CoordConvNd, nn.Conv2d):
         >>> layer(torch.randn(8, 3, 32, 48)).shape
         torch.Size([8, 16, 32, 48])
         >>> layer.weight.shape, layer.coord_weight.shape
-        (torch.Size([16, 3, 3, 3]), torch.Size([16, 3, 3, 3]))
+        (torch.Size([16, 6, 3, 3]), torch.Size([16, 3, 3, 3]))
     """
 
     _rank = 2
@@ -579,8 +761,9 @@ class CoordConv3d(_CoordConvNd, nn.Conv3d):
     """3D CoordConv: ``nn.Conv3d`` over the input and its depth, row and column coordinate channels.
 
     Arguments before ``*`` are ``nn.Conv3d``'s, in the same order with the same meaning; the keyword-only
-    options are those of :class:`CoordConv2d` (``r = sqrt(d ** 2 + i ** 2 + j ** 2)``). ``coord_weight`` has
-    shape ``(out_channels, coord_channels, kD, kH, kW)``.
+    options are those of :class:`CoordConv2d` (``r = sqrt(d ** 2 + i ** 2 + j ** 2)``). ``weight`` is
+    ``(out_channels, in_channels / groups + coord_channels, kD, kH, kW)``, its coordinate part ``coord_weight``
+    ``(out_channels, coord_channels, kD, kH, kW)``.
 
     Shape:
         - Input: :math:`(N, C_{in}, D, H, W)` or :math:`(C_{in}, D, H, W)`.
@@ -623,7 +806,8 @@ class CoordConvTranspose1d(_CoordConvTransposeNd, nn.ConvTranspose1d):
     """1D transposed CoordConv: ``nn.ConvTranspose1d`` over the input and its coordinate channel(s).
 
     Arguments before ``*`` are ``nn.ConvTranspose1d``'s; the keyword-only options are those of
-    :class:`CoordConv2d`. ``coord_weight`` has shape ``(coord_channels, out_channels, k)``.
+    :class:`CoordConv2d`. ``weight`` is ``(in_channels + groups * coord_channels, out_channels / groups, k)``;
+    ``coord_weight``, its coordinate rows, ``(coord_channels, out_channels, k)``.
 
     Shape:
         - Input: :math:`(N, C_{in}, L)` or :math:`(C_{in}, L)`.
@@ -670,8 +854,10 @@ class CoordConvTranspose2d(_CoordConvTransposeNd, nn.ConvTranspose2d):
     The coordinates describe the layer's input grid (the small one), as the paper's "CoordConv (or
     Deconv)" layer. Arguments before ``*`` are ``nn.ConvTranspose2d``'s, in the same order with the same
     meaning, and ``forward`` takes the same optional ``output_size``. The keyword-only options are those of
-    :class:`CoordConv2d`. ``weight`` is ``(in_channels, out_channels / groups, kH, kW)`` as in torch;
-    ``coord_weight`` is ``(coord_channels, out_channels, kH, kW)``, dense over groups.
+    :class:`CoordConv2d`. ``weight`` is ``nn.ConvTranspose2d``'s over the input and one copy of the
+    coordinate channels per group, ``(in_channels + groups * coord_channels, out_channels / groups, kH, kW)``
+    (each group's input rows, then its coordinate rows); ``coord_weight`` is the coordinate part as
+    ``(coord_channels, out_channels, kH, kW)``, a view when ``groups=1``.
 
     Shape:
         - Input: :math:`(N, C_{in}, H, W)` or :math:`(C_{in}, H, W)`.

@@ -211,8 +211,8 @@ def _fans(weights: list[Tensor]) -> tuple[int, int]:
 
 def _layer_weights(module: nn.Module) -> list[Tensor] | None:
     """The weights of one layer as ``(out, in, ...)`` views, the coordinate filters included; None if no layer."""
-    if isinstance(module, CoordConv2d):
-        return [module.weight, module.coord_weight]
+    if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
+        return list(module._split(module.weight))
     if isinstance(module, nn.ConvTranspose2d):
         return [module.weight.transpose(0, 1)]
     if isinstance(module, (nn.Conv2d, nn.Linear)):

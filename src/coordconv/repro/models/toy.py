@@ -53,11 +53,10 @@ def he_normal_(module: nn.Module) -> None:
         if not isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             continue
         # torch's fan-in of a transposed weight (in, out/groups, k, k) is (out/groups) k^2, as Keras computes it
+        # (a CoordConv layer's weight holds its coordinate filters: they count in the fan-in; the two parts are
+        # drawn one after the other, as views)
         fan_in = nn.init._calculate_fan_in_and_fan_out(m.weight)[0]
-        kernels = [m.weight]
-        if isinstance(m, CoordConv2d):
-            fan_in += m.coord_channels * m.kernel_size[0] * m.kernel_size[1]
-            kernels.append(m.coord_weight)
+        kernels = list(m._split(m.weight)) if isinstance(m, CoordConv2d) else [m.weight]
         std = (2.0 / fan_in) ** 0.5 / 0.87962566103423978  # the std of a unit normal truncated at +-2
         for kernel in kernels:
             nn.init.trunc_normal_(kernel, 0.0, std, -2 * std, 2 * std)
@@ -69,9 +68,7 @@ def l2_weights(module: nn.Module) -> Iterator[Tensor]:
     """The tensors the official code puts an L2 penalty on: conv kernels (coordinate filters included)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            yield m.weight
-            if isinstance(m, CoordConv2d):
-                yield m.coord_weight
+            yield m.weight  # a CoordConv layer's weight holds its coordinate filters
 
 
 def _same_transposed(in_channels: int, out_channels: int, filter_size: int) -> nn.ConvTranspose2d:
