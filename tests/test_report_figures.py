@@ -152,7 +152,15 @@ def test_summary_labels_every_bar_and_explains_the_dots(captured, tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert sorted(texts) == sorted(["20.0%", "100.0%", "0.03%", "100.0%"])
     assert "one seed's final model" in legend_texts(fig)
-    assert "conv: mean over seeds" in legend_texts(fig)
+    assert "conv: median over seeds" in legend_texts(fig)
+    # one failing seed out of five moves the mean, not the bar
+    runs = toy_runs({(s, m): 0 for s in toy.SPLITS for m in ("conv", "coordconv")})
+    group = [r for r in runs if r.summary["split"] == "uniform" and r.summary["model"] == "coordconv"]
+    for r, value in zip(group, [1.0, 1.0, 0.0], strict=False):
+        r.summary["test"]["accuracy"] = value
+    toy.plot_summary(runs, ["classification"], tmp_path / "m")
+    bars = [p.get_height() for p in captured[tmp_path / "m"].axes[0].patches]
+    assert 1.0 in bars
 
 
 def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):

@@ -348,7 +348,8 @@ def _bar_label(value: float, metric: str) -> str:
 def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     """Final test metric of conv and CoordConv per task and split.
 
-    A bar of the mean over seeds (its value printed) and a dot per seed, with a legend and caption in the figure.
+    A bar of the median over seeds (its value printed; a seed that fails moves a mean, not the median) and a dot per
+    seed, with a legend and caption in the figure.
     """
     plt = pyplot()
     from matplotlib.lines import Line2D
@@ -367,7 +368,7 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
                 seeds.add(len(group))
                 metric = group[0].summary["metric"]
                 values = [r.summary["test"][metric] for r in group]
-                mean = statistics.fmean(values)
+                mean = statistics.median(values)
                 x = s_index * 3 + m_index
                 # an outline, so that a bar of (almost) zero still shows as a line on the axis
                 ax.bar(x, mean, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
@@ -388,15 +389,16 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
         ax.set_title(task)
         ax.grid(alpha=0.3, axis="y")
     counts = "/".join(str(n) for n in sorted(seeds))
-    handles: list[Any] = [Patch(color=COLOURS[m], alpha=0.7, label=f"{NAMES[m]}: mean over seeds") for m in MODELS]
+    handles: list[Any] = [Patch(color=COLOURS[m], alpha=0.7, label=f"{NAMES[m]}: median over seeds") for m in MODELS]
     handles.append(
         Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
     )
     fig.suptitle("conv vs CoordConv on held-out positions (test set)", fontsize=10)
     caption(
         fig,
-        f"Bars: the mean over the seeds ({counts} per bar), its value printed above the highest mark; dots: each "
-        "seed's final model." + (" Errors are in pixels, on a log axis." if "regression" in tasks else ""),
+        f"Bars: the median over the seeds ({counts} per bar; one failing seed moves a mean, not the median), its "
+        "value printed above the highest mark; dots: each seed's final model. The tables give the means."
+        + (" Errors are in pixels, on a log axis." if "regression" in tasks else ""),
         handles=handles,
     )
     save_figure(fig, path)
