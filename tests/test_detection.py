@@ -344,3 +344,12 @@ def test_the_report_names_the_official_targets_and_refuses_mixed_modes(tmp_path)
     assert targets([official]).startswith("Targets: the official ones")
     with pytest.raises(ValueError, match=r"mix clipped targets \(old\) and official ones \(new\)"):
         targets([old, official])
+
+
+@pytest.mark.parametrize("clip_boxes", [True, False])
+def test_a_digit_without_ink_gets_no_box(clip_boxes):
+    digits = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    digits[0, 8:20, 10:18] = 255  # one digit with ink, three blank ones (a damaged MNIST file, say)
+    scenes = mc.make_scenes(digits, torch.arange(4), 40, seed=3, clip_boxes=clip_boxes)
+    assert all((labels == 0).all() for labels in scenes.labels)  # only the inked digit is ever boxed
+    assert sum(len(b) for b in scenes.boxes) > 0

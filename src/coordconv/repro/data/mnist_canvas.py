@@ -225,6 +225,7 @@ def make_scenes(digits: Tensor, labels: Tensor, count: int, seed: int = 0, *, cl
             if clip_boxes:
                 box = box.clamp(0, CROP)
                 keep = bool(box[2] - box[0] >= MIN_VISIBLE and box[3] - box[1] >= MIN_VISIBLE)
+                keep = keep and bool(digit.any())  # a digit image with no ink: no box around nothing
             else:
                 # the part of the digit inside the crop, in the digit's own pixels: visible if any of it is ink
                 top, left = max(offset - y0, 0), max(offset - x0, 0)
