@@ -1,4 +1,5 @@
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -22,6 +23,12 @@ def test_readme_starts_with_the_two_commands():
     assert commands[1].endswith("python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must call the README's test command"
+    # one project, one environment: both commands pin the same torch (and torchvision) builds, so running one
+    # after the other, in either order, changes nothing the other installed
+    pins = [sorted(re.findall(r"\b(torch(?:vision)?==[\w.+]+)", command)) for command in commands]
+    assert pins[0] == pins[1] and any(p.startswith("torch==") for p in pins[0]), pins
+    guide = (ROOT / "docs" / "getting-started.md").read_text()
+    assert all(command in guide for command in commands), "docs/getting-started.md shows the README's two commands"
 
 
 def test_readme_images_and_links_exist():
