@@ -194,8 +194,9 @@ def test_a_folder_filled_by_two_commands_records_both(tmp_path):
     assert (folder / "table.md").read_text().startswith("Command: not recorded\n")
 
 
-def detection_run(model: str, seed: int, iou: float) -> FinishedRun:
-    summary = {"model": model, "seed": seed, "proposal_iou": iou, "map_50": 0.2, "map": 0.1, "train_seconds": 60.0}
+def detection_run(model: str, seed: int, iou: float, clip_boxes: bool = False) -> FinishedRun:
+    summary = {"model": model, "seed": seed, "proposal_iou": iou, "map_50": 0.2, "map": 0.1, "train_seconds": 60.0,
+               "config": {"clip_boxes": clip_boxes}}  # fmt: skip
     metrics = [
         {"epoch": 1, "proposal_iou": iou - 0.01, "map_50": 0.1},
         {"epoch": 2, "proposal_iou": iou, "map_50": 0.2},
@@ -210,6 +211,13 @@ def test_detection_finding_and_curves(captured, tmp_path):
     same = [detection_run("coordconv", s, v) for s, v in enumerate([0.49, 0.52, 0.53])]
     assert detection.finding(conv + better).startswith("The paper's +24% proposal IoU with CoordConv: reproduced (")
     assert "contradicted: a difference opposite to the paper's" in detection.finding(conv + worse)
+    # the clipped variant's verdict is scoped to the variant: it cannot speak for the paper's setting
+    clipped = [detection_run(r.summary["model"], r.summary["seed"], r.summary["proposal_iou"], True)
+               for r in conv + worse]  # fmt: skip
+    assert detection.finding(clipped).startswith("In the clipped variant only (")
+    assert "says nothing about the paper's setting), the paper's +24% proposal IoU with CoordConv: contradicted" in (
+        detection.finding(clipped)
+    )
     # 0.49-0.53 against 0.50-0.52: the interval holds zero but not the paper's +0.122, so "no gain" may be said
     assert "contradicted: the interval excludes the paper's effect" in detection.finding(conv + same)
     noisy = [detection_run("coordconv", s, v) for s, v in enumerate([0.30, 0.70, 0.55])]
@@ -307,3 +315,18 @@ def test_gan_finding_says_when_a_model_does_not_work():
     assert text.startswith("Both GANs work in every seed") and "more spread" in text
     text = generative.finding([gan_run(m, s, 0.0) for m in ("conv", "coordconv") for s in range(2)], "gan")
     assert text.startswith("Neither GAN works")
+
+
+def test_rl_finding_scopes_a_minatar_verdict_to_minatar():
+    """A verdict from MinAtar's boards cannot speak for the paper's Atari games: the finding says so."""
+    runs = [
+        rl_run(env, model, seed, base + (5.0 if model == "coordconv" else 0.0) + seed)
+        for env, base in (("MinAtar/Breakout-v1", 10.0), ("ALE/MsPacman-v5", 500.0))
+        for model in ("conv", "coordconv")
+        for seed in range(3)
+    ]
+    atari = [r for r in runs if r.summary["env"].startswith("ALE/")]
+    assert rl.finding(atari).startswith("The paper's claim that CoordConv agents do better (6 of 9 Atari games")
+    minatar = [r for r in runs if r.summary["env"].startswith("MinAtar/")]
+    assert rl.finding(minatar).startswith("On MinAtar (10x10 boards, not the paper's Atari frames: a difference")
+    assert rl.finding(runs).startswith("On MinAtar for 1 of the 2 games (10x10 boards")

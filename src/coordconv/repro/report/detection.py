@@ -220,9 +220,10 @@ def finding(runs: list[FinishedRun]) -> str:
         text = f"One seed of a model is too few to compare the two ({numbers})."
     else:
         text = (
-            f"The paper's +24% proposal IoU with CoordConv: {result.words(3)} ({numbers}; difference "
+            f"{_scope(runs)}the paper's +24% proposal IoU with CoordConv: {result.words(3)} ({numbers}; difference "
             f"{result.interval(3)}, 95% interval)."
         )
+        text = text[0].upper() + text[1:]
     ablation = [
         f"{NAMES[m]}: {verdict(iou[m], iou['conv'])} ({statistics.fmean(iou[m]):.3f}, "
         f"{_versus_conv(runs, m)[0]}, {seeds(len(iou[m]))})"
@@ -232,6 +233,17 @@ def finding(runs: list[FinishedRun]) -> str:
     if ablation:
         text += " In the placement ablation, " + "; ".join(ablation) + "."
     return text
+
+
+def _scope(runs: list[FinishedRun]) -> str:
+    """What a verdict on ``runs`` covers: the paper's setting, or only the clipped variant's (a leading clause)."""
+    if any(clipped(r) for r in runs):
+        return (
+            "In the clipped variant only (targets and proposals clipped to the 64x64 crop, where the official code "
+            "keeps the whole box of a digit cut by the border: a difference that can decide the outcome, so this "
+            "says nothing about the paper's setting), "
+        )
+    return ""
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:

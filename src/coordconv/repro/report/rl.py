@@ -128,8 +128,16 @@ def finding(runs: list[FinishedRun]) -> str:
         return "No game has two finished runs of each model yet, so nothing is compared."
     verdicts = [r.verdict for r in compared.values()]
     games = f"{len(compared)} game{'s' if len(compared) > 1 else ''}"
+    minatar = [env for env in compared if env.startswith("MinAtar/")]
+    scope = "The paper's"
+    if minatar:
+        which = "" if len(minatar) == len(compared) else f" for {len(minatar)} of the {len(compared)} games"
+        scope = (
+            f"On MinAtar{which} (10x10 boards, not the paper's Atari frames: a difference that can decide the "
+            "outcome, so a MinAtar verdict says nothing about Atari), the paper's"
+        )
     text = (
-        f"The paper's claim that CoordConv agents do better (6 of 9 Atari games, no effect sizes), tested on the final "
+        f"{scope} claim that CoordConv agents do better (6 of 9 Atari games, no effect sizes), tested on the final "
         f"returns of {games} (95% Welch intervals): reproduced in {verdicts.count('reproduced')}, contradicted in "
         f"{verdicts.count('contradicted')}"
     )
