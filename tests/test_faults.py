@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -717,3 +718,24 @@ def test_a_run_made_before_a_field_existed_resumes(tmp_path, monkeypatch):
     changed = toy.replace(cfg, eval_batch_size=cfg.eval_batch_size + 1)
     with pytest.raises(RunError, match="config differs in eval_batch_size"):
         toy.main(changed, other, resume=True, **QUIET)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_command_starts_is_one_line(monkeypatch, capsys, signum):
+    """Building the parser imports torch and the experiments (seconds): SIGTERM or Ctrl-C then is one line."""
+    import os
+    import time
+
+    from coordconv import cli
+
+    def slow_build_parser():
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("the signal did not interrupt the start")
+
+    monkeypatch.setattr(cli, "build_parser", slow_build_parser)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["reproduce"]) == 128 + signum
+    err = capsys.readouterr().err
+    assert err == f"coordconv: interrupted ({signal.Signals(signum).name}) while starting; nothing was written\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous SIGTERM handler is back

@@ -222,8 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``coordconv`` command; returns the exit status."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    received: dict[str, str] = {}
+    try:
+        # building the parser imports torch and every experiment (seconds): a SIGTERM or Ctrl-C meanwhile is one
+        # line, not a traceback or a silent death; nothing has been written yet
+        with _terminate_as_interrupt() as received:
+            parser = build_parser()
+    except KeyboardInterrupt:
+        signal_name = received.get("signal", "SIGINT")
+        print(f"coordconv: interrupted ({signal_name}) while starting; nothing was written", file=sys.stderr)
+        return 128 + int(getattr(signal, signal_name))
     args = parser.parse_args(argv)
     args.argv = argv  # what the command records of its own invocation (command.txt)
     if args.command is None:
