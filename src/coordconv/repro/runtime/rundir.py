@@ -451,7 +451,10 @@ class Run:
         existing = [name for name in RUN_FILES if (path / name).exists()]
         if resume:
             if not (path / CONFIG).exists():
-                raise RunError(f"cannot resume: {path} holds no run ({CONFIG} is missing)")
+                raise RunError(
+                    f"cannot resume: {path} holds no run ({CONFIG} is missing: none was started there, or it was "
+                    "stopped before it wrote one); start it with the same command without --resume"
+                )
             changed = config_changes(run._complete(run.stored_config()), run.config)
             if changed:
                 raise RunError(
