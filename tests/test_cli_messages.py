@@ -158,6 +158,14 @@ def test_an_interrupted_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(toy, "main", interrupted)
     out = tmp_path / "run"
+    # stopped before the run wrote its config: nothing to resume, the same command starts it
+    assert _run(["train", "classification", "--preset", "smoke", "--out", out]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"coordconv: interrupted (SIGINT) before the run in {out} started; start it again with: "
+        f"coordconv train classification --preset smoke --out {out}"
+    )
+    out.mkdir()
+    (out / "config.json").write_text("{}")
     assert _run(["train", "classification", "--preset", "smoke", "--out", out, "--overwrite"]) == 130
     err = capsys.readouterr().err.strip()
     assert err == (

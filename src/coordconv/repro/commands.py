@@ -284,6 +284,9 @@ def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -
     head = f"coordconv: interrupted ({signal_name})"
     command = getattr(args, "command", None)
     if command == "train":
+        if not (Path(args.out) / "config.json").exists():  # stopped before the run wrote anything to resume
+            again = shlex.join(["coordconv", *argv])
+            return f"{head} before the run in {args.out} started; start it again with: {again}"
         words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
         launch = " (under torchrun: the same launch with --resume)" if getattr(args, "task", "") == "imagenet" else ""
         return (
