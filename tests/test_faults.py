@@ -739,3 +739,16 @@ def test_a_signal_while_the_command_starts_is_one_line(monkeypatch, capsys, sign
     err = capsys.readouterr().err
     assert err == f"coordconv: interrupted ({signal.Signals(signum).name}) while starting; nothing was written\n"
     assert signal.getsignal(signal.SIGTERM) is before  # the previous SIGTERM handler is back
+
+
+def test_a_path_through_a_file_names_the_file(tmp_path, capsys):
+    """mkdir under a file fails with "File exists" or "Not a directory": the message names the file instead."""
+    from coordconv.cli import main
+
+    blocker = tmp_path / "notes"
+    blocker.write_text("x")
+    assert main(["dataset", "notsoclevr", "--out", str(blocker / "nsc.npz")]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"{blocker} is a file, not a folder")
+    assert main(["train", "classification", "--preset", "smoke", "--out", str(blocker / "a" / "run")]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"{blocker} is a file, not a folder")
+    assert blocker.read_text() == "x"

@@ -141,7 +141,10 @@ def test_cli_inspect_errors(tmp_path, capsys):
     from coordconv.cli import main
 
     assert main(["inspect", str(tmp_path / "missing")]) == 1
-    assert "neither a run directory nor a .safetensors file" in capsys.readouterr().err
+    assert "missing does not exist; expected a run directory or a .safetensors file" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["inspect", str(tmp_path / "notes.txt")]) == 1
+    assert "notes.txt is neither a run directory nor a .safetensors file" in capsys.readouterr().err
     (tmp_path / "config.json").write_text('{"config": {"env": "MinAtar/Breakout"}}')
     assert main(["inspect", str(tmp_path)]) == 1
     assert "is not a run of coordconv train" in capsys.readouterr().err

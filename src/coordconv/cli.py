@@ -158,6 +158,8 @@ def _inspect(args: argparse.Namespace) -> int:
             rows = _inspect_run(path, args.samples)
         elif path.suffix == ".safetensors" and path.is_file():
             rows = inspect_model(_read_safetensors(path))
+        elif not path.exists():
+            raise ValueError(f"{path} does not exist; expected a run directory or a .safetensors file")
         else:
             raise ValueError(f"{path} is neither a run directory nor a .safetensors file")
     except (ValueError, OSError, ImportError, RunError) as e:

@@ -85,6 +85,10 @@ def _file_mode() -> int:
 def _reason(error: BaseException, folder: Path) -> str:
     """Why a write failed, in a few words (torch reports a full disk as a C++ enforce message)."""
     if isinstance(error, OSError) and error.errno is not None:
+        # mkdir of a folder whose path runs through a file says "File exists" or "Not a directory": name the file
+        blocking = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        if error.errno in (errno.EEXIST, errno.ENOTDIR) and blocking is not None:
+            return f"{blocking} is a file, not a folder"
         return os.strerror(error.errno)
     with contextlib.suppress(OSError):
         if shutil.disk_usage(folder).free < 1 << 20:
