@@ -26,6 +26,10 @@ THRESHOLD = 0.8  # the paper's "80% after ~4,000 s"
 LATE = 200  # the last learning-rate stage (1e-6) of the paper's 1,000 epochs
 
 
+# conv runs whose best test accuracy stays under this have no "time to their best" worth a ratio
+NO_GENERALISATION = 0.10
+
+
 def conv_numbers(run: FinishedRun) -> dict[str, Any]:
     """Best and final test accuracy, final train accuracy, seconds to 80% test and to the best, of one run."""
     epochs = [m for m in run.metrics if m.get("kind") == "epoch" and "test_accuracy" in m]
@@ -68,6 +72,8 @@ def table(long_root: Path, quick_root: Path) -> str:
         to_80 = ", ".join("never" if c["seconds_to_80"] is None else f"{c['seconds_to_80']:,.0f}" for c in conv)
         late = ", ".join(mean_sd(c["late_test"], 1, scale=100, unit="%") for c in conv)
         ratio = "-" if not coord_median else f"{to_best / coord_median:,.0f}x"
+        if max(c["best_test"] for c in conv) < NO_GENERALISATION:
+            ratio = "- (conv never generalises)"  # a time to a best near 0% compares nothing
         coord_text = "-" if coord_median is None else f"{coord_median:.1f} ({len(coord_times)} of {len(coord)})"
         rows.append(
             f"| {split} | {len(conv)} ({'/'.join(str(c['epochs']) for c in conv)}) "
@@ -83,7 +89,9 @@ def table(long_root: Path, quick_root: Path) -> str:
         "excluded). Conv's test accuracy, last epochs: mean ± standard deviation over the epochs of each run, at "
         "the last learning rate (1e-6): the epoch-to-epoch spread shows how much of 'best' is the luck of one "
         "evaluation. Ratio: conv's median seconds to its best test accuracy over CoordConv's median seconds to 100% "
-        "train and test (the paper's abstract: CoordConv about 150 times faster). Conv's seconds include time "
+        "train and test (the paper's abstract: CoordConv about 150 times faster); not given where conv's best test "
+        f"accuracy stays under {NO_GENERALISATION:.0%}, since a time to such a best measures nothing. Conv's "
+        "seconds include time "
         "shared with other jobs on this 2-core machine, so the ratio is an upper bound on its quiet value."
     )
     return "\n".join(rows) + notes + "\n"
