@@ -752,3 +752,41 @@ def test_a_path_through_a_file_names_the_file(tmp_path, capsys):
     assert main(["train", "classification", "--preset", "smoke", "--out", str(blocker / "a" / "run")]) == 1
     assert capsys.readouterr().err.strip().endswith(f"{blocker} is a file, not a folder")
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_torch_is_imported_is_one_line(signum):
+    """The command's entry point runs before `import coordconv` imports torch: a signal then is one line."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, os, sys, time
+        class Interrupt(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "coordconv.cli":  # as if the signal came while torch was being imported
+                    os.kill(os.getpid(), {int(signum)})
+                    time.sleep(5)
+                return None
+        sys.meta_path.insert(0, Interrupt())
+        import _coordconv_launch
+        sys.exit(_coordconv_launch.main())
+    """)
+    import signal as signals
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL),  # as a terminal starts it
+    )  # fmt: skip
+    name = signal.Signals(signum).name
+    assert result.returncode == 128 + signum, result.stderr
+    assert result.stderr == f"coordconv: interrupted ({name}) while starting; nothing was written\n"
+
+
+def test_the_command_is_the_launcher():
+    """pyproject's script entry point is the launcher, which hands over to coordconv.cli.main."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"coordconv": "_coordconv_launch:main"}
+    result = subprocess.run([sys.executable, "-m", "_coordconv_launch", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("coordconv ")
