@@ -1,6 +1,6 @@
 """The ``coordconv`` command's entry point, outside the package so that it runs before torch is imported.
 
-Importing :mod:`coordconv` imports torch, which takes a second or more: a Ctrl-C or SIGTERM meanwhile would print
+Importing :mod:`coordconv` imports torch, which takes a second or more (and, without NumPy, warns about it): a Ctrl-C or SIGTERM meanwhile would print
 a ``KeyboardInterrupt`` traceback or end the process without a word. Here both are one line; nothing has been
 written yet. :func:`coordconv.cli.main` takes over once it is imported.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from types import FrameType
 
 
@@ -21,6 +22,9 @@ def main() -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
+    # without NumPy (a torch-only install: the library needs nothing else) torch warns at import that it could not
+    # initialise NumPy; the commands that need NumPy say so themselves, naming the extra
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
     try:
         from coordconv.cli import main as command
     except KeyboardInterrupt:

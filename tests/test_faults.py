@@ -790,3 +790,14 @@ def test_the_command_is_the_launcher():
     assert scripts == {"coordconv": "_coordconv_launch:main"}
     result = subprocess.run([sys.executable, "-m", "_coordconv_launch", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("coordconv ")
+
+
+def test_no_numpy_warning_from_the_command_in_a_torch_only_install():
+    """torch warns at import when NumPy is missing; the command's own messages are all a user sees."""
+    code = "import sys; sys.modules['numpy'] = None; import _coordconv_launch; sys.exit(_coordconv_launch.main())"
+    result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: coordconv")
+    assert result.stderr == ""
+    check = subprocess.run([sys.executable, "-c", "import sys; sys.modules['numpy'] = None; import torch"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "Failed to initialize NumPy" in check.stderr  # what the command hides (torch's own warning)
