@@ -1,8 +1,8 @@
 """The ``coordconv`` command's entry point, outside the package so that it runs before torch is imported.
 
-Importing :mod:`coordconv` imports torch, which takes a second or more (and, without NumPy, warns about it): a Ctrl-C or SIGTERM meanwhile would print
-a ``KeyboardInterrupt`` traceback or end the process without a word. Here both are one line; nothing has been
-written yet. :func:`coordconv.cli.main` takes over once it is imported.
+Importing :mod:`coordconv` imports torch, which takes a second or more (and, without NumPy, warns about it): a
+Ctrl-C or SIGTERM meanwhile would print a ``KeyboardInterrupt`` traceback or end the process without a word.
+Here both are one line; nothing has been written yet. :func:`coordconv.cli.main` takes over once it is imported.
 """
 
 from __future__ import annotations
