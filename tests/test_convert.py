@@ -195,3 +195,19 @@ def test_hooks_of_a_converted_convolution_are_kept():
     seen.clear()
     torch.testing.assert_close(model(x), expected / 2.0)
     assert seen == []
+
+
+def test_an_optimizer_made_before_coordconvify_gets_a_warning():
+    """coordconvify replaces each converted weight: an optimizer made before would not train those layers."""
+    import warnings
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    before = torch.optim.Adam(net.parameters())
+    with pytest.warns(UserWarning, match=r"replaced the weight of 0, which a Adam created before holds") as caught:
+        coordconvify(net, first_only=True)
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
+    del before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no optimizer holds a replaced weight now: no warning
+        coordconvify(net, where="2")
+        torch.optim.Adam(net.parameters())  # made after: trains every layer

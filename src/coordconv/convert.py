@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import gc
+import warnings
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -53,8 +56,9 @@ def coordconvify(
     alone, and so are layers that are already CoordConv.
 
     The module is modified in place and returned (a bare convolution passed as ``module`` is returned
-    converted). Pass ``copy.deepcopy(model)`` to keep the original. Create the optimizer after converting,
-    or add the new ``coord_weight`` parameters to it.
+    converted). Pass ``copy.deepcopy(model)`` to keep the original. Create the optimizer after converting: an
+    optimizer made before holds the old ``weight`` Parameters, which the converted network no longer uses, so it
+    would not train the converted layers (a live optimizer that holds one gets a warning naming the layers).
 
     Args:
         module: the network.
@@ -103,11 +107,33 @@ def coordconvify(
             f"coordconvify found no nn.Conv*d / nn.ConvTranspose*d layer matching where={where!r} "
             f"in {type(module).__name__}"
         )
+    replaced = {id(child.weight): (child.weight, names[0] or "the module") for child, names in targets.values()}
     for child, names in targets.values():
         twin = COORD_TWINS[type(child)].from_conv(child, with_r=with_r, encoding=encoding, order=order)
         for name in names:
             if not name:
-                return twin
+                module = twin
+                break
             parent_name, _, attr = name.rpartition(".")
             setattr(module.get_submodule(parent_name), attr, twin)
+    _warn_if_optimized(replaced)
     return module
+
+
+def _warn_if_optimized(replaced: dict[int, tuple[nn.Parameter, str]]) -> None:
+    """Warn when a live optimizer holds a ``weight`` that :func:`coordconvify` replaced (it would train nothing).
+
+    ``replaced`` maps ``id(weight)`` to the weight (kept alive, so ids stay unique) and its layer's name.
+    """
+    for obj in gc.get_objects():
+        if not issubclass(type(obj), torch.optim.Optimizer):  # type(): no __class__ lookups on proxies
+            continue
+        held = [replaced[id(p)][1] for group in obj.param_groups for p in group["params"] if id(p) in replaced]
+        if held:
+            shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+            warnings.warn(
+                f"coordconvify replaced the weight of {shown}, which a {type(obj).__name__} created before holds: "
+                "it would not train the converted layers. Create the optimizer after coordconvify.",
+                UserWarning,
+                stacklevel=3,
+            )
