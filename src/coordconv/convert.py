@@ -120,7 +120,7 @@ def coordconvify(
     return module
 
 
-def _warn_if_optimized(replaced: dict[int, tuple[nn.Parameter, str]]) -> None:
+def _warn_if_optimized(replaced: dict[int, tuple[object, str]]) -> None:
     """Warn when a live optimizer holds a ``weight`` that :func:`coordconvify` replaced (it would train nothing).
 
     ``replaced`` maps ``id(weight)`` to the weight (kept alive, so ids stay unique) and its layer's name.
