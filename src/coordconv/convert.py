@@ -107,7 +107,9 @@ def coordconvify(
             f"coordconvify found no nn.Conv*d / nn.ConvTranspose*d layer matching where={where!r} "
             f"in {type(module).__name__}"
         )
-    replaced = {id(child.weight): (child.weight, names[0] or "the module") for child, names in targets.values()}
+    replaced: dict[int, tuple[object, str]] = {
+        id(child.weight): (child.weight, names[0] or "the module") for child, names in targets.values()
+    }
     for child, names in targets.values():
         twin = COORD_TWINS[type(child)].from_conv(child, with_r=with_r, encoding=encoding, order=order)
         for name in names:
