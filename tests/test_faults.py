@@ -43,8 +43,10 @@ def _error(capsys, argv, status=1):
 
 
 def _timeless(summary):
-    # the record of the files holds timings too (metrics.jsonl, checkpoint.pt)
-    return {k: v for k, v in summary.items() if "seconds" not in k and k not in ("files", "summary_sha256")}
+    # the record of the files holds timings too (metrics.jsonl, checkpoint.pt); the environments name the checkout's
+    # commit, which an edit or commit during the test run changes between the two runs compared
+    ignored = ("files", "summary_sha256", "environments")
+    return {k: v for k, v in summary.items() if "seconds" not in k and k not in ignored}
 
 
 def _metrics(out):
