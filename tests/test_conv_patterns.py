@@ -9,6 +9,10 @@ end runs the real ultralytics where it is installed.
 """
 
 import copy
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -25,7 +29,6 @@ from coordconv import (
     CoordConvTranspose2d,
     CoordConvTranspose3d,
     coord_grid,
-    coordconvify,
 )
 
 F64 = {"dtype": torch.float64}
@@ -303,27 +306,38 @@ def test_old_pickled_layer_is_converted_on_load():
 
 
 def test_ultralytics_detection_model_fuse_is_exact():
+    """In a subprocess: importing ultralytics patches PIL, cv2 and torch functions for the whole process."""
     pytest.importorskip("ultralytics")
-    from ultralytics.nn.tasks import DetectionModel
+    code = textwrap.dedent("""
+        import torch
+        from torch import nn
+        from ultralytics.nn.tasks import DetectionModel
 
-    torch.manual_seed(0)
-    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)  # the packaged yaml: nothing is downloaded
-    coordconvify(model, where=lambda name, m: name.endswith(".conv"))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, CoordConv2d):
-                m.coord_weight.normal_(std=0.05)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(std=0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    model.eval()
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        before = model(x)[0]
-        fused = model.fuse(verbose=False)
-        assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-        assert any(isinstance(m, CoordConv2d) for m in fused.modules())
-        torch.testing.assert_close(fused(x)[0], before, rtol=1e-4, atol=1e-4)
+        from coordconv import CoordConv2d, coordconvify
+
+        torch.manual_seed(0)
+        model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)  # the packaged yaml: nothing is downloaded
+        coordconvify(model, where=lambda name, m: name.endswith(".conv"))
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, CoordConv2d):
+                    m.coord_weight.normal_(std=0.05)
+                elif isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.normal_(std=0.1)
+                    m.running_var.uniform_(0.5, 2.0)
+        model.eval()
+        x = torch.randn(1, 3, 64, 96)
+        with torch.no_grad():
+            before = model(x)[0]
+            fused = model.fuse(verbose=False)
+            assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+            assert any(isinstance(m, CoordConv2d) for m in fused.modules())
+            torch.testing.assert_close(fused(x)[0], before, rtol=1e-4, atol=1e-4)
+        print("fused exactly")
+    """)
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0 and "fused exactly" in result.stdout, result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------------------

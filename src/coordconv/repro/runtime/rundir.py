@@ -86,14 +86,23 @@ def _reason(error: BaseException, folder: Path) -> str:
     """Why a write failed, in a few words (torch reports a full disk as a C++ enforce message)."""
     if isinstance(error, OSError) and error.errno is not None:
         # mkdir of a folder whose path runs through a file says "File exists" or "Not a directory": name the file
-        blocking = next((p for p in (folder, *folder.parents) if p.is_file()), None)
-        if error.errno in (errno.EEXIST, errno.ENOTDIR) and blocking is not None:
-            return f"{blocking} is a file, not a folder"
+        if error.errno in (errno.EEXIST, errno.ENOTDIR):
+            blocking = next((p for p in (folder, *folder.parents) if _is_file(p)), None)
+            if blocking is not None:
+                return f"{blocking} is a file, not a folder"
         return os.strerror(error.errno)
     with contextlib.suppress(OSError):
         if shutil.disk_usage(folder).free < 1 << 20:
             return os.strerror(errno.ENOSPC)
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the path cannot even be looked up (too long, no permission)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def temporary_name(path: Path) -> str:
