@@ -65,7 +65,11 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
                 _grids.move_to_end(key)
                 return grid
     grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device).unsqueeze(0)
-    if channels_last:
+    if channels_last or (torch.compiler.is_compiling() and grid.dim() == 4):
+        # Under torch.compile a 2D grid is always materialised channels_last: inductor lays out a tensor that
+        # feeds a convolution channels_last, and for the contiguous grid (a view of the stacked axes) saved for
+        # backward it sorts symbolic strides without the shape environment, which fails once sizes are dynamic
+        # ("cannot determine truth value of Relational", torch 2.14). Layout only: eager calls are unchanged.
         grid = grid.contiguous(memory_format=torch.channels_last)
     if cacheable and grid.numel() <= _GRID_CACHE_MAX_NUMEL:
         with _grids_lock:
