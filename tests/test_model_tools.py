@@ -218,3 +218,85 @@ def test_coordconvify_refuses_old_style_weight_hooks_naming_the_module(hook):
         coordconvify(model)
     converted = coordconvify(model, where="0")  # the others still convert
     assert isinstance(converted[0], CoordConv2d)
+
+
+# quantization (issue 27)
+quantization_deprecated = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
+@quantization_deprecated
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fx_quantization_leaves_coordconv_layers_in_floating_point(transposed):
+    # before: convert_fx failed with KeyError '_0_weight' (CoordConv2d) or an observer fed a list (transposed)
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    layer = CoordConvTranspose2d(4, 8, 3, padding=1) if transposed else CoordConv2d(4, 8, 3, padding=1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), layer, nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(2, 3, 10, 12)
+    mapping = get_default_qconfig_mapping("x86")
+    if transposed:
+        # the x86 mapping gives a subclass of nn.ConvTranspose2d the global per-channel qconfig, which torch's
+        # own check refuses for transposed convolutions before any tracing: set it to None (left in float)
+        mapping.set_object_type(CoordConvTranspose2d, None)
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    for _ in range(4):
+        prepared(torch.randn(2, 3, 10, 12))
+    quantized = convert_fx(prepared)
+    assert isinstance(quantized.get_submodule("1"), type(layer))  # the layer itself, in floating point
+    assert quantized.get_submodule("0")._get_name() == "QuantizedConv2d"  # the rest quantized
+    expected = model(x)
+    out = quantized(x)
+    assert (out - expected).abs().max() < 0.05 * expected.abs().max()
+    # at another size too: the layer is called, not traced
+    y = torch.randn(1, 3, 7, 9)
+    assert (quantized(y) - model(y)).abs().max() < 0.05 * model(y).abs().max()
+
+
+@quantization_deprecated
+def test_fx_quantization_with_coordconv_set_to_none():
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(CoordConv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(2, 3, 10, 12)
+    mapping = get_default_qconfig_mapping("x86").set_object_type(CoordConv2d, None)
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    prepared(x)
+    quantized = convert_fx(prepared)
+    expected = model(x)
+    assert (quantized(x) - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+@quantization_deprecated
+def test_eager_quantization_error_says_how_to_fix():
+    from torch.ao.quantization import QuantStub, convert, get_default_qconfig, prepare
+
+    model = nn.Sequential(QuantStub(), CoordConv2d(3, 8, 3, padding=1)).eval()
+    model.qconfig = get_default_qconfig("x86")
+    prepared = prepare(model)
+    prepared(torch.randn(2, 3, 8, 8))
+    quantized = convert(prepared)
+    with pytest.raises(TypeError, match=r"got dtype torch\.quint8 .*DeQuantStub before the layer"):
+        quantized(torch.randn(2, 3, 8, 8))
+    # the fix the message names: dequantize before the layer
+    from torch.ao.quantization import DeQuantStub
+
+    torch.manual_seed(0)
+    fixed = nn.Sequential(QuantStub(), nn.Conv2d(3, 3, 1), DeQuantStub(), CoordConv2d(3, 8, 3, padding=1)).eval()
+    fixed.qconfig = get_default_qconfig("x86")
+    fixed[3].qconfig = None
+    prepared = prepare(copy.deepcopy(fixed))
+    x = torch.randn(2, 3, 8, 8)
+    prepared(x)
+    out = convert(prepared)(x)
+    assert (out - fixed(x)).abs().max() < 0.05 * fixed(x).abs().max()
+
+
+def test_pt2e_quantization_is_not_in_torch():
+    # the tools page says PT2E quantization moved to torchao; this fails once torch ships it again
+    import importlib.util
+
+    assert importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is None

@@ -139,7 +139,13 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
     if not isinstance(input, Tensor):
         raise TypeError(f"{who} expects a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
-        raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}")
+        hint = (
+            " (eager-mode quantization: CoordConv layers run in floating point; put a "
+            "torch.ao.quantization.DeQuantStub before the layer and a QuantStub after it)"
+            if input.is_quantized
+            else ""
+        )
+        raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}{hint}")
     shape = tuple(input.shape)
     if rank is None:
         if input.dim() not in (3, 4, 5):
