@@ -300,3 +300,23 @@ def test_pt2e_quantization_is_not_in_torch():
     import importlib.util
 
     assert importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is None
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")
+@pytest.mark.parametrize("cls", CLASSES)
+def test_optimize_for_inference_equals_eager(cls):
+    # before: TypeError "CoordConv2d expects a torch.Tensor, got Proxy" (it traces again what its fuse traced)
+    from torch.fx.experimental.optimization import optimize_for_inference
+
+    torch.manual_seed(0)
+    rank = cls._rank
+    model = nn.Sequential(cls(3, 4, 3, padding=1), BATCHNORM[rank](4), nn.ReLU()).eval()
+    optimized = optimize_for_inference(model)
+    for size in (6, 9):
+        x = torch.randn(2, 3, *([size] * rank))
+        torch.testing.assert_close(optimized(x), model(x), atol=1e-6, rtol=1e-6)
+    # a traced model traced again records the layer's calls, at any size
+    layer = model[0]
+    retraced = torch.fx.symbolic_trace(torch.fx.symbolic_trace(layer))
+    x = torch.randn(3, *([7] * rank))  # unbatched
+    torch.testing.assert_close(retraced(x), layer(x))

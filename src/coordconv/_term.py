@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -137,6 +138,8 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
     ``TypeError`` / ``ValueError`` naming ``who``, the value and what was expected.
     """
     if not isinstance(input, Tensor):
+        if _is_proxy(input):  # type: ignore[unreachable]
+            return _record(batched, input, who, rank, in_channels)
         raise TypeError(f"{who} expects a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
         hint = (
@@ -175,6 +178,8 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
 
 def like_input(out: Tensor, input: Tensor, rank: int) -> Tensor:
     """Drop the batch axis that :func:`batched` added to an unbatched input."""
+    if _is_proxy(input):
+        return _record(like_input, out, input, rank)  # type: ignore[no-any-return]
     return out if input.dim() == rank + 2 else out.squeeze(0)
 
 
@@ -194,6 +199,9 @@ def transposed_output_padding(
     """
     if output_size is None:
         return list(output_padding)
+    if _is_proxy(x):
+        args = (x, output_size, output_padding, stride, padding, kernel_size, dilation)
+        return _record(transposed_output_padding, *args)  # type: ignore[no-any-return]
     # torch's method reads only its arguments when output_size is given
     compute = nn.modules.conv._ConvTransposeNd._output_padding
     rank = len(kernel_size)
@@ -219,6 +227,9 @@ def add_coord_term(
     ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
     ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``.
     """
+    if _is_proxy(x):
+        args = (out, x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode)
+        return _record(add_coord_term, *args, pad=pad, output_padding=output_padding)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
     grid = grid_for(x, encoding, order, _grid_layout(x, tuple(coord_weight.shape[2:]), transposed))
@@ -236,6 +247,21 @@ def add_coord_term(
         # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
         return out + term
     return _add(out, term.contiguous(memory_format=_memory_format(out)))
+
+
+def _is_proxy(value: Any) -> bool:
+    return isinstance(value, torch.fx.Proxy)
+
+
+def _record(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` recorded as one call by the ``torch.fx`` tracer of its first ``Proxy`` argument.
+
+    ``torch.fx.wrap`` does this when the layers' own module calls the functions; a traced ``GraphModule`` traced
+    again (``torch.fx.experimental.optimization.optimize_for_inference`` re-traces what its ``fuse`` traced)
+    calls them with proxies through its own globals, which the tracer does not patch.
+    """
+    proxy = next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.fx.Proxy))
+    return proxy.tracer.create_proxy("call_function", fn, args, kwargs)
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:
