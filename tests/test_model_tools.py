@@ -320,3 +320,28 @@ def test_optimize_for_inference_equals_eager(cls):
     retraced = torch.fx.symbolic_trace(torch.fx.symbolic_trace(layer))
     x = torch.randn(3, *([7] * rank))  # unbatched
     torch.testing.assert_close(retraced(x), layer(x))
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_coordconvify_refuses_a_pruned_conv_naming_prune_remove(name):
+    # before: refused, blaming weight_norm / spectral_norm
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    prune.l1_unstructured(model[2], name, 0.5)
+    x = torch.randn(2, 3, 8, 8)
+    expected = model(x)
+    match = rf"cannot convert 2: Conv2d is pruned \(torch.nn.utils.prune, L1Unstructured\).*remove\(module, '{name}'\)"
+    with pytest.raises(ValueError, match=match):
+        coordconvify(model)
+    assert type(model[0]) is nn.Conv2d  # refused before anything was converted
+    # the way out the message names: the pruned zeros stay, the output is preserved
+    prune.remove(model[2], name)
+    pruned = getattr(model[2], name).detach().clone()
+    assert (pruned == 0).sum() == pruned.numel() // 2
+    converted = coordconvify(model)
+    layer = converted[2]
+    assert isinstance(layer, CoordConv2d)
+    assert torch.equal(layer._split(layer.weight)[0] if name == "weight" else layer.bias, pruned)
+    torch.testing.assert_close(converted(x), expected)

@@ -601,7 +601,17 @@ _HOOK_DICTS = (
 
 
 def _check_plain_weight(conv: nn.Module, who: str) -> None:
-    """Refuse a convolution whose ``weight`` is made by an old-style ``weight_norm`` / ``spectral_norm`` hook."""
+    """Refuse a convolution with a pruning or old-style ``weight_norm`` / ``spectral_norm`` hook."""
+    from torch.nn.utils import prune
+
+    pruned = [hook for hook in conv._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)]
+    if pruned:
+        raise ValueError(
+            f"{who}: {type(conv).__name__} is pruned (torch.nn.utils.prune, {type(pruned[0]).__name__}): its weight "
+            f"is weight_orig times a mask, computed by a hook; call torch.nn.utils.prune.remove(module, "
+            f"'{pruned[0]._tensor_name}') first (the pruned weights stay zero), then prune the converted layer again "
+            "if the mask must stay applied in training"
+        )
     hooks = [
         type(hook).__name__
         for hook in conv._forward_pre_hooks.values()
