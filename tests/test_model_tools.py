@@ -345,3 +345,24 @@ def test_coordconvify_refuses_a_pruned_conv_naming_prune_remove(name):
     assert isinstance(layer, CoordConv2d)
     assert torch.equal(layer._split(layer.weight)[0] if name == "weight" else layer.bias, pruned)
     torch.testing.assert_close(converted(x), expected)
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+@pytest.mark.parametrize("cls", [CoordConv2d, CoordConvTranspose2d])
+def test_activation_checkpointing_gradients_equal(cls, use_reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = nn.Sequential(cls(3, 4, 3, padding=1), nn.ReLU(), cls(4, 2, 3, padding=1))
+    x = torch.randn(2, 3, 9, 7)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    outs, grads = [], []
+    for xi, run in zip(xs, [model, lambda t: checkpoint(model, t, use_reentrant=use_reentrant)], strict=True):
+        model.zero_grad(set_to_none=True)
+        out = run(xi)
+        out.square().sum().backward()  # reentrant checkpointing does not support autograd.grad
+        outs.append(out.detach())
+        grads.append([xi.grad, *(p.grad for p in model.parameters())])
+    assert torch.equal(outs[0], outs[1])
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert torch.equal(a, b)
