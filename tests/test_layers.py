@@ -388,6 +388,124 @@ def test_compile_inductor_equals_eager():
     torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x), rtol=1e-4, atol=1e-4)
 
 
+def _changing_size_models():
+    """(model, input sizes): every rank, forward and transposed, channels_last inputs, options that change paths."""
+    return [
+        (
+            nn.Sequential(CoordConv2d(3, 8, 3, padding=1), nn.ReLU(), CoordConvTranspose2d(8, 4, 3, padding=1)),
+            [(12, 10), (9, 7), (16, 16)],
+            False,
+        ),
+        (
+            nn.Sequential(
+                CoordConv2d(3, 8, 5, padding=2, padding_mode="reflect", stride=2, with_r=True),
+                nn.ReLU(),
+                CoordConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2),
+            ),
+            [(12, 10), (9, 7), (16, 16)],
+            True,
+        ),
+        (
+            nn.Sequential(
+                CoordConv1d(3, 8, 3, padding=1), nn.ReLU(), CoordConvTranspose1d(8, 4, 3, padding=1, stride=2)
+            ),
+            [(12,), (9,), (16,)],
+            False,
+        ),
+        (
+            nn.Sequential(CoordConv3d(3, 4, 3, padding=1), nn.ReLU(), CoordConvTranspose3d(4, 2, 3, padding=1)),
+            [(6, 5, 4), (4, 5, 3), (5, 5, 5)],
+            True,
+        ),
+    ]
+
+
+def _as_layout(x, channels_last):
+    if channels_last and x.dim() in (4, 5):
+        return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compile_inductor_training_at_changing_sizes():
+    # issue 27: inductor failed at the second size ("cannot determine truth value of Relational")
+    torch.manual_seed(0)
+    for model, sizes, channels_last in _changing_size_models():
+        torch._dynamo.reset()
+        model.train()
+        compiled = torch.compile(model)
+        for size in sizes:
+            x = _as_layout(torch.randn(2, 3, *size), channels_last)
+            xs = [x.clone().requires_grad_(True) for _ in range(2)]
+            outs = [model(xs[0]), compiled(xs[1])]
+            torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+            grads = [
+                torch.autograd.grad(out.square().sum(), [xi, *model.parameters()])
+                for out, xi in zip(outs, xs, strict=True)
+            ]
+            for a, b in zip(grads[1], grads[0], strict=True):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _mirror_forward(layer, x):
+    """The layer's eager computation written out with torch's functions, op for op, for a contiguous input.
+
+    Plain convolution of the input filters, then the batch-1 coordinate term (the grid laid out as the layer lays
+    it out on CPU) added in place. The layer must equal this bitwise: results committed elsewhere depend on it.
+    """
+    rank = layer._rank
+    n = layer.in_channels // layer.groups
+    w = layer.weight
+    if layer.transposed:
+        assert layer.groups == 1
+        w_in, w_c = w[: layer.in_channels], w[layer.in_channels :]
+    else:
+        w_in, w_c = w[:, :n], w[:, n:]
+    grid = coord_grid(tuple(x.shape[2:]), with_r=layer.with_r, dtype=x.dtype).unsqueeze(0)
+    if rank == 2 and (x.shape[2] * x.shape[3] > 10240 or (not layer.transposed and tuple(layer.kernel_size) != (3, 3))):
+        grid = grid.contiguous(memory_format=torch.channels_last)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[rank]
+    conv_t = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[rank]
+    if layer.transposed:
+        args = (layer.stride, layer.padding, layer.output_padding)
+        out = conv_t(x, w_in, None, *args, layer.groups, layer.dilation)
+        term = conv_t(grid, w_c, layer.bias, *args, 1, layer.dilation)
+    else:
+        out = conv(x, w_in, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+        term = conv(grid, w_c, layer.bias, layer.stride, layer.padding, layer.dilation, 1)
+    return out.add_(term.contiguous())
+
+
+def test_eager_training_bitwise_equal_to_its_ops_at_changing_sizes():
+    # issue 27: the compile fix changes only what runs under torch.compile; eager numerics stay bit for bit
+    torch.manual_seed(0)
+    layers = [
+        CoordConv2d(3, 8, 3, padding=1),
+        CoordConv2d(3, 8, 5, padding=2, stride=2, with_r=True),
+        CoordConvTranspose2d(3, 4, 3, padding=1),
+        CoordConv1d(3, 8, 3, padding=1),
+        CoordConvTranspose1d(3, 4, 3, padding=1, stride=2),
+        CoordConv3d(3, 4, 3, padding=1),
+        CoordConvTranspose3d(3, 2, 3, padding=1),
+    ]
+    for layer in layers:
+        for spatial in (5, 8, 104):
+            if layer._rank == 3 and spatial > 8:
+                continue
+            x = torch.randn(2, 3, *([spatial] * (layer._rank - 1)), spatial + 1)
+            xs = [x.clone().requires_grad_(True) for _ in range(2)]
+            outs = [layer(xs[0]), _mirror_forward(layer, xs[1])]
+            assert torch.equal(outs[0], outs[1]), (layer, tuple(x.shape))
+            params = list(layer.parameters())
+            for a, b in zip(
+                torch.autograd.grad(outs[0].square().sum(), [xs[0], *params]),
+                torch.autograd.grad(outs[1].square().sum(), [xs[1], *params]),
+                strict=True,
+            ):
+                assert torch.equal(a, b), (layer, tuple(x.shape))
+
+
 @pytest.mark.parametrize(
     "layer_fn",
     [

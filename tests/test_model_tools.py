@@ -218,3 +218,151 @@ def test_coordconvify_refuses_old_style_weight_hooks_naming_the_module(hook):
         coordconvify(model)
     converted = coordconvify(model, where="0")  # the others still convert
     assert isinstance(converted[0], CoordConv2d)
+
+
+# quantization (issue 27)
+quantization_deprecated = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
+@quantization_deprecated
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fx_quantization_leaves_coordconv_layers_in_floating_point(transposed):
+    # before: convert_fx failed with KeyError '_0_weight' (CoordConv2d) or an observer fed a list (transposed)
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    layer = CoordConvTranspose2d(4, 8, 3, padding=1) if transposed else CoordConv2d(4, 8, 3, padding=1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), layer, nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(2, 3, 10, 12)
+    mapping = get_default_qconfig_mapping("x86")
+    if transposed:
+        # the x86 mapping gives a subclass of nn.ConvTranspose2d the global per-channel qconfig, which torch's
+        # own check refuses for transposed convolutions before any tracing: set it to None (left in float)
+        mapping.set_object_type(CoordConvTranspose2d, None)
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    for _ in range(4):
+        prepared(torch.randn(2, 3, 10, 12))
+    quantized = convert_fx(prepared)
+    assert isinstance(quantized.get_submodule("1"), type(layer))  # the layer itself, in floating point
+    assert quantized.get_submodule("0")._get_name() == "QuantizedConv2d"  # the rest quantized
+    expected = model(x)
+    out = quantized(x)
+    assert (out - expected).abs().max() < 0.05 * expected.abs().max()
+    # at another size too: the layer is called, not traced
+    y = torch.randn(1, 3, 7, 9)
+    assert (quantized(y) - model(y)).abs().max() < 0.05 * model(y).abs().max()
+
+
+@quantization_deprecated
+def test_fx_quantization_with_coordconv_set_to_none():
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(CoordConv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(2, 3, 10, 12)
+    mapping = get_default_qconfig_mapping("x86").set_object_type(CoordConv2d, None)
+    prepared = prepare_fx(copy.deepcopy(model), mapping, (x,))
+    prepared(x)
+    quantized = convert_fx(prepared)
+    expected = model(x)
+    assert (quantized(x) - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+@quantization_deprecated
+def test_eager_quantization_error_says_how_to_fix():
+    from torch.ao.quantization import QuantStub, convert, get_default_qconfig, prepare
+
+    model = nn.Sequential(QuantStub(), CoordConv2d(3, 8, 3, padding=1)).eval()
+    model.qconfig = get_default_qconfig("x86")
+    prepared = prepare(model)
+    prepared(torch.randn(2, 3, 8, 8))
+    quantized = convert(prepared)
+    with pytest.raises(TypeError, match=r"got dtype torch\.quint8 .*DeQuantStub before the layer"):
+        quantized(torch.randn(2, 3, 8, 8))
+    # the fix the message names: dequantize before the layer
+    from torch.ao.quantization import DeQuantStub
+
+    torch.manual_seed(0)
+    fixed = nn.Sequential(QuantStub(), nn.Conv2d(3, 3, 1), DeQuantStub(), CoordConv2d(3, 8, 3, padding=1)).eval()
+    fixed.qconfig = get_default_qconfig("x86")
+    fixed[3].qconfig = None
+    prepared = prepare(copy.deepcopy(fixed))
+    x = torch.randn(2, 3, 8, 8)
+    prepared(x)
+    out = convert(prepared)(x)
+    assert (out - fixed(x)).abs().max() < 0.05 * fixed(x).abs().max()
+
+
+def test_pt2e_quantization_is_not_in_torch():
+    # the tools page says PT2E quantization moved to torchao; this fails once torch ships it again
+    import importlib.util
+
+    assert importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is None
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")
+@pytest.mark.parametrize("cls", CLASSES)
+def test_optimize_for_inference_equals_eager(cls):
+    # before: TypeError "CoordConv2d expects a torch.Tensor, got Proxy" (it traces again what its fuse traced)
+    from torch.fx.experimental.optimization import optimize_for_inference
+
+    torch.manual_seed(0)
+    rank = cls._rank
+    model = nn.Sequential(cls(3, 4, 3, padding=1), BATCHNORM[rank](4), nn.ReLU()).eval()
+    optimized = optimize_for_inference(model)
+    for size in (6, 9):
+        x = torch.randn(2, 3, *([size] * rank))
+        torch.testing.assert_close(optimized(x), model(x), atol=1e-6, rtol=1e-6)
+    # a traced model traced again records the layer's calls, at any size
+    layer = model[0]
+    retraced = torch.fx.symbolic_trace(torch.fx.symbolic_trace(layer))
+    x = torch.randn(3, *([7] * rank))  # unbatched
+    torch.testing.assert_close(retraced(x), layer(x))
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_coordconvify_refuses_a_pruned_conv_naming_prune_remove(name):
+    # before: refused, blaming weight_norm / spectral_norm
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    prune.l1_unstructured(model[2], name, 0.5)
+    x = torch.randn(2, 3, 8, 8)
+    expected = model(x)
+    match = rf"cannot convert 2: Conv2d is pruned \(torch.nn.utils.prune, L1Unstructured\).*remove\(module, '{name}'\)"
+    with pytest.raises(ValueError, match=match):
+        coordconvify(model)
+    assert type(model[0]) is nn.Conv2d  # refused before anything was converted
+    # the way out the message names: the pruned zeros stay, the output is preserved
+    prune.remove(model[2], name)
+    pruned = getattr(model[2], name).detach().clone()
+    assert (pruned == 0).sum() == pruned.numel() // 2
+    converted = coordconvify(model)
+    layer = converted[2]
+    assert isinstance(layer, CoordConv2d)
+    assert torch.equal(layer._split(layer.weight)[0] if name == "weight" else layer.bias, pruned)
+    torch.testing.assert_close(converted(x), expected)
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+@pytest.mark.parametrize("cls", [CoordConv2d, CoordConvTranspose2d])
+def test_activation_checkpointing_gradients_equal(cls, use_reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = nn.Sequential(cls(3, 4, 3, padding=1), nn.ReLU(), cls(4, 2, 3, padding=1))
+    x = torch.randn(2, 3, 9, 7)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    outs, grads = [], []
+    for xi, run in zip(xs, [model, lambda t: checkpoint(model, t, use_reentrant=use_reentrant)], strict=True):
+        model.zero_grad(set_to_none=True)
+        out = run(xi)
+        out.square().sum().backward()  # reentrant checkpointing does not support autograd.grad
+        outs.append(out.detach())
+        grads.append([xi.grad, *(p.grad for p in model.parameters())])
+    assert torch.equal(outs[0], outs[1])
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert torch.equal(a, b)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -65,7 +66,11 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
                 _grids.move_to_end(key)
                 return grid
     grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device).unsqueeze(0)
-    if channels_last:
+    if channels_last or (torch.compiler.is_compiling() and grid.dim() == 4):
+        # Under torch.compile a 2D grid is always materialised channels_last: inductor lays out a tensor that
+        # feeds a convolution channels_last, and for the contiguous grid (a view of the stacked axes) saved for
+        # backward it sorts symbolic strides without the shape environment, which fails once sizes are dynamic
+        # ("cannot determine truth value of Relational", torch 2.14). Layout only: eager calls are unchanged.
         grid = grid.contiguous(memory_format=torch.channels_last)
     if cacheable and grid.numel() <= _GRID_CACHE_MAX_NUMEL:
         with _grids_lock:
@@ -133,9 +138,17 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
     ``TypeError`` / ``ValueError`` naming ``who``, the value and what was expected.
     """
     if not isinstance(input, Tensor):
+        if _is_proxy(input):  # type: ignore[unreachable]
+            return _record(batched, input, who, rank, in_channels)
         raise TypeError(f"{who} expects a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
-        raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}")
+        hint = (
+            " (eager-mode quantization: CoordConv layers run in floating point; put a "
+            "torch.ao.quantization.DeQuantStub before the layer and a QuantStub after it)"
+            if input.is_quantized
+            else ""
+        )
+        raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}{hint}")
     shape = tuple(input.shape)
     if rank is None:
         if input.dim() not in (3, 4, 5):
@@ -165,6 +178,8 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
 
 def like_input(out: Tensor, input: Tensor, rank: int) -> Tensor:
     """Drop the batch axis that :func:`batched` added to an unbatched input."""
+    if _is_proxy(input):
+        return _record(like_input, out, input, rank)  # type: ignore[no-any-return]
     return out if input.dim() == rank + 2 else out.squeeze(0)
 
 
@@ -184,6 +199,9 @@ def transposed_output_padding(
     """
     if output_size is None:
         return list(output_padding)
+    if _is_proxy(x):
+        args = (x, output_size, output_padding, stride, padding, kernel_size, dilation)
+        return _record(transposed_output_padding, *args)  # type: ignore[no-any-return]
     # torch's method reads only its arguments when output_size is given
     compute = nn.modules.conv._ConvTransposeNd._output_padding
     rank = len(kernel_size)
@@ -209,6 +227,9 @@ def add_coord_term(
     ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
     ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``.
     """
+    if _is_proxy(x):
+        args = (out, x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode)
+        return _record(add_coord_term, *args, pad=pad, output_padding=output_padding)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
     grid = grid_for(x, encoding, order, _grid_layout(x, tuple(coord_weight.shape[2:]), transposed))
@@ -226,6 +247,21 @@ def add_coord_term(
         # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
         return out + term
     return _add(out, term.contiguous(memory_format=_memory_format(out)))
+
+
+def _is_proxy(value: Any) -> bool:
+    return isinstance(value, torch.fx.Proxy)
+
+
+def _record(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` recorded as one call by the ``torch.fx`` tracer of its first ``Proxy`` argument.
+
+    ``torch.fx.wrap`` does this when the layers' own module calls the functions; a traced ``GraphModule`` traced
+    again (``torch.fx.experimental.optimization.optimize_for_inference`` re-traces what its ``fuse`` traced)
+    calls them with proxies through its own globals, which the tracer does not patch.
+    """
+    proxy = next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.fx.Proxy))
+    return proxy.tracer.create_proxy("call_function", fn, args, kwargs)
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:

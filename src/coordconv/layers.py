@@ -555,6 +555,23 @@ class _CoordConvMixin(nn.Module):
                 f"(as the built-in encodings are), got {type(self.encoding).__name__}"
             )
 
+    def _quantization_call(self, input: Any, *args: Any) -> Any:
+        """Under FX quantization's tracer (``prepare_fx``): this layer recorded as one call of itself, else None.
+
+        Traced into, the layer's convolutions of slices of ``weight`` match FX quantization's convolution patterns,
+        whose lowering then fails (``KeyError '_0_weight'``, or an observer fed a list). Recorded as a module
+        call, the layer is left in floating point (its input dequantized) while the rest of the model is
+        quantized, as with ``qconfig_mapping.set_object_type(CoordConv2d, None)``.
+        """
+        if not isinstance(input, torch.fx.Proxy):
+            return None
+        from torch.ao.quantization.fx.tracer import QuantizationTracer
+
+        tracer = input.tracer
+        if not isinstance(tracer, QuantizationTracer):
+            return None
+        return tracer.create_proxy("call_module", tracer.path_of_module(self), (input, *args), {})
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[no-untyped-call,unused-ignore]
         if "_grid_encoding" not in self.__dict__:  # pickled by coordconv 0.1
@@ -584,7 +601,17 @@ _HOOK_DICTS = (
 
 
 def _check_plain_weight(conv: nn.Module, who: str) -> None:
-    """Refuse a convolution whose ``weight`` is made by an old-style ``weight_norm`` / ``spectral_norm`` hook."""
+    """Refuse a convolution with a pruning or old-style ``weight_norm`` / ``spectral_norm`` hook."""
+    from torch.nn.utils import prune
+
+    pruned = [hook for hook in conv._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)]
+    if pruned:
+        raise ValueError(
+            f"{who}: {type(conv).__name__} is pruned (torch.nn.utils.prune, {type(pruned[0]).__name__}): its weight "
+            f"is weight_orig times a mask, computed by a hook; call torch.nn.utils.prune.remove(module, "
+            f"'{pruned[0]._tensor_name}') first (the pruned weights stay zero), then prune the converted layer again "
+            "if the mask must stay applied in training"
+        )
     hooks = [
         type(hook).__name__
         for hook in conv._forward_pre_hooks.values()
@@ -604,6 +631,9 @@ class _CoordConvNd(_CoordConvMixin):
     """Shared forward of ``CoordConv{1,2,3}d``: plain conv of the input plus the batch-1 coordinate term."""
 
     def forward(self, input: Tensor) -> Tensor:
+        quantization_call = self._quantization_call(input)
+        if quantization_call is not None:
+            return quantization_call  # type: ignore[no-any-return]
         self._check_traceable(input)
         return self._conv_forward(input, self.weight, self.bias)
 
@@ -633,6 +663,9 @@ class _CoordConvTransposeNd(_CoordConvMixin):
     _conv_transpose: ClassVar[Any]
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        quantization_call = self._quantization_call(input, *([] if output_size is None else [output_size]))
+        if quantization_call is not None:
+            return quantization_call  # type: ignore[no-any-return]
         self._check_traceable(input)
         self._check_weight(self.weight, "forward")
         x = batched(input, type(self).__name__, self._rank, self.in_channels)
