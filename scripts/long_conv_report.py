@@ -90,9 +90,9 @@ def table(long_root: Path, quick_root: Path) -> str:
         "the last learning rate (1e-6): the epoch-to-epoch spread shows how much of 'best' is the luck of one "
         "evaluation. Ratio: conv's median seconds to its best test accuracy over CoordConv's median seconds to 100% "
         "train and test (the paper's abstract: CoordConv about 150 times faster); not given where conv's best test "
-        f"accuracy stays under {NO_GENERALISATION:.0%}, since a time to such a best measures nothing. Conv's "
-        "seconds include time "
-        "shared with other jobs on this 2-core machine, so the ratio is an upper bound on its quiet value."
+        f"accuracy stays under {NO_GENERALISATION:.0%}, since a time to such a best measures nothing. Both sides' "
+        "seconds carry the load of other jobs that shared this 2-core machine (each run's command says how), so "
+        "the ratio is one of loaded runs, not of quiet ones."
     )
     return "\n".join(rows) + notes + "\n"
 
