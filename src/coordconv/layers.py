@@ -299,8 +299,9 @@ def freeze_input_filters(module: nn.Module) -> list[nn.Parameter]:
     Example:
         >>> net = nn.Sequential(CoordConv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1))
         >>> _ = net.requires_grad_(False)
-        >>> [tuple(p.shape) for p in freeze_input_filters(net)]
-        [(8, 2, 3, 3)]
+        >>> (coord,) = freeze_input_filters(net)  # one CoordConv layer: its coordinate filters
+        >>> tuple(coord.shape)
+        (8, 2, 3, 3)
     """
     layers = [(name, m) for name, m in module.named_modules() if isinstance(m, _CoordConvMixin)]
     if not layers:
