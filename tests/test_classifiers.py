@@ -153,6 +153,7 @@ def _summary(folder):
 SMALL = ("--lr", "0.01", "--epochs", "1", "--batch-size", "16", "--offline-train", "64", "--offline-grid", "4")
 
 
+@pytest.mark.slow
 def test_two_processes_agree_and_match_one_process(tmp_path):
     pytest.importorskip("torchvision")
     one = _cli("--out", tmp_path / "one", *SMALL)
@@ -167,6 +168,7 @@ def test_two_processes_agree_and_match_one_process(tmp_path):
     assert (tmp_path / "two" / "model.safetensors").exists() and not (tmp_path / "two" / "rank1").exists()
 
 
+@pytest.mark.slow
 def test_resume_on_another_process_count(tmp_path):
     pytest.importorskip("torchvision")
     args = ("--out", tmp_path / "run", "--offline-grid", "4")

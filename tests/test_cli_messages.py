@@ -189,6 +189,7 @@ def test_an_interrupted_reproduce_says_to_run_the_same_command(tmp_path, capsys,
     assert "unfinished ones resume from their last checkpoint" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_sigterm_stops_a_run_with_the_resume_command_and_the_resumed_run_says_where_it_starts(tmp_path):
     pytest.importorskip("safetensors")
@@ -299,6 +300,7 @@ def test_missing_lists_every_absent_module_and_the_smallest_extras(monkeypatch):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_sigterm_to_a_parallel_reproduce_stops_its_workers_and_the_same_command_resumes(tmp_path):
     pytest.importorskip("safetensors")

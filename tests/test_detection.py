@@ -285,6 +285,7 @@ def test_the_placement_ablation_plans_both_single_places_beside_the_pair():
     assert detection.plan("paper", range(1), ablation=True)[:2] == detection.plan("paper", range(1))
 
 
+@pytest.mark.slow
 def test_train_and_reproduce_detection_through_the_cli(tmp_path):
     pytest.importorskip("torchvision")
     pytest.importorskip("torchmetrics")

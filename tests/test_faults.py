@@ -76,6 +76,7 @@ def uninterrupted(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "when"),
     [("log", 7), ("save_checkpoint", "last"), ("save_weights", "after"), ("finish", "before")],
@@ -525,6 +526,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("fault", ["kill the parent", "kill a worker", "stop a worker, terminate the parent"])
 def test_reproduce_workers_end_with_their_parent_and_a_dead_worker_is_one_line(fault, tmp_path):
@@ -565,6 +567,7 @@ def test_reproduce_workers_end_with_their_parent_and_a_dead_worker_is_one_line(f
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_does_not_stop_reproduce(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "coordconv.cli", "reproduce", "classification", "--preset", "smoke", "--out", out]

@@ -367,6 +367,7 @@ def test_resumed_run_equals_an_uninterrupted_one(task, lr_decay, tmp_path, monke
     assert (tmp_path / "whole" / "progress.png").read_bytes() == (tmp_path / "cut" / "progress.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_train_and_reproduce_through_the_cli(tmp_path):
     out = tmp_path / "gan"
     r = coordconv("train", "gan", "--preset", "smoke", "--model", "conv", "--out", out, "--threads", "1")

@@ -99,6 +99,7 @@ def _summary(out):
     return {k: v for k, v in summary.items() if k not in timed}
 
 
+@pytest.mark.slow
 def test_minatar_smoke_is_deterministic_and_resumes(tmp_path):
     pytest.importorskip("minatar")
     args = ["train", "rl", "--env", "MinAtar/Breakout", "--model", "coordconv", "--preset", "smoke"]

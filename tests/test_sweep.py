@@ -123,6 +123,7 @@ def _summaries(out: Path) -> dict[str, tuple[int, str]]:
     return {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in sorted((out / "runs").glob("*/summary.json"))}
 
 
+@pytest.mark.slow
 def test_smoke_sweep_on_local_ray_then_a_killed_sweep_resumes_without_rerunning(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "sweep"

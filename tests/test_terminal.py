@@ -38,7 +38,10 @@ def _in_terminal(args, cwd, timeout=600):
     return process.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
 
-@pytest.mark.parametrize("task", list(REGISTRY))
+# the fast tier trains the quickest task under a terminal; the long tier (-m slow) every other task
+@pytest.mark.parametrize(
+    "task", [pytest.param(task, marks=() if task == "regression" else pytest.mark.slow) for task in REGISTRY]
+)
 def test_train_runs_in_a_terminal(task, tmp_path):
     module = REGISTRY[task].load()
     needs = getattr(module, "requires", lambda cfg: ())(module.preset("smoke"))
