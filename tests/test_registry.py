@@ -38,6 +38,7 @@ def _cli(*args, cwd):
     )
 
 
+@pytest.mark.slow
 def test_a_new_experiment_is_one_module_and_one_registry_line(tmp_path):
     trained = _cli("train", "pixel", "--model", "conv", "--preset", "smoke", "--out", tmp_path / "one", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr

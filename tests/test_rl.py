@@ -124,6 +124,7 @@ def test_minatar_smoke_is_deterministic_and_resumes(tmp_path):
     assert _summary(c)["steps"] == 2000
 
 
+@pytest.mark.slow
 def test_atari_smoke_ms_pacman(tmp_path):
     pytest.importorskip("ale_py")
     out = tmp_path / "pacman"
@@ -164,6 +165,7 @@ def test_verdict_counts_only_clear_differences():
     assert verdict([58.45], [57.5]) == "?"
 
 
+@pytest.mark.slow
 def test_reproduce_rl_smoke_writes_report_and_reuses_runs(tmp_path):
     pytest.importorskip("minatar")
     pytest.importorskip("matplotlib")

@@ -168,6 +168,7 @@ def test_smoke_sweep_on_local_ray_then_a_killed_sweep_resumes_without_rerunning(
     assert sorted((out / "ray").iterdir()) == sessions
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_sweep_with_the_interrupted_line_not_rays_stack_dump(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "sweep"

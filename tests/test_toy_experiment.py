@@ -136,6 +136,7 @@ def test_resume_errors(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_reproduce_smoke_writes_report(tmp_path):
     out = tmp_path / "repro"
     result = coordconv("reproduce", "regression", "--preset", "smoke", "--out", out)
@@ -174,6 +175,7 @@ def test_unavailable_device_is_refused_before_anything_is_written(device, messag
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_reproduce_in_parallel_processes_gives_the_same_runs_as_one_after_the_other(tmp_path):
     """One thread per run by default, so the numbers do not depend on how many runs train at once (or where)."""
     outs = {jobs: tmp_path / f"jobs{jobs}" for jobs in (1, 2)}
