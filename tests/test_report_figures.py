@@ -163,6 +163,23 @@ def test_summary_labels_every_bar_and_explains_the_dots(captured, tmp_path):
     assert 1.0 in bars
 
 
+@pytest.mark.parametrize("tasks", [["classification"], ["classification", "regression", "rendering"]])
+def test_the_summary_legend_and_caption_lie_inside_the_figure(tasks, captured, tmp_path):
+    # the main job's figure has one task: a narrow figure, whose one-row legend was cut on both sides
+    solved = {(s, m): 3 if m == "coordconv" else 0 for s in toy.SPLITS for m in ("conv", "coordconv")}
+    runs = [r for task in tasks for r in toy_runs(solved)]
+    for r, task in zip(runs, [t for t in tasks for _ in range(len(runs) // len(tasks))], strict=True):
+        r.summary["task"] = task
+    toy.plot_summary(runs, tasks, tmp_path / "s")
+    fig = captured[tmp_path / "s"]
+    renderer = fig.canvas.get_renderer()
+    figure_box = fig.bbox
+    for artist in [*fig.legends, *fig.texts]:
+        box = artist.get_window_extent(renderer)
+        assert box.x0 >= figure_box.x0 and box.x1 <= figure_box.x1, (artist, box, figure_box)
+        assert box.y0 >= figure_box.y0 and box.y1 <= figure_box.y1, (artist, box, figure_box)
+
+
 def test_report_opens_with_the_finding_and_the_table_stays_alone(tmp_path):
     folder = tmp_path / "task"
     folder.mkdir()

@@ -72,7 +72,9 @@ def caption(fig: Any, text: str, *, handles: Sequence[Any] = (), ncol: int = 0, 
     fig.text(0.5, margin_in / height_in, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize)
     legend_in = 0.0
     if handles:
-        ncol = ncol or len(handles)
+        if not ncol:  # as many entries per row as fit the figure's width (one task's figure is narrow)
+            label_in = max(len(str(h.get_label())) for h in handles) * fontsize * 0.55 / 72
+            ncol = max(1, min(len(handles), int(width_in // (label_in + 0.6))))
         rows = -(-len(handles) // ncol)
         legend_in = rows * fontsize * 1.9 / 72 + 0.1
         fig.legend(
