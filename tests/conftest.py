@@ -12,10 +12,21 @@ settings.register_profile("thorough", max_examples=2000, deadline=None, suppress
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+try:
+    from PIL import Image as _PIL_IMAGE
+except ImportError:  # pragma: no cover - Pillow comes with the extras
+    _PIL_IMAGE = None
+_PIL_OPEN = getattr(_PIL_IMAGE, "open", None)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+    # importing ultralytics replaces PIL.Image.open process-wide (on an unreadable image it tries to pip install
+    # pi-heif and raises something else): give later tests Pillow's own
+    if _PIL_IMAGE is not None and _PIL_IMAGE.open is not _PIL_OPEN:
+        _PIL_IMAGE.open = _PIL_OPEN
 
 
 # --- devices and dtypes (kornia's way): `pytest --device cpu,cuda --dtype float32,float64,bfloat16` runs every test
