@@ -19,14 +19,19 @@ except ImportError:  # pragma: no cover - Pillow comes with the extras
 _PIL_OPEN = getattr(_PIL_IMAGE, "open", None)
 
 
+def _restore_pil_open() -> None:
+    # importing ultralytics replaces PIL.Image.open process-wide (on an unreadable image it tries to pip install
+    # pi-heif and raises something else): give every test Pillow's own (the doctests' collection imports it too)
+    if _PIL_IMAGE is not None and _PIL_IMAGE.open is not _PIL_OPEN:
+        _PIL_IMAGE.open = _PIL_OPEN
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
+    _restore_pil_open()
     yield
-    # importing ultralytics replaces PIL.Image.open process-wide (on an unreadable image it tries to pip install
-    # pi-heif and raises something else): give later tests Pillow's own
-    if _PIL_IMAGE is not None and _PIL_IMAGE.open is not _PIL_OPEN:
-        _PIL_IMAGE.open = _PIL_OPEN
+    _restore_pil_open()
 
 
 # --- devices and dtypes (kornia's way): `pytest --device cpu,cuda --dtype float32,float64,bfloat16` runs every test
