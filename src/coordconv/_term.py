@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -126,8 +127,25 @@ def _grid_layout(x: Tensor, kernel_size: tuple[int, ...], transposed: bool) -> b
     """
     if x.dim() != 4 or x.device.type != "cpu":
         return False
-    large = x.shape[2] * x.shape[3] > _SMALL_GRID
+    sizes = static_sizes(x)
+    large = sizes[2] * sizes[3] > _SMALL_GRID
     return large or (not transposed and tuple(kernel_size) != (3, 3))
+
+
+def static_sizes(x: Tensor) -> tuple[int, ...]:
+    """``x``'s sizes as Python ints, for checks and layout choices.
+
+    Under ``torch.jit.trace`` (and so the legacy ONNX exporter) sizes are traced values and reading them as
+    Python numbers makes the tracer warn that the trace may not generalise. The checks and layout choices that
+    read them here change no computed value (a channel count is fixed by the weight; a layout choice is for
+    speed), so that warning is silenced for these reads only; the coordinate values themselves are computed
+    from traced sizes (tested at other sizes than the traced one).
+    """
+    if not torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+        return tuple(x.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined,unused-ignore]
+        return tuple(int(n) for n in x.shape)
 
 
 def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int | None = None) -> Tensor:
@@ -149,7 +167,7 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
             else ""
         )
         raise TypeError(f"{who} expects a floating-point input, got dtype {input.dtype}{hint}")
-    shape = tuple(input.shape)
+    shape = static_sizes(input)
     if rank is None:
         if input.dim() not in (3, 4, 5):
             raise ValueError(f"{who} expects an (N, C, *spatial) input with 1 to 3 spatial axes, got shape {shape}")
@@ -166,12 +184,12 @@ def batched(input: Tensor, who: str, rank: int | None = None, in_channels: int |
                 f"{who} expects a {rank + 2}D (N, C, *spatial) or {rank + 1}D (C, *spatial) input, got shape {shape}"
             )
         x = input if input.dim() == rank + 2 else input.unsqueeze(0)
-        if x.shape[1] != in_channels:
+        if shape[-rank - 1] != in_channels:
             raise ValueError(
-                f"{who} expects {in_channels} input channels (in_channels), got {x.shape[1]} in an input of "
+                f"{who} expects {in_channels} input channels (in_channels), got {shape[-rank - 1]} in an input of "
                 f"shape {shape}"
             )
-    if any(n == 0 for n in x.shape[2:]):
+    if any(n == 0 for n in (shape[2:] if rank is None else shape[-rank:])):
         raise ValueError(f"{who} expects non-empty spatial axes, got an input of shape {shape}")
     return x
 
@@ -232,7 +250,7 @@ def add_coord_term(
         return _record(add_coord_term, *args, pad=pad, output_padding=output_padding)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
-    grid = grid_for(x, encoding, order, _grid_layout(x, tuple(coord_weight.shape[2:]), transposed))
+    grid = grid_for(x, encoding, order, _grid_layout(x, static_sizes(coord_weight)[2:], transposed))
     if output_padding is not None:
         assert not isinstance(padding, str)
         term = _CONV_TRANSPOSE[rank](grid, coord_weight, bias, stride, padding, tuple(output_padding), 1, dilation)

@@ -274,7 +274,11 @@ def linear_coords(
     with torch.no_grad():
         for k, n in enumerate(shape):
             index = torch.arange(n, dtype=work, device=device)
-            axis = (2 * index - (n - 1)) / max(n - 1, 1)
+            # n - 1 read back from the indices, not a Python max(n - 1, 1): under torch.jit.trace (the legacy ONNX
+            # exporter) n is a traced size, and a Python max would freeze the divisor at the traced size (a
+            # size-1 axis at run time then divides by zero)
+            last = index[-1:]
+            axis = (2 * index - last) / last.clamp(min=1)
             view = [1] * rank
             view[k] = n
             axes.append(axis.view(view).expand(shape))
@@ -325,7 +329,7 @@ def coord_grid(
     with torch.no_grad():
         out = enc.encode(coords)
     expected = (enc.channels(coords.shape[0]), *coords.shape[1:])
-    if tuple(out.shape) != expected:
+    if not torch.jit.is_tracing() and tuple(out.shape) != expected:  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
         raise ValueError(f"encoding {enc!r} returned shape {tuple(out.shape)}, expected {expected}")
     return out
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from coordconv._term import add_coord_term, batched, like_input, transposed_output_padding
+from coordconv._term import add_coord_term, batched, like_input, static_sizes, transposed_output_padding
 from coordconv.coords import (
     _ENCODINGS,
     CoordEncoding,
@@ -448,7 +448,7 @@ class _CoordConvMixin(nn.Module):
         if isinstance(weight, torch.fx.Proxy) or not isinstance(weight, Tensor):
             return
         expected = self._full_weight_shape()
-        if tuple(weight.shape) != expected:
+        if static_sizes(weight) != expected:
             plain = " (the plain convolution's shape, without the coordinate filters)"
             raise ValueError(
                 f"{type(self).__name__}.{who}: weight must have shape {expected} (the coordinate filters are part "
