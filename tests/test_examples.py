@@ -31,8 +31,17 @@ def _run(script, *args, needs=()):
 
 
 def test_every_example_is_tested():
-    tested = {"retrofit_resnet.py", "unet_keypoints.py", "sb3_policy.py", "onnx_export.py"}
+    tested = {"retrofit_resnet.py", "unet_keypoints.py", "solo_masks.py", "sb3_policy.py", "onnx_export.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_solo_masks():
+    out = _run("solo_masks.py", "--steps", "20")
+    lines = [line for line in out.splitlines() if "mean mask IoU" in line]
+    assert [line.split()[0] for line in lines] == ["conv", "CoordConv"]
+    for line in lines:
+        iou = float(line.split("images: ")[1].split()[0])
+        assert 0.0 <= iou <= 1.0
 
 
 def test_retrofit_resnet():

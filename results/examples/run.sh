@@ -14,3 +14,4 @@ record() {  # record NAME ARGS...: run examples/NAME.py with ARGS, write results
 }
 record unet_keypoints
 record retrofit_resnet --steps 150
+record solo_masks
