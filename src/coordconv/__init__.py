@@ -22,6 +22,7 @@ from coordconv.coords import coord_channels as coord_channels
 from coordconv.coords import coord_grid as coord_grid
 from coordconv.coords import linear_coords as linear_coords
 from coordconv.coords import tile_vector as tile_vector
+from coordconv.frames import window as window
 from coordconv.fuse import fuse_conv_bn_eval as fuse_conv_bn_eval
 from coordconv.inspect import LayerUsage as LayerUsage
 from coordconv.inspect import format_usage as format_usage
@@ -60,4 +61,5 @@ __all__ = [
     "inspect_model",
     "linear_coords",
     "tile_vector",
+    "window",
 ]

@@ -26,7 +26,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from coordconv.coords import CoordEncoding, Order, coord_grid
+from coordconv.coords import CoordEncoding, Frame, Order, coord_grid
 
 __all__ = ["add_coord_term", "batched", "grid_for", "like_input", "transposed_output_padding"]
 
@@ -42,8 +42,12 @@ _grids: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
 _grids_lock = threading.Lock()
 
 
-def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bool = False) -> Tensor:
+def grid_for(
+    x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bool = False, frame: Frame | None = None
+) -> Tensor:
     """The batch-1 coordinate input ``(1, channels, *spatial)`` for ``x``'s grid, in ``x``'s dtype and device.
+
+    ``frame``: ``x`` is a window of a larger grid (see :func:`coordconv.linear_coords`).
 
     Grids are kept (up to ``_GRID_CACHE_ENTRIES`` of them, shared by all layers) and keyed by everything they
     depend on, including inference mode (a tensor made in inference mode cannot enter autograd later). They are
@@ -56,7 +60,9 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
     cacheable = _plain_context(x) and _immutable(encoding)
     if cacheable:
         try:
-            key = (spatial, encoding, order, x.dtype, x.device, torch.is_inference_mode_enabled(), channels_last)
+            framing = None if frame is None else tuple(tuple(pair) for pair in frame)
+            inference = torch.is_inference_mode_enabled()
+            key = (spatial, encoding, order, x.dtype, x.device, inference, channels_last, framing)
             hash(key)
         except TypeError:  # an encoding that cannot be hashed is rebuilt each call
             cacheable = False
@@ -66,7 +72,8 @@ def grid_for(x: Tensor, encoding: CoordEncoding, order: Order, channels_last: bo
             if grid is not None:
                 _grids.move_to_end(key)
                 return grid
-    grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device).unsqueeze(0)
+    grid = coord_grid(spatial, encoding=encoding, order=order, dtype=x.dtype, device=x.device, frame=frame)
+    grid = grid.unsqueeze(0)
     if channels_last or (torch.compiler.is_compiling() and grid.dim() == 4):
         # Under torch.compile a 2D grid is always materialised channels_last: inductor lays out a tensor that
         # feeds a convolution channels_last, and for the contiguous grid (a view of the stacked axes) saved for
@@ -239,18 +246,20 @@ def add_coord_term(
     padding_mode: str,
     pad: list[int] | None = None,
     output_padding: Sequence[int] | None = None,
+    frame: Frame | None = None,
 ) -> Tensor:
     """``out`` plus the batch-1 coordinate term (coordinate filters and bias) of ``x``'s grid, in place.
 
     ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
-    ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``.
+    ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``. ``frame``: ``x`` is a
+    window of a larger grid (see :func:`coordconv.linear_coords`).
     """
     if _is_proxy(x):
         args = (out, x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode)
-        return _record(add_coord_term, *args, pad=pad, output_padding=output_padding)  # type: ignore[no-any-return]
+        return _record(add_coord_term, *args, pad=pad, output_padding=output_padding, frame=frame)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
-    grid = grid_for(x, encoding, order, _grid_layout(x, static_sizes(coord_weight)[2:], transposed))
+    grid = grid_for(x, encoding, order, _grid_layout(x, static_sizes(coord_weight)[2:], transposed), frame)
     if output_padding is not None:
         assert not isinstance(padding, str)
         term = _CONV_TRANSPOSE[rank](grid, coord_weight, bias, stride, padding, tuple(output_padding), 1, dilation)

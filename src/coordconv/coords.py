@@ -235,12 +235,39 @@ def _check_shape(spatial_shape: object) -> tuple[int, ...]:
     return shape  # type: ignore[return-value]
 
 
+Frame = Sequence[tuple[int, int]]
+"""A grid as a window of a larger one: ``(whole size, offset)`` per spatial axis (see :func:`linear_coords`)."""
+
+
+def check_frame(frame: object, shape: Sequence[object]) -> tuple[tuple[int, int], ...]:
+    """``frame`` as a tuple of ``(whole size, offset)`` pairs, checked against a grid's spatial ``shape``."""
+    if isinstance(frame, str | bytes) or not isinstance(frame, Sequence) or len(frame) != len(shape):
+        raise ValueError(
+            f"frame must give (whole size, offset) for each of the {len(shape)} spatial axes, got {frame!r}"
+        )
+    spans = []
+    for k, (pair, n) in enumerate(zip(frame, shape, strict=True)):
+        if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"frame: axis {k} must be a (whole size, offset) pair, got {pair!r}")
+        whole, offset = pair
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (whole, offset)):
+            raise TypeError(f"frame: axis {k} must be a pair of ints, got {pair!r}")
+        if isinstance(n, int) and not (offset >= 0 and offset + n <= whole):
+            raise ValueError(
+                f"frame: axis {k}'s window of {n} at offset {offset} must lie inside the whole size {whole} "
+                f"(0 <= offset and offset + {n} <= whole size)"
+            )
+        spans.append((whole, offset))
+    return tuple(spans)
+
+
 def linear_coords(
     spatial_shape: Sequence[int],
     *,
     order: Order = "ij",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    frame: Frame | None = None,
 ) -> Tensor:
     """The linear coordinate channels of a grid, ``(rank, *spatial_shape)``, values in ``[-1, 1]``.
 
@@ -253,6 +280,10 @@ def linear_coords(
         order: ``"ij"`` (tensor dimension order, the default) or ``"xy"`` (reversed, the official code's).
         dtype: floating dtype of the result (default: ``torch.get_default_dtype()``).
         device: device of the result.
+        frame: the grid as a window of a larger one: ``(whole size, offset)`` per spatial axis, in the tensor's
+            axis order. The window's values are then exactly those of the whole grid at ``offset + index``
+            (``index`` ``0`` to ``n - 1``), so a tile of an image sees where it lies in the image. ``None``
+            (default): the grid is the whole.
 
     Example:
         >>> linear_coords((2, 3))
@@ -264,6 +295,7 @@ def linear_coords(
     """
     shape = _check_shape(spatial_shape)
     _check_order(order)
+    spans = None if frame is None else check_frame(frame, shape)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not dtype.is_floating_point:
         raise TypeError(f"coordinate grids need a floating dtype, got {dtype}")
@@ -274,11 +306,16 @@ def linear_coords(
     with torch.no_grad():
         for k, n in enumerate(shape):
             index = torch.arange(n, dtype=work, device=device)
-            # n - 1 read back from the indices, not a Python max(n - 1, 1): under torch.jit.trace (the legacy ONNX
-            # exporter) n is a traced size, and a Python max would freeze the divisor at the traced size (a
-            # size-1 axis at run time then divides by zero)
-            last = index[-1:]
-            axis = (2 * index - last) / last.clamp(min=1)
+            if spans is None:
+                # n - 1 read back from the indices, not a Python max(n - 1, 1): under torch.jit.trace (the legacy
+                # ONNX exporter) n is a traced size, and a Python max would freeze the divisor at the traced size
+                # (a size-1 axis at run time then divides by zero)
+                last = index[-1:]
+                axis = (2 * index - last) / last.clamp(min=1)
+            else:  # the same arithmetic on the whole grid's indices: the values are the whole grid's, bit for bit
+                whole, offset = spans[k]
+                last = torch.full((1,), whole - 1, dtype=work, device=device)
+                axis = (2 * (index + offset) - last) / last.clamp(min=1)
             view = [1] * rank
             view[k] = n
             axes.append(axis.view(view).expand(shape))
@@ -307,6 +344,7 @@ def coord_grid(
     order: Order = "ij",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    frame: Frame | None = None,
 ) -> Tensor:
     """The encoded coordinate channels of a grid, ``(channels, *spatial_shape)``.
 
@@ -318,6 +356,8 @@ def coord_grid(
         order: axis order of the linear coordinates, ``"ij"`` or ``"xy"``.
         dtype: floating dtype of the result (default: ``torch.get_default_dtype()``).
         device: device of the result.
+        frame: the grid as a window of a larger one (see :func:`linear_coords`); every encoding of a window
+            equals the whole grid's encoding cut to the window.
 
     Example:
         >>> coord_grid((3,), with_r=True)
@@ -325,7 +365,7 @@ def coord_grid(
                 [ 1.,  0.,  1.]])
     """
     enc = resolve_encoding(encoding, with_r=with_r)
-    coords = linear_coords(spatial_shape, order=order, dtype=dtype, device=device)
+    coords = linear_coords(spatial_shape, order=order, dtype=dtype, device=device, frame=frame)
     with torch.no_grad():
         out = enc.encode(coords)
     expected = (enc.channels(coords.shape[0]), *coords.shape[1:])

@@ -43,6 +43,7 @@ from coordconv.coords import (
     _ENCODINGS,
     CoordEncoding,
     EncodingLike,
+    Frame,
     Order,
     _check_order,
     coord_grid,
@@ -83,6 +84,7 @@ def add_coords(
     with_r: bool = False,
     encoding: EncodingLike = "linear",
     order: Order = "ij",
+    frame: Frame | None = None,
 ) -> Tensor:
     """Append coordinate channels to ``x``: ``(N, C, *spatial) -> (N, C + k, *spatial)``.
 
@@ -94,6 +96,8 @@ def add_coords(
         with_r: also append the radius channel.
         encoding: ``"linear"`` (default), ``"radius"``, ``"fourier"`` or a :class:`~coordconv.CoordEncoding`.
         order: ``"ij"`` (rows before columns, the default) or ``"xy"`` (the official TF code's order).
+        frame: ``x`` as a window of a larger grid, ``(whole size, offset)`` per spatial axis (see
+            :func:`linear_coords`), or ``None``.
 
     Shape:
         - Input: :math:`(N, C, *S)` with 1 to 3 spatial axes :math:`S`.
@@ -108,7 +112,9 @@ def add_coords(
                  [-1.,  0.,  1.]]])
     """
     batched(x, "add_coords")
-    grid = coord_grid(x.shape[2:], encoding=encoding, with_r=with_r, order=order, dtype=x.dtype, device=x.device)
+    grid = coord_grid(
+        x.shape[2:], encoding=encoding, with_r=with_r, order=order, dtype=x.dtype, device=x.device, frame=frame
+    )
     return torch.cat([x, grid.unsqueeze(0).expand(x.shape[0], *grid.shape)], dim=1)
 
 
@@ -148,13 +154,16 @@ class AddCoords(nn.Module):
         resolve_encoding(self.encoding, with_r=with_r)  # rejects a doubled radius channel now, not at forward
         self.order = order
 
+    frame: Frame | None = None
+    """The input as a window of a larger grid (see :func:`coordconv.window`); ``None``: the whole."""
+
     def channels(self, rank: int) -> int:
         """Number of channels this module appends for an input with ``rank`` spatial axes."""
         return resolve_encoding(self.encoding, with_r=self.with_r).channels(rank)
 
     def forward(self, x: Tensor) -> Tensor:
         batched(x, type(self).__name__, self.rank)
-        return add_coords(x, with_r=self.with_r, encoding=self.encoding, order=self.order)
+        return add_coords(x, with_r=self.with_r, encoding=self.encoding, order=self.order, frame=self.frame)
 
     def extra_repr(self) -> str:
         parts = [] if self.rank is None else [f"rank={self.rank}"]
@@ -332,6 +341,8 @@ class _CoordConvMixin(nn.Module):
 
     _rank: ClassVar[int]
     _plain: ClassVar[type[nn.modules.conv._ConvNd]]
+    frame: Frame | None = None
+    """The layer's input as a window of a larger grid (see :func:`coordconv.window`); ``None``: the whole."""
 
     # Declared by the torch base class; repeated so that type checkers know them here.
     in_channels: int
@@ -652,7 +663,7 @@ class _CoordConvNd(_CoordConvMixin):
         out = plain_forward(self, x, input_weight, None)
         out = add_coord_term(
             out, x, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding,
-            self.dilation, self.padding_mode, pad=self._reversed_padding_repeated_twice,
+            self.dilation, self.padding_mode, pad=self._reversed_padding_repeated_twice, frame=self.frame,
         )  # fmt: skip
         return like_input(out, input, self._rank)
 
@@ -679,7 +690,7 @@ class _CoordConvTransposeNd(_CoordConvMixin):
         )
         out = add_coord_term(
             out, x, coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
-            self.dilation, self.padding_mode, output_padding=output_padding,
+            self.dilation, self.padding_mode, output_padding=output_padding, frame=self.frame,
         )  # fmt: skip
         return like_input(out, input, self._rank)
 
@@ -751,6 +762,9 @@ class CoordConv2d(_CoordConvNd, nn.Conv2d):
             ``(out_channels, coord_channels, kH, kW)``, a view. To train only them, see
             :func:`freeze_input_filters`.
         coord_channels: the number of coordinate channels (2, 3 with ``r``, more for Fourier features).
+        frame: ``None`` (the coordinates describe the input's own grid), or ``((H, top), (W, left))``: the input
+            is the window at ``(top, left)`` of an ``H x W`` grid, and gets that grid's coordinates there (for
+            tiles; :func:`coordconv.window` sets it on every layer of a model).
 
     Shape:
         - Input: :math:`(N, C_{in}, H, W)` or :math:`(C_{in}, H, W)`.
