@@ -14,6 +14,7 @@ from coordconv import (
     CoordConvTranspose2d,
     coord_grid,
     linear_coords,
+    relative_coords,
     window,
 )
 
@@ -142,3 +143,30 @@ def test_a_layers_own_frame():
     out = layer(image[..., 2:8, 3:9])
     layer.frame = None
     torch.testing.assert_close(out[..., 1:-1, 1:-1], layer(image)[..., 3:7, 4:8])
+
+
+def test_relative_coords_are_condinst_s_offsets():
+    """CondInst: (instance location - location) / size_of_interest, locations s * j + s // 2 in input pixels, (x, y)."""
+    stride, soi, (h, w) = 8, 64.0, (5, 7)
+    ys, xs = torch.meshgrid(
+        torch.arange(h) * stride + stride // 2, torch.arange(w) * stride + stride // 2, indexing="ij"
+    )
+    locations = torch.stack([xs.flatten(), ys.flatten()], 1).double()  # (h * w, 2), (x, y)
+    instances = locations[[3, 17, 30]]  # three positive locations
+    theirs = (instances.view(-1, 1, 2) - locations.view(1, -1, 2)) / soi  # (K, h * w, 2)
+    theirs = theirs.permute(0, 2, 1).reshape(3, 2, h, w)
+    # the same points in this library's units and order ("xy": column, then row)
+    grid_index = torch.tensor([[3 % w, 3 // w], [17 % w, 17 // w], [30 % w, 30 // w]], dtype=torch.float64)
+    centres = 2 * grid_index / torch.tensor([w - 1, h - 1]) - 1
+    scale = [-stride * (w - 1) / (2 * soi), -stride * (h - 1) / (2 * soi)]
+    ours = relative_coords((h, w), centres, scale=scale, order="xy")
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_relative_coords_errors():
+    with pytest.raises(ValueError, match=r"centres must be a \(K, 2\) tensor .*got \(3,\)"):
+        relative_coords((4, 4), torch.zeros(3))
+    with pytest.raises(ValueError, match="scale must be a number or 2 numbers"):
+        relative_coords((4, 4), torch.zeros(1, 2), scale=(1.0, 2.0, 3.0))
+    with pytest.raises(TypeError, match="floating point"):
+        relative_coords((4, 4), torch.zeros(1, 2, dtype=torch.int64))

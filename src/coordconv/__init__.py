@@ -21,6 +21,7 @@ from coordconv.coords import RadiusEncoding as RadiusEncoding
 from coordconv.coords import coord_channels as coord_channels
 from coordconv.coords import coord_grid as coord_grid
 from coordconv.coords import linear_coords as linear_coords
+from coordconv.coords import relative_coords as relative_coords
 from coordconv.coords import tile_vector as tile_vector
 from coordconv.frames import window as window
 from coordconv.fuse import fuse_conv_bn_eval as fuse_conv_bn_eval
@@ -60,6 +61,7 @@ __all__ = [
     "fuse_conv_bn_eval",
     "inspect_model",
     "linear_coords",
+    "relative_coords",
     "tile_vector",
     "window",
 ]

@@ -36,12 +36,14 @@ __all__ = [
     "CoordEncoding",
     "EncodingLike",
     "FourierEncoding",
+    "Frame",
     "LinearEncoding",
     "Order",
     "RadiusEncoding",
     "coord_channels",
     "coord_grid",
     "linear_coords",
+    "relative_coords",
     "resolve_encoding",
     "tile_vector",
 ]
@@ -239,7 +241,7 @@ Frame = Sequence[tuple[int, int]]
 """A grid as a window of a larger one: ``(whole size, offset)`` per spatial axis (see :func:`linear_coords`)."""
 
 
-def check_frame(frame: object, shape: Sequence[object]) -> tuple[tuple[int, int], ...]:
+def _check_frame(frame: object, shape: Sequence[object]) -> tuple[tuple[int, int], ...]:
     """``frame`` as a tuple of ``(whole size, offset)`` pairs, checked against a grid's spatial ``shape``."""
     if isinstance(frame, str | bytes) or not isinstance(frame, Sequence) or len(frame) != len(shape):
         raise ValueError(
@@ -295,7 +297,7 @@ def linear_coords(
     """
     shape = _check_shape(spatial_shape)
     _check_order(order)
-    spans = None if frame is None else check_frame(frame, shape)
+    spans = None if frame is None else _check_frame(frame, shape)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not dtype.is_floating_point:
         raise TypeError(f"coordinate grids need a floating dtype, got {dtype}")
@@ -390,3 +392,41 @@ def tile_vector(vector: Tensor, spatial_shape: Sequence[int]) -> Tensor:
         raise ValueError(f"tile_vector expects a (B, C) tensor, got shape {tuple(vector.shape)}")
     shape = _check_shape(spatial_shape)
     return vector.view(*vector.shape, *([1] * len(shape))).expand(*vector.shape, *shape)
+
+
+def relative_coords(
+    spatial_shape: Sequence[int],
+    centres: Tensor,
+    *,
+    scale: float | Sequence[float] = 1.0,
+    order: Order = "ij",
+    frame: Frame | None = None,
+) -> Tensor:
+    """Coordinates relative to each of ``K`` points: ``(K, rank, *spatial_shape)``, ``(c - centre) * scale``.
+
+    Instance heads (CondInst, SOLOv2's dynamic heads, RTMDet-Ins) give each instance's mask head the grid's
+    coordinates relative to the instance's location, concatenated to shared mask features. ``centres`` are in the
+    same units and channel order as :func:`linear_coords` (``[-1, 1]`` on each axis, ``order``), so a centre at
+    pixel ``p`` of an axis of ``n`` pixels is ``2 * p / (n - 1) - 1``. ``scale`` (one number or one per channel)
+    converts to other units: CondInst's ``(instance location - location) / size_of_interest`` in input pixels is
+    ``scale = -stride * (n - 1) / (2 * size_of_interest)`` per axis (``n`` the feature map's size on that axis).
+    The result is in ``centres``' dtype and on its device; ``frame`` as in :func:`linear_coords`.
+
+    Example:
+        >>> relative_coords((1, 3), torch.tensor([[0.0, 1.0]]))[0, 1]  # columns, relative to the last column
+        tensor([[-2., -1.,  0.]])
+    """
+    shape = _check_shape(spatial_shape)
+    rank = len(shape)
+    if not isinstance(centres, Tensor) or centres.dim() != 2 or centres.shape[1] != rank:
+        got = tuple(centres.shape) if isinstance(centres, Tensor) else type(centres).__name__
+        raise ValueError(f"centres must be a (K, {rank}) tensor (one row per point), got {got}")
+    if not centres.dtype.is_floating_point:
+        raise TypeError(f"centres must be floating point, got dtype {centres.dtype}")
+    factors = [float(scale)] * rank if isinstance(scale, int | float) else [float(s) for s in scale]
+    if len(factors) != rank:
+        raise ValueError(f"scale must be a number or {rank} numbers (one per channel), got {scale!r}")
+    coords = linear_coords(shape, order=order, dtype=centres.dtype, device=centres.device, frame=frame)
+    view = (centres.shape[0], rank, *([1] * rank))
+    factor = torch.tensor(factors, dtype=centres.dtype, device=centres.device).view(1, rank, *([1] * rank))
+    return (coords.unsqueeze(0) - centres.view(view)) * factor
