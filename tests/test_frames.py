@@ -12,6 +12,7 @@ from coordconv import (
     CoordConv2d,
     CoordConv3d,
     CoordConvTranspose2d,
+    SampledEncoding,
     coord_grid,
     linear_coords,
     relative_coords,
@@ -170,3 +171,40 @@ def test_relative_coords_errors():
         relative_coords((4, 4), torch.zeros(1, 2), scale=(1.0, 2.0, 3.0))
     with pytest.raises(TypeError, match="floating point"):
         relative_coords((4, 4), torch.zeros(1, 2, dtype=torch.int64))
+
+
+def test_sampled_encoding_is_the_concatenation_of_the_users_channels():
+    torch.manual_seed(2)
+    polar = torch.stack(torch.meshgrid(torch.linspace(1, 50, 12), torch.linspace(0, 6.28, 16), indexing="ij")).double()
+    layer = CoordConv2d(3, 4, 3, padding=1, encoding=SampledEncoding(polar)).double()
+    x = torch.randn(2, 3, 12, 16, dtype=torch.float64)
+    concatenated = nn.functional.conv2d(
+        torch.cat([x, polar.expand(2, -1, -1, -1)], 1), layer.weight, layer.bias, padding=1
+    )
+    torch.testing.assert_close(layer(x), concatenated)
+    # a grid of another size gets the channels interpolated corner to corner; a window gets its part
+    half = torch.randn(2, 3, 6, 8, dtype=torch.float64)
+    resampled = nn.functional.interpolate(polar[None], size=(6, 8), mode="bilinear", align_corners=True)
+    concatenated = nn.functional.conv2d(
+        torch.cat([half, resampled.expand(2, -1, -1, -1)], 1), layer.weight, layer.bias, padding=1
+    )
+    torch.testing.assert_close(layer(half), concatenated)
+    with window(layer, image_size=(12, 16), offset=(4, 8)):
+        tile = layer(x[..., 4:10, 8:16])
+    torch.testing.assert_close(tile[..., 1:-1, 1:-1], layer(x)[..., 5:9, 9:15])
+    assert "SampledEncoding(values of shape (2, 12, 16))" in repr(layer)
+
+
+@pytest.mark.parametrize("order", ["ij", "xy"])
+@pytest.mark.parametrize("size", [(5,), (4, 1), (1, 6), (3, 4, 5)])
+def test_sampled_encoding_at_its_own_size_gives_its_values_in_either_order(order, size):
+    values = torch.randn(2, *size, dtype=torch.float64)
+    grid = coord_grid(size, encoding=SampledEncoding(values), order=order, dtype=torch.float64)
+    torch.testing.assert_close(grid, values, rtol=0, atol=1e-12)
+
+
+def test_sampled_encoding_errors():
+    with pytest.raises(ValueError, match=r"floating \(channels, \*size\) tensor .*got shape \(5,\)"):
+        SampledEncoding(torch.zeros(5))
+    with pytest.raises(ValueError, match=r"values of shape \(2, 4, 4\) have 2 spatial axes, but the grid has 3"):
+        CoordConv3d(1, 1, 3, encoding=SampledEncoding(torch.zeros(2, 4, 4)))

@@ -18,6 +18,7 @@ from coordconv.coords import CoordEncoding as CoordEncoding
 from coordconv.coords import FourierEncoding as FourierEncoding
 from coordconv.coords import LinearEncoding as LinearEncoding
 from coordconv.coords import RadiusEncoding as RadiusEncoding
+from coordconv.coords import SampledEncoding as SampledEncoding
 from coordconv.coords import coord_channels as coord_channels
 from coordconv.coords import coord_grid as coord_grid
 from coordconv.coords import linear_coords as linear_coords
@@ -51,6 +52,7 @@ __all__ = [
     "LayerUsage",
     "LinearEncoding",
     "RadiusEncoding",
+    "SampledEncoding",
     "__version__",
     "add_coords",
     "coord_channels",

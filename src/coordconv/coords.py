@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "LinearEncoding",
     "Order",
     "RadiusEncoding",
+    "SampledEncoding",
     "coord_channels",
     "coord_grid",
     "linear_coords",
@@ -209,6 +211,81 @@ class _WithRadius(CoordEncoding):
 
     def encode(self, coords: Tensor) -> Tensor:
         return torch.cat([self.base.encode(coords), _radius(coords)], dim=0)
+
+
+class SampledEncoding(CoordEncoding):
+    """Coordinates you supply as a tensor: a value per position of a reference grid, resampled to each grid.
+
+    ``values`` ``(channels, *size)`` holds the coordinates at each position of a reference grid: the range and
+    azimuth of each cell of a radar sweep, a depth bin, a map's latitude and longitude. A layer's grid of the
+    same size gets them as they are; a grid of another size (after a stride-2 layer, say) gets them linearly
+    interpolated at its own positions, first and last positions on the reference's first and last
+    (``align_corners=True``, as the linear coordinates' ``-1`` and ``+1``); a window of a larger grid
+    (:func:`coordconv.window`) gets the values of the window's place. The layer computes exactly what a
+    convolution of the input concatenated with those channels computes.
+
+    Args:
+        values: ``(channels, *size)`` with 1 to 3 spatial axes, floating point; kept on the CPU and moved to each
+            grid's device and dtype when used.
+
+    Example:
+        >>> import torch
+        >>> from coordconv import CoordConv2d
+        >>> polar = torch.stack(torch.meshgrid(torch.linspace(1, 50, 32), torch.linspace(0, 6.28, 64), indexing="ij"))
+        >>> layer = CoordConv2d(4, 8, 3, padding=1, encoding=SampledEncoding(polar))  # range, azimuth channels
+        >>> layer.coord_channels, layer(torch.randn(2, 4, 32, 64)).shape
+        (2, torch.Size([2, 8, 32, 64]))
+    """
+
+    def __init__(self, values: Tensor) -> None:
+        if not isinstance(values, Tensor) or not 2 <= values.dim() <= 4 or not values.dtype.is_floating_point:
+            got = f"shape {tuple(values.shape)}, dtype {values.dtype}" if isinstance(values, Tensor) else type(values)
+            raise ValueError(
+                f"SampledEncoding: values must be a floating (channels, *size) tensor with 1 to 3 spatial axes, "
+                f"got {got}"
+            )
+        self.values = values.detach().cpu()
+
+    def channels(self, rank: int) -> int:
+        if rank != self.values.dim() - 1:
+            raise ValueError(
+                f"SampledEncoding: values of shape {tuple(self.values.shape)} have {self.values.dim() - 1} spatial "
+                f"axes, but the grid has {rank}"
+            )
+        return int(self.values.shape[0])
+
+    def encode(self, coords: Tensor) -> Tensor:
+        rank = coords.shape[0]
+        self.channels(rank)
+        # grid_sample wants positions ordered (last axis, ..., first axis); linear coordinates come in the
+        # layer's order, told apart by which axis each channel varies along
+        if _varies_along(coords, lambda k: k):
+            positions = coords.flip(0)
+        elif _varies_along(coords, lambda k: rank - 1 - k):
+            positions = coords
+        else:  # pragma: no cover - linear_coords always gives one of the two
+            raise ValueError("SampledEncoding: the coordinates are neither in 'ij' nor in 'xy' order")
+        values = self.values.to(device=coords.device, dtype=coords.dtype).unsqueeze(0)
+        grid = positions.movedim(0, -1).unsqueeze(0)
+        if rank == 1:  # as a 2D grid of one row
+            values, grid = values.unsqueeze(2), torch.stack([grid[..., 0], torch.zeros_like(grid[..., 0])], -1)
+            grid = grid.unsqueeze(1)
+        out = F.grid_sample(values, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out[0].reshape(self.values.shape[0], *coords.shape[1:])
+
+    def __repr__(self) -> str:
+        return f"SampledEncoding(values of shape {tuple(self.values.shape)})"
+
+
+def _varies_along(coords: Tensor, axis_of: object) -> bool:
+    """Whether each channel ``k`` of ``coords`` is constant along every spatial axis except ``axis_of(k)``."""
+    assert callable(axis_of)
+    for k in range(coords.shape[0]):
+        channel = coords[k]
+        for other in range(channel.dim()):
+            if other != axis_of(k) and not torch.equal(channel, channel.narrow(other, 0, 1).expand_as(channel)):
+                return False
+    return True
 
 
 def _radius(coords: Tensor) -> Tensor:
