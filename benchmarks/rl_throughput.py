@@ -22,7 +22,7 @@ import torch
 
 from coordconv.bench import machine_description
 from coordconv.repro.experiments import rl
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 def measure(

@@ -27,7 +27,7 @@ from torch import nn
 
 from coordconv.repro.experiments import toy
 from coordconv.repro.report.runs import load_finished
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 class _Built(Exception):

@@ -415,7 +415,7 @@ def test_gan_report_tests_the_difference(tmp_path):
     from scipy import stats
 
     from coordconv.repro.report import generative as report
-    from coordconv.repro.report.runs import FinishedRun
+    from coordconv.repro.runtime.rundir import FinishedRun
 
     def run(model, seed, red, separate):
         summary = {

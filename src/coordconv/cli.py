@@ -140,9 +140,9 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from coordconv.inspect import format_usage, inspect_model
     from coordconv.repro.runtime import extras
-    from coordconv.repro.runtime.rundir import RunError
+    from coordconv.repro.runtime.files import RunError
+    from coordconv.usage import format_usage, inspect_model
 
     path = Path(args.model)
     if args.samples < 1:

@@ -25,7 +25,7 @@ from coordconv.repro.runtime.config import (
     seed_value,
     thread_count,
 )
-from coordconv.repro.runtime.rundir import RunError
+from coordconv.repro.runtime.files import RunError
 
 __all__ = ["add_commands", "interrupted_message", "preset_values"]
 
@@ -112,7 +112,7 @@ def _out_of_memory(error: BaseException) -> bool:
     )
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_command(args: argparse.Namespace) -> int:
     """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
     entry: Entry = args.entry
     module = entry.load()
@@ -156,7 +156,7 @@ def _task_presets(task: str) -> tuple[str, ...]:
     return tuple(by_task.get(entry.fixed.get("task", task), module.PRESETS))
 
 
-def _reproduce(args: argparse.Namespace) -> int:
+def _reproduce_command(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
     if args.seeds < 1:
@@ -201,7 +201,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _sweep_command(args: argparse.Namespace) -> int:
     if refusal := _require(f"coordconv sweep {args.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
         return _fail(refusal)
     from coordconv.repro import sweep
@@ -233,7 +233,7 @@ DATASET_NEEDS = {
 }
 
 
-def _dataset(args: argparse.Namespace) -> int:
+def _dataset_command(args: argparse.Namespace) -> int:
     if refusal := _require(f"coordconv dataset {args.dataset}", DATASET_NEEDS[args.dataset]):
         return _fail(refusal)
     from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
@@ -382,7 +382,7 @@ def add_commands(commands: Any) -> None:
         for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
             p.add_argument(flag, **kwargs)
         add_config_arguments(p, module.Config, skip=(*entry.fixed, "seed"))
-        p.set_defaults(func=_train, parser=p, entry=entry)
+        p.set_defaults(func=_train_command, parser=p, entry=entry)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -432,7 +432,7 @@ def add_commands(commands: Any) -> None:
             if dest not in task_options:
                 reproduce.add_argument(flag, **kwargs)
                 task_options.append(dest)
-    reproduce.set_defaults(func=_reproduce, parser=reproduce, task_options=task_options)
+    reproduce.set_defaults(func=_reproduce_command, parser=reproduce, task_options=task_options)
 
     sweep = commands.add_parser(
         "sweep",
@@ -456,7 +456,7 @@ def add_commands(commands: Any) -> None:
     sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU fraction per trial (default: 0)")
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     sweep.add_argument("--out", default=None, help="output folder (default: runs/sweep-TASK-GRID)")
-    sweep.set_defaults(func=_sweep, parser=sweep)
+    sweep.set_defaults(func=_sweep_command, parser=sweep)
 
     dataset = commands.add_parser(
         "dataset", help="write a data set to disk", description="Write a data set (npz) and a picture of examples."
@@ -472,13 +472,13 @@ def add_commands(commands: Any) -> None:
     nsc.add_argument("--official-split", action="store_true", help="the official code's uniform split")
     nsc.add_argument("--square-value", type=finite_float, default=1.0, help="value inside squares (official: 128/255)")
     nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    nsc.set_defaults(func=_dataset, parser=nsc)
+    nsc.set_defaults(func=_dataset_command, parser=nsc)
     soc = kinds.add_parser("sortofclevr", help="two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
     soc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
     soc.add_argument("--count", type=int, default=50_000, help="images (default: 50000, as the paper)")
     soc.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    soc.set_defaults(func=_dataset, parser=soc)
+    soc.set_defaults(func=_dataset_command, parser=soc)
     spatial = kinds.add_parser(
         "spatial",
         help="an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)",
@@ -489,4 +489,4 @@ def add_commands(commands: Any) -> None:
     spatial.add_argument("--grid", type=int, default=8, help="grid x grid position classes (default: 8)")
     spatial.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    spatial.set_defaults(func=_dataset, parser=spatial)
+    spatial.set_defaults(func=_dataset_command, parser=spatial)

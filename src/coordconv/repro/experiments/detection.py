@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import check_finite
+from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [

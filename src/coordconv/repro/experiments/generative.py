@@ -43,8 +43,8 @@ from torch import Tensor, nn
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.plots import save_image_grid
-from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from coordconv.repro.runtime.config import complete_config, to_dict, validate
-from coordconv.repro.runtime.rundir import CHECKPOINT, Run, RunError, check_finite
+from coordconv.repro.runtime.files import RunError, check_finite
+from coordconv.repro.runtime.rundir import CHECKPOINT, Run, read_finished
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
 
@@ -386,7 +387,7 @@ def main(
         if error is not None:
             raise RunError(error)
         if resume and (out / "summary.json").exists():
-            return Run(out, {}).summary()
+            return read_finished(out).summary
         set_threads(cfg.threads)
         seed_everything(cfg.seed)
         train_set, val_set = _datasets(cfg, _data_root(cfg, out, procs))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import RunError, check_finite
+from coordconv.repro.runtime.files import RunError, check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [
@@ -368,13 +368,14 @@ def main(
     env = make_env(cfg)
     try:
         with session:
-            _train(cfg, session, env)
+            _learn(cfg, session, env)
     finally:
         env.close()
     return session.outcome()
 
 
-def _train(cfg: Config, session: Session, env: Any) -> None:
+def _learn(cfg: Config, session: Session, env: Any) -> None:
+    """The A2C loop: learn for ``cfg.total_steps`` environment steps, logging and checkpointing through ``session``."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     agent = build_agent(cfg, env)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from coordconv.repro.data import notsoclevr
 from coordconv.repro.models import toy as models
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import RunError, check_finite, write_json
+from coordconv.repro.runtime.files import RunError, check_finite, write_json
 from coordconv.repro.runtime.session import Session
 
 __all__ = [

@@ -32,7 +32,7 @@ from typing import Any
 from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run
+from coordconv.repro.runtime.rundir import Run, read_finished
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "resumed_line", "stop_after_checkpoints"]
@@ -133,7 +133,7 @@ class Session:
         )
         session = cls(run, desc, total, log, every, unit, resume)
         if resume and run.finished:
-            session.result = run.summary()
+            session.result = read_finished(run.path).summary
             return session
         set_threads(cfg.threads)
         keep_freed_memory()
