@@ -14,7 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.experiments import REGISTRY, Entry
+from coordconv.repro.experiments import toy
+from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import (
     SEED_LIMIT,
@@ -29,7 +30,7 @@ from coordconv.repro.runtime.files import RunError
 
 __all__ = ["add_commands", "interrupted_message", "preset_values"]
 
-TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "toy")
+TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module is toy)
 
 
 def _fail(message: str) -> int:
@@ -46,25 +47,18 @@ def _require(command: str, modules: list[str]) -> str | None:
     return None
 
 
-def _needs(module: Any, configs: list[Any], *, report: bool = False) -> list[str]:
-    """The optional packages that ``module``'s runs of ``configs`` (and its report, if ``report``) import."""
-    needs = getattr(module, "requires", None)
-    modules = [name for cfg in configs for name in (needs(cfg) if needs else ())]
-    return modules + list(getattr(module, "REPORT_REQUIRES", ()) if report else ())
-
-
 def _reproduce_needs(args: argparse.Namespace, tasks: list[str], options: dict[str, Any]) -> list[str]:
     """The optional packages that ``reproduce`` of ``tasks`` imports: each task's planned runs and its report."""
     modules: list[str] = []
     for task in tasks:
-        module = REGISTRY[task].load()
-        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
-        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in accepted}
+        entry = REGISTRY[task]
+        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         try:
-            plan = module.plan(args.preset, range(args.first_seed, args.first_seed + args.seeds), task=task, **extra)
+            plan = entry.module.plan(args.preset, seeds, task=task, **extra)
         except ValueError:  # reproduce reports it
             plan = []
-        modules += _needs(module, [cfg for _, cfg in plan], report=True)
+        modules += entry.needs([cfg for _, cfg in plan], report=True)
     return modules
 
 
@@ -114,17 +108,17 @@ def _out_of_memory(error: BaseException) -> bool:
 
 def _train_command(args: argparse.Namespace) -> int:
     """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
-    entry: Entry = args.entry
-    module = entry.load()
+    entry: Experiment = args.entry
+    module = entry.module
     fields = {f.name for f in dataclasses.fields(module.Config)}
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in fields}
     try:
         cfg = module.preset(args.preset, **{**given, **entry.fixed})
     except ValueError as e:
         args.parser.error(str(e))
-    options = {k.lstrip("-").replace("-", "_") for k in getattr(module, "TRAIN_OPTIONS", {})}
+    options = {k.lstrip("-").replace("-", "_") for k in entry.train_options}
     extra = {k: getattr(args, k) for k in options}
-    refusal = _require(f"coordconv train {entry.name}", _needs(module, [cfg]))
+    refusal = _require(f"coordconv train {entry.name}", entry.needs([cfg]))
     refusal = refusal or _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
     if refusal:
         return _fail(refusal)
@@ -145,17 +139,6 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_presets(task: str) -> tuple[str, ...]:
-    """The presets ``task`` takes.
-
-    Its module's ``TASK_PRESETS[task]`` where a module runs several tasks, else its ``PRESETS``.
-    """
-    entry = REGISTRY[task]
-    module = entry.load()
-    by_task: dict[str, tuple[str, ...]] = getattr(module, "TASK_PRESETS", {})
-    return tuple(by_task.get(entry.fixed.get("task", task), module.PRESETS))
-
-
 def _reproduce_command(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
@@ -172,20 +155,20 @@ def _reproduce_command(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in args.task_options}
     for name, value in options.items():
         flag = f"--{name.replace('_', '-')}"
-        takers = [t for t in REGISTRY if flag in getattr(REGISTRY[t].load(), "REPRODUCE_OPTIONS", {})]
+        takers = [t for t in REGISTRY if flag in REGISTRY[t].reproduce_options]
         if value != args.parser.get_default(name) and not set(takers) & set(tasks):
             args.parser.error(f"{flag} applies to the {', '.join(takers)} task only")
     for task in tasks:  # the choices are every task's presets; each task takes its own
-        offered = _task_presets(task)
+        offered = REGISTRY[task].presets
         if args.preset not in offered:
-            takers = [t for t in REGISTRY if args.preset in _task_presets(t)]
+            takers = [t for t in REGISTRY if args.preset in REGISTRY[t].presets]
             args.parser.error(
                 f"the {args.preset} preset is the {', '.join(takers)} task's; {task} takes {', '.join(offered)}"
             )
 
-    def confirm(module: Any, configs: list[Any]) -> str | None:
+    def confirm(entry: Experiment, configs: list[Any]) -> str | None:
         # a task whose runs take a device option trains on its default device under reproduce
-        device = getattr(module, "TRAIN_OPTIONS", {}).get("--device", {}).get("default")
+        device = entry.train_options.get("--device", {}).get("default")
         return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
 
     if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", _reproduce_needs(args, tasks, options)):
@@ -323,12 +306,13 @@ def _option_words(name: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
-def preset_values(entry: Entry, module: Any) -> str:
+def preset_values(entry: Experiment) -> str:
     """What each preset of ``entry``'s task sets, as options, one line per preset (and model, where they differ).
 
     A preset that needs a field (``imagenet``'s ``paper`` needs ``--data``) is shown with that field marked as
     required.
     """
+    module = entry.module
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     models: tuple[Any, ...] = (None,)
     if "model" in fields and "model" not in entry.fixed:
@@ -376,10 +360,10 @@ def add_commands(commands: Any) -> None:
     )
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, entry in REGISTRY.items():
-        module = entry.load()
-        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry, module))
+        module = entry.module
+        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry))
         _add_run_arguments(p, module.PRESETS)
-        for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
+        for flag, kwargs in entry.train_options.items():
             p.add_argument(flag, **kwargs)
         add_config_arguments(p, module.Config, skip=(*entry.fixed, "seed"))
         p.set_defaults(func=_train_command, parser=p, entry=entry)
@@ -400,10 +384,10 @@ def add_commands(commands: Any) -> None:
         metavar="TASK",
         help="tasks to run: " + ", ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items()),
     )
-    presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.load().PRESETS))
-    everywhere = set(presets).intersection(*(_task_presets(t) for t in REGISTRY))
+    presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.module.PRESETS))
+    everywhere = set(presets).intersection(*(REGISTRY[t].presets for t in REGISTRY))
     own = sorted(set(presets) - everywhere)
-    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in _task_presets(t))} only" for p in own)
+    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in REGISTRY[t].presets)} only" for p in own)
     reproduce.add_argument("--preset", choices=presets, default="quick", help=f"settings (default: quick; {owners})")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
@@ -427,7 +411,7 @@ def add_commands(commands: Any) -> None:
     )
     task_options: list[str] = []
     for entry in REGISTRY.values():
-        for flag, kwargs in getattr(entry.load(), "REPRODUCE_OPTIONS", {}).items():
+        for flag, kwargs in entry.reproduce_options.items():
             dest = flag.lstrip("-").replace("-", "_")
             if dest not in task_options:
                 reproduce.add_argument(flag, **kwargs)

@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic
 from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, config_changes, read_finished
@@ -48,7 +48,7 @@ def main(
     overwrite: bool = False,
     options: Mapping[str, Any] | None = None,
     argv: Sequence[str] = (),
-    confirm: Callable[[Any, list[Any]], str | None] | None = None,
+    confirm: Callable[[Experiment, list[Any]], str | None] | None = None,
     threads: int | None = None,
     jobs: int | None = None,
 ) -> Path:
@@ -64,7 +64,7 @@ def main(
         options: task-specific options (a module's ``REPRODUCE_OPTIONS``), given to the tasks that take them.
         argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
             (:func:`record_command`).
-        confirm: ``confirm(module, configs)`` sees each task's configs before anything trains and returns a
+        confirm: ``confirm(experiment, configs)`` sees each task's configs before anything trains and returns a
             refusal (a message) or ``None`` (the paper preset's check of the work on a CPU).
         threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
             default, which follows the machine).
@@ -82,9 +82,8 @@ def main(
     command = shlex.join(["coordconv", "reproduce", *argv]) if argv else f"coordconv reproduce {shlex.join(tasks)}"
     for task in tasks:
         entry = REGISTRY[task]
-        module = entry.load()
-        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
-        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in accepted}
+        module = entry.module
+        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
         plan = module.plan(preset, range(first_seed, first_seed + seeds), task=task, **extra)
         if threads is not None:
             plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
@@ -93,7 +92,7 @@ def main(
             f"reproduce: {len(plan)} {task} runs (preset {preset}; {seeds} seed(s)) into {out}; "
             f"{workers} at a time, {_threads(plan)} each"
         )
-        refusal = confirm(module, [cfg for _, cfg in plan]) if confirm else None
+        refusal = confirm(entry, [cfg for _, cfg in plan]) if confirm else None
         if refusal:
             raise RunError(refusal)
         _run_jobs([(out / folder, cfg) for folder, cfg in plan], module, overwrite, workers)

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from coordconv.repro.experiments import toy
+from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.report.paper import PAPER
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
@@ -465,7 +465,7 @@ def _values(values: Mapping[str, Any]) -> str:
 
 def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, command: str = "") -> Path:
     """``out/report.md``, ``out/table.md``, ``out/trials.csv`` and ``out/distribution.png`` from finished runs."""
-    metric, target = toy.TARGETS[task]
+    metric, target = toy_tasks.TARGETS[task]
     lower = metric == "error_px"
     rows = _load(out, trials)
     blocks = [(m, s) for m in ("conv", "coordconv") for s in BOTH_SPLITS]

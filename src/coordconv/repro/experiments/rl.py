@@ -380,20 +380,13 @@ def _learn(cfg: Config, session: Session, env: Any) -> None:
 
     agent = build_agent(cfg, env)
     params = sum(p.numel() for p in agent.policy.parameters())
-    episodes: list[list[float]] = []  # [step, return, length]
-    curve: list[float | None] = []  # running mean return (last 100 episodes) at every log point
-    train_seconds = 0.0
-
-    def restore(state: dict[str, Any]) -> None:
-        nonlocal episodes, curve, train_seconds
-        agent.policy.load_state_dict(state["policy"])
-        agent.policy.optimizer.load_state_dict(state["optimizer"])
-        agent.num_timesteps = int(state["steps"])
-        episodes = [list(e) for e in state["episodes"]]
-        curve = list(state["curve"])
-        train_seconds = float(state["train_seconds"])
-
-    session.restore(restore)
+    state = session.restore(policy=agent.policy, optimizer=agent.policy.optimizer) or {
+        "steps": 0, "episodes": [], "curve": [], "train_seconds": 0.0
+    }  # fmt: skip
+    agent.num_timesteps = int(state["steps"])
+    episodes: list[list[float]] = [list(e) for e in state["episodes"]]  # [step, return, length]
+    curve: list[float | None] = list(state["curve"])  # running mean return (last 100 episodes) at every log point
+    train_seconds = float(state["train_seconds"])
 
     class Episodes(BaseCallback):
         def _on_step(self) -> bool:
