@@ -166,7 +166,7 @@ def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
     pytest.importorskip("torchvision")
     from PIL import Image
 
-    from coordconv.repro.experiments import imagenet
+    from coordconv.repro.experiments import imagenet, imagenet_data
 
     for split, classes in (("train", ("cat", "dog", "fox")), ("val", ("cat", "fox"))):
         for name in classes:
@@ -174,19 +174,19 @@ def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
             Image.new("RGB", (8, 8)).save(tmp_path / split / name / "0.png")
     cfg = imagenet.preset("smoke", variant="plain")
     with pytest.raises(ValueError, match=r"train and .*val hold different class folders \(only in train: dog"):
-        imagenet._datasets(cfg, tmp_path)
+        imagenet_data.datasets(cfg, tmp_path)
     (tmp_path / "val" / "dog").mkdir()
     (tmp_path / "val" / "dog" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a corrupt image
     for split in ("train", "val"):  # a notebook's hidden folder is no class
         (tmp_path / split / ".ipynb_checkpoints").mkdir()
-    train, val = imagenet._datasets(cfg, tmp_path)
+    train, val = imagenet_data.datasets(cfg, tmp_path)
     assert train.class_to_idx == val.class_to_idx == {"cat": 0, "dog": 1, "fox": 2}
     with pytest.raises(ValueError, match=r"dog/0.png is not a readable image"):
         [val[i] for i in range(len(val))]
     for png in (tmp_path / "train").rglob("*.png"):
         png.rename(png.with_suffix(".txt"))  # a folder of non-images
     with pytest.raises(ValueError, match=r"train holds no image files"):
-        imagenet._datasets(cfg, tmp_path)
+        imagenet_data.datasets(cfg, tmp_path)
 
 
 def test_non_finite_values_are_refused_and_a_diverging_run_stops_naming_the_step(tmp_path, capsys):
@@ -599,15 +599,15 @@ def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
     pytest.importorskip("torchvision")
     import threading
 
-    from coordconv.repro.experiments import imagenet
+    from coordconv.repro.experiments import imagenet, imagenet_data
 
     cfg = imagenet.preset("smoke", variant="plain")
-    procs = imagenet.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
+    procs = imagenet_data.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
     roots, errors = [], []
 
     def one(name):
         try:
-            roots.append(imagenet._data_root(cfg, tmp_path / name, procs))
+            roots.append(imagenet_data.data_root(cfg, tmp_path / name, procs))
         except Exception as e:  # any error fails the test below
             errors.append(e)
 

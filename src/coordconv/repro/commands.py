@@ -271,7 +271,8 @@ def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -
             again = shlex.join(["coordconv", *argv])
             return f"{head} before the run in {args.out} started; start it again with: {again}"
         words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
-        launch = " (under torchrun: the same launch with --resume)" if getattr(args, "task", "") == "imagenet" else ""
+        note = args.entry.resume_note if hasattr(args, "entry") else ""
+        launch = f" ({note})" if note else ""
         return (
             f"{head}; the run in {args.out} keeps its last checkpoint. Resume it from there with: "
             f"{shlex.join(['coordconv', *words])}{launch}"

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -358,8 +359,8 @@ def main(
         save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
         run.save_with(
             "objects.npz",
-            lambda tmp: np.savez_compressed(
-                tmp,
+            partial(
+                np.savez_compressed,
                 red=found.red.numpy(),
                 blue=found.blue.numpy(),
                 mean_image=samples.mean(0).numpy(),

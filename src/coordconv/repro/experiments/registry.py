@@ -25,8 +25,8 @@ class Experiment:
     Args:
         name: the task's name on the command line and its folder under ``reproduce --out``.
         module: the experiment module (``Config``, ``PRESETS``, ``preset``, ``main``, ``describe``, ``plan``,
-            ``report``; optionally ``TASK_PRESETS``, ``TRAIN_OPTIONS``, ``REPRODUCE_OPTIONS``, ``requires``
-            and ``REPORT_REQUIRES``, which default to none).
+            ``report``; optionally ``TASK_PRESETS``, ``TRAIN_OPTIONS``, ``REPRODUCE_OPTIONS``, ``requires``,
+            ``REPORT_REQUIRES`` and ``RESUME_NOTE``, which default to none).
         help: one line for ``--help``.
         fixed: config fields the task's name fixes (``{"task": "gan"}`` for a module that runs several tasks).
     """
@@ -51,6 +51,11 @@ class Experiment:
     def reproduce_options(self) -> dict[str, dict[str, Any]]:
         """Extra ``reproduce`` options (argparse keyword arguments by flag), passed to ``plan``."""
         return dict(getattr(self.module, "REPRODUCE_OPTIONS", {}))
+
+    @property
+    def resume_note(self) -> str:
+        """How a run of this task resumes when not by the same command plus ``--resume`` (``RESUME_NOTE``)."""
+        return str(getattr(self.module, "RESUME_NOTE", ""))
 
     def needs(self, configs: list[Any], *, report: bool = False) -> list[str]:
         """The optional packages (import names) the runs of ``configs`` import, and the report's if ``report``."""
