@@ -22,6 +22,7 @@ from torch.utils.flop_counter import flop_registry
 
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.experiments import generative
+from coordconv.repro.models.generative import GANTrainer
 
 
 class FlopCount(TorchDispatchMode):
@@ -47,7 +48,7 @@ class FlopCount(TorchDispatchMode):
 def measure(model: str, width: float, *, iterations: int, warmup: int) -> dict[str, float]:
     """Median seconds per iteration, FLOPs per iteration and parameter counts of one configuration."""
     cfg = generative.preset("cpu", task="gan", model=model, width=width)
-    trainer = generative._GAN(cfg)
+    trainer = GANTrainer(cfg)
     images, _ = sortofclevr.generate(64, seed=0)
     gen = torch.Generator().manual_seed(0)
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from coordconv import _term
 from coordconv.bench import machine_description
 from coordconv.coords import coord_grid
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from coordconv.bench import machine_description
-from coordconv.repro.experiments import rl
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.experiments import rl, rl_agent
+from coordconv.repro.runtime.files import write_atomic
 
 
 def measure(
@@ -32,9 +32,9 @@ def measure(
     agents, envs = [], []
     for model, overrides in variants:
         cfg = rl.preset("quick", env=game, model=model, **overrides)
-        env = rl.make_env(cfg)
+        env = rl_agent.make_env(cfg)
         envs.append(env)
-        agents.append(rl.build_agent(cfg, env))
+        agents.append(rl_agent.build_agent(cfg, env))
     rates: list[list[float]] = [[] for _ in agents]
     try:
         for r in range(warmup + repeats):

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from coordconv.bench import machine_description
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 POLICIES = {"torch default": (0, 1), "one thread per run": (1, 0)}  # (threads, jobs); 0 jobs: reproduce's default
 LOAD = "import torch\ntorch.set_num_threads(1)\na = torch.randn(384, 384)\nwhile True:\n    a = (a @ a).tanh()\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from coordconv.bench import machine_description
 from coordconv.repro.experiments import toy
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from coordconv.repro.report.paper import PAPER
-from coordconv.repro.report.runs import FinishedRun, load_finished, mean_sd
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.report.runs import load_finished, mean_sd
+from coordconv.repro.runtime.files import write_atomic
+from coordconv.repro.runtime.rundir import FinishedRun
 
 SPLITS = ("uniform", "quadrant")
 THRESHOLD = 0.8  # the paper's "80% after ~4,000 s"

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY
 from coordconv.repro.reproduce import write_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def regenerate(root: Path = ROOT) -> list[Path]:
         out = root / folder
         for name, entry in REGISTRY.items():
             if (out / name / "command.txt").exists():
-                written.append(entry.load().report(out, name))
+                written.append(entry.module.report(out, name))
         write_index(out)
     return written
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coordconv.repro.experiments import toy
+from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.report.runs import load_finished
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 class _Built(Exception):
@@ -60,7 +60,7 @@ def near_share(model: nn.Module, cfg: toy.Config, radius: int) -> list[float]:
 
     Near: within ``radius`` pixels on both axes (Chebyshev distance).
     """
-    data = toy.load_data(cfg)
+    data = toy_tasks.load_data(cfg)
     body: nn.Module = model.net[:-2]  # type: ignore[index,assignment]  # everything before the global max-pool and the flatten
     maps = body(data.train_x)  # (N, 2, 64, 64)
     n, c, h, w = maps.shape

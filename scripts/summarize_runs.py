@@ -15,7 +15,7 @@ from pathlib import Path
 
 from coordconv.repro.experiments import toy
 from coordconv.repro.runtime.config import to_dict
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

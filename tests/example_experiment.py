@@ -9,7 +9,7 @@ import torch
 from coordconv import CoordConv2d
 from coordconv.repro.report.runs import load_finished, mean_sd
 from coordconv.repro.runtime.config import to_dict
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 from coordconv.repro.runtime.session import Session
 
 

@@ -16,7 +16,7 @@ import pytest
 from coordconv._help import rst_to_text
 from coordconv.cli import build_parser
 from coordconv.cli import main as cli
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
@@ -75,7 +75,7 @@ def test_an_argument_error_is_one_line_with_a_pointer_to_help(argv, prog, messag
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_failed_config_check_names_the_allowed_values(name):
     """Set each numeric field out of range (negative, or far too large); every refusal says what is expected."""
-    module = REGISTRY[name].load()
+    module = REGISTRY[name].module
     hints = typing.get_type_hints(module.Config)
     refused = 0
     for field in dataclasses.fields(module.Config):
@@ -125,7 +125,7 @@ def test_train_help_shows_what_each_preset_sets(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # one preset per line
     helps = {" ".join(w): p.format_help() for w, p in _parsers(build_parser(), ["coordconv"])}
     for name, entry in REGISTRY.items():
-        module = entry.load()
+        module = entry.module
         presets = helps[f"coordconv train {name}"].split("Presets (--preset)")[1]
         for preset in module.PRESETS:
             assert re.search(rf"^\* {preset}[:,]", presets, re.MULTILINE), (name, preset)
@@ -151,7 +151,7 @@ def test_rst_to_text():
 
 
 def test_an_interrupted_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    toy = REGISTRY["classification"].load()
+    toy = REGISTRY["classification"].module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -234,7 +234,7 @@ def test_sigterm_stops_a_run_with_the_resume_command_and_the_resumed_run_says_wh
 
 def test_progress_lines_name_the_batch_mean_and_the_full_set_evaluation(tmp_path):
     pytest.importorskip("safetensors")
-    toy = REGISTRY["classification"].load()
+    toy = REGISTRY["classification"].module
     lines = []
     cfg = toy.preset("smoke", task="classification", model="coordconv")
     summary = toy.main(cfg, tmp_path / "run", log=lines.append)
@@ -252,7 +252,7 @@ def test_progress_lines_name_the_batch_mean_and_the_full_set_evaluation(tmp_path
 
 def _forbid_training(monkeypatch):
     for entry in REGISTRY.values():
-        monkeypatch.setattr(entry.load(), "main", lambda *a, **k: pytest.fail("trained without its extra"))
+        monkeypatch.setattr(entry.module, "main", lambda *a, **k: pytest.fail("trained without its extra"))
 
 
 @pytest.mark.parametrize(

@@ -332,7 +332,7 @@ def test_detection_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 def test_the_report_names_the_official_targets_and_refuses_mixed_modes(tmp_path):
     from coordconv.repro.experiments import detection
     from coordconv.repro.report.detection import clipped, targets
-    from coordconv.repro.report.runs import FinishedRun
+    from coordconv.repro.runtime.rundir import FinishedRun
 
     def run(name, **config):
         return FinishedRun(tmp_path / name, {"model": "conv", "seed": 0, "config": config}, [])

@@ -9,7 +9,8 @@ import pytest
 
 from coordconv.cli import build_parser
 from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
-from coordconv.repro.experiments import REGISTRY, imagenet
+from coordconv.repro.experiments import imagenet
+from coordconv.repro.experiments.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def _default(name: str, action: argparse.Action) -> object:
     if action.default is not argparse.SUPPRESS:
         return action.default
     task = name.removeprefix("coordconv train ")
-    return getattr(REGISTRY[task].load().Config(), action.dest)
+    return getattr(REGISTRY[task].module.Config(), action.dest)
 
 
 def test_every_default_a_help_text_states_is_the_default():

@@ -20,8 +20,9 @@ from coordconv.repro import reproduce
 from coordconv.repro.data import mnist_canvas, notsoclevr
 from coordconv.repro.experiments import toy
 from coordconv.repro.report.runs import load_finished
-from coordconv.repro.runtime import rundir
-from coordconv.repro.runtime.rundir import Run, RunError, read_finished, write_atomic, write_json
+from coordconv.repro.runtime import files, lock, provenance, rundir
+from coordconv.repro.runtime.files import RunError, write_atomic, write_json
+from coordconv.repro.runtime.rundir import Run, read_finished
 from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
 
 pytest.importorskip("safetensors")
@@ -152,20 +153,20 @@ def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finis
         load_finished(out.parent, "*/summary.json")
     # a summary from before the record (as the committed results): no verification, but a cut line is named
     summary = json.loads((out / "summary.json").read_text())
-    del summary["files"], summary[rundir.SELF_KEY]
+    del summary["files"], summary[provenance.SELF_KEY]
     write_json(out / "summary.json", summary)
     path.write_text(whole + '{"epoch": 2, "te')
     with pytest.raises(RunError, match=rf"{path}, line 2, is not a JSON object"):
         read_finished(out)
     path.write_text(whole)
-    assert read_finished(out)[1] == [json.loads(whole)]  # legacy runs stay readable
+    assert read_finished(out).metrics == [json.loads(whole)]  # legacy runs stay readable
 
 
 def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
     pytest.importorskip("torchvision")
     from PIL import Image
 
-    from coordconv.repro.experiments import imagenet
+    from coordconv.repro.experiments import imagenet, imagenet_data
 
     for split, classes in (("train", ("cat", "dog", "fox")), ("val", ("cat", "fox"))):
         for name in classes:
@@ -173,19 +174,19 @@ def test_imagefolder_splits_must_hold_the_same_classes(tmp_path):
             Image.new("RGB", (8, 8)).save(tmp_path / split / name / "0.png")
     cfg = imagenet.preset("smoke", variant="plain")
     with pytest.raises(ValueError, match=r"train and .*val hold different class folders \(only in train: dog"):
-        imagenet._datasets(cfg, tmp_path)
+        imagenet_data.datasets(cfg, tmp_path)
     (tmp_path / "val" / "dog").mkdir()
     (tmp_path / "val" / "dog" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a corrupt image
     for split in ("train", "val"):  # a notebook's hidden folder is no class
         (tmp_path / split / ".ipynb_checkpoints").mkdir()
-    train, val = imagenet._datasets(cfg, tmp_path)
+    train, val = imagenet_data.datasets(cfg, tmp_path)
     assert train.class_to_idx == val.class_to_idx == {"cat": 0, "dog": 1, "fox": 2}
     with pytest.raises(ValueError, match=r"dog/0.png is not a readable image"):
         [val[i] for i in range(len(val))]
     for png in (tmp_path / "train").rglob("*.png"):
         png.rename(png.with_suffix(".txt"))  # a folder of non-images
     with pytest.raises(ValueError, match=r"train holds no image files"):
-        imagenet._datasets(cfg, tmp_path)
+        imagenet_data.datasets(cfg, tmp_path)
 
 
 def test_non_finite_values_are_refused_and_a_diverging_run_stops_naming_the_step(tmp_path, capsys):
@@ -256,7 +257,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_names_the_file(tmp_path, monke
 
     run = Run.start(tmp_path / "run", {"a": 1})
     monkeypatch.setattr(torch, "save", full_disk)
-    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
     with pytest.raises(RunError) as caught:
         run.save_checkpoint({"step": 1})
     assert str(caught.value) == f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device"
@@ -400,7 +401,7 @@ def test_an_edited_summary_is_refused_naming_it(finished):
     cfg, out = finished
     path = out / "summary.json"
     summary = json.loads(path.read_text())
-    assert summary[rundir.SELF_KEY]  # the run recorded its summary's hash
+    assert summary[provenance.SELF_KEY]  # the run recorded its summary's hash
     summary["test"]["accuracy"] = 0.999  # a hand-edited number the hashed metrics.jsonl contradicts
     path.write_text(json.dumps(summary, indent=2))
     with pytest.raises(RunError, match=r"summary\.json was changed after the run wrote it"):
@@ -427,7 +428,7 @@ def test_a_foreign_config_json_in_out_is_kept(tmp_path, capsys):
     assert (out / "config.json").read_text() == card
     # a run's own config.json (a run that failed before its first checkpoint) still counts as empty
     Run.start(tmp_path / "failed", {"lr": 1.0})
-    rundir._release((tmp_path / "failed").resolve())
+    lock.release((tmp_path / "failed").resolve())
     toy.main(toy.preset("smoke", task="classification", model="coordconv", epochs=1), tmp_path / "failed", **QUIET)
     assert (tmp_path / "failed" / "summary.json").exists()
 
@@ -457,7 +458,7 @@ def test_a_long_name_gets_a_temporary_name_within_the_limit(tmp_path):
     long = tmp_path / ("x" * 250 + ".json")
     write_json(long, {"a": 1})
     assert json.loads(long.read_text()) == {"a": 1}
-    names = {rundir.temporary_name(tmp_path / ("y" * 250 + s)) for s in (".json", ".jsonl")}
+    names = {files.temporary_name(tmp_path / ("y" * 250 + s)) for s in (".json", ".jsonl")}
     assert len(names) == 2 and all(len(n.encode()) <= 255 and n.startswith(".") for n in names)
 
 
@@ -481,7 +482,7 @@ def test_a_run_resumed_in_another_environment_records_both(tmp_path, monkeypatch
     assert [e["versions"]["torch"] for e in summary["environments"]] == ["2.0.0", torch.__version__]
     assert summary["environments"][1] == {**first, "git": summary["environments"][1]["git"]}
     assert len(json.loads((out / "config.json").read_text())["resumed_in"]) == 1
-    assert read_finished(out)[0] == summary  # the rewritten config.json is the one the record holds
+    assert read_finished(out).summary == summary  # the rewritten config.json is the one the record holds
 
 
 def test_a_run_resumed_in_the_same_environment_records_one(tmp_path, monkeypatch):
@@ -598,15 +599,15 @@ def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
     pytest.importorskip("torchvision")
     import threading
 
-    from coordconv.repro.experiments import imagenet
+    from coordconv.repro.experiments import imagenet, imagenet_data
 
     cfg = imagenet.preset("smoke", variant="plain")
-    procs = imagenet.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
+    procs = imagenet_data.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
     roots, errors = [], []
 
     def one(name):
         try:
-            roots.append(imagenet._data_root(cfg, tmp_path / name, procs))
+            roots.append(imagenet_data.data_root(cfg, tmp_path / name, procs))
         except Exception as e:  # any error fails the test below
             errors.append(e)
 

@@ -315,7 +315,7 @@ def test_matched_preset_pairs_the_gans_as_the_paper_did():
 @pytest.mark.parametrize("d_input", ["tanh", "pre_tanh"])
 def test_discriminator_input_and_samples(d_input):
     cfg = generative.preset("smoke", task="gan", model="coordconv", d_input=d_input, init="official")
-    trainer = generative._GAN(cfg)
+    trainer = models.GANTrainer(cfg)
     z = trainer.latents(4, torch.Generator().manual_seed(0))
     seen, raw = trainer._fake(z), trainer.g(z)
     torch.testing.assert_close(seen, raw if d_input == "pre_tanh" else torch.tanh(raw))
@@ -415,7 +415,7 @@ def test_gan_report_tests_the_difference(tmp_path):
     from scipy import stats
 
     from coordconv.repro.report import generative as report
-    from coordconv.repro.report.runs import FinishedRun
+    from coordconv.repro.runtime.rundir import FinishedRun
 
     def run(model, seed, red, separate):
         summary = {
@@ -490,7 +490,7 @@ def test_generator_ema_averages_the_weights_and_samples_from_the_average():
     import copy
 
     cfg = generative.preset("smoke", task="gan", model="conv", g_ema=0.75)
-    trainer = generative._GAN(cfg)
+    trainer = models.GANTrainer(cfg)
     before = copy.deepcopy(trainer.g.state_dict())
     images, _ = soc.generate(16, seed=0)
     trainer.step(images, torch.Generator().manual_seed(0))
@@ -503,12 +503,12 @@ def test_generator_ema_averages_the_weights_and_samples_from_the_average():
     torch.testing.assert_close(samples, torch.tanh(trainer.g_sample.eval()(z)) * 0.5 + 0.5)
     # the averaged generator's BatchNorm statistics are its own: the mean of its first BatchNorm's input
     gen = torch.Generator().manual_seed(cfg.seed)
-    latents = torch.cat([trainer.latents(cfg.batch_size, gen) for _ in range(generative.STANDING_BATCHES)])
+    latents = torch.cat([trainer.latents(cfg.batch_size, gen) for _ in range(models.STANDING_BATCHES)])
     with torch.no_grad():
         first = trainer.g_sample.fc(latents).view(len(latents), trainer.g_sample.start, 4, 4)
     torch.testing.assert_close(trainer.g_sample.bn0.running_mean, first.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(trainer.sample(z), samples)  # recomputed the same way each time
-    plain = generative._GAN(generative.preset("smoke", task="gan", model="conv"))
+    plain = models.GANTrainer(generative.preset("smoke", task="gan", model="conv"))
     assert "generator_ema" in trainer.modules and plain.g_sample
     with pytest.raises(ValueError, match="g_ema"):
         generative.Config(g_ema=1.0)
@@ -516,7 +516,7 @@ def test_generator_ema_averages_the_weights_and_samples_from_the_average():
 
 def test_learning_rates_decay_linearly_to_zero_over_the_last_fraction_of_the_run():
     cfg = generative.preset("smoke", task="gan", model="conv", steps=10, lr_decay=0.5, lr_g=4e-4, lr_d=2e-4)
-    trainer = generative._build(cfg)
+    trainer = models.build_trainer(cfg)
     seen = []
     for step in range(cfg.steps):
         generative._decay_learning_rates(cfg, trainer, step)
@@ -532,7 +532,7 @@ def test_feature_matching_adds_the_mean_absolute_feature_gap_to_the_generators_l
     cfg = generative.preset(
         "smoke", task="gan", model="coordconv", g_steps=1, d_batchnorm=False, feature_match=weight, init="official"
     )
-    trainer = generative._GAN(cfg)
+    trainer = models.GANTrainer(cfg)
     before = copy.deepcopy(trainer.g)
     images = torch.randint(
         0, 256, (cfg.batch_size, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)

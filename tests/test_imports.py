@@ -39,3 +39,19 @@ def test_imports_run_one_way():
             if target_group != group and target_rank <= rank:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_experiment_modules_are_short_and_their_mains_read_top_to_bottom():
+    """Issue 29: no experiment module over 400 lines; no closure or ``nonlocal`` inside an experiment's ``main``."""
+    long, nested = [], []
+    for path in sorted((SRC / "coordconv" / "repro" / "experiments").glob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef) and node.name == "main":
+                inner = [n for n in ast.walk(node) if n is not node and isinstance(n, ast.FunctionDef | ast.Lambda)]
+                inner += [n for n in ast.walk(node) if isinstance(n, ast.Nonlocal)]
+                nested += [f"{path.name}:{n.lineno}" for n in inner]
+    assert not long, long
+    assert not nested, nested

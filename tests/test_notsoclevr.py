@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from coordconv.repro.data import notsoclevr
-from coordconv.repro.experiments import toy
+from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.models import toy as models
 
 
@@ -110,22 +110,22 @@ def test_metrics_known_answers():
     logits[0, 0, 10, 20] = 5.0
     logits[1, 0, 0, 0] = 5.0
     target = torch.tensor([10 * 64 + 20, 5])
-    assert toy.batch_metrics("classification", logits, target)["accuracy"].tolist() == [1.0, 0.0]
-    assert toy.predicted_centres("classification", logits).tolist() == [[20.0, 10.0], [0.0, 0.0]]
+    assert toy_tasks.batch_metrics("classification", logits, target)["accuracy"].tolist() == [1.0, 0.0]
+    assert toy_tasks.predicted_centres("classification", logits).tolist() == [[20.0, 10.0], [0.0, 0.0]]
     square = notsoclevr.square_images(torch.tensor([[20, 10]]))
     painted = torch.where(square > 0, 4.0, -4.0)
-    assert toy.batch_metrics("rendering", painted, square)["iou"].item() == 1.0
+    assert toy_tasks.batch_metrics("rendering", painted, square)["iou"].item() == 1.0
     half = painted.clone()
     half[..., :, :20] = -4.0  # keep 5 of the 9 columns: IOU 45/81
-    assert toy.batch_metrics("rendering", half, square)["iou"].item() == pytest.approx(45 / 81)
-    metrics = toy.batch_metrics("regression", torch.tensor([[0.5, 0.5]]), torch.tensor([[0.5, 0.5 + 3 / 64]]))
+    assert toy_tasks.batch_metrics("rendering", half, square)["iou"].item() == pytest.approx(45 / 81)
+    metrics = toy_tasks.batch_metrics("regression", torch.tensor([[0.5, 0.5]]), torch.tensor([[0.5, 0.5 + 3 / 64]]))
     assert metrics["error_px"].item() == pytest.approx(3.0)
     assert metrics["within_half_px"].item() == 0.0
 
 
 def test_learning_rate_steps():
     cfg = toy.Config(lr=1.0, lr_step_every=200, lr_step_ratio=0.1, lr_max_steps=4)
-    rates = [toy.learning_rate(cfg, e) for e in (0, 199, 200, 400, 800, 999)]
+    rates = [toy_tasks.learning_rate(cfg, e) for e in (0, 199, 200, 400, 800, 999)]
     assert rates == pytest.approx([1.0, 1.0, 0.1, 0.01, 1e-4, 1e-4])
 
 

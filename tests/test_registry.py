@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_experiment_has_the_registry_surface(name):
-    module = REGISTRY[name].load()
+    module = REGISTRY[name].module
     for attribute in ("Config", "PRESETS", "preset", "main", "describe", "plan", "report"):
         assert hasattr(module, attribute), f"{module.__name__} lacks {attribute}"
     assert list(inspect.signature(module.preset).parameters) == ["name", "fields"]
@@ -28,8 +28,8 @@ def test_every_experiment_has_the_registry_surface(name):
 def _cli(*args, cwd):
     """The coordconv command with one more registry line: the example experiment of the README."""
     code = (
-        "import sys; from coordconv.repro.experiments import REGISTRY, Entry; "
-        "REGISTRY['pixel'] = Entry('pixel', 'example_experiment', 'where is the lit pixel?'); "
+        "import sys, example_experiment; from coordconv.repro.experiments.registry import REGISTRY, Experiment; "
+        "REGISTRY['pixel'] = Experiment('pixel', example_experiment, 'where is the lit pixel?'); "
         "from coordconv.cli import main; sys.exit(main())"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from coordconv.repro.report import detection, generative, rl, toy
-from coordconv.repro.report.runs import FinishedRun, compare, seeds_phrase, write_task_report
+from coordconv.repro.report.runs import compare, seeds_phrase, write_task_report
 from coordconv.repro.reproduce import record_command
 from coordconv.repro.runtime import plots
+from coordconv.repro.runtime.rundir import FinishedRun
 
 pytest.importorskip("matplotlib")
 

@@ -16,7 +16,7 @@ from stable_baselines3 import A2C  # noqa: E402
 from stable_baselines3.common.envs import FakeImageEnv  # noqa: E402
 from stable_baselines3.common.logger import Logger  # noqa: E402
 
-from coordconv.repro.experiments import rl  # noqa: E402
+from coordconv.repro.experiments import rl, rl_agent  # noqa: E402
 from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
 
 
@@ -88,9 +88,9 @@ def test_a2c_on_sb3_fake_image_env(share):
 
 
 def test_env_ids():
-    assert rl.env_id("MinAtar/Breakout") == "MinAtar/Breakout-v1"
-    assert rl.env_id("MsPacman") == "ALE/MsPacman-v5"
-    assert rl.env_id("ALE/Pong-v5") == "ALE/Pong-v5"
+    assert rl_agent.env_id("MinAtar/Breakout") == "MinAtar/Breakout-v1"
+    assert rl_agent.env_id("MsPacman") == "ALE/MsPacman-v5"
+    assert rl_agent.env_id("ALE/Pong-v5") == "ALE/Pong-v5"
 
 
 def _summary(out):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals")
 
@@ -43,7 +43,7 @@ def _in_terminal(args, cwd, timeout=600):
     "task", [pytest.param(task, marks=() if task == "regression" else pytest.mark.slow) for task in REGISTRY]
 )
 def test_train_runs_in_a_terminal(task, tmp_path):
-    module = REGISTRY[task].load()
+    module = REGISTRY[task].module
     needs = getattr(module, "requires", lambda cfg: ())(module.preset("smoke"))
     for package in needs:
         pytest.importorskip({"mlxtend": "mlxtend", "PIL": "PIL"}.get(package, package))

@@ -6,7 +6,7 @@ The library (this package's top level) depends on torch only:
 * :mod:`coordconv.layers`: ``AddCoords``, ``CoordConv{1,2,3}d``, ``CoordConvTranspose{1,2,3}d``.
 * :mod:`coordconv.convert`: ``coordconvify``, which retrofits CoordConv into any network.
 * :mod:`coordconv.fuse`: ``fuse_conv_bn_eval``, BatchNorm folding that knows the coordinate filters.
-* :mod:`coordconv.inspect`: ``inspect_model``, how much each CoordConv layer of a model uses the coordinates.
+* :mod:`coordconv.usage`: ``inspect_model``, how much each CoordConv layer of a model uses the coordinates.
 
 Paper: Liu et al., "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution",
 NeurIPS 2018, https://arxiv.org/abs/1807.03247.
@@ -26,9 +26,6 @@ from coordconv.coords import relative_coords as relative_coords
 from coordconv.coords import tile_vector as tile_vector
 from coordconv.frames import window as window
 from coordconv.fuse import fuse_conv_bn_eval as fuse_conv_bn_eval
-from coordconv.inspect import LayerUsage as LayerUsage
-from coordconv.inspect import format_usage as format_usage
-from coordconv.inspect import inspect_model as inspect_model
 from coordconv.layers import AddCoords as AddCoords
 from coordconv.layers import CoordConv1d as CoordConv1d
 from coordconv.layers import CoordConv2d as CoordConv2d
@@ -38,6 +35,9 @@ from coordconv.layers import CoordConvTranspose2d as CoordConvTranspose2d
 from coordconv.layers import CoordConvTranspose3d as CoordConvTranspose3d
 from coordconv.layers import add_coords as add_coords
 from coordconv.layers import freeze_input_filters as freeze_input_filters
+from coordconv.usage import LayerUsage as LayerUsage
+from coordconv.usage import format_usage as format_usage
+from coordconv.usage import inspect_model as inspect_model
 
 __all__ = [
     "AddCoords",

@@ -101,7 +101,7 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
     import json
 
     from coordconv import inspect_model
-    from coordconv.repro.experiments import toy
+    from coordconv.repro.experiments import toy, toy_tasks
     from coordconv.repro.runtime.rundir import read_finished
 
     if not (path / "config.json").is_file():
@@ -129,20 +129,20 @@ def _inspect_run(path: Path, samples: int) -> list[Any]:
     if not weights.is_file():
         raise ValueError(f"{path} has no model.safetensors: the run has not finished")
     cfg = toy.Config(**{k: v for k, v in config.items() if k in toy.Config.__dataclass_fields__})
-    model = toy.build_model(cfg)
+    model = toy_tasks.build_model(cfg)
     try:
         model.load_state_dict(_read_safetensors(weights))
     except RuntimeError as e:  # missing or extra keys, other shapes
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{weights} does not fit the model of its config.json ({reason[:200]})") from e
-    sample = toy.load_data(cfg).test_x[:samples]
+    sample = toy_tasks.load_data(cfg).test_x[:samples]
     return inspect_model(model, sample)
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from coordconv.inspect import format_usage, inspect_model
     from coordconv.repro.runtime import extras
-    from coordconv.repro.runtime.rundir import RunError
+    from coordconv.repro.runtime.files import RunError
+    from coordconv.usage import format_usage, inspect_model
 
     path = Path(args.model)
     if args.samples < 1:

@@ -14,7 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.experiments import REGISTRY, Entry
+from coordconv.repro.experiments import toy
+from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import (
     SEED_LIMIT,
@@ -25,11 +26,11 @@ from coordconv.repro.runtime.config import (
     seed_value,
     thread_count,
 )
-from coordconv.repro.runtime.rundir import RunError
+from coordconv.repro.runtime.files import RunError
 
 __all__ = ["add_commands", "interrupted_message", "preset_values"]
 
-TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module == "toy")
+TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module is toy)
 
 
 def _fail(message: str) -> int:
@@ -46,25 +47,18 @@ def _require(command: str, modules: list[str]) -> str | None:
     return None
 
 
-def _needs(module: Any, configs: list[Any], *, report: bool = False) -> list[str]:
-    """The optional packages that ``module``'s runs of ``configs`` (and its report, if ``report``) import."""
-    needs = getattr(module, "requires", None)
-    modules = [name for cfg in configs for name in (needs(cfg) if needs else ())]
-    return modules + list(getattr(module, "REPORT_REQUIRES", ()) if report else ())
-
-
 def _reproduce_needs(args: argparse.Namespace, tasks: list[str], options: dict[str, Any]) -> list[str]:
     """The optional packages that ``reproduce`` of ``tasks`` imports: each task's planned runs and its report."""
     modules: list[str] = []
     for task in tasks:
-        module = REGISTRY[task].load()
-        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
-        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in accepted}
+        entry = REGISTRY[task]
+        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         try:
-            plan = module.plan(args.preset, range(args.first_seed, args.first_seed + args.seeds), task=task, **extra)
+            plan = entry.module.plan(args.preset, seeds, task=task, **extra)
         except ValueError:  # reproduce reports it
             plan = []
-        modules += _needs(module, [cfg for _, cfg in plan], report=True)
+        modules += entry.needs([cfg for _, cfg in plan], report=True)
     return modules
 
 
@@ -112,19 +106,19 @@ def _out_of_memory(error: BaseException) -> bool:
     )
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_command(args: argparse.Namespace) -> int:
     """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
-    entry: Entry = args.entry
-    module = entry.load()
+    entry: Experiment = args.entry
+    module = entry.module
     fields = {f.name for f in dataclasses.fields(module.Config)}
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in fields}
     try:
         cfg = module.preset(args.preset, **{**given, **entry.fixed})
     except ValueError as e:
         args.parser.error(str(e))
-    options = {k.lstrip("-").replace("-", "_") for k in getattr(module, "TRAIN_OPTIONS", {})}
+    options = {k.lstrip("-").replace("-", "_") for k in entry.train_options}
     extra = {k: getattr(args, k) for k in options}
-    refusal = _require(f"coordconv train {entry.name}", _needs(module, [cfg]))
+    refusal = _require(f"coordconv train {entry.name}", entry.needs([cfg]))
     refusal = refusal or _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
     if refusal:
         return _fail(refusal)
@@ -145,18 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_presets(task: str) -> tuple[str, ...]:
-    """The presets ``task`` takes.
-
-    Its module's ``TASK_PRESETS[task]`` where a module runs several tasks, else its ``PRESETS``.
-    """
-    entry = REGISTRY[task]
-    module = entry.load()
-    by_task: dict[str, tuple[str, ...]] = getattr(module, "TASK_PRESETS", {})
-    return tuple(by_task.get(entry.fixed.get("task", task), module.PRESETS))
-
-
-def _reproduce(args: argparse.Namespace) -> int:
+def _reproduce_command(args: argparse.Namespace) -> int:
     from coordconv.repro import reproduce
 
     if args.seeds < 1:
@@ -172,20 +155,20 @@ def _reproduce(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in args.task_options}
     for name, value in options.items():
         flag = f"--{name.replace('_', '-')}"
-        takers = [t for t in REGISTRY if flag in getattr(REGISTRY[t].load(), "REPRODUCE_OPTIONS", {})]
+        takers = [t for t in REGISTRY if flag in REGISTRY[t].reproduce_options]
         if value != args.parser.get_default(name) and not set(takers) & set(tasks):
             args.parser.error(f"{flag} applies to the {', '.join(takers)} task only")
     for task in tasks:  # the choices are every task's presets; each task takes its own
-        offered = _task_presets(task)
+        offered = REGISTRY[task].presets
         if args.preset not in offered:
-            takers = [t for t in REGISTRY if args.preset in _task_presets(t)]
+            takers = [t for t in REGISTRY if args.preset in REGISTRY[t].presets]
             args.parser.error(
                 f"the {args.preset} preset is the {', '.join(takers)} task's; {task} takes {', '.join(offered)}"
             )
 
-    def confirm(module: Any, configs: list[Any]) -> str | None:
+    def confirm(entry: Experiment, configs: list[Any]) -> str | None:
         # a task whose runs take a device option trains on its default device under reproduce
-        device = getattr(module, "TRAIN_OPTIONS", {}).get("--device", {}).get("default")
+        device = entry.train_options.get("--device", {}).get("default")
         return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
 
     if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", _reproduce_needs(args, tasks, options)):
@@ -201,7 +184,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _sweep_command(args: argparse.Namespace) -> int:
     if refusal := _require(f"coordconv sweep {args.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
         return _fail(refusal)
     from coordconv.repro import sweep
@@ -233,7 +216,7 @@ DATASET_NEEDS = {
 }
 
 
-def _dataset(args: argparse.Namespace) -> int:
+def _dataset_command(args: argparse.Namespace) -> int:
     if refusal := _require(f"coordconv dataset {args.dataset}", DATASET_NEEDS[args.dataset]):
         return _fail(refusal)
     from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
@@ -288,7 +271,8 @@ def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -
             again = shlex.join(["coordconv", *argv])
             return f"{head} before the run in {args.out} started; start it again with: {again}"
         words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
-        launch = " (under torchrun: the same launch with --resume)" if getattr(args, "task", "") == "imagenet" else ""
+        note = args.entry.resume_note if hasattr(args, "entry") else ""
+        launch = f" ({note})" if note else ""
         return (
             f"{head}; the run in {args.out} keeps its last checkpoint. Resume it from there with: "
             f"{shlex.join(['coordconv', *words])}{launch}"
@@ -323,12 +307,13 @@ def _option_words(name: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
-def preset_values(entry: Entry, module: Any) -> str:
+def preset_values(entry: Experiment) -> str:
     """What each preset of ``entry``'s task sets, as options, one line per preset (and model, where they differ).
 
     A preset that needs a field (``imagenet``'s ``paper`` needs ``--data``) is shown with that field marked as
     required.
     """
+    module = entry.module
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     models: tuple[Any, ...] = (None,)
     if "model" in fields and "model" not in entry.fixed:
@@ -376,13 +361,13 @@ def add_commands(commands: Any) -> None:
     )
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, entry in REGISTRY.items():
-        module = entry.load()
-        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry, module))
+        module = entry.module
+        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry))
         _add_run_arguments(p, module.PRESETS)
-        for flag, kwargs in getattr(module, "TRAIN_OPTIONS", {}).items():
+        for flag, kwargs in entry.train_options.items():
             p.add_argument(flag, **kwargs)
         add_config_arguments(p, module.Config, skip=(*entry.fixed, "seed"))
-        p.set_defaults(func=_train, parser=p, entry=entry)
+        p.set_defaults(func=_train_command, parser=p, entry=entry)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -400,10 +385,10 @@ def add_commands(commands: Any) -> None:
         metavar="TASK",
         help="tasks to run: " + ", ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items()),
     )
-    presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.load().PRESETS))
-    everywhere = set(presets).intersection(*(_task_presets(t) for t in REGISTRY))
+    presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.module.PRESETS))
+    everywhere = set(presets).intersection(*(REGISTRY[t].presets for t in REGISTRY))
     own = sorted(set(presets) - everywhere)
-    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in _task_presets(t))} only" for p in own)
+    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in REGISTRY[t].presets)} only" for p in own)
     reproduce.add_argument("--preset", choices=presets, default="quick", help=f"settings (default: quick; {owners})")
     reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
@@ -427,12 +412,12 @@ def add_commands(commands: Any) -> None:
     )
     task_options: list[str] = []
     for entry in REGISTRY.values():
-        for flag, kwargs in getattr(entry.load(), "REPRODUCE_OPTIONS", {}).items():
+        for flag, kwargs in entry.reproduce_options.items():
             dest = flag.lstrip("-").replace("-", "_")
             if dest not in task_options:
                 reproduce.add_argument(flag, **kwargs)
                 task_options.append(dest)
-    reproduce.set_defaults(func=_reproduce, parser=reproduce, task_options=task_options)
+    reproduce.set_defaults(func=_reproduce_command, parser=reproduce, task_options=task_options)
 
     sweep = commands.add_parser(
         "sweep",
@@ -456,7 +441,7 @@ def add_commands(commands: Any) -> None:
     sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU fraction per trial (default: 0)")
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
     sweep.add_argument("--out", default=None, help="output folder (default: runs/sweep-TASK-GRID)")
-    sweep.set_defaults(func=_sweep, parser=sweep)
+    sweep.set_defaults(func=_sweep_command, parser=sweep)
 
     dataset = commands.add_parser(
         "dataset", help="write a data set to disk", description="Write a data set (npz) and a picture of examples."
@@ -472,13 +457,13 @@ def add_commands(commands: Any) -> None:
     nsc.add_argument("--official-split", action="store_true", help="the official code's uniform split")
     nsc.add_argument("--square-value", type=finite_float, default=1.0, help="value inside squares (official: 128/255)")
     nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    nsc.set_defaults(func=_dataset, parser=nsc)
+    nsc.set_defaults(func=_dataset_command, parser=nsc)
     soc = kinds.add_parser("sortofclevr", help="two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
     soc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
     soc.add_argument("--count", type=int, default=50_000, help="images (default: 50000, as the paper)")
     soc.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    soc.set_defaults(func=_dataset, parser=soc)
+    soc.set_defaults(func=_dataset_command, parser=soc)
     spatial = kinds.add_parser(
         "spatial",
         help="an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)",
@@ -489,4 +474,4 @@ def add_commands(commands: Any) -> None:
     spatial.add_argument("--grid", type=int, default=8, help="grid x grid position classes (default: 8)")
     spatial.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    spatial.set_defaults(func=_dataset, parser=spatial)
+    spatial.set_defaults(func=_dataset_command, parser=spatial)

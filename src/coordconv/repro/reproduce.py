@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import itertools
 import multiprocessing
 import os
 import shlex
@@ -29,9 +30,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.experiments import REGISTRY
+from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime.config import complete_config, to_dict
-from coordconv.repro.runtime.rundir import CONFIG, Run, RunError, config_changes, write_atomic
+from coordconv.repro.runtime.files import RunError, write_atomic
+from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, config_changes, read_finished
 
 __all__ = ["default_jobs", "main", "usable_cpus", "write_index"]
 
@@ -46,7 +48,7 @@ def main(
     overwrite: bool = False,
     options: Mapping[str, Any] | None = None,
     argv: Sequence[str] = (),
-    confirm: Callable[[Any, list[Any]], str | None] | None = None,
+    confirm: Callable[[Experiment, list[Any]], str | None] | None = None,
     threads: int | None = None,
     jobs: int | None = None,
 ) -> Path:
@@ -62,7 +64,7 @@ def main(
         options: task-specific options (a module's ``REPRODUCE_OPTIONS``), given to the tasks that take them.
         argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
             (:func:`record_command`).
-        confirm: ``confirm(module, configs)`` sees each task's configs before anything trains and returns a
+        confirm: ``confirm(experiment, configs)`` sees each task's configs before anything trains and returns a
             refusal (a message) or ``None`` (the paper preset's check of the work on a CPU).
         threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
             default, which follows the machine).
@@ -80,9 +82,8 @@ def main(
     command = shlex.join(["coordconv", "reproduce", *argv]) if argv else f"coordconv reproduce {shlex.join(tasks)}"
     for task in tasks:
         entry = REGISTRY[task]
-        module = entry.load()
-        accepted = getattr(module, "REPRODUCE_OPTIONS", {})
-        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in accepted}
+        module = entry.module
+        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
         plan = module.plan(preset, range(first_seed, first_seed + seeds), task=task, **extra)
         if threads is not None:
             plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
@@ -91,7 +92,7 @@ def main(
             f"reproduce: {len(plan)} {task} runs (preset {preset}; {seeds} seed(s)) into {out}; "
             f"{workers} at a time, {_threads(plan)} each"
         )
-        refusal = confirm(module, [cfg for _, cfg in plan]) if confirm else None
+        refusal = confirm(entry, [cfg for _, cfg in plan]) if confirm else None
         if refusal:
             raise RunError(refusal)
         _run_jobs([(out / folder, cfg) for folder, cfg in plan], module, overwrite, workers)
@@ -159,16 +160,16 @@ def _finished(folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any] | None:
     config's ``LEGACY_DEFAULTS`` entry), a field removed since is ignored
     (:func:`~coordconv.repro.runtime.rundir.config_changes`).
     """
-    if overwrite or not (folder / CONFIG).exists() or not Run(folder, {}).finished:
+    if overwrite or not (folder / CONFIG).exists() or not (folder / SUMMARY).exists():
         return None
-    summary = Run(folder, {}).summary()
+    summary = read_finished(folder).summary
     stored = summary.get("config")
     if isinstance(stored, dict) and not config_changes(complete_config(type(cfg), stored), to_dict(cfg)):
         return summary
     return None
 
 
-def _train(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
+def _train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
     """Train (or resume) one run; module-level, so that a worker process can run it."""
     module = importlib.import_module(module_name)
     resume = (folder / CONFIG).exists() and not overwrite
@@ -218,13 +219,11 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
     (spawned) process: nothing of one run's torch state leaks into another's; a failed run or an interruption
     stops the others at once (their checkpoints stay, so the same command resumes them).
     """
-    done = 0
+    done = itertools.count(1)
 
-    def report(summary: dict[str, Any], how: str, folder: Path) -> None:
-        nonlocal done
-        done += 1
+    def announce(summary: dict[str, Any], how: str, folder: Path) -> None:
         what = f"{folder}: stopped, resumes when reproduce runs again" if summary.get("interrupted") else None
-        print(f"[{done}/{len(jobs)}] {what or module.describe(summary)} ({how})", flush=True)
+        print(f"[{next(done)}/{len(jobs)}] {what or module.describe(summary)} ({how})", flush=True)
 
     todo = []
     for folder, cfg in jobs:
@@ -232,16 +231,16 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
         if summary is None:
             todo.append((folder, cfg))
         else:
-            report(summary, "reused", folder)
+            announce(summary, "reused", folder)
     if workers <= 1 or len(todo) <= 1:
         for folder, cfg in todo:
-            report(_train(module.__name__, folder, cfg, overwrite), "trained", folder)
+            announce(_train_one(module.__name__, folder, cfg, overwrite), "trained", folder)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
-    folders = {pool.submit(_train, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
+    folders = {pool.submit(_train_one, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
     running: set[Future[dict[str, Any]]] = set(folders)
     try:
         while running:
@@ -255,7 +254,7 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
                         "memory); finished runs are kept and the same command resumes the others from their "
                         "checkpoints"
                     ) from None
-                report(summary, "trained", folders[future])
+                announce(summary, "trained", folders[future])
     except BaseException:
         # an interruption (Ctrl-C, SIGTERM to this process), a failed run or a dead worker: stop the other runs
         # now rather than after they finish; each keeps its last checkpoint and resumes when reproduce runs again

@@ -42,10 +42,11 @@ from typing import Any
 
 import torch
 
-from coordconv.repro.experiments import toy
+from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.report.paper import PAPER
 from coordconv.repro.runtime.config import to_dict
-from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, Run, RunError, write_atomic, write_json
+from coordconv.repro.runtime.files import RunError, write_atomic, write_json
+from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, read_finished
 
 __all__ = ["GRIDS", "Group", "Trial", "expand", "main", "write_report"]
 
@@ -386,7 +387,7 @@ def main(
     for trial in trials:
         path = out / "runs" / trial.name
         if (path / SUMMARY).exists():
-            stored_config = Run(path, {}).summary().get("config")
+            stored_config = read_finished(path).summary.get("config")
             if stored_config != to_dict(trial.config):
                 raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
             continue
@@ -448,7 +449,7 @@ def _load(out: Path, trials: Sequence[Trial]) -> list[_Row]:
     for trial in trials:
         path = out / "runs" / trial.name
         if (path / SUMMARY).exists():
-            rows.append(_Row(trial, Run(path, {}).summary()))
+            rows.append(_Row(trial, read_finished(path).summary))
     return rows
 
 
@@ -464,7 +465,7 @@ def _values(values: Mapping[str, Any]) -> str:
 
 def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, command: str = "") -> Path:
     """``out/report.md``, ``out/table.md``, ``out/trials.csv`` and ``out/distribution.png`` from finished runs."""
-    metric, target = toy.TARGETS[task]
+    metric, target = toy_tasks.TARGETS[task]
     lower = metric == "error_px"
     rows = _load(out, trials)
     blocks = [(m, s) for m in ("conv", "coordconv") for s in BOTH_SPLITS]

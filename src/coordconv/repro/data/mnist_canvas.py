@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from coordconv.repro.runtime.rundir import write_atomic
+from coordconv.repro.runtime.files import write_atomic
 
 __all__ = [
     "CANVAS",

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from coordconv.repro.runtime.rundir import atomic_path
+from coordconv.repro.runtime.files import atomic_path
 
 __all__ = [
     "CANVAS",

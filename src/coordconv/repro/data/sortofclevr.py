@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from coordconv.repro.runtime.rundir import atomic_path
+from coordconv.repro.runtime.files import atomic_path
 
 __all__ = [
     "CANVAS",

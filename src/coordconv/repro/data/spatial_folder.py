@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import Tensor
 
 from coordconv.repro.data import sortofclevr
-from coordconv.repro.runtime.rundir import RunError, remove_stale_copies, temporary_name
+from coordconv.repro.runtime.files import RunError, remove_stale_copies, temporary_name
 
 __all__ = ["class_names", "labels", "write"]
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import mnist_canvas
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import check_finite
+from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [
@@ -288,17 +288,10 @@ def main(
     model = build_detector(cfg.model, clip_boxes=cfg.clip_boxes)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    epoch, step, train_seconds = 0, 0, 0.0
-
-    def restore(state: dict[str, Any]) -> None:
-        nonlocal epoch, step, train_seconds
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
-
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     with session:
-        session.restore(restore)
+        state = session.restore(model=model, optimizer=optimizer) or {"epoch": 0, "step": 0, "train_seconds": 0.0}
+        epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
         session.start_at(epoch)
         model.train()
         while epoch < cfg.epochs:

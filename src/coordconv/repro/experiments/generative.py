@@ -28,23 +28,23 @@ resumed run continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coordconv.repro.data import sortofclevr
+from coordconv.repro.experiments.generative_eval import INTERP_FRAMES, evaluate, step_generator
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.plots import save_image_grid
-from coordconv.repro.runtime.rundir import check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
     "TASKS",
     "Config",
     "describe",
-    "evaluate",
-    "interpolate",
     "main",
     "plan",
     "preset",
@@ -69,8 +67,6 @@ PRESETS = ("smoke", "quick", "cpu", "matched", "paper")
 TASK_PRESETS = {"gan": PRESETS, "vae": ("smoke", "quick", "paper")}
 #: the optional packages ``report`` imports (checked before ``reproduce`` starts)
 REPORT_REQUIRES: tuple[str, ...] = ("numpy", "scipy", "matplotlib")
-INTERP_STRIPS, INTERP_FRAMES = 16, 10
-STANDING_BATCHES = 16  # batches of latents that set the averaged generator's BatchNorm statistics
 PROGRESS_SAMPLES = 8  # samples of fixed latents drawn at each evaluation (progress.png)
 TEST_IMAGES = 1_000
 
@@ -196,42 +192,10 @@ def preset(name: str, **fields: Any) -> Config:
       1,000 steps): far below the paper's budget, see the README. The GAN's discriminator has no BatchNorm here:
       with it, both GANs collapsed to blank or noise images within 2,000 iterations at this width (measured).
     * ``cpu`` (GAN only): the GANs on one CPU thread each, 6,000 iterations with the learning rates falling
-      linearly to zero over the second half, 10,000 images. Deviations from the official code and their measured
-      reasons (``results/generative-cpu/DIAGNOSIS.md``):
-
-      - width: conv GAN 1/2, CoordConv GAN 1/8 (official: 1 for both). The conv GAN drew no red and blue objects
-        at 1/8 or 1/4 in any of 10 variants; the CoordConv generator computes every layer at 64x64, so width 1/2
-        costs it several times the conv GAN's 1/2 per iteration (``benchmarks/gan_cost.py``).
-      - Adam betas 0.5 / 0.999 (DCGAN's; official 0.9 / 0.99): with 0.9 / 0.99 the conv GAN at width 1/2
-        collapsed (8 samples of fixed latents identical, no red and blue pair) in 2 of 2 runs; with 0.5 / 0.999
-        it drew varied scenes (entropies 3.44 / 3.57 / 4.00 at iteration 1,750).
-      - R1 penalty, gamma 10, for both models (not official): without it the CoordConv GAN with these betas
-        collapsed to blue-only canvases by iteration 750; with it, red and blue objects in varied places.
-      - no discriminator BatchNorm (official: yes): with it both GANs collapsed at small widths (``quick``).
-      - 6,000 iterations and 10,000 images (official: 50 epochs of 50,000, 156,250 iterations): the budget;
-        6,000 batches of 16 see each image about ten times.
-      - learning rates that fall linearly to zero from iteration 3,000 on (``lr_decay=0.5``; official: constant),
-        for both models: at 3,000 iterations with constant rates one CoordConv seed of five (seed 3) hopped
-        between collapsed scenes and ended with one red + one blue in 35% of samples; with this schedule every
-        seed of both models ends working (5 of 5 each).
-      - z of 16 dimensions for the CoordConv GAN (official: 256; the conv GAN keeps 256). The CoordConv
-        generator's first layer adds ``W z`` to a 1x1 convolution of the two coordinate channels; with 256 latent
-        dimensions against 2 coordinates the latent term's spread is about 12 times the coordinate term's at
-        initialisation (He-normal weights over the shared fan-in; 16 dimensions: about 3 times), so most
-        first-layer units are on or off over the whole canvas. With 256 dimensions every CoordConv run measured
-        drew nearly one scene for all latents and hopped between scenes (seeds 0 and 1 of this preset: one red +
-        one blue in 10% and 29% of samples at the end); with 16 (the data has about 6 degrees of freedom) the same
-        seeds end at 98% and 94%, with a difference entropy of 4.44 and 4.38 (the data's: 4.33). The conv GAN
-        with z of 16 collapsed to one scene for every latent (seed 0: entropies 0.16 / 0.00 / 0.00 at the end),
-        so each model keeps the latent size it works with.
-
-      Not used: minibatch std (did not stop the conv GAN's collapse) and samples from an average of the generator's
-      weights (``g_ema=0.998``: the CoordConv GAN's averaged samples fused its two objects, one red + one blue 8%
-      at iteration 2,000 where the raw generator's were 94%).
-
-      As the official code: initialisation (``init="official"``), learning rates 1e-4 (D) and 5e-4 (G), two G
-      steps per D step, batch 16, z uniform in [-1, 1], and the discriminator's input: the CoordConv GAN's D sees
-      the generator's pre-tanh output, the conv GAN's the image (``CPU_GAN``).
+      linearly to zero over the second half, 10,000 images, DCGAN's Adam betas, an R1 penalty, no discriminator
+      BatchNorm and a width and latent size per model (``CPU_GAN``); otherwise as the official code. Each
+      deviation and its measured reason: docs/reproduction/generative.md ("The cpu preset") and
+      ``results/generative-cpu/DIAGNOSIS.md``.
     * ``matched`` (GAN only): ``cpu`` with the conv GAN at the CoordConv GAN's width (1/8) and latent size (16), so
       both GANs have the same discriminator (68,945 parameters; the CoordConv GAN's sees two coordinate channels
       more: 69,345) and the paper's generator ratio (conv 85,451 against CoordConv 6,211 parameters, 14x). This
@@ -300,214 +264,6 @@ def report(out: Path, task: str) -> Path:
     return write_report(out, task)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# the two trainers: one step each, and how they sample
-
-
-_M = TypeVar("_M", bound=nn.Module)
-
-
-def _channels_last(module: _M) -> _M:
-    """The module with its 4D weights in channels-last layout (faster convolutions on CPU)."""
-    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
-
-
-class _Trainer:
-    """What a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling."""
-
-    modules: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-
-    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        raise NotImplementedError
-
-    def sample(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
-        raise NotImplementedError
-
-    def latents(self, n: int, gen: torch.Generator) -> Tensor:
-        raise NotImplementedError
-
-
-class _GAN(_Trainer):
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        # the generator ends without its tanh: _fake applies it, or leaves it out for a pre-tanh discriminator
-        g, d = models.build_gan(
-            cfg.model,
-            cfg.z_dim,
-            cfg.width,
-            d_width=cfg.d_width,
-            batchnorm=cfg.d_batchnorm,
-            minibatch_std=cfg.d_minibatch_std,
-            spectral_norm=cfg.d_spectral_norm,
-            out="linear",
-        )
-        if cfg.init == "official":
-            models.official_init(g, d)
-        self.g, self.d = _channels_last(g), _channels_last(d)
-        self.modules = {"generator": self.g, "discriminator": self.d}
-        # samples come from an exponential moving average of the generator's weights when g_ema is set
-        self.g_sample = self.g
-        if cfg.g_ema:
-            self.g_sample = copy.deepcopy(self.g).requires_grad_(False)
-            self.modules["generator_ema"] = self.g_sample
-        betas = (cfg.beta1, cfg.beta2)
-        self.optimizers = {
-            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas),
-            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas),
-        }
-
-    def latents(self, n: int, gen: torch.Generator) -> Tensor:
-        return torch.rand(n, self.cfg.z_dim, generator=gen) * 2 - 1
-
-    def _fake(self, z: Tensor) -> Tensor:
-        """What the discriminator sees of the generated images for ``z``."""
-        out = self.g(z)
-        return out if self.cfg.d_input == "pre_tanh" else torch.tanh(out)
-
-    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        """One discriminator step and ``g_steps`` generator steps: the losses and D's accuracy (logit sign)."""
-        real = (images.float() / 127.5 - 1).contiguous(memory_format=torch.channels_last)
-        n = len(real)
-        ones, zeros = torch.ones(n), torch.zeros(n)
-        with torch.no_grad():
-            fake = self._fake(self.latents(n, gen))
-        real.requires_grad_(self.cfg.r1 > 0)
-        logits_real, logits_fake = self.d(real), self.d(fake)
-        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
-            logits_fake, zeros
-        )
-        penalty = torch.zeros(())
-        if self.cfg.r1 > 0:
-            (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
-            penalty = self.cfg.r1 / 2 * grad.square().flatten(1).sum(1).mean()
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        (loss_d + penalty).backward()
-        self.optimizers["discriminator"].step()
-        for _ in range(self.cfg.g_steps):
-            # the non-saturating loss: the generator maximises log D(G(z))
-            if self.cfg.feature_match:
-                d = cast(models.Discriminator, self.d)
-                with torch.no_grad():
-                    target = d.features(real.detach())
-                features = d.features(self._fake(self.latents(n, gen)))
-                loss_g = F.binary_cross_entropy_with_logits(d.fc(features).squeeze(1), ones)
-                loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
-            else:
-                loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
-            self.optimizers["generator"].zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.optimizers["generator"].step()
-        if self.cfg.g_ema:
-            with torch.no_grad():
-                for avg, p in zip(self.g_sample.parameters(), self.g.parameters(), strict=True):
-                    avg.lerp_(p, 1 - self.cfg.g_ema)
-        out = {
-            "d_loss": loss_d.item(),
-            "g_loss": loss_g.item(),
-            "d_real_acc": (logits_real > 0).float().mean().item(),
-            "d_fake_acc": (logits_fake < 0).float().mean().item(),
-        }
-        return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
-
-    def _standing_statistics(self) -> None:
-        """Recompute the averaged generator's BatchNorm statistics from its own activations.
-
-        The current generator's running statistics do not fit averaged weights (with them the conv GAN's averaged
-        generator drew one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES``
-        batches of fixed latents in training mode, as BigGAN's "standing statistics".
-        """
-        norms = [m for m in self.g_sample.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches below
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.g_sample.train()
-        with torch.no_grad():
-            for _ in range(STANDING_BATCHES):
-                self.g_sample(self.latents(self.cfg.batch_size, gen))
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-
-    def sample(self, z: Tensor) -> Tensor:
-        if self.g_sample is not self.g:
-            self._standing_statistics()
-        self.g_sample.eval()
-        with torch.no_grad():
-            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
-        self.g_sample.train()
-        return out
-
-
-class _VAE(_Trainer):
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.vae = _channels_last(models.build_vae(cfg.model, cfg.z_dim, cfg.width))
-        self.modules = {"vae": self.vae}
-        self.optimizers = {"vae": torch.optim.Adam(self.vae.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))}
-
-    def latents(self, n: int, gen: torch.Generator) -> Tensor:
-        return torch.randn(n, self.cfg.z_dim, generator=gen)
-
-    def losses(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-image reconstruction (Bernoulli negative log-likelihood, nats) and KL, with the given noise."""
-        mean, logvar = self.vae.encoder(x)
-        logits = self.vae.decoder(mean + noise * (0.5 * logvar).exp())
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-        kl = -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum(1)
-        return recon, kl
-
-    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        x = (images.float() / 255).contiguous(memory_format=torch.channels_last)
-        recon, kl = self.losses(x, self.latents(len(x), gen))
-        loss = (recon + self.cfg.kl_weight * kl).mean()
-        self.optimizers["vae"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers["vae"].step()
-        return {"recon": recon.mean().item(), "kl": kl.mean().item()}
-
-    def sample(self, z: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            out = torch.cat([self.vae.decode(part) for part in z.split(256)])
-        self.vae.train()
-        return out
-
-    def encode(self, images: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            mean, _ = self.vae.encoder(images.float() / 255)
-        self.vae.train()
-        return mean  # type: ignore[no-any-return]
-
-    def test_elbo(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        self.vae.eval()
-        recon, kl = [], []
-        with torch.no_grad():
-            for part in images.split(256):
-                x = part.float() / 255
-                r, k = self.losses(x, self.latents(len(x), gen))
-                recon.append(r)
-                kl.append(k)
-        self.vae.train()
-        mean_recon, mean_kl = torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
-        return {"test_recon": mean_recon, "test_kl": mean_kl, "test_elbo": -(mean_recon + mean_kl)}
-
-
-def _build(cfg: Config) -> _Trainer:
-    return _GAN(cfg) if cfg.task == "gan" else _VAE(cfg)
-
-
-def interpolate(a: Tensor, b: Tensor, frames: int = INTERP_FRAMES) -> Tensor:
-    """``(len(a) * frames, dim)``: for each pair, ``frames`` latents from ``a`` to ``b`` (ends included)."""
-    t = torch.linspace(0, 1, frames).view(1, frames, 1)
-    return (a.unsqueeze(1) * (1 - t) + b.unsqueeze(1) * t).flatten(0, 1)
-
-
 def _decay_learning_rates(cfg: Config, trainer: Any, step: int) -> None:
     """Set every optimizer's learning rate for ``step`` under ``cfg.lr_decay`` (from the step, so resume-exact)."""
     start = cfg.steps * (1 - cfg.lr_decay)
@@ -516,43 +272,6 @@ def _decay_learning_rates(cfg: Config, trainer: Any, step: int) -> None:
     for name, optimizer in trainer.optimizers.items():
         for group in optimizer.param_groups:
             group["lr"] = base[name] * scale
-
-
-def _step_generator(cfg: Config, step: int, salt: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 7 + salt)
-
-
-def _interpolation_latents(cfg: Config, trainer: _Trainer, test: Tensor) -> Tensor:
-    gen = _step_generator(cfg, -1, salt=2)
-    if isinstance(trainer, _VAE):
-        pick = torch.randperm(len(test), generator=gen)[: 2 * INTERP_STRIPS]
-        ends = trainer.encode(test[pick].contiguous(memory_format=torch.channels_last))
-        a, b = ends[:INTERP_STRIPS], ends[INTERP_STRIPS:]
-    else:
-        a, b = trainer.latents(INTERP_STRIPS, gen), trainer.latents(INTERP_STRIPS, gen)
-    return interpolate(a, b)
-
-
-def evaluate(cfg: Config, trainer: _Trainer, test: Tensor) -> tuple[dict[str, Any], Tensor, Tensor, Any]:
-    """Metrics of the current model; also its samples, interpolation frames and found objects."""
-    samples = trainer.sample(trainer.latents(cfg.eval_samples, _step_generator(cfg, -1, salt=1)))
-    found = sortofclevr.find_objects(samples)
-    frames = trainer.sample(_interpolation_latents(cfg, trainer, test))
-    in_frames = sortofclevr.find_objects(frames)
-    metrics: dict[str, Any] = {
-        "entropy": sortofclevr.entropies(found),
-        "one_each": found.one_each.float().mean().item(),
-        "two_objects": found.two_objects.float().mean().item(),
-        "two_separate": found.two_separate.float().mean().item(),
-        "sample_spread": samples.std(dim=0).mean().item(),
-        "red_found": (~found.red.isnan().any(1)).float().mean().item(),
-        "blue_found": (~found.blue.isnan().any(1)).float().mean().item(),
-        "interpolation_one_each": in_frames.one_each.float().mean().item(),
-        "interpolation_two_objects": in_frames.two_objects.float().mean().item(),
-    }
-    if isinstance(trainer, _VAE):
-        metrics.update(trainer.test_elbo(test, _step_generator(cfg, -1, salt=3)))
-    return metrics, samples, frames, found
 
 
 def main(
@@ -581,22 +300,13 @@ def main(
         return session.result
     images, _ = sortofclevr.generate(cfg.train_images, cfg.data_seed)
     test, _ = sortofclevr.generate(min(TEST_IMAGES, cfg.train_images), cfg.data_seed + 1)
-    trainer = _build(cfg)
-    step, train_seconds = 0, 0.0
-    progress_z = trainer.latents(PROGRESS_SAMPLES, _step_generator(cfg, -1, salt=4))
-    progress_rows: list[Tensor] = []  # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
-
-    def restore(state: dict[str, Any]) -> None:
-        nonlocal step, train_seconds, progress_rows
-        for name, module in trainer.modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, opt in trainer.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        step, train_seconds = state["step"], state["train_seconds"]
-        progress_rows = list(state.get("progress", []))
-
+    trainer = models.build_trainer(cfg)
+    progress_z = trainer.latents(PROGRESS_SAMPLES, step_generator(cfg, -1, salt=4))
     with session:
-        session.restore(restore)
+        state = session.restore(modules=trainer.modules, optimizers=trainer.optimizers) or {}
+        step, train_seconds = state.get("step", 0), state.get("train_seconds", 0.0)
+        # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
+        progress_rows: list[Tensor] = list(state.get("progress", []))
         session.start_at(step)
         run = session.run
         metrics: dict[str, Any] = {}
@@ -605,7 +315,7 @@ def main(
         interval: dict[str, float] = {}
         interval_steps = 0
         while step < cfg.steps:
-            gen = _step_generator(cfg, step)
+            gen = step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
             torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
             if cfg.lr_decay:
@@ -649,8 +359,8 @@ def main(
         save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
         run.save_with(
             "objects.npz",
-            lambda tmp: np.savez_compressed(
-                tmp,
+            partial(
+                np.savez_compressed,
                 red=found.red.numpy(),
                 blue=found.blue.numpy(),
                 mean_image=samples.mean(0).numpy(),

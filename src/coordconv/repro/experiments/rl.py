@@ -28,12 +28,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from coordconv.repro.experiments.rl_agent import build_agent, env_id, import_rl, make_env, register
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import RunError, check_finite
+from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.session import Session
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "REPORT_REQUIRES",
     "Config",
     "describe",
-    "env_id",
     "main",
     "plan",
     "preset",
@@ -59,18 +58,6 @@ MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 ATARI_GAMES = (
     "MsPacman", "Asterix", "Seaquest", "SpaceInvaders", "Breakout", "Amidar", "Alien", "BankHeist", "Frostbite",
 )  # fmt: skip
-
-
-def env_id(name: str) -> str:
-    """The gymnasium id of a game: ``MinAtar/Breakout`` -> ``MinAtar/Breakout-v1``, ``MsPacman`` -> ``ALE/MsPacman-v5``.
-
-    Full ids (with a version) pass through unchanged.
-    """
-    if "-v" in name:
-        return name
-    if name.startswith("MinAtar/"):
-        return f"{name}-v1"
-    return f"ALE/{name.removeprefix('ALE/')}-v5"
 
 
 @dataclass(frozen=True)
@@ -211,115 +198,6 @@ REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------------------------------------------------
-# environments and agent
-
-
-def _import_rl() -> dict[str, Any]:
-    try:
-        import gymnasium as gym
-        import stable_baselines3
-    except ImportError as e:
-        raise RunError(f"the RL experiments need the rl extra ({e}); pip install 'torch-coordconv[rl]'") from e
-    return {"gym": gym, "sb3": stable_baselines3}
-
-
-def _register(name: str) -> None:
-    """Register the games of ``name``'s package with gymnasium (once per process).
-
-    Raises:
-        RunError: the package is not installed, or it has no game ``name``.
-    """
-    import gymnasium as gym
-
-    if name in gym.registry:
-        return
-    try:
-        if name.startswith("MinAtar/"):
-            import minatar.gym
-
-            minatar.gym.register_envs()
-        else:
-            import ale_py
-
-            gym.register_envs(ale_py)
-    except ImportError as e:
-        raise RunError(f"{name} needs a package that is missing ({e}); pip install 'torch-coordconv[rl]'") from e
-    if name not in gym.registry:
-        family = name.split("/")[0] + "/"
-        known = sorted(k for k in gym.registry if k.startswith(family) and k.endswith(name[-3:]))
-        hint = f"; for example {', '.join(known[:5])}" if known else ""
-        raise RunError(f"unknown environment {name!r}{hint}")
-
-
-def _make_game(name: str, **kwargs: Any) -> Any:
-    """``gym.make(name)`` after registering the game's package: runs in each environment subprocess too."""
-    import gymnasium as gym
-
-    _register(name)
-    return gym.make(name, **kwargs)
-
-
-def make_env(cfg: Config) -> Any:
-    """The vectorised, monitored environments of ``cfg`` (SB3's Atari preprocessing for Atari games)."""
-    _import_rl()
-    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
-
-    name = env_id(cfg.env)
-    if not name.startswith(("MinAtar/", "ALE/")):
-        raise RunError(
-            f"{cfg.env!r} is not a game this experiment trains on: it takes a MinAtar game (MinAtar/Breakout) or an "
-            "Atari game (MsPacman, ALE/MsPacman-v5), whose observations are images"
-        )
-    subproc = cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and not cfg.is_minatar)
-    vec_cls = SubprocVecEnv if subproc and cfg.n_envs > 1 else DummyVecEnv
-    _register(name)
-    if cfg.is_minatar:
-        return make_vec_env(partial(_make_game, name), n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
-    # ALE v5 skips 4 frames itself; SB3's AtariWrapper skips (and max-pools) 4, so the env must not skip again
-    env = make_atari_env(
-        partial(_make_game, name), n_envs=cfg.n_envs, seed=cfg.seed, env_kwargs={"frameskip": 1}, vec_env_cls=vec_cls
-    )
-    return VecFrameStack(env, cfg.frame_stack)
-
-
-def build_agent(cfg: Config, env: Any) -> Any:
-    """SB3's A2C with the RL Zoo's Atari hyperparameters and our body."""
-    from stable_baselines3 import A2C
-    from stable_baselines3.common.logger import Logger
-    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-
-    from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor
-
-    coord = "none" if cfg.model == "conv" else cfg.coord_layers
-    policy_kwargs = {
-        "features_extractor_class": CNNExtractor,
-        "features_extractor_kwargs": {"coord": coord, "with_r": cfg.with_r},
-        "share_features_extractor": cfg.coord_in == "shared",
-        "optimizer_class": RMSpropTFLike,
-        "optimizer_kwargs": {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0},
-    }
-    agent = A2C(
-        ActorCoordPolicy,
-        env,
-        learning_rate=cfg.lr,
-        n_steps=cfg.n_steps,
-        gamma=cfg.gamma,
-        ent_coef=cfg.ent_coef,
-        vf_coef=cfg.vf_coef,
-        max_grad_norm=cfg.max_grad_norm,
-        policy_kwargs=policy_kwargs,
-        seed=cfg.seed,
-        device="cpu",
-        verbose=0,
-    )
-    # a logger with no outputs: without one, every learn() call makes SB3 create an empty SB3-<time> folder in the
-    # system's temporary directory (the run's metrics go to its own metrics.jsonl)
-    agent.set_logger(Logger(folder=None, output_formats=[]))
-    return agent
-
-
-# ---------------------------------------------------------------------------------------------------------
 # training
 
 
@@ -349,8 +227,8 @@ def main(
         RunError: ``out`` holds another run, the run to resume is missing, different or corrupt, or the game
             or the RL packages are missing.
     """
-    _import_rl()
-    _register(env_id(cfg.env))  # an unknown game fails before anything is written
+    import_rl()
+    register(env_id(cfg.env))  # an unknown game fails before anything is written
     desc = f"rl {cfg.model} {env_id(cfg.env)} seed {cfg.seed}"
     session = Session.open(
         cfg,
@@ -368,31 +246,25 @@ def main(
     env = make_env(cfg)
     try:
         with session:
-            _train(cfg, session, env)
+            _learn(cfg, session, env)
     finally:
         env.close()
     return session.outcome()
 
 
-def _train(cfg: Config, session: Session, env: Any) -> None:
+def _learn(cfg: Config, session: Session, env: Any) -> None:
+    """The A2C loop: learn for ``cfg.total_steps`` environment steps, logging and checkpointing through ``session``."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     agent = build_agent(cfg, env)
     params = sum(p.numel() for p in agent.policy.parameters())
-    episodes: list[list[float]] = []  # [step, return, length]
-    curve: list[float | None] = []  # running mean return (last 100 episodes) at every log point
-    train_seconds = 0.0
-
-    def restore(state: dict[str, Any]) -> None:
-        nonlocal episodes, curve, train_seconds
-        agent.policy.load_state_dict(state["policy"])
-        agent.policy.optimizer.load_state_dict(state["optimizer"])
-        agent.num_timesteps = int(state["steps"])
-        episodes = [list(e) for e in state["episodes"]]
-        curve = list(state["curve"])
-        train_seconds = float(state["train_seconds"])
-
-    session.restore(restore)
+    state = session.restore(policy=agent.policy, optimizer=agent.policy.optimizer) or {
+        "steps": 0, "episodes": [], "curve": [], "train_seconds": 0.0
+    }  # fmt: skip
+    agent.num_timesteps = int(state["steps"])
+    episodes: list[list[float]] = [list(e) for e in state["episodes"]]  # [step, return, length]
+    curve: list[float | None] = list(state["curve"])  # running mean return (last 100 episodes) at every log point
+    train_seconds = float(state["train_seconds"])
 
     class Episodes(BaseCallback):
         def _on_step(self) -> bool:

@@ -21,20 +21,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from coordconv.repro.data import notsoclevr
-from coordconv.repro.models import toy as models
+from coordconv.repro.experiments.toy_tasks import (
+    TARGETS,
+    Data,
+    Progress,
+    build_model,
+    evaluate,
+    evaluate_and_log,
+    load_data,
+    resolve_device,
+    train_epoch,
+)
 from coordconv.repro.runtime.config import to_dict, validate
-from coordconv.repro.runtime.rundir import RunError, check_finite, write_json
+from coordconv.repro.runtime.files import write_json
 from coordconv.repro.runtime.session import Session
 
 __all__ = [
@@ -42,10 +49,8 @@ __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
     "SPLITS",
-    "TARGETS",
     "TASKS",
     "Config",
-    "build_model",
     "describe",
     "main",
     "plan",
@@ -64,12 +69,6 @@ PRESETS = ("smoke", "quick", "paper")
 REPORT_REQUIRES: tuple[str, ...] = ("numpy", "matplotlib")
 TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
     "--device": {"default": "cpu", "help": "where to train: cpu, cuda, cuda:N (default: cpu)"},
-}
-#: test metric and the value at which a task counts as solved
-TARGETS: dict[str, tuple[str, float]] = {
-    "classification": ("accuracy", 1.0),
-    "rendering": ("iou", 0.99),
-    "regression": ("error_px", 0.5),
 }
 
 
@@ -276,174 +275,6 @@ _SMOKE: dict[tuple[str, str], dict[str, Any]] = {
 }  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass(frozen=True)
-class Data:
-    """Inputs and targets of one split of one task."""
-
-    train_x: Tensor
-    train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-    train_xy: Tensor  # square centres (x, y) of the examples, for reports
-    test_xy: Tensor
-
-
-def make_split(cfg: Config) -> notsoclevr.Split:
-    """The train/test split the config asks for."""
-    if cfg.official_split:
-        if cfg.split != "uniform":
-            raise ValueError("official_split applies to the uniform split only")
-        return notsoclevr.official_uniform_split()
-    return notsoclevr.make_split(cfg.split, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-
-
-def load_data(cfg: Config) -> Data:
-    """Generate Not-so-Clevr and turn it into the task's inputs and targets."""
-    xy = notsoclevr.centers()
-    split = make_split(cfg)
-    train_index, test_index = split.train, split.test
-    subsets = torch.Generator().manual_seed(cfg.split_seed + 1)
-    if cfg.train_subset:
-        train_index = train_index[torch.randperm(len(train_index), generator=subsets)[: cfg.train_subset]]
-    if cfg.test_subset:
-        test_index = test_index[torch.randperm(len(test_index), generator=subsets)[: cfg.test_subset]]
-    if cfg.task == "regression":
-        inputs = notsoclevr.onehot_maps(xy).mul_(cfg.onehot_scale).contiguous(memory_format=torch.channels_last)
-        targets = xy.float() / notsoclevr.CANVAS
-    else:
-        inputs = xy.float() if cfg.input_scale == "raw" else xy.float() * (2 / (notsoclevr.CANVAS - 1)) - 1
-        if cfg.task == "classification":
-            targets = xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
-        else:
-            targets = notsoclevr.square_images(xy, cfg.square_value).contiguous(memory_format=torch.channels_last)
-    return Data(
-        inputs[train_index], targets[train_index], inputs[test_index], targets[test_index], xy[train_index],
-        xy[test_index],
-    )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------------------
-# model, loss, metrics
-
-
-def build_model(cfg: Config) -> nn.Module:
-    """The paper's network for the task and model kind."""
-    model: nn.Module
-    if cfg.task == "classification":
-        model = (
-            models.CoordConvPainter(notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
-    elif cfg.task == "rendering":
-        model = (
-            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
-    elif cfg.model == "coordconv":
-        model = models.CoordConvRegressor()
-    else:
-        kind = cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor
-        model = models.ConvRegressorUniform() if kind == "uniform" else models.ConvRegressorQuadrant(cfg.multiplier)
-    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
-
-
-def loss_fn(task: str, output: Tensor, target: Tensor) -> Tensor:
-    """The task's training loss (without the L2 penalty)."""
-    if task == "classification":
-        return F.cross_entropy(output.flatten(1), target)
-    if task == "rendering":
-        # the target's own values, as the official code (its grey squares make the targets 128/255)
-        return F.binary_cross_entropy_with_logits(output, target)
-    return F.mse_loss(output, target)
-
-
-def batch_metrics(task: str, output: Tensor, target: Tensor) -> dict[str, Tensor]:
-    """Per-example metrics of a batch (summed by the caller)."""
-    if task == "classification":
-        return {"accuracy": (output.flatten(1).argmax(1) == target).float()}
-    if task == "rendering":
-        predicted = output > 0  # sigmoid > 0.5
-        truth = target > 0
-        inter = (predicted & truth).flatten(1).sum(1)
-        union = (predicted | truth).flatten(1).sum(1)
-        return {"iou": inter / union.clamp(min=1)}
-    error = (output - target).mul(notsoclevr.CANVAS).norm(dim=1)
-    return {"error_px": error, "within_half_px": (error < 0.5).float()}
-
-
-def predicted_centres(task: str, output: Tensor) -> Tensor:
-    """The (x, y) centre each example's output stands for (argmax, mask centroid, or the regression output)."""
-    if task == "classification":
-        index = output.flatten(1).argmax(1)
-        return torch.stack([index % notsoclevr.CANVAS, index // notsoclevr.CANVAS], dim=1).float()
-    if task == "rendering":
-        mask = (output[:, 0] > 0).float()
-        grid = torch.arange(notsoclevr.CANVAS, dtype=mask.dtype)
-        total = mask.sum((1, 2)).clamp(min=1)
-        return torch.stack([(mask.sum(1) * grid).sum(1) / total, (mask.sum(2) * grid).sum(1) / total], dim=1)
-    return output * notsoclevr.CANVAS
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, task: str, x: Tensor, y: Tensor, batch_size: int
-) -> tuple[dict[str, float], Tensor, Tensor]:
-    """Evaluate a whole set in inference mode.
-
-    Returns:
-        The mean loss and metrics, the predicted centres, and the task metric of every example.
-    """
-    was_training = model.training
-    model.eval()
-    name, _ = TARGETS[task]
-    sums: dict[str, float] = {"loss": 0.0}
-    centres, per_example = [], []
-    for start in range(0, len(x), batch_size):
-        out = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        sums["loss"] += loss_fn(task, out, target).item() * len(target)
-        for metric, values in batch_metrics(task, out, target).items():
-            sums[metric] = sums.get(metric, 0.0) + values.sum().item()
-            if metric == name:
-                per_example.append(values)
-        centres.append(predicted_centres(task, out))
-    model.train(was_training)
-    return {k: v / len(x) for k, v in sums.items()}, torch.cat(centres), torch.cat(per_example)
-
-
-def reached(task: str, metrics: dict[str, float]) -> bool:
-    """Whether a set's metrics meet the task's target."""
-    name, target = TARGETS[task]
-    return metrics[name] < target if name == "error_px" else metrics[name] >= target
-
-
-def learning_rate(cfg: Config, epoch: int) -> float:
-    """The official step policy: ``lr * ratio ** min(epoch // every, max_steps)``."""
-    if cfg.lr_step_every == 0:
-        return cfg.lr
-    return cfg.lr * cfg.lr_step_ratio ** min(epoch // cfg.lr_step_every, cfg.lr_max_steps)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# training
-
-
-@dataclass
-class Counters:
-    """Where training stands; saved in every checkpoint."""
-
-    epoch: int = 0
-    step: int = 0
-    train_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-
 def main(
     cfg: Config,
     out: str | Path,
@@ -467,7 +298,7 @@ def main(
         RunError: ``out`` holds another run, the run to resume is missing, different or corrupt, or ``device``
             is not available.
     """
-    device = _device(device)
+    device = resolve_device(device)
     desc = f"{cfg.task} {cfg.model} {cfg.split} seed {cfg.seed}"
     session = Session.open(cfg, out, desc=desc, total=cfg.epochs, resume=resume, overwrite=overwrite, log=log)
     if session.result is not None:
@@ -478,125 +309,29 @@ def main(
     model = build_model(cfg).to(device)
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
-    penalised = list(models.l2_weights(model))
-    image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
-    counters = Counters()
-    reached_at: dict[str, Any] | None = None
-    best: float | None = None
-    stopped_early = False
-
-    def restore(state: dict[str, Any]) -> None:
-        nonlocal counters, reached_at, best, stopped_early
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        counters = Counters(**state["counters"])
-        reached_at, best = state["reached_at"], state["best"]
-        # checkpoints from before the flag was stored: a run that stopped at its target had reached it
-        stopped_early = bool(state.get("stopped_early", cfg.stop_at_target and reached_at is not None))
-
-    metric_name, _ = TARGETS[cfg.task]
-    lower_is_better = metric_name == "error_px"
+    metric_name, target = TARGETS[cfg.task]
     with session:
-        if resume:
-            session.restore(restore)
+        state = session.restore(model=model, optimizer=optimizer)
+        progress = Progress.from_checkpoint(state, cfg)
+        counters = progress.counters
         session.start_at(counters.epoch)
-        session_start = time.perf_counter()
-        wall_offset = counters.wall_seconds
-
-        def wall() -> float:
-            return wall_offset + time.perf_counter() - session_start
-
-        def record_eval(kind: str, train_metrics: dict[str, float] | None) -> dict[str, float]:
-            nonlocal reached_at, best
-            test_metrics, _, _ = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
-            value = test_metrics[metric_name]
-            if best is None or (value < best if lower_is_better else value > best):
-                best = value
-            full_train: dict[str, float] | None = None
-            if reached_at is None and reached(cfg.task, test_metrics):
-                # solved means the target on the whole training set too, as the paper's "100% train and test"
-                full_train, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
-                if reached(cfg.task, full_train):
-                    seconds = counters.train_seconds
-                    reached_at = {"train_seconds": seconds, "wall_seconds": wall(), "step": counters.step}
-            record: dict[str, Any] = {
-                "kind": kind,
-                "epoch": counters.epoch,
-                "step": counters.step,
-                "train_seconds": round(counters.train_seconds, 4),
-                "wall_seconds": round(wall(), 4),
-                "lr": learning_rate(cfg, counters.epoch),
-            }
-            if train_metrics is not None:
-                record.update({f"train_{k}": v for k, v in train_metrics.items()})
-            if full_train is not None:
-                record.update({f"train_set_{k}": v for k, v in full_train.items()})
-            record.update({f"test_{k}": v for k, v in test_metrics.items()})
-            record["solved"] = reached_at is not None
-            session.log(record)
-            return test_metrics
-
         model.train()
-        while counters.epoch < cfg.epochs and not stopped_early:
-            epoch = counters.epoch
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, epoch)
-            # the batch order depends on the seed and the epoch only, so that a resumed run sees the same batches
-            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            order = torch.randperm(len(data.train_x), generator=generator)
-            sums: dict[str, float] = {}
-            seen = 0
-            for index in torch.split(order, cfg.batch_size):
-                start = time.perf_counter()
-                x, y = data.train_x[index], data.train_y[index]
-                if image_painter is not None:
-                    output, centre = image_painter.forward_with_centre(x)
-                    xy = data.train_xy[index]
-                    loss = loss_fn(cfg.task, output, y) + F.cross_entropy(
-                        centre.flatten(1), xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
-                    )
-                else:
-                    output = model(x)
-                    loss = loss_fn(cfg.task, output, y)
-                total = loss + cfg.l2 * sum(w.square().sum() for w in penalised) if cfg.l2 else loss
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                counters.train_seconds += time.perf_counter() - start
-                counters.step += 1
-                seen += len(index)
-                check_finite(total.item(), f"the loss at step {counters.step}")
-                with torch.no_grad():
-                    sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
-                    for name, values in batch_metrics(cfg.task, output.detach(), y).items():
-                        sums[name] = sums.get(name, 0.0) + values.sum().item()
-                if cfg.eval_every and counters.step % cfg.eval_every == 0:
-                    record_eval("step", None)
-                    if cfg.stop_at_target and reached_at is not None:
-                        stopped_early = True
-                        break
+        while counters.epoch < cfg.epochs and not progress.stopped_early:
+            train_metrics = train_epoch(cfg, model, optimizer, data, progress, session)
             counters.epoch += 1
-            counters.wall_seconds = wall()
-            train_metrics = {k: v / seen for k, v in sums.items()}
-            test_metrics = record_eval("epoch", train_metrics)
+            counters.wall_seconds = progress.wall()
+            test_metrics = evaluate_and_log(cfg, model, data, progress, session, "epoch", train_metrics)
             session.advance(1, loss=train_metrics["loss"])
             session.emit(
                 f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} (mean over the epoch's batches) "
                 f"{train_metrics[metric_name]:.4f}, test {metric_name} {test_metrics[metric_name]:.4f} "
                 f"({counters.train_seconds:.1f} s training)"
             )
-            if cfg.stop_at_target and reached_at is not None:
-                stopped_early = True
+            if cfg.stop_at_target and progress.reached_at is not None:
+                progress.stopped_early = True
             session.checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "counters": dataclasses.asdict(counters),
-                    "reached_at": reached_at,
-                    "best": best,
-                    "stopped_early": stopped_early,
-                },
-                last=stopped_early or counters.epoch >= cfg.epochs,
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **progress.state()},
+                last=progress.stopped_early or counters.epoch >= cfg.epochs,
             )
 
         train_final, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
@@ -609,6 +344,7 @@ def main(
                 metric_name: [round(v, 5) for v in per_example.tolist()],
             },
         )
+        reached_at = progress.reached_at
         summary = {
             "task": cfg.task,
             "model": cfg.model,
@@ -619,32 +355,20 @@ def main(
             "train": train_final,
             "test": test_final,
             "metric": metric_name,
-            "target": TARGETS[cfg.task][1],
-            "best_test": best,
+            "target": target,
+            "best_test": progress.best,
             "seconds_to_target": None if reached_at is None else round(reached_at["train_seconds"], 3),
             "wall_seconds_to_target": None if reached_at is None else round(reached_at["wall_seconds"], 3),
             "steps_to_target": None if reached_at is None else reached_at["step"],
             "train_seconds": round(counters.train_seconds, 3),
-            "wall_seconds": round(wall(), 3),
+            "wall_seconds": round(progress.wall(), 3),
             "epochs": counters.epoch,
             "steps": counters.step,
-            "stopped_at_target": stopped_early,
+            "stopped_at_target": progress.stopped_early,
             "config": to_dict(cfg),
         }
         session.finish(summary, model)
     return session.outcome()
-
-
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise RunError(f"invalid device {str(device)!r}; expected for example cpu, cuda or cuda:1") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"device {str(device)!r} asked for, but torch sees no CUDA device")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise RunError(f"device {str(device)!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def replace(cfg: Config, **changes: Any) -> Config:

@@ -27,16 +27,19 @@ weights in the CoordConv generator, Glorot-uniform weights everywhere else (Tens
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coordconv import AddCoords, CoordConv2d, coord_grid
 
 __all__ = [
+    "STANDING_BATCHES",
     "VAE",
     "ConvDecoder",
     "ConvGenerator",
@@ -44,7 +47,11 @@ __all__ = [
     "CoordConvGenerator",
     "Discriminator",
     "Encoder",
+    "GANTrainer",
+    "Trainer",
+    "VAETrainer",
     "build_gan",
+    "build_trainer",
     "build_vae",
     "official_init",
 ]
@@ -305,3 +312,213 @@ def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
         decoder = CoordConvDecoder(latent, width, pointwise=(512, 512, 256, 256, 128), spatial=(128, 64), out="logits")
         return VAE(Encoder(latent, width, coord=True), decoder, latent)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the trainers: one training step each, and how they sample. ``cfg`` is the generative experiment's Config
+# (:mod:`coordconv.repro.experiments.generative`; models do not import experiments).
+
+#: batches of latents that set the averaged generator's BatchNorm statistics
+STANDING_BATCHES = 16
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _channels_last(module: _M) -> _M:
+    """The module with its 4D weights in channels-last layout (faster convolutions on CPU)."""
+    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
+
+
+class Trainer:
+    """What a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling."""
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, z: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
+        raise NotImplementedError
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+
+class GANTrainer(Trainer):
+    """A GAN of a config's fields: generator and discriminator, their optimizers, the official step."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        # the generator ends without its tanh: _fake applies it, or leaves it out for a pre-tanh discriminator
+        g, d = build_gan(
+            cfg.model,
+            cfg.z_dim,
+            cfg.width,
+            d_width=cfg.d_width,
+            batchnorm=cfg.d_batchnorm,
+            minibatch_std=cfg.d_minibatch_std,
+            spectral_norm=cfg.d_spectral_norm,
+            out="linear",
+        )
+        if cfg.init == "official":
+            official_init(g, d)
+        self.g, self.d = _channels_last(g), _channels_last(d)
+        self.modules = {"generator": self.g, "discriminator": self.d}
+        # samples come from an exponential moving average of the generator's weights when g_ema is set
+        self.g_sample = self.g
+        if cfg.g_ema:
+            self.g_sample = copy.deepcopy(self.g).requires_grad_(False)
+            self.modules["generator_ema"] = self.g_sample
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizers = {
+            "generator": torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=betas),
+        }
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        return torch.rand(n, self.cfg.z_dim, generator=gen) * 2 - 1
+
+    def _fake(self, z: Tensor) -> Tensor:
+        """What the discriminator sees of the generated images for ``z``."""
+        out = self.g(z)
+        return out if self.cfg.d_input == "pre_tanh" else torch.tanh(out)
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        """One discriminator step and ``g_steps`` generator steps: the losses and D's accuracy (logit sign)."""
+        real = (images.float() / 127.5 - 1).contiguous(memory_format=torch.channels_last)
+        n = len(real)
+        ones, zeros = torch.ones(n), torch.zeros(n)
+        with torch.no_grad():
+            fake = self._fake(self.latents(n, gen))
+        real.requires_grad_(self.cfg.r1 > 0)
+        logits_real, logits_fake = self.d(real), self.d(fake)
+        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
+            logits_fake, zeros
+        )
+        penalty = torch.zeros(())
+        if self.cfg.r1 > 0:
+            (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+            penalty = self.cfg.r1 / 2 * grad.square().flatten(1).sum(1).mean()
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        (loss_d + penalty).backward()
+        self.optimizers["discriminator"].step()
+        for _ in range(self.cfg.g_steps):
+            # the non-saturating loss: the generator maximises log D(G(z))
+            if self.cfg.feature_match:
+                d = cast(Discriminator, self.d)
+                with torch.no_grad():
+                    target = d.features(real.detach())
+                features = d.features(self._fake(self.latents(n, gen)))
+                loss_g = F.binary_cross_entropy_with_logits(d.fc(features).squeeze(1), ones)
+                loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
+            else:
+                loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
+            self.optimizers["generator"].zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.optimizers["generator"].step()
+        if self.cfg.g_ema:
+            with torch.no_grad():
+                for avg, p in zip(self.g_sample.parameters(), self.g.parameters(), strict=True):
+                    avg.lerp_(p, 1 - self.cfg.g_ema)
+        out = {
+            "d_loss": loss_d.item(),
+            "g_loss": loss_g.item(),
+            "d_real_acc": (logits_real > 0).float().mean().item(),
+            "d_fake_acc": (logits_fake < 0).float().mean().item(),
+        }
+        return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
+
+    def _standing_statistics(self) -> None:
+        """Recompute the averaged generator's BatchNorm statistics from its own activations.
+
+        The current generator's running statistics do not fit averaged weights (with them the conv GAN's averaged
+        generator drew one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES``
+        batches of fixed latents in training mode, as BigGAN's "standing statistics".
+        """
+        norms = [m for m in self.g_sample.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        self.g_sample.train()
+        with torch.no_grad():
+            for _ in range(STANDING_BATCHES):
+                self.g_sample(self.latents(self.cfg.batch_size, gen))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+    def sample(self, z: Tensor) -> Tensor:
+        if self.g_sample is not self.g:
+            self._standing_statistics()
+        self.g_sample.eval()
+        with torch.no_grad():
+            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
+        self.g_sample.train()
+        return out
+
+
+class VAETrainer(Trainer):
+    """A VAE of a config's fields, its optimizer and step, and its test ELBO."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.vae = _channels_last(build_vae(cfg.model, cfg.z_dim, cfg.width))
+        self.modules = {"vae": self.vae}
+        self.optimizers = {"vae": torch.optim.Adam(self.vae.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))}
+
+    def latents(self, n: int, gen: torch.Generator) -> Tensor:
+        return torch.randn(n, self.cfg.z_dim, generator=gen)
+
+    def losses(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image reconstruction (Bernoulli negative log-likelihood, nats) and KL, with the given noise."""
+        mean, logvar = self.vae.encoder(x)
+        logits = self.vae.decoder(mean + noise * (0.5 * logvar).exp())
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum(1)
+        return recon, kl
+
+    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        x = (images.float() / 255).contiguous(memory_format=torch.channels_last)
+        recon, kl = self.losses(x, self.latents(len(x), gen))
+        loss = (recon + self.cfg.kl_weight * kl).mean()
+        self.optimizers["vae"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers["vae"].step()
+        return {"recon": recon.mean().item(), "kl": kl.mean().item()}
+
+    def sample(self, z: Tensor) -> Tensor:
+        self.vae.eval()
+        with torch.no_grad():
+            out = torch.cat([self.vae.decode(part) for part in z.split(256)])
+        self.vae.train()
+        return out
+
+    def encode(self, images: Tensor) -> Tensor:
+        self.vae.eval()
+        with torch.no_grad():
+            mean, _ = self.vae.encoder(images.float() / 255)
+        self.vae.train()
+        return mean  # type: ignore[no-any-return]
+
+    def test_elbo(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
+        self.vae.eval()
+        recon, kl = [], []
+        with torch.no_grad():
+            for part in images.split(256):
+                x = part.float() / 255
+                r, k = self.losses(x, self.latents(len(x), gen))
+                recon.append(r)
+                kl.append(k)
+        self.vae.train()
+        mean_recon, mean_kl = torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
+        return {"test_recon": mean_recon, "test_kl": mean_kl, "test_elbo": -(mean_recon + mean_kl)}
+
+
+def build_trainer(cfg: Any) -> Trainer:
+    """The trainer of a generative experiment's config (its ``task``: ``"gan"`` or ``"vae"``)."""
+    return GANTrainer(cfg) if cfg.task == "gan" else VAETrainer(cfg)

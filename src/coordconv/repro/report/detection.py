@@ -10,7 +10,6 @@ from torch import Tensor
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
-    FinishedRun,
     load_finished,
     mean_sd,
     seeds,
@@ -18,6 +17,7 @@ from coordconv.repro.report.runs import (
 )
 from coordconv.repro.report.stats import Comparison, compare_groups
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
+from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = [
     "NAMES",

@@ -9,7 +9,6 @@ from typing import Any
 
 from coordconv.repro.report.runs import (
     MODELS,
-    FinishedRun,
     load_finished,
     mean_sd,
     seeds_phrase,
@@ -17,6 +16,7 @@ from coordconv.repro.report.runs import (
 )
 from coordconv.repro.report.stats import Comparison, compare_groups
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
+from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = [
     "PAPER_ENTROPY",

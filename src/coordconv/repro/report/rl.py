@@ -9,7 +9,6 @@ from pathlib import Path
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
-    FinishedRun,
     load_finished,
     mean_sd,
     seeds,
@@ -17,6 +16,7 @@ from coordconv.repro.report.runs import (
 )
 from coordconv.repro.report.stats import Comparison, compare_groups
 from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
+from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = ["finding", "game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
 

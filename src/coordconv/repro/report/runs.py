@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from coordconv.repro.runtime.rundir import RunError, read_finished, write_atomic
+from coordconv.repro.runtime.files import write_atomic
+from coordconv.repro.runtime.rundir import FinishedRun, read_finished
 
 __all__ = [
     "COLOURS",
     "MODELS",
-    "FinishedRun",
     "comparable",
     "compare",
     "load_finished",
@@ -29,37 +26,13 @@ MODELS = ("conv", "coordconv")
 COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """A finished run's directory, its ``summary.json`` and its ``metrics.jsonl`` (empty if absent)."""
-
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
-
-    def json(self, name: str) -> dict[str, Any]:
-        """Another JSON file of the run (``{}`` if the run has none by that name).
-
-        Raises:
-            RunError: the file is not JSON (cut or damaged), naming it.
-        """
-        path = self.path / name
-        if not path.exists():
-            return {}
-        try:
-            value = json.loads(path.read_text())
-        except ValueError:
-            raise RunError(f"{path} is not JSON (the file is cut or damaged)") from None
-        return dict(value)
-
-
 def load_finished(root: Path, pattern: str) -> list[FinishedRun]:
     """Every finished run whose ``summary.json`` matches ``root.glob(pattern)``, in path order.
 
     Raises:
         RunError: a run's files are damaged or not what the run wrote (the message names the file).
     """
-    return [FinishedRun(p.parent, *read_finished(p.parent)) for p in sorted(root.glob(pattern))]
+    return [read_finished(p.parent) for p in sorted(root.glob(pattern))]
 
 
 def mean_sd(

@@ -14,7 +14,6 @@ from coordconv.repro.report.paper import PAPER, PAPER_EFFECT
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
-    FinishedRun,
     load_finished,
     mean_sd,
     seeds_phrase,
@@ -22,6 +21,7 @@ from coordconv.repro.report.runs import (
 )
 from coordconv.repro.report.stats import compare_groups
 from coordconv.repro.runtime.plots import caption, median_span, plot_series, pyplot, save_figure, time_scale
+from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = [
     "TASKS",

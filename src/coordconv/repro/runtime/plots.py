@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from coordconv.repro.runtime.rundir import atomic_path
+from coordconv.repro.runtime.files import atomic_path
 
 __all__ = ["caption", "median_span", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
 

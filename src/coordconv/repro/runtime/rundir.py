@@ -24,214 +24,38 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
-import fcntl
-import hashlib
 import json
-import math
-import os
-import platform
-import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from coordconv._version import __version__
+from coordconv.repro.runtime.files import RunError, atomic_path, failure_reason, json_text, write_atomic, write_json
+from coordconv.repro.runtime.lock import LOCK, claim, release
+from coordconv.repro.runtime.provenance import (
+    ENVIRONMENT_KEYS,
+    SELF_KEY,
+    difference,
+    environment,
+    record_files,
+    sha256,
+    summary_hash,
+)
 
-__all__ = [
-    "Run",
-    "RunError",
-    "atomic_path",
-    "check_finite",
-    "config_changes",
-    "git_revision",
-    "process_alive",
-    "read_finished",
-    "remove_stale_copies",
-    "temporary_name",
-    "write_atomic",
-    "write_json",
-]
+__all__ = ["FinishedRun", "Run", "RunError", "config_changes", "read_finished"]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
 SUMMARY = "summary.json"
-LOCK = ".lock"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
 FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
-SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), so that an edited number is caught
 DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports never read them
-
-
-class RunError(Exception):
-    """A run cannot start, resume or be read; the message is one line meant for the user."""
-
-
-def _file_mode() -> int:
-    """The mode a newly created file gets under the current umask (0644 under the usual 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _reason(error: BaseException, folder: Path) -> str:
-    """Why a write failed, in a few words (torch reports a full disk as a C++ enforce message)."""
-    if isinstance(error, OSError) and error.errno is not None:
-        # mkdir of a folder whose path runs through a file says "File exists" or "Not a directory": name the file
-        if error.errno in (errno.EEXIST, errno.ENOTDIR):
-            blocking = next((p for p in (folder, *folder.parents) if _is_file(p)), None)
-            if blocking is not None:
-                return f"{blocking} is a file, not a folder"
-        return os.strerror(error.errno)
-    with contextlib.suppress(OSError):
-        if shutil.disk_usage(folder).free < 1 << 20:
-            return os.strerror(errno.ENOSPC)
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _is_file(path: Path) -> bool:
-    """``path.is_file()``, False where the path cannot even be looked up (too long, no permission)."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
-def temporary_name(path: Path) -> str:
-    """A hidden name beside ``path`` for writing it, unique to this process, within the file system's 255 bytes.
-
-    ``.NAME.tmpPID.SUFFIX`` (the suffix last: numpy and matplotlib choose the format by it); a name too long for
-    that is cut and given a hash of the whole name, so that two long names never share a temporary file.
-    """
-    tag = f".tmp{os.getpid()}"
-    name = f".{path.stem}{tag}{path.suffix}"
-    if len(name.encode()) <= 255:
-        return name
-    digest = hashlib.sha256(path.name.encode()).hexdigest()[:16]
-    keep = 255 - len(f".{tag}{digest}{path.suffix}".encode())
-    if keep < 1:  # a suffix too long to keep
-        return f".{digest}{tag}"
-    stem = path.stem.encode()[:keep].decode(errors="ignore")
-    return f".{stem}{digest}{tag}{path.suffix}"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_copies(path: Path) -> None:
-    """Remove the temporary copies of ``path`` that writers killed mid-write left (their process is gone).
-
-    They are named ``.NAME.tmpPID`` (a folder) or as :func:`temporary_name` names them (a file).
-    """
-    pattern = re.compile(
-        rf"^\.(?:{re.escape(path.name)}|{re.escape(path.stem)})\.tmp(\d+){re.escape(path.suffix)}$|"
-        rf"^\.{re.escape(path.name)}\.tmp(\d+)$"
-    )
-    with contextlib.suppress(OSError):
-        for old in path.parent.iterdir():
-            found = pattern.match(old.name)
-            pid = found and int(found.group(1) or found.group(2))
-            if pid and pid != os.getpid() and not process_alive(pid):
-                if old.is_dir() and not old.is_symlink():
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    old.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write; on success it is renamed to ``path``, else removed.
-
-    The file gets the mode of any new file (``0666`` less the umask), whatever the writer chose.
-
-    Raises:
-        RunError: writing failed with an ``OSError`` or a torch ``RuntimeError`` (a full disk, a read-only file
-            system); the message names ``path`` and the reason.
-    """
-    # the suffix stays last: numpy and matplotlib choose the format by it (and numpy appends .npz otherwise)
-    tmp = path.with_name(temporary_name(path))
-    remove_stale_copies(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError | RuntimeError):
-            raise RunError(f"cannot write {path}: {_reason(e, path.parent)}") from e
-        raise
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _dumps(path: Path, obj: Any, indent: int | None = None) -> str:
-    try:
-        return json.dumps(obj, indent=indent, allow_nan=False)
-    except ValueError as e:
-        raise RunError(f"refusing to write {path}: a value is NaN or infinite, which JSON cannot hold") from e
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically.
-
-    Raises:
-        RunError: ``obj`` holds NaN or an infinity (never written as the non-standard ``NaN``/``Infinity``).
-    """
-    write_atomic(path, _dumps(path, obj, indent=2) + "\n")
-
-
-def check_finite(value: float, what: str) -> None:
-    """Stop a run whose loss stopped being a finite number.
-
-    Raises:
-        RunError: naming ``what`` (for example ``"the loss at step 12"``).
-    """
-    if not math.isfinite(value):
-        raise RunError(f"training diverged: {what} is {value}; lower the learning rate (the run is not finished)")
-
-
-def git_revision(cwd: Path | None = None) -> dict[str, Any]:
-    """The commit and dirty flag of the git checkout the package runs from (``None`` outside a checkout)."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
 
 
 def _prepare_dir(name: str | Path) -> Path:
@@ -249,40 +73,8 @@ def _prepare_dir(name: str | Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # also a path longer than the system takes (exists() raises then)
         shown = str(path) if len(str(path)) <= 200 else f"{str(path)[:120]}...{str(path)[-60:]}"
-        raise RunError(f"cannot create the run directory {shown}: {_reason(e, path.parent)}") from e
+        raise RunError(f"cannot create the run directory {shown}: {failure_reason(e, path.parent)}") from e
     return path
-
-
-# Locks this process holds, by resolved run directory: a run started again in the same process (reproduce after
-# a failed run, tests) keeps its claim; another process is refused. The kernel drops them when the process ends.
-_CLAIMS: dict[Path, int] = {}
-
-
-def _claim(path: Path) -> None:
-    """Hold an exclusive lock on ``path/.lock`` for this process's life (or until the run finishes).
-
-    Raises:
-        RunError: another process holds it, or the directory is not writable.
-    """
-    key = path.resolve()
-    if key in _CLAIMS:
-        return
-    try:
-        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, _file_mode())
-    except OSError as e:
-        raise RunError(f"cannot write in the run directory {path}: {_reason(e, path)}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        raise RunError(f"{path} is in use by another process (it holds {path / LOCK}); wait for it to end") from e
-    _CLAIMS[key] = fd
-
-
-def _release(path: Path) -> None:
-    fd = _CLAIMS.pop(path.resolve(), None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor drops the lock
 
 
 def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -294,29 +86,6 @@ def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> lis
     return sorted(k for k in current if stored.get(k) != current[k])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _record_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of every visible file in ``folder`` but the summary."""
-    return {
-        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.name != SUMMARY
-    }
-
-
-def _summary_hash(summary: Mapping[str, Any]) -> str:
-    """SHA-256 of the summary's keys but its own hash, as canonical JSON (sorted keys, no spaces)."""
-    body = {k: v for k, v in summary.items() if k != SELF_KEY}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
     """Check a finished run's files against the record in its summary.
 
@@ -324,7 +93,7 @@ def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
     kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
     absent (``DROPPABLE``); a file that is present must match its record.
     """
-    if SELF_KEY in summary and summary[SELF_KEY] != _summary_hash(summary):
+    if SELF_KEY in summary and summary[SELF_KEY] != summary_hash(summary):
         raise RunError(
             f"finished run {folder} is damaged: {folder / SUMMARY} was changed after the run wrote it (its "
             f"{SELF_KEY} does not match its content); retrain it with --overwrite"
@@ -341,7 +110,7 @@ def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
         if not path.is_file():
             raise RunError(f"finished run {folder} is damaged: {path} is missing; retrain it with --overwrite")
         size = path.stat().st_size
-        if size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+        if size != expected.get("bytes") or sha256(path) != expected.get("sha256"):
             raise RunError(
                 f"finished run {folder} is damaged: {path} ({size} bytes) differs from what the run wrote "
                 f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
@@ -359,8 +128,32 @@ def _read_summary(folder: Path) -> dict[str, Any]:
     return summary
 
 
-def read_finished(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A finished run's summary and metrics (empty if it has no ``metrics.jsonl``), verified against its record.
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run's directory, its ``summary.json`` and its ``metrics.jsonl`` (empty if absent)."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+    def json(self, name: str) -> dict[str, Any]:
+        """Another JSON file of the run (``{}`` if the run has none by that name).
+
+        Raises:
+            RunError: the file is not JSON (cut or damaged), naming it.
+        """
+        path = self.path / name
+        if not path.exists():
+            return {}
+        try:
+            value = json.loads(path.read_text())
+        except ValueError:
+            raise RunError(f"{path} is not JSON (the file is cut or damaged)") from None
+        return dict(value)
+
+
+def read_finished(folder: Path) -> FinishedRun:
+    """The one way to read a finished run: its summary and metrics, its files verified against the summary's record.
 
     Raises:
         RunError: a file is missing, damaged or not what the run wrote; the message names it.
@@ -369,40 +162,14 @@ def read_finished(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     _verify_files(folder, summary)
     path = folder / METRICS
     if not path.exists():
-        return summary, []
+        return FinishedRun(folder, summary, [])
     metrics = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         try:
             metrics.append(json.loads(line))
         except ValueError:
             raise RunError(f"{path}, line {number}, is not a JSON object (the file is cut or damaged)") from None
-    return summary, metrics
-
-
-ENVIRONMENT_KEYS = ("git", "versions", "cpu")
-
-
-def _environment(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a run's numbers depend on besides its config: the code, the versions and the CPU it trains with."""
-    return {
-        "git": git_revision(),
-        "versions": {"coordconv": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        # the thread count it trains with (a config's 0 resolves to torch's default here) and the CPU kernels torch
-        # picks on this machine
-        "cpu": {
-            "threads": config.get("threads") or torch.get_num_threads(),
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "cores": os.cpu_count(),
-        },
-    }
-
-
-def _difference(key: str, before: Any, now: Any) -> str:
-    """``torch 2.13.0 -> 2.14.1``: what changed in one part of the environment."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        parts = [f"{k} {before.get(k)} -> {now.get(k)}" for k in now if before.get(k) != now.get(k)]
-        return ", ".join(parts) if parts else key
-    return f"{key} {before} -> {now}"
+    return FinishedRun(folder, summary, metrics)
 
 
 def _is_run_config(path: Path) -> bool:
@@ -458,7 +225,7 @@ class Run:
                 (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
         """
         path = _prepare_dir(path)
-        _claim(path)
+        claim(path)
         run = cls(path, config)
         run._complete = complete or (lambda stored: stored)
         existing = [name for name in RUN_FILES if (path / name).exists()]
@@ -492,7 +259,7 @@ class Run:
             path / CONFIG,
             {
                 "config": run.config,
-                **_environment(run.config),
+                **environment(run.config),
                 "command": sys.argv,
                 "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             },
@@ -506,10 +273,10 @@ class Run:
         environment it trained in (the summary lists them); :attr:`environment_change` says what changed.
         """
         stored = json.loads((self.path / CONFIG).read_text())
-        now = _environment(self.config)
+        now = environment(self.config)
         seen = [{k: stored.get(k) for k in ENVIRONMENT_KEYS}, *stored.get("resumed_in", [])]
         last = {k: seen[-1].get(k) for k in ENVIRONMENT_KEYS}
-        changed = [_difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
+        changed = [difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
         if not changed:
             return
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -535,16 +302,6 @@ class Run:
         """Whether the run wrote its summary."""
         return (self.path / SUMMARY).exists()
 
-    def summary(self) -> dict[str, Any]:
-        """The finished run's summary, after checking its files against the record in it.
-
-        Raises:
-            RunError: the summary is unreadable, or a file of the run is missing or not what the run wrote.
-        """
-        summary = _read_summary(self.path)
-        _verify_files(self.path, summary)
-        return summary
-
     # -- metrics ----------------------------------------------------------------------------------------------
 
     def log(self, record: Mapping[str, Any]) -> None:
@@ -553,13 +310,13 @@ class Run:
         Raises:
             RunError: the record holds NaN or an infinity.
         """
-        _dumps(self.path / METRICS, dict(record))
+        json_text(self.path / METRICS, dict(record))
         self.history.append(dict(record))
         self._write_metrics()
 
     def _write_metrics(self) -> None:
         path = self.path / METRICS
-        write_atomic(path, "".join(_dumps(path, r) + "\n" for r in self.history))
+        write_atomic(path, "".join(json_text(path, r) + "\n" for r in self.history))
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
@@ -634,10 +391,10 @@ class Run:
 
     def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
-        written = {**summary, "environments": self.environments(), FILES_KEY: _record_files(self.path)}
-        written[SELF_KEY] = _summary_hash(written)
+        written = {**summary, "environments": self.environments(), FILES_KEY: record_files(self.path, SUMMARY)}
+        written[SELF_KEY] = summary_hash(written)
         write_json(self.path / SUMMARY, written)
-        _release(self.path)
+        release(self.path)
         # a finished run is never trained in again (a resume returns it as it is): its lock file goes
         with contextlib.suppress(OSError):
             (self.path / LOCK).unlink()

@@ -8,7 +8,7 @@ cadence and writes the summary::
     if session.result is not None:           # a finished run, resumed: nothing to do
         return session.result
     with session:
-        state = session.restore(lambda s: model.load_state_dict(s["model"]))
+        state = session.restore(model=model, optimizer=optimizer)
         while not done:
             ...                              # the algorithm
             session.advance(1, loss=loss)
@@ -32,7 +32,7 @@ from typing import Any
 from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.progress import Progress
-from coordconv.repro.runtime.rundir import Run
+from coordconv.repro.runtime.rundir import Run, read_finished
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
 __all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "resumed_line", "stop_after_checkpoints"]
@@ -58,6 +58,15 @@ def resumed_line(done: int, total: int, unit: str, *, checkpoint: bool = True) -
     if not checkpoint:
         return f"resuming found no checkpoint (the run stopped before its first): starting at {unit} 1 of {total:,}"
     return f"resumed from its checkpoint: {done:,} of {total:,} {unit}s done, continuing with {unit} {done + 1:,}"
+
+
+def _load(part: Any, state: Any) -> None:
+    """Put ``state`` back into ``part`` (``load_state_dict``), or into each of a mapping's parts by name."""
+    if isinstance(part, Mapping):
+        for name, inner in part.items():
+            _load(inner, state[name])
+    else:
+        part.load_state_dict(state)
 
 
 class _Stop(Exception):
@@ -133,20 +142,33 @@ class Session:
         )
         session = cls(run, desc, total, log, every, unit, resume)
         if resume and run.finished:
-            session.result = run.summary()
+            session.result = read_finished(run.path).summary
             return session
         set_threads(cfg.threads)
         keep_freed_memory()
         seed_everything(cfg.seed)
         return session
 
-    def restore(self, apply: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
-        """Load the checkpoint, if resuming from one, and ``apply`` it (errors name the checkpoint); return it."""
+    def restore(self, **parts: Any) -> dict[str, Any] | None:
+        """The checkpoint's training state when resuming from one (``None`` without one), its parts put back.
+
+        Each keyword names a part of the state and what it goes back into: an object with ``load_state_dict``
+        (a model, an optimizer) or a mapping of them by name (``modules={"G": g, "D": d}`` for
+        ``state["modules"]["G"]``, ...). The rest of the state (counters, histories) the caller reads from the
+        returned dict. A state that does not fit raises :class:`RunError` naming the checkpoint.
+
+        Example::
+
+            state = session.restore(model=model, optimizer=optimizer)
+            epoch = state["epoch"] if state else 0
+        """
         state = self.run.load_checkpoint()
-        if state is not None:
-            with self.run.restoring():
-                apply(state)
-            self.resumed = True
+        if state is None:
+            return None
+        with self.run.restoring():
+            for key, part in parts.items():
+                _load(part, state[key])
+        self.resumed = True
         return state
 
     def __enter__(self) -> Session:
