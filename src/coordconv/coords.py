@@ -274,7 +274,10 @@ def linear_coords(
     with torch.no_grad():
         for k, n in enumerate(shape):
             index = torch.arange(n, dtype=work, device=device)
-            axis = (2 * index - (n - 1)) / max(n - 1, 1)
+            # a traced size (torch.jit.trace, the legacy ONNX exporter) is a 0-dim tensor: clamp it in the graph,
+            # not with Python's max, which would bake the traced size's branch in (NaN at size 1 later)
+            span = (n - 1).clamp(min=1) if isinstance(n, Tensor) else max(n - 1, 1)  # type: ignore[unreachable]
+            axis = (2 * index - (n - 1)) / span
             view = [1] * rank
             view[k] = n
             axes.append(axis.view(view).expand(shape))
