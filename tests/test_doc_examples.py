@@ -28,8 +28,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 # packages an example may import that `pip install torch-coordconv` does not bring (the extras do)
 OPTIONAL = frozenset(
-    {"gymnasium", "matplotlib", "minatar", "numpy", "onnx", "onnxruntime", "onnxscript", "openvino", "ray", "safetensors"}
-    | {"stable_baselines3", "timm", "torchvision"}
+    {"gymnasium", "matplotlib", "minatar", "numpy", "onnx", "onnxruntime", "onnxscript", "ray", "safetensors"}
+    | {"openvino", "stable_baselines3", "timm", "torchvision"}
 )
 MAX_NOT_RUN = 3
 

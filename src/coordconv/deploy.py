@@ -44,10 +44,10 @@ def export_onnx(
     """Export a one-input model to an ONNX file whose batch and spatial axes are dynamic.
 
     ``dynamo=True`` uses torch's ``torch.export``-based exporter, which builds opset 18 and converts the graph
-    down with ONNX's version converter; for graphs with dynamic shapes that conversion reaches opset 16 (17 and
-    18 only with ``padding_mode`` ``"reflect"``, ``"replicate"`` or ``"circular"``, whose ``Pad`` cannot be
-    converted). ``dynamo=False`` uses the legacy TorchScript exporter, which writes the opset asked for directly (9 and later;
-    11 to 18 are tested).
+    down with ONNX's version converter; for graphs with dynamic shapes that conversion reaches at least opset 16
+    (some graphs lower), but only 18 with ``padding_mode`` ``"reflect"``, ``"replicate"`` or ``"circular"``, whose
+    ``Pad`` it cannot convert. ``dynamo=False`` uses the legacy TorchScript exporter, which writes the opset
+    asked for directly (9 and later; 11 to 18 are tested).
     Where torch's exporter keeps another opset than the one asked for (it only logs that), this function deletes
     the file and raises, naming the opset it can write.
 
@@ -104,6 +104,8 @@ def export_onnx(
             # (Python conditions on sizes that only raise errors: the graph keeps the sizes symbolic)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+            # torch's constant folding notes that it leaves a strided Slice (of reflect / circular padding) alone
+            warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
             torch.onnx.export(
                 model, (example_input,), path, dynamo=False, opset_version=opset_version, input_names=[input_name],
                 output_names=[output_name], dynamic_axes={input_name: names},
@@ -117,8 +119,9 @@ def export_onnx(
         raise ValueError(
             f"export_onnx: asked for opset {opset_version}, but torch's {'dynamo' if dynamo else 'legacy'} exporter "
             f"wrote opset {got} (ONNX's version converter cannot take this graph down to {opset_version}; with dynamic "
-            "sizes it reaches opset 16, and 18 only with padding_mode 'reflect', 'replicate' or 'circular'); export "
-            "with a higher opset_version, or with dynamo=False (the legacy exporter writes opsets 9 and later directly)"
+            "sizes it reaches at least opset 16, but only 18 with padding_mode 'reflect', 'replicate' or 'circular'); "
+            "export with a higher opset_version, or with dynamo=False (the legacy exporter writes opsets 9 and later "
+            "directly)"
         )
 
 
@@ -129,6 +132,12 @@ class FrozenCoordConv(nn.Module):
     layer's input filters and no bias; the buffer ``coord_term`` (shape ``(1, out_channels, *out_spatial)``) is
     the coordinate filters and the bias applied to the grid. Its output equals the layer's bit for bit at
     ``input_size``; any other spatial size is refused.
+
+    Example:
+        >>> from coordconv import CoordConv2d
+        >>> frozen = freeze_coordinates(CoordConv2d(3, 8, 3).eval(), torch.randn(1, 3, 16, 16))
+        >>> frozen.input_size, tuple(frozen.coord_term.shape)
+        ((16, 16), (1, 8, 14, 14))
     """
 
     coord_term: Tensor
