@@ -29,7 +29,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # packages an example may import that `pip install torch-coordconv` does not bring (the extras do)
 OPTIONAL = frozenset(
     {"gymnasium", "matplotlib", "minatar", "numpy", "onnx", "onnxruntime", "onnxscript", "ray", "safetensors"}
-    | {"stable_baselines3", "timm", "torchvision", "ultralytics", "mmcv", "mmengine"}
+    | {"openvino", "stable_baselines3", "timm", "torchvision", "ultralytics", "mmcv", "mmengine"}
 )
 MAX_NOT_RUN = 3
 

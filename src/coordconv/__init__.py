@@ -6,6 +6,9 @@ The library (this package's top level) depends on torch only:
 * :mod:`coordconv.layers`: ``AddCoords``, ``CoordConv{1,2,3}d``, ``CoordConvTranspose{1,2,3}d``.
 * :mod:`coordconv.convert`: ``coordconvify``, which retrofits CoordConv into any network.
 * :mod:`coordconv.fuse`: ``fuse_conv_bn_eval``, BatchNorm folding that knows the coordinate filters.
+* :mod:`coordconv.deploy`: ``export_onnx`` with dynamic sizes, and ``freeze_coordinates`` for fixed-size runtimes.
+* :mod:`coordconv.frames`: ``window``, tiles of a large image with the whole image's coordinates.
+* :mod:`coordconv.ports`: ``load_concatenated``, other implementations' weights.
 * :mod:`coordconv.usage`: ``inspect_model``, how much each CoordConv layer of a model uses the coordinates.
 
 Paper: Liu et al., "An Intriguing Failing of Convolutional Neural Networks and the CoordConv Solution",
@@ -24,6 +27,9 @@ from coordconv.coords import coord_grid as coord_grid
 from coordconv.coords import linear_coords as linear_coords
 from coordconv.coords import relative_coords as relative_coords
 from coordconv.coords import tile_vector as tile_vector
+from coordconv.deploy import FrozenCoordConv as FrozenCoordConv
+from coordconv.deploy import export_onnx as export_onnx
+from coordconv.deploy import freeze_coordinates as freeze_coordinates
 from coordconv.frames import window as window
 from coordconv.fuse import fuse_conv_bn_eval as fuse_conv_bn_eval
 from coordconv.layers import AddCoords as AddCoords
@@ -49,6 +55,7 @@ __all__ = [
     "CoordConvTranspose3d",
     "CoordEncoding",
     "FourierEncoding",
+    "FrozenCoordConv",
     "LayerUsage",
     "LinearEncoding",
     "RadiusEncoding",
@@ -58,7 +65,9 @@ __all__ = [
     "coord_channels",
     "coord_grid",
     "coordconvify",
+    "export_onnx",
     "format_usage",
+    "freeze_coordinates",
     "freeze_input_filters",
     "fuse_conv_bn_eval",
     "inspect_model",
