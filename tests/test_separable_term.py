@@ -55,7 +55,7 @@ def test_separable_equals_concatenated_reference(case, channels_last):
                 layer(x)
             return
         event(f"rank {layer._rank}, {'transposed' if layer.transposed else 'conv'}, groups {layer.groups > 1}")
-        assert _term._separable(x, layer._grid_encoding, layer.transposed)
+        assert _term._separable(x, layer._grid_encoding, layer.transposed, layer.kernel_size)
         out = layer(x)
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
         grad_out = torch.randn_like(expected)
@@ -108,13 +108,16 @@ def test_separable_and_convolution_paths_agree_in_float32(monkeypatch, make):
 
 def test_auto_rule_chooses_the_measured_path():
     linear = LinearEncoding()
-    assert _term._separable(torch.empty(2, 3, 8, 8, 8), linear, False)  # 3D: always
-    assert _term._separable(torch.empty(2, 3, 16, 16), linear, True)  # 2D from 16x16 pixels
-    assert not _term._separable(torch.empty(2, 3, 7, 7), linear, False)  # small 2D grids: the convolution
-    assert not _term._separable(torch.empty(2, 3, 100), linear, False)  # 1D: the convolution
+    rule = _term._separable
+    assert rule(torch.empty(2, 3, 8, 8, 8), linear, False, (3, 3, 3))  # 3D: always
+    assert rule(torch.empty(2, 3, 32, 32), linear, False, (3, 3))  # 3x3 from 32x32 pixels
+    assert not rule(torch.empty(2, 3, 16, 16), linear, False, (3, 3))  # small 3x3: the convolution
+    assert rule(torch.empty(2, 3, 16, 16), linear, True, (3, 3))  # transposed
+    assert rule(torch.empty(2, 3, 14, 14), linear, False, (1, 1))  # other kernels
+    assert not rule(torch.empty(2, 3, 100), linear, False, (3,))  # 1D: the convolution
     radius = CoordConv2d(3, 4, 3, with_r=True)._grid_encoding
-    assert not _term._separable(torch.empty(2, 3, 32, 32), radius, False)  # only the linear encoding
-    assert not _term._separable(torch.empty(2, 3, 32, 32, device="meta"), linear, False)  # CPU only
+    assert not rule(torch.empty(2, 3, 64, 64), radius, False, (3, 3))  # only the linear encoding
+    assert not rule(torch.empty(2, 3, 64, 64, device="meta"), linear, False, (3, 3))  # CPU only
 
 
 def test_separable_factors_are_cached_and_not_shared_across_inference_mode():

@@ -34,8 +34,8 @@ __all__ = ["add_coord_term", "batched", "grid_for", "like_input", "transposed_ou
 
 # 2D grids with more pixels than this are laid out channels_last on CPU, whatever the kernel (see ``_grid_layout``).
 _SMALL_GRID = 10240
-# 2D grids with fewer pixels than this keep the batch-1 convolution on CPU (see ``_separable``).
-_SEPARABLE_MIN_PIXELS = 256
+# 3x3 convolutions of 2D grids with fewer pixels than this keep the batch-1 convolution on CPU (``_separable``).
+_SEPARABLE_MIN_PIXELS = 1024
 # The grid cache: at most this many grids, each of at most this many elements.
 _GRID_CACHE_ENTRIES = 32
 _GRID_CACHE_MAX_NUMEL = 1 << 22
@@ -239,7 +239,7 @@ def add_coord_term(
         return _record(add_coord_term, *args, pad=pad, output_padding=output_padding)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
-    if _separable(x, encoding, transposed):
+    if _separable(x, encoding, transposed, tuple(coord_weight.shape[2:])):
         term = _separable_term(
             x,
             coord_weight,
@@ -278,15 +278,17 @@ def add_coord_term(
 SEPARABLE = "auto"
 
 
-def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool) -> bool:
+def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool, kernel_size: Sequence[int] = ()) -> bool:
     """Whether the coordinate term is computed axis by axis (:func:`_separable_term`) rather than convolved.
 
     Only the linear encoding is separable. Where it is chosen is measured (``benchmarks/separable_term.py``,
-    CPU, torch 2.14): in 3D and on 2D grids of 16x16 and more, where torch's batch-1 convolution of two or three
-    coordinate channels runs far below its usual efficiency (3 to 30 times slower than the few small matrix
-    products that replace it); on smaller 2D grids and in 1D, the convolution's lower fixed cost wins. Off the
-    CPU the convolution is kept until a GPU run measures otherwise (``benchmarks/gpu.py``). Symbolic sizes
-    (``torch.compile`` with dynamic shapes) keep the convolution, which needs no size in Python.
+    CPU, torch 2.14): in 3D, and in 2D except for 3x3 convolutions of grids under 32x32 pixels. There torch's
+    batch-1 convolution of two or three coordinate channels runs far below its usual efficiency (3 to 30 times
+    slower than the few small matrix products that replace it: 3D, 7x7 and 1x1 kernels, transposed layers,
+    large grids); for small 3x3 convolutions and in 1D, the convolution's lower fixed cost wins by some
+    microseconds. Off the CPU the convolution is kept until a GPU run measures otherwise
+    (``benchmarks/gpu.py``). Symbolic sizes (``torch.compile`` with dynamic shapes) keep the convolution, which
+    needs no size in Python.
     """
     if type(encoding) is not LinearEncoding or SEPARABLE == "convolution":
         return False
@@ -297,7 +299,10 @@ def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool) -> bool:
     if x.device.type != "cpu":
         return False
     rank = x.dim() - 2
-    return rank == 3 or (rank == 2 and x.shape[2] * x.shape[3] >= _SEPARABLE_MIN_PIXELS)
+    if rank != 2:
+        return rank == 3
+    small_3x3 = not transposed and tuple(kernel_size) == (3, 3) and x.shape[2] * x.shape[3] < _SEPARABLE_MIN_PIXELS
+    return not small_3x3
 
 
 def _separable_term(
