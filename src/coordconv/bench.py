@@ -75,7 +75,8 @@ class Case:
         floor = copy.deepcopy(plain)
         with torch.no_grad():
             out = plain(x)
-        term = torch.randn(1, *out.shape[1:], dtype=out.dtype).contiguous(memory_format=_layout(out))
+        term = torch.randn(1, *out.shape[1:], dtype=out.dtype, device=out.device)
+        term = term.contiguous(memory_format=_layout(out))
         floor.register_forward_hook(lambda module, inputs, output: output.add_(term))
         return floor
 
