@@ -4,10 +4,12 @@ For each model the benchmark times, interleaved in one process:
 
 - ``plain``: the model as built (torchvision ResNet-18/50 with random weights, or a small 3D U-Net);
 - ``ours``: the same model with CoordConv layers (``coordconvify``: the first convolution only, or every one);
-- ``floor``: the plain model plus one precomputed broadcast add per converted layer (a forward hook adds a
-  fixed batch-1 tensor of the layer's output shape and layout to its output). Any exact implementation pays at
+- ``floor``: the plain model plus one precomputed broadcast add per converted layer (a fixed batch-1 tensor of
+  the layer's output shape and layout added to its output). Any exact implementation pays at
   least this in inference: the coordinate term differs at every pixel, so it must be added to the output. In
   training the floor's added tensor needs no gradient, so it is a floor for the forward only.
+  (``FloorConv`` wraps each such layer; a module rather than a hook, so that compiled models cannot share
+  the plain model's graph.)
 
 Modes: ``inference`` (forward under ``torch.inference_mode()``) and ``train`` (forward + backward of the output's
 sum, gradients cleared each step). Backends: ``eager`` and ``inductor`` (``torch.compile``; each variant
@@ -158,15 +160,30 @@ def build_variants(
         out = outputs[name]
         term = torch.randn(1, *out.shape[1:], device=device, dtype=out.dtype)
         term = term.contiguous(memory_format=_layout_of(out))
-        floor.get_submodule(name).register_forward_hook(_adder(term))
+        parent, _, child = name.rpartition(".")
+        owner = floor.get_submodule(parent) if parent else floor
+        setattr(owner, child, FloorConv(getattr(owner, child), term))
     return {"plain": plain, "floor": floor, "ours": ours}
 
 
-def _adder(term: Tensor) -> Callable[[nn.Module, object, Tensor], Tensor]:
-    def hook(module: nn.Module, inputs: object, out: Tensor) -> Tensor:
-        return out.add_(term)
+class FloorConv(nn.Module):
+    """A plain convolution plus one precomputed broadcast add of a fixed batch-1 tensor.
 
-    return hook
+    A module of its own (not a forward hook), so that ``torch.compile`` cannot reuse the plain model's compiled
+    graph for the floor model: both are instances of the same model class, and the converted layers differ
+    only by this type.
+    """
+
+    def __init__(self, conv: nn.Module, term: Tensor) -> None:
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("term", term)
+
+    term: Tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.conv(x)
+        return out.add_(self.term)
 
 
 def _autocast(device: str, amp: str | None) -> contextlib.AbstractContextManager[object]:
