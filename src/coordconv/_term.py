@@ -392,9 +392,10 @@ def _term_2d(
     """The 2D separable term as two matrix products (few calls: the per-call cost matters for small layers).
 
     ``key``: the factors' cache key. ``factors``: ``F0 (coords, P, K0)``, ``F1 (coords, Q, K1)``; ``weight (out,
-    coords, K0, K1)``. The first product
-    contracts one kernel axis against a block-diagonal matrix built from one factor (cached), the second the
-    other axis and the coordinate channels, giving the term in the layout asked for.
+    coords, K0, K1)``. Channels-last terms are the grid's cached patches times the filters (one product) while
+    the patches stay small; otherwise the first product contracts one kernel axis against a cached
+    block-diagonal matrix built from one factor, the second the other axis and the coordinate channels. Either
+    way the result comes out in the layout asked for, and the bias rides along in the products.
     """
     f0, f1 = factors
     a, p, k0 = f0.shape
