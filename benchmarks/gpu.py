@@ -12,7 +12,7 @@ Writes, each a Markdown file headed by the command, the device and the software 
   (``benchmarks/separable_term.py``), which says whether the rule that keeps the convolution on GPUs is right;
 - ``OUT_DIR/model_cuda.md``: ResNet-18/50 (first conv / all convs converted) and the 3D U-Net beside their
   floors (``benchmarks/model_overhead.py``), eager in float32 and AMP bfloat16/float16 channels_last, and
-  ResNet-18 (all convs) under ``torch.compile`` in float32.
+  ResNet-18 (all convs) under ``torch.compile`` in float32, inference (``--compile-train``: training too).
 
 Refuses to run (exit status 2, a message on stderr) without CUDA. Every table is written as soon as it is
 measured, so an interrupted run keeps what it finished.
@@ -127,7 +127,7 @@ def layer_tables(repeats: int, cases: Sequence[Any] | None = None) -> list[str]:
     return lines
 
 
-def model_tables(repeats: int, compile_rows: bool, quick: bool = False) -> list[str]:
+def model_tables(repeats: int, compile_modes: Sequence[str], quick: bool = False) -> list[str]:
     from model_overhead import HEADER, format_row, model_cases, run
 
     cases = model_cases(quick)
@@ -139,9 +139,9 @@ def model_tables(repeats: int, compile_rows: bool, quick: bool = False) -> list[
             channels_last, log=lambda s: print(s, flush=True),
         ):  # fmt: skip
             rows.append((label, row))
-    if compile_rows:
+    if compile_modes:
         resnet18 = [c for c in cases if c.name == "resnet18"]
-        for row in run(resnet18, ["all"], ["inductor"], ["inference", "train"], [None], repeats, 3, DEVICE):
+        for row in run(resnet18, ["all"], ["inductor"], compile_modes, [None], repeats, 3, DEVICE):
             rows.append(("fp32", row))
     head, sep = HEADER.split("\n")
     lines = [head.replace("| model |", "| model | config |"), sep + "---|"]
@@ -155,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", help="folder for the tables (created if missing)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per variant (default 5)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument(
+        "--compile-train",
+        action="store_true",
+        help="also time compiled training (three more compilations: a minute or two more)",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(
@@ -174,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = _header(command.strip())
     _write(out / "separable_term_cuda.md", [*header, *separable_run(DEVICE, torch.float32, args.repeats)])
     _write(out / "layer_cuda.md", [*header, *layer_tables(args.repeats)])
-    _write(out / "model_cuda.md", [*header, *model_tables(args.repeats, not args.no_compile)])
+    compile_modes = [] if args.no_compile else ["inference", "train"] if args.compile_train else ["inference"]
+    _write(out / "model_cuda.md", [*header, *model_tables(args.repeats, compile_modes)])
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
