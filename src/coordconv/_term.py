@@ -341,13 +341,16 @@ def _separable_term(
         lefts, rights = _pads(padding, pad, rank)
         weight = coord_weight
         extra = None
-    key = (
-        "factors", sizes, kernel, tuple(stride), tuple(dilation), lefts, rights, padding_mode, extra, order,
-        x.dtype, x.device, torch.is_inference_mode_enabled(),
-    )  # fmt: skip
+    # a cache key only where the results may be kept (never under torch.compile, which cannot trace the mode query)
+    key = None
+    if _plain_context(x):
+        key = (
+            "factors", sizes, kernel, tuple(stride), tuple(dilation), lefts, rights, padding_mode, extra, order,
+            x.dtype, x.device, torch.is_inference_mode_enabled(),
+        )  # fmt: skip
     factors = _factors(x, key, sizes, kernel, stride, dilation, lefts, rights, padding_mode, extra, order)
     if rank == 2:
-        return _term_2d(x, key, factors, weight, bias, channels_last)
+        return _term_2d(key, factors, weight, bias, channels_last)
     # Contract every axis but one with its matrix, then the last one in a single matrix product whose output is
     # the term in the layout asked for: the last spatial axis for contiguous terms, the first for channels-last.
     final = 0 if channels_last else rank - 1
@@ -382,8 +385,7 @@ def _separable_term(
 
 
 def _term_2d(
-    x: Tensor,
-    key: tuple[Any, ...],
+    key: tuple[Any, ...] | None,
     factors: tuple[Tensor, ...],
     weight: Tensor,
     bias: Tensor | None,
@@ -391,11 +393,12 @@ def _term_2d(
 ) -> Tensor:
     """The 2D separable term as two matrix products (few calls: the per-call cost matters for small layers).
 
-    ``key``: the factors' cache key. ``factors``: ``F0 (coords, P, K0)``, ``F1 (coords, Q, K1)``; ``weight (out,
-    coords, K0, K1)``. Channels-last terms are the grid's cached patches times the filters (one product) while
-    the patches stay small; otherwise the first product contracts one kernel axis against a cached
-    block-diagonal matrix built from one factor, the second the other axis and the coordinate channels. Either
-    way the result comes out in the layout asked for, and the bias rides along in the products.
+    ``key``: the factors' cache key (``None``: nothing is kept). ``factors``: ``F0 (coords, P, K0)``, ``F1
+    (coords, Q, K1)``; ``weight (out, coords, K0, K1)``. Channels-last terms are the grid's cached patches times
+    the filters (one product) while the patches stay small; otherwise the first product contracts one kernel
+    axis against a cached block-diagonal matrix built from one factor, the second the other axis and the
+    coordinate channels. Either way the result comes out in the layout asked for, and the bias rides along in
+    the products.
     """
     f0, f1 = factors
     a, p, k0 = f0.shape
@@ -413,7 +416,7 @@ def _term_2d(
                 patches = torch.cat([patches, torch.ones_like(patches[:, :1])], dim=1)
             return (patches,)
 
-        (patches,) = _cached(x, (*key, "2d patches", extra), build_patches)
+        (patches,) = _cached(_sub(key, "2d patches", extra), build_patches)
         if bias is not None:
             flat_weight = torch.cat([flat_weight, bias.unsqueeze(1)], dim=1)
         # (p, q, out) in memory, (1, out, p, q) logically: channels-last
@@ -431,7 +434,7 @@ def _term_2d(
                 left = torch.cat([left, torch.ones_like(left[:, :1])], dim=1)
             return blocks.reshape(a * k0 * q, a * k0 * k1), left
 
-        blocks, left = _cached(x, (*key, "2d channels_last", extra), build)
+        blocks, left = _cached(_sub(key, "2d channels_last", extra), build)
         inner = torch.mm(blocks, flat_weight.t()).view(a * k0, q * out)
         if bias is not None:
             inner = torch.cat([inner, bias.repeat(q).unsqueeze(0)])
@@ -454,11 +457,15 @@ def _term_2d(
             right = torch.cat([right, torch.ones_like(right[:1])])
         return blocks.reshape(blocks.shape[0], -1), right
 
-    blocks, right = _cached(x, (*key, "2d", extra), build_contiguous)
+    blocks, right = _cached(_sub(key, "2d", extra), build_contiguous)
     if bias is not None:
         flat_weight = torch.cat([flat_weight, bias.unsqueeze(1)], dim=1)
     inner = torch.mm(flat_weight, blocks).view(out * p, a * k1 + extra)
     return torch.mm(inner, right).view(1, out, p, q)
+
+
+def _sub(key: tuple[Any, ...] | None, *parts: Any) -> tuple[Any, ...] | None:
+    return None if key is None else (*key, *parts)
 
 
 def _pads(padding: str | tuple[int, ...], pad: list[int] | None, rank: int) -> tuple[tuple[int, ...], ...]:
@@ -475,7 +482,7 @@ def _pads(padding: str | tuple[int, ...], pad: list[int] | None, rank: int) -> t
 
 def _factors(
     x: Tensor,
-    key: tuple[Any, ...],
+    key: tuple[Any, ...] | None,
     sizes: tuple[int, ...],
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
@@ -514,12 +521,12 @@ def _factors(
             torch.stack([axes[b][0] if along[a] == b else axes[b][1] for a in range(rank)]) for b in range(rank)
         )
 
-    return _cached(x, key, build)
+    return _cached(key, build)
 
 
-def _cached(x: Tensor, key: tuple[Any, ...], build: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
-    """``build()``, kept under ``key`` when ``x`` is a plain tensor in a plain context (as :func:`grid_for` does)."""
-    if not _plain_context(x):
+def _cached(key: tuple[Any, ...] | None, build: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """``build()``, kept under ``key``; ``None``: not kept (``x`` is not a plain tensor in a plain context)."""
+    if key is None:
         return build()
     with _grids_lock:
         cached = _factor_cache.get(key)
