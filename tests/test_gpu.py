@@ -65,3 +65,22 @@ def test_converted_model_on_cuda_equals_the_plain_model():
     x = torch.randn(2, 3, 32, 40, device=CUDA)
     with torch.inference_mode():
         torch.testing.assert_close(converted(x), plain(x))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_separable_term_on_cuda_equals_the_definition(monkeypatch, channels_last):
+    # the rule keeps the convolution on GPUs; benchmarks/gpu.py times the separable term there: it must be exact
+    from coordconv import _term
+
+    monkeypatch.setattr(_term, "SEPARABLE", "separable")
+    for layer in (
+        CoordConv2d(4, 8, 3, padding=1, device=CUDA, dtype=torch.float64),
+        CoordConvTranspose2d(4, 8, 4, stride=2, padding=1, device=CUDA, dtype=torch.float64),
+    ):
+        x = torch.randn(2, 4, 12, 10, device=CUDA, dtype=torch.float64)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(layer(x), reference_forward(layer, x), rtol=1e-10, atol=1e-10)
+    layer = CoordConv3d(2, 3, 3, padding=1, device=CUDA, dtype=torch.float64)
+    x = torch.randn(2, 2, 5, 6, 7, device=CUDA, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), reference_forward(layer, x), rtol=1e-10, atol=1e-10)

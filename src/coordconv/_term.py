@@ -2,10 +2,13 @@
 
 A CoordConv computes ``conv(x, W) + conv(grid, W_c) + b``. The second term has batch size 1; it is computed on
 every call from the parameters as they are at that moment, in the layout of the convolution's output, and
-added to that output. Nothing here keeps state that depends on a parameter, so no way of changing one
-(optimizer steps fused or not, ``.data`` edits, ``load_state_dict``, parametrizations, ``to()``/``half()``,
-weight swaps, EMA) can leave a stale result. The one cache holds coordinate *grids*, which depend only on the
-grid's size, the encoding, dtype, device and layout.
+added to that output. For the linear encoding it is computed axis by axis where that is measured faster
+(``_separable_term``: the coordinate channels are products of 1D ramps and ones, so the convolution is a few
+small matrix products); otherwise as a batch-1 convolution of the grid. Nothing here keeps state that depends
+on a parameter, so no way of changing one (optimizer steps fused or not, ``.data`` edits, ``load_state_dict``,
+parametrizations, ``to()``/``half()``, weight swaps, EMA) can leave a stale result. The caches hold coordinate
+*grids* and the separable term's per-axis matrices, which depend only on sizes, the layer's arguments, the
+encoding, dtype, device and layout.
 
 The functions the layers call (``batched``, ``transposed_output_padding``, ``add_coord_term``, ``like_input``)
 are wrapped for ``torch.fx``: symbolic tracing records them as single calls instead of tracing into their
@@ -18,7 +21,7 @@ import dataclasses
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,12 +29,14 @@ import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from coordconv.coords import CoordEncoding, Frame, Order, coord_grid
+from coordconv.coords import CoordEncoding, Frame, LinearEncoding, Order, coord_grid, linear_coords
 
 __all__ = ["add_coord_term", "batched", "grid_for", "like_input", "transposed_output_padding"]
 
 # 2D grids with more pixels than this are laid out channels_last on CPU, whatever the kernel (see ``_grid_layout``).
 _SMALL_GRID = 10240
+# 3x3 convolutions of 2D grids with fewer pixels than this keep the batch-1 convolution on CPU (``_separable``).
+_SEPARABLE_MIN_PIXELS = 1024
 # The grid cache: at most this many grids, each of at most this many elements.
 _GRID_CACHE_ENTRIES = 32
 _GRID_CACHE_MAX_NUMEL = 1 << 22
@@ -39,6 +44,8 @@ _GRID_CACHE_MAX_NUMEL = 1 << 22
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _grids: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
+# the separable term's per-axis matrices (``_factors``), kept on the same terms as the grids, under the same lock
+_factor_cache: OrderedDict[tuple[Any, ...], tuple[Tensor, ...]] = OrderedDict()
 _grids_lock = threading.Lock()
 
 
@@ -259,6 +266,24 @@ def add_coord_term(
         return _record(add_coord_term, *args, pad=pad, output_padding=output_padding, frame=frame)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
+    # a window of a larger grid (frame) takes the grid's convolution: the separable form knows whole grids
+    if frame is None and _separable(x, encoding, transposed, static_sizes(coord_weight)[2:]):
+        term = _separable_term(
+            x,
+            coord_weight,
+            bias,
+            order,
+            stride,
+            padding,
+            dilation,
+            padding_mode,
+            pad,
+            output_padding,
+            _memory_format(out) != torch.contiguous_format,
+        )
+        if _func_wrapped(out) or _func_wrapped(term):
+            return out + term
+        return _add(out, term.contiguous(memory_format=_memory_format(out)))
     grid = grid_for(x, encoding, order, _grid_layout(x, static_sizes(coord_weight)[2:], transposed), frame)
     if output_padding is not None:
         assert not isinstance(padding, str)
@@ -274,6 +299,313 @@ def add_coord_term(
         # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
         return out + term
     return _add(out, term.contiguous(memory_format=_memory_format(out)))
+
+
+# Which computation of the coordinate term ``add_coord_term`` uses for the linear encoding: "auto" (the measured
+# rule of ``_separable``), "separable" or "convolution" (benchmarks set it to time both; not an API).
+SEPARABLE = "auto"
+
+
+def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool, kernel_size: Sequence[int] = ()) -> bool:
+    """Whether the coordinate term is computed axis by axis (:func:`_separable_term`) rather than convolved.
+
+    Only the linear encoding is separable. Where it is chosen is measured (``benchmarks/separable_term.py``,
+    CPU, torch 2.14): in 3D, and in 2D except for 3x3 convolutions of grids under 32x32 pixels. There torch's
+    batch-1 convolution of two or three coordinate channels runs far below its usual efficiency (3 to 30 times
+    slower than the few small matrix products that replace it: 3D, 7x7 and 1x1 kernels, transposed layers,
+    large grids); for small 3x3 convolutions and in 1D, the convolution's lower fixed cost wins by some
+    microseconds. Off the CPU the convolution is kept until a GPU run measures otherwise
+    (``benchmarks/gpu.py``). Symbolic sizes (``torch.compile`` with dynamic shapes) keep the convolution, which
+    needs no size in Python.
+    """
+    if type(encoding) is not LinearEncoding or SEPARABLE == "convolution":
+        return False
+    if not all(isinstance(n, int) for n in x.shape[2:]):
+        return False
+    if SEPARABLE == "separable":
+        return True
+    if x.device.type != "cpu":
+        return False
+    rank = x.dim() - 2
+    if rank != 2:
+        return rank == 3
+    small_3x3 = not transposed and tuple(kernel_size) == (3, 3) and x.shape[2] * x.shape[3] < _SEPARABLE_MIN_PIXELS
+    return not small_3x3
+
+
+def _separable_term(
+    x: Tensor,
+    coord_weight: Tensor,
+    bias: Tensor | None,
+    order: Order,
+    stride: tuple[int, ...],
+    padding: str | tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding_mode: str,
+    pad: list[int] | None,
+    output_padding: Sequence[int] | None,
+    channels_last: bool = False,
+) -> Tensor:
+    """The batch-1 coordinate term of the linear encoding, contracted one spatial axis at a time.
+
+    Coordinate channel ``a`` of the (padded) grid is a product over the spatial axes of one 1D vector per axis:
+    the padded coordinate ramp along its own axis, the padded ones along the others (every padding mode pads
+    each axis independently). A convolution of such a product is the filter contracted with one
+    ``(out_length, kernel)`` matrix per axis, the matrices of :func:`_axis_factors`; summing over the coordinate
+    channels gives exactly ``conv(grid, coord_weight)``, for any stride, dilation, padding and padding mode, and
+    for transposed convolutions. It costs a few small matrix products instead of a batch-1 convolution.
+    """
+    rank = x.dim() - 2
+    sizes = tuple(x.shape[2:])
+    kernel = tuple(int(k) for k in coord_weight.shape[2:])
+    transposed = output_padding is not None
+    if transposed:
+        assert not isinstance(padding, str) and output_padding is not None
+        lefts, rights = tuple(padding), tuple(padding)
+        # (coords, out, *k) -> (out, coords, *k)
+        weight = coord_weight.transpose(0, 1)
+        extra = tuple(int(p) for p in output_padding)
+    else:
+        lefts, rights = _pads(padding, pad, rank)
+        weight = coord_weight
+        extra = None
+    # a cache key only where the results may be kept (never under torch.compile, which cannot trace the mode query)
+    key = None
+    if _plain_context(x):
+        key = (
+            "factors", sizes, kernel, tuple(stride), tuple(dilation), lefts, rights, padding_mode, extra, order,
+            x.dtype, x.device, torch.is_inference_mode_enabled(),
+        )  # fmt: skip
+    factors = _factors(x, key, sizes, kernel, stride, dilation, lefts, rights, padding_mode, extra, order)
+    if rank == 2:
+        return _term_2d(key, factors, weight, bias, channels_last)
+    # Contract every axis but one with its matrix, then the last one in a single matrix product whose output is
+    # the term in the layout asked for: the last spatial axis for contiguous terms, the first for channels-last.
+    final = 0 if channels_last else rank - 1
+    kernel_letters, out_letters = "ijk"[:rank], "pqr"[:rank]
+    subs = ["o", "a", *kernel_letters]
+    part = weight
+    for b in range(rank - 1, 0, -1) if channels_last else range(rank - 1):
+        new = subs.copy()
+        new[2 + b] = out_letters[b]
+        part = torch.einsum(f"{''.join(subs)},a{out_letters[b]}{kernel_letters[b]}->{''.join(new)}", part, factors[b])
+        subs = new
+    # part: (out, coords, *spatial) with the kernel axis at ``final``; factor: (coords, length, kernel)
+    factor = factors[final]
+    others = [2 + b for b in range(rank) if b != final]
+    spatial = [factor.shape[1] if b == final else part.shape[2 + b] for b in range(rank)]
+    if channels_last:
+        rows = part.permute(1, 2 + final, *others, 0).reshape(factor.shape[0] * factor.shape[2], -1)
+        left = factor.permute(1, 0, 2).reshape(factor.shape[1], -1)
+        if bias is None:
+            flat = torch.mm(left, rows)
+        else:
+            flat = torch.addmm(bias.repeat(rows.shape[1] // bias.shape[0]), left, rows)
+        # (length, *other spatial, out) in memory, (1, out, *spatial) logically: channels-last
+        term = flat.view(*spatial, -1).permute(rank, *range(rank)).unsqueeze(0)
+    else:
+        rows = part.permute(0, *others, 1, 2 + final).reshape(-1, factor.shape[0] * factor.shape[2])
+        flat = torch.mm(rows, factor.permute(0, 2, 1).reshape(-1, factor.shape[1]))
+        term = flat.view(1, -1, *spatial)
+        if bias is not None:
+            term = (term.view(term.shape[1], -1) + bias.unsqueeze(1)).view(term.shape)
+    return term
+
+
+def _term_2d(
+    key: tuple[Any, ...] | None,
+    factors: tuple[Tensor, ...],
+    weight: Tensor,
+    bias: Tensor | None,
+    channels_last: bool,
+) -> Tensor:
+    """The 2D separable term as two matrix products (few calls: the per-call cost matters for small layers).
+
+    ``key``: the factors' cache key (``None``: nothing is kept). ``factors``: ``F0 (coords, P, K0)``, ``F1
+    (coords, Q, K1)``; ``weight (out, coords, K0, K1)``. Channels-last terms are the grid's cached patches times
+    the filters (one product) while the patches stay small; otherwise the first product contracts one kernel
+    axis against a cached block-diagonal matrix built from one factor, the second the other axis and the
+    coordinate channels. Either way the result comes out in the layout asked for, and the bias rides along in
+    the products.
+    """
+    f0, f1 = factors
+    a, p, k0 = f0.shape
+    q, k1 = f1.shape[1], f1.shape[2]
+    out = weight.shape[0]
+    flat_weight = weight.reshape(out, a * k0 * k1)
+    extra = 0 if bias is None else 1
+    if channels_last and p * q * (a * k0 * k1 + extra) <= _GRID_CACHE_MAX_NUMEL:
+        # term[(p, q), o] = sum_(a, i, j) F0[a, p, i] * F1[a, q, j] * W[o, a, i, j]: the grid's patches (cached,
+        # with a column of ones that reads the bias) times the filters, one well-shaped matrix product
+        def build_patches() -> tuple[Tensor, ...]:
+            patches = f0.permute(1, 0, 2).reshape(p, 1, a, k0, 1) * f1.permute(1, 0, 2).reshape(1, q, a, 1, k1)
+            patches = patches.reshape(p * q, a * k0 * k1)
+            if extra:
+                patches = torch.cat([patches, torch.ones_like(patches[:, :1])], dim=1)
+            return (patches,)
+
+        (patches,) = _cached(_sub(key, "2d patches", extra), build_patches)
+        if bias is not None:
+            flat_weight = torch.cat([flat_weight, bias.unsqueeze(1)], dim=1)
+        # (p, q, out) in memory, (1, out, p, q) logically: channels-last
+        return torch.mm(patches, flat_weight.t()).view(p, q, out).permute(2, 0, 1).unsqueeze(0)
+    if channels_last:
+        # term[p, (q, o)] = sum_(a, i) F0[a, p, i] * inner[(a, i), (q, o)],
+        # inner[(a, i, q), o] = sum_j F1[a, q, j] * W[o, a, i, j]: a block-diagonal matrix times W. The bias
+        # rides along as one more row of inner (tiled over q) read by a column of ones.
+        def build() -> tuple[Tensor, ...]:
+            # blocks[(a, i, q), (a2, i2, j)] = F1[a, q, j] * [a == a2] * [i == i2]
+            eye = torch.eye(a * k0, dtype=f1.dtype, device=f1.device).view(a, k0, 1, a, k0, 1)
+            blocks = eye * f1.view(a, 1, q, 1, 1, k1)
+            left = f0.permute(1, 0, 2).reshape(p, a * k0)
+            if extra:
+                left = torch.cat([left, torch.ones_like(left[:, :1])], dim=1)
+            return blocks.reshape(a * k0 * q, a * k0 * k1), left
+
+        blocks, left = _cached(_sub(key, "2d channels_last", extra), build)
+        inner = torch.mm(blocks, flat_weight.t()).view(a * k0, q * out)
+        if bias is not None:
+            inner = torch.cat([inner, bias.repeat(q).unsqueeze(0)])
+        # (p, q, out) in memory, (1, out, p, q) logically: channels-last
+        return torch.mm(left, inner).view(p, q, out).permute(2, 0, 1).unsqueeze(0)
+    # term[(o, p), q] = sum_(a, j) inner[(o, p), (a, j)] * F1[a, q, j],
+    # inner[o, (p, a, j)] = sum_i W[o, a, i, j] * F0[a, p, i]: W times a block-diagonal matrix. The bias rides
+    # along as one more input column of W, copied to one more column of inner per p, read by a row of ones.
+
+    def build_contiguous() -> tuple[Tensor, ...]:
+        # blocks[(a, i, j), (p, a2, j2)] = F0[a, p, i] * [a == a2] * [j == j2]
+        eye = torch.eye(a * k1, dtype=f0.dtype, device=f0.device).view(a, 1, k1, 1, a, k1)
+        blocks = (f0.permute(0, 2, 1).reshape(a, k0, 1, p, 1, 1) * eye).reshape(a * k0 * k1, p, a * k1)
+        right = f1.permute(0, 2, 1).reshape(a * k1, q)
+        if extra:
+            blocks = torch.cat([blocks, torch.zeros_like(blocks[:, :, :1])], dim=2)
+            ones_row = torch.zeros_like(blocks[:1])
+            ones_row[..., -1] = 1
+            blocks = torch.cat([blocks, ones_row])
+            right = torch.cat([right, torch.ones_like(right[:1])])
+        return blocks.reshape(blocks.shape[0], -1), right
+
+    blocks, right = _cached(_sub(key, "2d", extra), build_contiguous)
+    if bias is not None:
+        flat_weight = torch.cat([flat_weight, bias.unsqueeze(1)], dim=1)
+    inner = torch.mm(flat_weight, blocks).view(out * p, a * k1 + extra)
+    return torch.mm(inner, right).view(1, out, p, q)
+
+
+def _sub(key: tuple[Any, ...] | None, *parts: Any) -> tuple[Any, ...] | None:
+    return None if key is None else (*key, *parts)
+
+
+def _pads(padding: str | tuple[int, ...], pad: list[int] | None, rank: int) -> tuple[tuple[int, ...], ...]:
+    """(left pads, right pads) per spatial axis of a forward convolution, in axis order."""
+    if pad is not None:  # the layer's _reversed_padding_repeated_twice: last axis first, (left, right) pairs
+        lefts = tuple(pad[2 * (rank - 1 - b)] for b in range(rank))
+        rights = tuple(pad[2 * (rank - 1 - b) + 1] for b in range(rank))
+        return lefts, rights
+    if isinstance(padding, str):
+        assert padding == "valid", padding  # "same" always comes with the layer's pad list
+        return (0,) * rank, (0,) * rank
+    return tuple(padding), tuple(padding)
+
+
+def _factors(
+    x: Tensor,
+    key: tuple[Any, ...] | None,
+    sizes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    lefts: tuple[int, ...],
+    rights: tuple[int, ...],
+    padding_mode: str,
+    output_padding: tuple[int, ...] | None,
+    order: Order,
+) -> tuple[Tensor, ...]:
+    """One ``(coords, out_length, kernel)`` matrix per spatial axis (see :func:`_separable_term`), cached.
+
+    They depend on sizes and arguments only (no parameter), so they are kept under ``key``, on the grids' terms.
+    """
+
+    def build() -> tuple[Tensor, ...]:
+        rank = len(sizes)
+        axes = [
+            _axis_factors(
+                sizes[b],
+                kernel[b],
+                stride[b],
+                dilation[b],
+                lefts[b],
+                rights[b],
+                padding_mode,
+                None if output_padding is None else output_padding[b],
+                x.dtype,
+                x.device,
+            )
+            for b in range(rank)
+        ]
+        # coordinate channel a varies along axis a ("ij") or along axis rank - 1 - a ("xy")
+        along = [a if order == "ij" else rank - 1 - a for a in range(rank)]
+        return tuple(
+            torch.stack([axes[b][0] if along[a] == b else axes[b][1] for a in range(rank)]) for b in range(rank)
+        )
+
+    return _cached(key, build)
+
+
+def _cached(key: tuple[Any, ...] | None, build: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """``build()``, kept under ``key``; ``None``: not kept (``x`` is not a plain tensor in a plain context)."""
+    if key is None:
+        return build()
+    with _grids_lock:
+        cached = _factor_cache.get(key)
+        if cached is not None:
+            _factor_cache.move_to_end(key)
+            return cached
+    with torch.no_grad():
+        value = build()
+    with _grids_lock:
+        _factor_cache[key] = value
+        while len(_factor_cache) > _GRID_CACHE_ENTRIES:
+            _factor_cache.popitem(last=False)
+    return value
+
+
+def _axis_factors(
+    n: int,
+    k: int,
+    stride: int,
+    dilation: int,
+    left: int,
+    right: int,
+    padding_mode: str,
+    output_padding: int | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """For one axis: the (ramp, ones) matrices ``(out_length, k)``.
+
+    Entry ``[q, t]`` is the padded 1D vector's value that kernel tap ``t`` reads at output position ``q``
+    (``output_padding`` set: a transposed convolution's).
+    """
+    with torch.no_grad():
+        ramp = linear_coords((n,), dtype=dtype, device=device)[0]
+        base = torch.stack([ramp, torch.ones(n, dtype=dtype, device=device)])
+        taps = torch.arange(k, device=device) * dilation
+        if output_padding is None:
+            if left or right:
+                mode = "constant" if padding_mode == "zeros" else padding_mode
+                base = F.pad(base.unsqueeze(0), [left, right], mode=mode).squeeze(0)
+            length = (n + left + right - dilation * (k - 1) - 1) // stride + 1
+            index = torch.arange(length, device=device).unsqueeze(1) * stride + taps
+            return base[0][index], base[1][index]
+        # transposed: output q takes input p through tap t where q = p * stride - left + t * dilation
+        length = (n - 1) * stride - 2 * left + dilation * (k - 1) + output_padding + 1
+        offset = torch.arange(length, device=device).unsqueeze(1) + left - taps
+        source = torch.div(offset, stride, rounding_mode="floor")
+        valid = (offset - source * stride == 0) & (source >= 0) & (source < n)
+        gathered = base[:, source.clamp(0, n - 1)]
+        zero = torch.zeros((), dtype=dtype, device=device)
+        return torch.where(valid, gathered[0], zero), torch.where(valid, gathered[1], zero)
 
 
 def _is_proxy(value: Any) -> bool:
