@@ -113,7 +113,9 @@ def test_auto_rule_chooses_the_measured_path():
     assert rule(torch.empty(2, 3, 32, 32), linear, False, (3, 3))  # 3x3 from 32x32 pixels
     assert not rule(torch.empty(2, 3, 16, 16), linear, False, (3, 3))  # small 3x3: the convolution
     assert rule(torch.empty(2, 3, 16, 16), linear, True, (3, 3))  # transposed
-    assert rule(torch.empty(2, 3, 14, 14), linear, False, (1, 1))  # other kernels
+    assert rule(torch.empty(2, 3, 14, 14), linear, False, (7, 7))  # other kernels
+    assert not rule(torch.empty(2, 3, 64, 64), linear, False, (1, 1))  # 2D 1x1: the convolution (bit for bit as before)
+    assert rule(torch.empty(2, 3, 14, 14), linear, True, (1, 1))  # transposed 1x1
     assert not rule(torch.empty(2, 3, 100), linear, False, (3,))  # 1D: the convolution
     radius = CoordConv2d(3, 4, 3, with_r=True)._grid_encoding
     assert not rule(torch.empty(2, 3, 64, 64), radius, False, (3, 3))  # only the linear encoding
