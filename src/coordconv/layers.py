@@ -38,7 +38,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from coordconv._term import add_coord_term, batched, like_input, static_sizes, transposed_output_padding
+from coordconv._term import (
+    add_coord_term,
+    batched,
+    fused_forward,
+    like_input,
+    static_sizes,
+    transposed_output_padding,
+)
 from coordconv.coords import (
     _ENCODINGS,
     CoordEncoding,
@@ -659,6 +666,12 @@ class _CoordConvNd(_CoordConvMixin):
         self._check_weight(weight, "_conv_forward")
         x = batched(input, type(self).__name__, self._rank, self.in_channels)
         input_weight, coord_weight = self._split(weight)
+        fused = fused_forward(
+            x, input_weight, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding,
+            self.dilation, self.groups, self.padding_mode, self.frame,
+        )  # fmt: skip
+        if fused is not None:
+            return like_input(fused, input, self._rank)
         plain_forward: Any = self._plain._conv_forward  # type: ignore[attr-defined,unused-ignore]
         out = plain_forward(self, x, input_weight, None)
         out = add_coord_term(
