@@ -363,7 +363,7 @@ def fused_forward(
         or _tracking_grad(x, input_weight, coord_weight, bias)
         or _forward_ad_active()
         or not x.is_contiguous()
-        or not torch.backends.mkldnn.is_available()
+        or not torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call,unused-ignore]
         or not torch.backends.mkldnn.enabled
     ):
         return None
