@@ -1,13 +1,16 @@
 """Does each speed special case of the layers still pay? Each one against the plain alternative, side by side.
 
-``coordconv._term`` keeps two layout choices; this benchmark times each against what it replaces, interleaved,
-in one process, one thread by default:
+``coordconv._term`` keeps two layout choices and one fused call; this benchmark times each against what it
+replaces, interleaved, in one process, one thread by default:
 
 1. the batch-1 coordinate grid's layout: contiguous vs channels_last, for the batch-1 convolution that every
    call of a 2D layer now runs (``_grid_layout``: channels_last unless a 3x3 kernel on a small grid);
 2. the training add of the coordinate term into a channels_last output: autograd's in-place add, an add of
    permuted views (the layers used it for small outputs until it stopped paying) and the custom
-   ``_AddBatchTerm`` the layers use, forward and backward.
+   ``_AddBatchTerm`` the layers use, forward and backward;
+3. inference of a large contiguous float32 output: oneDNN's convolution with the coordinate term added as a
+   binary post-op (``_term.fused_forward``, taken from ``_term._FUSED_MIN_NUMEL`` output elements on) against
+   the convolution followed by the in-place add.
 
     python benchmarks/layer_special_cases.py --threads 1 --report results/bench/layer_special_cases.md
 """
@@ -111,6 +114,49 @@ def training_adds(repeats: int) -> list[str]:
     return rows
 
 
+def fused_inference(repeats: int) -> list[str]:
+    rows = [
+        "| layer | input (B, C, *S) | output elements | conv + add_ ms | fused ms | chosen | chosen / best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    cases = [
+        ("3x3 64->64", (8, 64, 32, 32)),
+        ("3x3 64->64", (32, 64, 32, 32)),
+        ("3x3 64->64", (8, 64, 64, 64)),
+        ("3x3 64->64", (32, 64, 64, 64)),
+        ("3x3 64->64", (8, 64, 128, 128)),
+        ("3x3 64->64", (32, 64, 128, 128)),
+        ("3x3x3 16->16", (4, 16, 32, 32, 32)),
+        ("3x3x3 16->16", (4, 16, 64, 64, 64)),
+    ]
+    for name, shape in cases:
+        rank = len(shape) - 2
+        conv = {2: F.conv2d, 3: F.conv3d}[rank]
+        x = torch.randn(shape)
+        weight = torch.randn(shape[1], shape[1], *([3] * rank)) * 0.05
+        term = torch.randn(1, shape[1], *shape[2:])
+        ones = [1] * rank
+
+        def unfused(x=x, weight=weight, term=term, conv=conv) -> object:
+            return conv(x, weight, None, 1, 1).add_(term)
+
+        def fused(x=x, weight=weight, term=term, ones=ones) -> object:
+            wide = term.expand(x.shape[0], *term.shape[1:])
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, wide, weight, None, ones, ones, ones, 1, "add", None, None, [], None
+            )
+
+        with torch.inference_mode():
+            t = timed({"unfused": unfused, "fused": fused}, repeats)
+        numel = x.numel()  # 'same' padding, stride 1: the output has the input's size
+        chosen = "fused" if numel >= _term._FUSED_MIN_NUMEL else "unfused"
+        rows.append(
+            f"| {name} | {shape} | {numel} | {t['unfused'] * 1e3:.1f} | {t['fused'] * 1e3:.1f} | {chosen} | "
+            f"{t[chosen] / min(t.values()):.3f} |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -132,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             "Adding the batch-1 term to a channels_last output, forward and backward:",
             "",
             *training_adds(args.repeats),
+            "",
+            "Inference of a contiguous float32 output: convolution then in-place add of the term, or one oneDNN call "
+            "(binary add post-op):",
+            "",
+            *fused_inference(args.repeats),
             "",
         ]
     )
