@@ -36,12 +36,14 @@ def test_every_example_is_tested():
 
 
 def test_solo_masks():
-    out = _run("solo_masks.py", "--steps", "20")
+    # 60 steps (seeded): the conv head's masks do not follow the object (0.40 measured, as at 400 steps) while the
+    # CoordConv head's already do (0.60 measured; 0.79 at 120 steps, 0.905 at the example's 400)
+    out = _run("solo_masks.py", "--steps", "60")
     lines = [line for line in out.splitlines() if "mean mask IoU" in line]
     assert [line.split()[0] for line in lines] == ["conv", "CoordConv"]
-    for line in lines:
-        iou = float(line.split("images: ")[1].split()[0])
-        assert 0.0 <= iou <= 1.0
+    conv, coordconv = (float(line.split("images: ")[1].split()[0]) for line in lines)
+    assert 0.0 <= conv <= 1.0 and 0.0 <= coordconv <= 1.0
+    assert coordconv > conv + 0.1, out
 
 
 def test_retrofit_resnet():
