@@ -1,0 +1,13 @@
+#!/bin/bash
+# A2C on Ms. Pac-Man, the paper's named Atari game (issue 26, section 4): a CPU-budget pilot of the paper's 10M-step
+# setting. ALE/MsPacman-v5 through SB3's Atari wrappers (frame skip 4, 84x84 grey frames, 4 stacked), the Nature
+# CNN with CoordConv as the first layer (shared actor-critic body), conv and CoordConv, 3 seeds, the quick preset's
+# 1M agent steps each, one thread per run. NOT RUN YET: this folder holds only this script until the runs are made.
+#
+# Duration: about 250 agent steps/s on one free core (PEERS/MEASURED notes), so ~1.1 h a run and ~6.7 h for the six
+# one after the other; pin it to one core (taskset -c 1: the environment subprocesses inherit the pinning).
+# Finished runs are reused and an unfinished one resumes from its last checkpoint (every 50,000 steps, with fresh
+# environments), so the same command continues after an interruption.
+set -eu
+cd "$(dirname "$0")/../.."
+coordconv reproduce rl --preset quick --games MsPacman --seeds 3 --yes --jobs 1 --out results/atari-pilot
