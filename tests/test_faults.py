@@ -600,9 +600,10 @@ def test_runs_in_sibling_folders_share_one_offline_data_set(tmp_path):
     import threading
 
     from coordconv.repro.experiments import imagenet, imagenet_data
+    from coordconv.repro.runtime import ranks
 
     cfg = imagenet.preset("smoke", variant="plain")
-    procs = imagenet_data.Processes(rank=0, world=1, device=torch.device("cpu"), started_group=False)
+    procs = ranks.ALONE
     roots, errors = [], []
 
     def one(name):

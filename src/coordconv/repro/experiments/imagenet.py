@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,12 +32,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from coordconv.repro.experiments.imagenet_data import Processes, all_sum, broadcast, data_root, datasets, processes
-from coordconv.repro.runtime.config import complete_config, to_dict, validate
+from coordconv.repro.experiments.imagenet_data import data_root, datasets
+from coordconv.repro.runtime.config import to_dict, validate
 from coordconv.repro.runtime.files import RunError, check_finite
-from coordconv.repro.runtime.rundir import CHECKPOINT, Run, read_finished
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
-from coordconv.repro.runtime.session import resumed_line, stop_after_checkpoints
+from coordconv.repro.runtime.ranks import Processes, all_sum, processes
+from coordconv.repro.runtime.session import Session
 
 __all__ = ["PRESETS", "REPORT_REQUIRES", "Config", "describe", "main", "plan", "preset", "report", "requires"]
 
@@ -218,144 +216,98 @@ def main(
         FileNotFoundError: ``data`` is not an ImageFolder tree with train/ and val/, or ``weights`` is missing.
         ValueError: ``weights`` do not fit the network.
     """
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    from coordconv.repro.models.classifiers import build_classifier
-
-    out = Path(out)
     procs = processes()
-    emit = log or print
     try:
         if cfg.batch_size % procs.world:
             raise RunError(f"batch_size {cfg.batch_size} does not split evenly over {procs.world} processes")
-        error = None
-        run: Run | None = None
-        if procs.main:
-            try:
-                run = Run.start(
-                    out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=partial(complete_config, type(cfg))
-                )
-            except RunError as e:
-                error = str(e)
-        error = broadcast(error, procs)
-        if error is not None:
-            raise RunError(error)
-        if resume and (out / "summary.json").exists():
-            return read_finished(out).summary
-        set_threads(cfg.threads)
-        seed_everything(cfg.seed)
-        train_set, val_set = datasets(cfg, data_root(cfg, out, procs))
-        model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)
-        model = model.to(procs.device)
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        epoch, train_seconds = 0, 0.0
         desc = f"imagenet {cfg.arch} {cfg.variant} seed {cfg.seed}"
-        if resume:
-            state = run.load_checkpoint() if run is not None else _load_state(out)
-            if state is not None:
-                with (run or Run(out, {})).restoring():
-                    model.load_state_dict(state["model"])
-                    optimizer.load_state_dict(state["optimizer"])
-                    epoch, train_seconds = state["epoch"], state["train_seconds"]
-            if run is not None:
-                emit(f"{desc}: {resumed_line(epoch, cfg.epochs, 'epoch', checkpoint=state is not None)}")
-        net: nn.Module = nn.parallel.DistributedDataParallel(model) if procs.world > 1 else model
-        sampler: DistributedSampler[Any] = DistributedSampler(
-            train_set, procs.world, procs.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        session = Session.open(
+            cfg, out, desc=desc, total=cfg.epochs, resume=resume, overwrite=overwrite, log=log, procs=procs
         )
-        per_process = cfg.batch_size // procs.world
-        loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True)
-        steps_per_epoch = len(loader)
-        total_steps = cfg.epochs * steps_per_epoch
-        epochs_this_session, stop_after = 0, stop_after_checkpoints()
-        while epoch < cfg.epochs:
-            sampler.set_epoch(epoch)
-            sums = [0.0, 0.0]
-            start = time.perf_counter()
-            for i, (x, y) in enumerate(loader):
-                step = epoch * steps_per_epoch + i
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-                x, y = x.to(procs.device).contiguous(memory_format=torch.channels_last), y.to(procs.device)
-                with _autocast(procs):
-                    loss = F.cross_entropy(net(x).float(), y, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums[0] += loss.item() * len(y)
-                sums[1] += len(y)
-            train_seconds += time.perf_counter() - start
-            epoch += 1
-            loss_sum, count = all_sum(sums, procs)  # the same on every process, so all of them stop together
-            check_finite(
-                loss_sum / count,
-                f"the mean loss of epoch {epoch} (steps {(epoch - 1) * steps_per_epoch + 1}-{epoch * steps_per_epoch})",
-            )
-            metrics = _evaluate(model, val_set, cfg, procs)
-            if run is not None:
-                run.log({"epoch": epoch, "train_loss": loss_sum / count, "train_seconds": train_seconds, **metrics})
-                run.save_checkpoint(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "epoch": epoch,
-                        "train_seconds": train_seconds,
-                    }
-                )
-                emit(
-                    f"{desc}: epoch {epoch}/{cfg.epochs} train loss (mean over the epoch's batches) "
-                    f"{loss_sum / count:.4f}, validation top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} "
-                    f"({train_seconds:.0f} s training, {procs.world} process(es))"
-                )
-            epochs_this_session += 1
-            if stop_after and epochs_this_session >= stop_after and epoch < cfg.epochs:  # the test hook, every rank
-                if run is not None:
-                    emit(
-                        f"{desc}: stopped after {epochs_this_session} checkpoint(s) as asked, at epoch {epoch} of "
-                        f"{cfg.epochs}; resume with --resume"
-                    )
-                if procs.world > 1:
-                    dist.barrier()
-                return {"interrupted": True, "done": epoch}
-        checksums = [_checksum(model)]
-        if procs.world > 1:
-            gathered: list[Any] = [None] * procs.world
-            dist.all_gather_object(gathered, checksums[0])
-            checksums = [float(c) for c in gathered]
-        summary: dict[str, Any] = {}
-        if run is not None:
-            run.save_weights(model)
-            final = run.history[-1]
-            summary = {
-                "task": "imagenet",
-                "arch": cfg.arch,
-                "variant": cfg.variant,
-                "seed": cfg.seed,
-                "epochs": epoch,
-                "train_seconds": round(train_seconds, 2),
-                "world_size": procs.world,
-                "ranks_agree": max(checksums) - min(checksums) <= 1e-9 * max(1.0, abs(checksums[0])),
-                "parameters": sum(p.numel() for p in model.parameters()),
-                **{k: final[k] for k in ("top1", "top5", "val_loss", "train_loss")},
-                "config": to_dict(cfg),
-            }
-            summary = run.finish(summary)
-        if procs.world > 1:
-            dist.barrier()
-        return summary
+        if session.result is not None:
+            return session.result
+        with session:
+            _train(session, cfg, procs)
+        return session.outcome()
     finally:
         if procs.started_group:
             dist.destroy_process_group()
 
 
-def _load_state(out: Path) -> dict[str, Any] | None:
-    """The checkpoint for processes other than rank 0 (rank 0 reads it through the run)."""
-    path = out / CHECKPOINT
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state.pop("history", None)
-    state.pop("config", None)
-    return dict(state)
+def _train(session: Session, cfg: Config, procs: Processes) -> None:
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from coordconv.repro.models.classifiers import build_classifier
+
+    train_set, val_set = datasets(cfg, data_root(cfg, session.run.path, procs))
+    model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)
+    model = model.to(procs.device)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    state = session.restore(model=model, optimizer=optimizer)
+    epoch, train_seconds = (state["epoch"], state["train_seconds"]) if state else (0, 0.0)
+    session.start_at(epoch)
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if procs.world > 1 else model
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        train_set, procs.world, procs.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    per_process = cfg.batch_size // procs.world
+    loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, num_workers=cfg.workers, drop_last=True)
+    steps_per_epoch = len(loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    while epoch < cfg.epochs:
+        sampler.set_epoch(epoch)
+        sums = [0.0, 0.0]
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(loader):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            x, y = x.to(procs.device).contiguous(memory_format=torch.channels_last), y.to(procs.device)
+            with _autocast(procs):
+                loss = F.cross_entropy(net(x).float(), y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums[0] += loss.item() * len(y)
+            sums[1] += len(y)
+        train_seconds += time.perf_counter() - start
+        epoch += 1
+        loss_sum, count = all_sum(sums, procs)  # the same on every process, so all of them stop together
+        check_finite(
+            loss_sum / count,
+            f"the mean loss of epoch {epoch} (steps {(epoch - 1) * steps_per_epoch + 1}-{epoch * steps_per_epoch})",
+        )
+        metrics = _evaluate(model, val_set, cfg, procs)
+        session.log({"epoch": epoch, "train_loss": loss_sum / count, "train_seconds": train_seconds, **metrics})
+        session.emit(
+            f"{session.desc}: epoch {epoch}/{cfg.epochs} train loss (mean over the epoch's batches) "
+            f"{loss_sum / count:.4f}, validation top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} "
+            f"({train_seconds:.0f} s training, {procs.world} process(es))"
+        )
+        session.advance(1)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        session.checkpoint({**state, "epoch": epoch, "train_seconds": train_seconds}, last=epoch == cfg.epochs)
+    checksums = [_checksum(model)]
+    if procs.world > 1:
+        gathered: list[Any] = [None] * procs.world
+        dist.all_gather_object(gathered, checksums[0])
+        checksums = [float(c) for c in gathered]
+    summary: dict[str, Any] = {}
+    if session.main:
+        final = session.run.history[-1]
+        summary = {
+            "task": "imagenet",
+            "arch": cfg.arch,
+            "variant": cfg.variant,
+            "seed": cfg.seed,
+            "epochs": epoch,
+            "train_seconds": round(train_seconds, 2),
+            "world_size": procs.world,
+            "ranks_agree": max(checksums) - min(checksums) <= 1e-9 * max(1.0, abs(checksums[0])),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **{k: final[k] for k in ("top1", "top5", "val_loss", "train_loss")},
+            "config": to_dict(cfg),
+        }
+    session.finish(summary, model)

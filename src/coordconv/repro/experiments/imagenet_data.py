@@ -1,70 +1,18 @@
-"""The ImageNet experiment's processes (``torchrun`` ranks) and data (ImageFolder trees); see :mod:`.imagenet`."""
+"""The ImageNet experiment's data (ImageFolder trees, or the offline data set); see :mod:`.imagenet`."""
 
 from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.distributed as dist
+from coordconv.repro.runtime.ranks import Processes, barrier
 
 if TYPE_CHECKING:
     from coordconv.repro.experiments.imagenet import Config
 
-__all__ = ["Processes", "all_sum", "broadcast", "data_root", "datasets", "processes"]
-
-
-@dataclass(frozen=True)
-class Processes:
-    """This process's place among the training processes."""
-
-    rank: int
-    world: int
-    device: torch.device
-    started_group: bool
-
-    @property
-    def main(self) -> bool:
-        """Whether this is rank 0, which writes the run's files."""
-        return self.rank == 0
-
-
-def processes() -> Processes:
-    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), else run alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        started = True
-    return Processes(rank, world, device, started)
-
-
-def broadcast(obj: Any, procs: Processes) -> Any:
-    """Rank 0's ``obj`` in every process."""
-    if procs.world == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def all_sum(values: list[float], procs: Processes) -> list[float]:
-    """``values`` summed over the processes."""
-    if procs.world == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=procs.device if procs.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# data
+__all__ = ["data_root", "datasets"]
 
 
 def data_root(cfg: Config, out: Path, procs: Processes) -> Path:
@@ -87,8 +35,7 @@ def data_root(cfg: Config, out: Path, procs: Processes) -> Path:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not root.exists():
                 spatial_folder.write(root, train=cfg.offline_train, val=cfg.offline_val, grid=cfg.offline_grid)
-    if procs.world > 1:
-        dist.barrier()
+    barrier(procs)
     return root
 
 

@@ -200,6 +200,23 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self.environment_change: str | None = None  # set on resuming in another environment: what differs
         self._complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda stored: stored
+        self._reader = False
+
+    @classmethod
+    def reader(
+        cls,
+        path: str | Path,
+        config: Mapping[str, Any],
+        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> Run:
+        """The run in ``path`` as another process of it sees it: its checkpoint read, nothing written or claimed.
+
+        Processes other than rank 0 of a ``torchrun`` launch restore the checkpoint that rank 0 writes.
+        """
+        run = cls(Path(path), config)
+        run._complete = complete or (lambda stored: stored)
+        run._reader = True
+        return run
 
     @classmethod
     def start(
@@ -349,7 +366,8 @@ class Run:
         if changed:
             raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
         self.history = history
-        self._write_metrics()
+        if not self._reader:
+            self._write_metrics()
         return dict(state)
 
     @contextlib.contextmanager

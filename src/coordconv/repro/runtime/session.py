@@ -16,6 +16,10 @@ cadence and writes the summary::
         session.finish(summary)
     return session.outcome()
 
+Under ``torchrun`` pass ``procs`` (:func:`~coordconv.repro.runtime.ranks.processes`): every process runs the
+same code, rank 0 alone writes the run directory, logs and shows progress, every process restores the same
+checkpoint, and all of them stop together.
+
 For tests, the environment variable ``COORDCONV_STOP_AFTER_CHECKPOINTS=N`` makes a session stop after its N-th
 checkpoint as an interruption would (the run then resumes with ``--resume``); nothing else reads it.
 """
@@ -31,7 +35,9 @@ from typing import Any
 
 from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import complete_config, to_dict
+from coordconv.repro.runtime.files import RunError
 from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.ranks import ALONE, Processes, barrier, broadcast
 from coordconv.repro.runtime.rundir import Run, read_finished
 from coordconv.repro.runtime.seeding import seed_everything, set_threads
 
@@ -77,7 +83,9 @@ class Session:
     """One training run's directory, progress, log and checkpoints; see the module docstring.
 
     Create it with :meth:`open`. Attributes:
-        run: the run directory (:class:`~coordconv.repro.runtime.rundir.Run`).
+        run: the run directory (:class:`~coordconv.repro.runtime.rundir.Run`); in processes other than rank 0 it
+            is only read (the checkpoint), never written.
+        procs: the run's processes (one, unless under ``torchrun``).
         resumed: whether a checkpoint was restored.
         result: the summary once the run finished (or was found finished), ``{"interrupted": True, ...}`` when
             the test hook stopped it, else ``None``.
@@ -92,8 +100,10 @@ class Session:
         every: float,
         unit: str = "epoch",
         resume: bool = False,
+        procs: Processes = ALONE,
     ) -> None:
         self.run = run
+        self.procs = procs
         self.desc = desc
         self.total = total
         self.unit = unit
@@ -120,6 +130,7 @@ class Session:
         log: Callable[[str], None] | None = None,
         every: float = 10.0,
         unit: str = "epoch",
+        procs: Processes = ALONE,
     ) -> Session:
         """Open ``out`` for the run of ``cfg``; set threads (``cfg.threads``) and seeds (``cfg.seed``).
 
@@ -133,15 +144,29 @@ class Session:
             log: where progress lines go (default: a bar on a terminal, else standard error).
             every: seconds between log lines without a terminal.
             unit: what ``total`` counts, in the singular ("epoch", "step"), for the line a resumed run prints.
+            procs: this process's place among the run's processes (rank 0 opens the directory; the others learn
+                its outcome and raise the same error).
 
         Raises:
             RunError: see :meth:`Run.start`.
         """
-        run = Run.start(
-            out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=partial(complete_config, type(cfg))
-        )
-        session = cls(run, desc, total, log, every, unit, resume)
-        if resume and run.finished:
+        complete = partial(complete_config, type(cfg))
+        if procs.world == 1:
+            run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
+        else:
+            error = None
+            if procs.main:
+                try:
+                    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
+                except RunError as e:
+                    error = str(e)
+            else:
+                run = Run.reader(out, to_dict(cfg), complete)
+            error = broadcast(error, procs)
+            if error is not None:
+                raise RunError(error)
+        session = cls(run, desc, total, log, every, unit, resume, procs)
+        if resume and broadcast(run.finished, procs):
             session.result = read_finished(run.path).summary
             return session
         set_threads(cfg.threads)
@@ -171,8 +196,13 @@ class Session:
         self.resumed = True
         return state
 
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files (rank 0, or the only process)."""
+        return self.procs.main
+
     def __enter__(self) -> Session:
-        if self._log is None:
+        if self._log is None and self.main:
             self._progress = Progress(self.total, self.desc, every=self._every)
         return self
 
@@ -181,6 +211,7 @@ class Session:
     ) -> bool:
         stopped = isinstance(exc, _Stop)
         if stopped:
+            barrier(self.procs)
             self.emit(
                 f"{self.desc}: stopped after {self._checkpoints} checkpoint(s) as asked, at {self.unit} "
                 f"{self._done:,} of {self.total:,}; resume with --resume"
@@ -194,7 +225,9 @@ class Session:
     # -- during the run ---------------------------------------------------------------------------------------
 
     def emit(self, line: str) -> None:
-        """A log line (through the bar on a terminal)."""
+        """A log line (through the bar on a terminal); rank 0's only."""
+        if not self.main:
+            return
         if self._log is not None:
             self._log(line)
         elif self._progress is not None:
@@ -220,15 +253,18 @@ class Session:
         self.advance(done - self._done)
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """One evaluation into ``metrics.jsonl``."""
-        self.run.log(record)
+        """One evaluation into ``metrics.jsonl`` (rank 0 writes it)."""
+        if self.main:
+            self.run.log(record)
 
     def checkpoint(self, state: Mapping[str, Any], *, last: bool = False) -> None:
         """Save the training state; everything that decides whether the run is over belongs in ``state``.
 
         ``last``: this is the run's final checkpoint (the test hook does not stop a run that is done anyway).
+        Rank 0 writes it; every process counts it, so all of them stop together under the test hook.
         """
-        self.run.save_checkpoint(state)
+        if self.main:
+            self.run.save_checkpoint(state)
         self._checkpoints += 1
         if self._stop_after and self._checkpoints >= self._stop_after and not last:
             raise _Stop
@@ -240,8 +276,16 @@ class Session:
         return self.result
 
     def finish(self, summary: Mapping[str, Any], model: Any = None) -> dict[str, Any]:
-        """Save ``model``'s weights (when given) and the summary, which marks the run finished; return it."""
-        if model is not None:
-            self.run.save_weights(model)
-        self.result = self.run.finish(summary)
+        """Save ``model``'s weights (when given) and the summary, which marks the run finished; return it.
+
+        Rank 0 writes them (the other processes return ``summary`` as given), and no process returns before
+        they are written.
+        """
+        if self.main:
+            if model is not None:
+                self.run.save_weights(model)
+            self.result = self.run.finish(summary)
+        else:
+            self.result = dict(summary)
+        barrier(self.procs)
         return self.result
