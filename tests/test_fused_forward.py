@@ -78,12 +78,11 @@ def test_fused_forward_at_its_threshold_and_unbatched_input(monkeypatch):
     x = torch.randn(4, 9, 7)  # unbatched
     with torch.no_grad():
         monkeypatch.setattr(_term, "_FUSED_MIN_NUMEL", 8 * 9 * 7)  # exactly the output's size: taken
-        args = (layer._grid_encoding, layer.order, layer.stride, layer.padding, layer.dilation, layer.groups)
         split = layer._split(layer.weight)
-        assert _term.fused_forward(x[None], *split, layer.bias, *args, layer.padding_mode, layer.frame) is not None
+        assert _term.fused_forward(layer, x[None], *split, layer.bias) is not None
         fused = layer(x)
         monkeypatch.setattr(_term, "_FUSED_MIN_NUMEL", 8 * 9 * 7 + 1)
-        assert _term.fused_forward(x[None], *split, layer.bias, *args, layer.padding_mode, layer.frame) is None
+        assert _term.fused_forward(layer, x[None], *split, layer.bias) is None
         assert torch.equal(fused, layer(x))
     assert fused.shape == (8, 9, 7)
 

@@ -10,7 +10,8 @@ parametrizations, ``to()``/``half()``, weight swaps, EMA) can leave a stale resu
 *grids* and the separable term's per-axis matrices, which depend only on sizes, the layer's arguments, the
 encoding, dtype, device and layout.
 
-The functions the layers call (``batched``, ``transposed_output_padding``, ``add_coord_term``, ``like_input``)
+The functions the layers call (``batched``, ``transposed_output_padding``, ``coord_term``, ``add_coord_term``,
+``like_input``)
 are wrapped for ``torch.fx``: symbolic tracing records them as single calls instead of tracing into their
 Python control flow, so a traced model runs them at its own input sizes.
 """
@@ -248,36 +249,10 @@ def transposed_output_padding(
     return compute(None, x, list(output_size), stride, padding, kernel_size, rank, dilation)  # type: ignore[arg-type]
 
 
-def add_coord_term(
-    out: Tensor,
-    x: Tensor,
-    coord_weight: Tensor,
-    bias: Tensor | None,
-    encoding: CoordEncoding,
-    order: Order,
-    stride: tuple[int, ...],
-    padding: str | tuple[int, ...],
-    dilation: tuple[int, ...],
-    padding_mode: str,
-    pad: list[int] | None = None,
-    output_padding: Sequence[int] | None = None,
-    frame: Frame | None = None,
-) -> Tensor:
-    """``out`` plus the batch-1 coordinate term (coordinate filters and bias) of ``x``'s grid, in place.
-
-    ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
-    ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``. ``frame``: ``x`` is a
-    window of a larger grid (see :func:`coordconv.linear_coords`).
-    """
-    if _is_proxy(x):
-        args = (out, x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode)
-        return _record(add_coord_term, *args, pad=pad, output_padding=output_padding, frame=frame)  # type: ignore[no-any-return]
-    # vmap cannot answer layout queries of channels_last tensors
-    channels_last = not _func_wrapped(out) and _memory_format(out) != torch.contiguous_format
-    term = coord_term(
-        x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode, pad, output_padding, frame,
-        channels_last,
-    )  # fmt: skip
+def add_coord_term(out: Tensor, term: Tensor) -> Tensor:
+    """``out`` plus the batch-1 coordinate term ``term`` (:func:`coord_term`) broadcast over the batch, in place."""
+    if _is_proxy(out):
+        return _record(add_coord_term, out, term)  # type: ignore[no-any-return]
     if _func_wrapped(out) or _func_wrapped(term):
         # torch.func (vmap, grad, jvp, stack_module_state ensembles): vmap cannot answer layout queries of
         # channels_last tensors, and either side may carry a batch dimension the other lacks: a plain add
@@ -298,16 +273,24 @@ def coord_term(
     pad: list[int] | None = None,
     output_padding: Sequence[int] | None = None,
     frame: Frame | None = None,
-    channels_last: bool = False,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """The batch-1 coordinate term (coordinate filters and bias) of ``x``'s grid; arguments as :func:`add_coord_term`.
+    """The batch-1 coordinate term (coordinate filters and bias) of ``x``'s grid.
 
-    ``channels_last``: the output it is added to is laid out channels_last (a layout hint, not a guarantee).
+    ``output_padding`` set means a transposed convolution. ``pad`` is the layer's
+    ``_reversed_padding_repeated_twice``, used for padding modes other than ``"zeros"``. ``frame``: ``x`` is a
+    window of a larger grid (see :func:`coordconv.linear_coords`). ``out``: the output the term goes into (its
+    layout is a hint for the term's).
     """
+    if _is_proxy(x):
+        args = (x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode)
+        return _record(coord_term, *args, pad=pad, output_padding=output_padding, frame=frame, out=out)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
     # a window of a larger grid (frame) takes the grid's convolution: the separable form knows whole grids
     if frame is None and _separable(x, encoding, transposed, static_sizes(coord_weight)[2:]):
+        # vmap cannot answer layout queries of channels_last tensors
+        channels_last = out is not None and not _func_wrapped(out) and _memory_format(out) != torch.contiguous_format
         return _separable_term(
             x, coord_weight, bias, order, stride, padding, dilation, padding_mode, pad, output_padding, channels_last
         )
@@ -330,20 +313,9 @@ _FUSED_MIN_NUMEL = 1 << 24
 
 
 def fused_forward(
-    x: Tensor,
-    input_weight: Tensor,
-    coord_weight: Tensor,
-    bias: Tensor | None,
-    encoding: CoordEncoding,
-    order: Order,
-    stride: tuple[int, ...],
-    padding: str | tuple[int, ...],
-    dilation: tuple[int, ...],
-    groups: int,
-    padding_mode: str,
-    frame: Frame | None,
+    layer: Any, x: Tensor, input_weight: Tensor, coord_weight: Tensor, bias: Tensor | None
 ) -> Tensor | None:
-    """The forward layer's output, convolution and coordinate term in one oneDNN call; ``None`` where it does not pay.
+    """A forward ``layer``'s output, convolution and coordinate term in one oneDNN call; ``None`` where it does not pay.
 
     oneDNN's convolution with a binary ``add`` post-op adds the coordinate term (batch 1, broadcast) to the
     accumulator as it writes the output, so the output is not read and written a second time; the result is bit
@@ -357,7 +329,7 @@ def fused_forward(
     rank = x.dim() - 2
     if (
         rank not in (2, 3)
-        or padding_mode != "zeros"
+        or layer.padding_mode != "zeros"
         or x.dtype != torch.float32
         or x.device.type != "cpu"
         or _tracking_grad(x, input_weight, coord_weight, bias)
@@ -367,6 +339,7 @@ def fused_forward(
         or not torch.backends.mkldnn.enabled
     ):
         return None
+    stride, padding, dilation = layer.stride, layer.padding, layer.dilation
     sizes = static_sizes(x)
     kernel = static_sizes(input_weight)[2:]
     pads = _numeric_padding(padding, stride, kernel, dilation)
@@ -377,10 +350,12 @@ def fused_forward(
         numel *= (n + 2 * p - d * (k - 1) - 1) // s + 1
     if numel < _FUSED_MIN_NUMEL:
         return None
-    term = coord_term(x, coord_weight, bias, encoding, order, stride, padding, dilation, padding_mode, frame=frame)
+    term = coord_term(
+        x, coord_weight, bias, layer._grid_encoding, layer.order, stride, padding, dilation, "zeros", frame=layer.frame
+    )
     term = term.contiguous().expand(sizes[0], *term.shape[1:])
     return torch.ops.mkldnn._convolution_pointwise.binary(  # type: ignore[no-any-return]
-        x, term, input_weight, None, pads, list(stride), list(dilation), groups, "add", None, None, [], None
+        x, term, input_weight, None, pads, list(stride), list(dilation), layer.groups, "add", None, None, [], None
     )
 
 
@@ -403,7 +378,7 @@ def _numeric_padding(
     return list(padding)
 
 
-# Which computation of the coordinate term ``add_coord_term`` uses for the linear encoding: "auto" (the measured
+# Which computation of the coordinate term ``coord_term`` uses for the linear encoding: "auto" (the measured
 # rule of ``_separable``), "separable" or "convolution" (benchmarks set it to time both; not an API).
 SEPARABLE = "auto"
 

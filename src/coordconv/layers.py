@@ -41,6 +41,7 @@ from torch.nn.utils import parametrize
 from coordconv._term import (
     add_coord_term,
     batched,
+    coord_term,
     fused_forward,
     like_input,
     static_sizes,
@@ -74,6 +75,7 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _T = TypeVar("_T", bound="_CoordConvMixin")
 
 # torch.fx symbolic tracing records these as single calls instead of tracing into them (no leaf modules needed).
+torch.fx.wrap("coord_term")
 torch.fx.wrap("add_coord_term")
 torch.fx.wrap("batched")
 torch.fx.wrap("like_input")
@@ -666,18 +668,16 @@ class _CoordConvNd(_CoordConvMixin):
         self._check_weight(weight, "_conv_forward")
         x = batched(input, type(self).__name__, self._rank, self.in_channels)
         input_weight, coord_weight = self._split(weight)
-        fused = fused_forward(
-            x, input_weight, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding,
-            self.dilation, self.groups, self.padding_mode, self.frame,
-        )  # fmt: skip
+        fused = fused_forward(self, x, input_weight, coord_weight, bias)
         if fused is not None:
             return like_input(fused, input, self._rank)
         plain_forward: Any = self._plain._conv_forward  # type: ignore[attr-defined,unused-ignore]
         out = plain_forward(self, x, input_weight, None)
-        out = add_coord_term(
-            out, x, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding,
-            self.dilation, self.padding_mode, pad=self._reversed_padding_repeated_twice, frame=self.frame,
+        term = coord_term(
+            x, coord_weight, bias, self._grid_encoding, self.order, self.stride, self.padding, self.dilation,
+            self.padding_mode, pad=self._reversed_padding_repeated_twice, frame=self.frame, out=out,
         )  # fmt: skip
+        out = add_coord_term(out, term)
         return like_input(out, input, self._rank)
 
 
@@ -701,10 +701,11 @@ class _CoordConvTransposeNd(_CoordConvMixin):
         out = type(self)._conv_transpose(
             x, input_weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
-        out = add_coord_term(
-            out, x, coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding,
-            self.dilation, self.padding_mode, output_padding=output_padding, frame=self.frame,
+        term = coord_term(
+            x, coord_weight, self.bias, self._grid_encoding, self.order, self.stride, self.padding, self.dilation,
+            self.padding_mode, output_padding=output_padding, frame=self.frame, out=out,
         )  # fmt: skip
+        out = add_coord_term(out, term)
         return like_input(out, input, self._rank)
 
 
