@@ -59,4 +59,7 @@ def test_demo_runs(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "i: [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]" in out
-    assert "max |output change| = 0.00e+00" in out
+    # zero coordinate filters: the plain convolution up to where the bias is added (the layer adds it with the
+    # coordinate term, after the convolution): bit for bit on some CPUs, 1.5e-8 on this project's AMD EPYC VM
+    change = float(out.split("max |output change| = ")[1].split()[0])
+    assert change <= 1e-6, out
