@@ -127,9 +127,9 @@ def test_separable_factors_are_cached_and_not_shared_across_inference_mode():
     x = torch.randn(1, 2, 6, 7, 8)
     _term._factor_cache.clear()
     expected = layer(x)
-    assert len(_term._factor_cache) == 1
+    assert len(_term._factor_cache) == 2  # the axis factors and the 3D term's matrices built from them
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), expected)
-    assert len(_term._factor_cache) == 2  # inference-mode tensors kept apart: they cannot enter autograd later
+    assert len(_term._factor_cache) == 4  # inference-mode tensors kept apart: they cannot enter autograd later
     layer(x).sum().backward()  # the cached, autograd-side factors still work in training
     assert layer.weight.grad is not None
