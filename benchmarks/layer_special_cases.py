@@ -10,7 +10,8 @@ replaces, interleaved, in one process, one thread by default:
    ``_AddBatchTerm`` the layers use, forward and backward;
 3. inference of a large contiguous float32 output: oneDNN's convolution with the coordinate term added as a
    binary post-op (``_term.fused_forward``, taken from ``_term._FUSED_MIN_NUMEL`` output elements on) against
-   the convolution followed by the in-place add.
+   the convolution followed by the in-place add; and the same for channels_last outputs, where the layers
+   never take the fused call.
 
     python benchmarks/layer_special_cases.py --threads 1 --report results/bench/layer_special_cases.md
 """
@@ -116,10 +117,10 @@ def training_adds(repeats: int) -> list[str]:
 
 def fused_inference(repeats: int) -> list[str]:
     rows = [
-        "| layer | input (B, C, *S) | output elements | conv + add_ ms | fused ms | chosen | chosen / best |",
-        "|---|---|---|---|---|---|---|",
+        "| layer | input (B, C, *S) | layout | output elements | conv + add_ ms | fused ms | chosen | chosen / best |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    cases = [
+    contiguous = [
         ("3x3 64->64", (8, 64, 32, 32)),
         ("3x3 64->64", (32, 64, 32, 32)),
         ("3x3 64->64", (8, 64, 64, 64)),
@@ -129,12 +130,17 @@ def fused_inference(repeats: int) -> list[str]:
         ("3x3x3 16->16", (4, 16, 32, 32, 32)),
         ("3x3x3 16->16", (4, 16, 64, 64, 64)),
     ]
-    for name, shape in cases:
+    # channels_last: the layers never take the fused call (measured slower: oneDNN reorders the broadcast term)
+    channels_last = [("3x3 64->64", (32, 64, 64, 64)), ("3x3 64->64", (32, 64, 128, 128))]
+    cases = [(*case, False) for case in contiguous] + [(*case, True) for case in channels_last]
+    for name, shape, last in cases:
         rank = len(shape) - 2
         conv = {2: F.conv2d, 3: F.conv3d}[rank]
         x = torch.randn(shape)
         weight = torch.randn(shape[1], shape[1], *([3] * rank)) * 0.05
         term = torch.randn(1, shape[1], *shape[2:])
+        if last:
+            x, weight, term = (t.contiguous(memory_format=torch.channels_last) for t in (x, weight, term))
         ones = [1] * rank
 
         def unfused(x=x, weight=weight, term=term, conv=conv) -> object:
@@ -149,9 +155,10 @@ def fused_inference(repeats: int) -> list[str]:
         with torch.inference_mode():
             t = timed({"unfused": unfused, "fused": fused}, repeats)
         numel = x.numel()  # 'same' padding, stride 1: the output has the input's size
-        chosen = "fused" if numel >= _term._FUSED_MIN_NUMEL else "unfused"
+        chosen = "fused" if numel >= _term._FUSED_MIN_NUMEL and not last else "unfused"
+        layout = "channels_last" if last else "contiguous"
         rows.append(
-            f"| {name} | {shape} | {numel} | {t['unfused'] * 1e3:.1f} | {t['fused'] * 1e3:.1f} | {chosen} | "
+            f"| {name} | {shape} | {layout} | {numel} | {t['unfused'] * 1e3:.1f} | {t['fused'] * 1e3:.1f} | {chosen} | "
             f"{t[chosen] / min(t.values()):.3f} |"
         )
     return rows
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *training_adds(args.repeats),
             "",
-            "Inference of a contiguous float32 output: convolution then in-place add of the term, or one oneDNN call "
+            "Inference of a float32 output: convolution then in-place add of the term, or one oneDNN call "
             "(binary add post-op):",
             "",
             *fused_inference(args.repeats),
