@@ -664,11 +664,11 @@ def test_sigterm_inside_a_long_native_operation_stops_the_command(tmp_path):
     script = textwrap.dedent(
         """
         import torch
-        from coordconv import cli
-        cli.TERMINATE_GRACE_S = 1.0
+        from coordconv import _process
+        _process.TERMINATE_GRACE_S = 1.0
         torch.set_num_threads(1)
         a = torch.randn(6000, 6000)
-        with cli._terminate_as_interrupt():
+        with _process.terminate_as_interrupt():
             print("ready", flush=True)
             while True:
                 a @ a  # one native call of several seconds: Python's handler waits for it

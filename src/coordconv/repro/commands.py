@@ -1,36 +1,46 @@
-"""The reproduction's subcommands of ``coordconv``: ``train``, ``reproduce``, ``sweep`` and ``dataset``.
+"""The ``coordconv`` commands as dataclasses: tyro makes each one a subcommand and each field an option.
 
-Heavy imports (matplotlib, the experiments' data) happen when a command runs, not when ``coordconv --help``
-builds the parser.
+tyro (the library CleanRL's scripts use) generates the command line from the dataclasses: the docstring under a
+field is its help, the default is shown beside it, a ``Literal`` is a choice, a ``bool`` is ``--flag/--no-flag``
+and a tuple takes several values, with hyphenated flags: the syntax the command had before. (jsonargparse spells
+options with underscores and booleans as ``--flag true``; simple-parsing is less actively kept.) A ``train``
+task's options are its experiment's ``Config`` fields; the command calls ``preset(--preset, **typed options)``,
+so that an option typed on the command line overrides the preset and the others keep the preset's values.
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
 import shlex
 import sys
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from coordconv.repro.experiments import toy
 from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime import extras
-from coordconv.repro.runtime.config import (
-    SEED_LIMIT,
-    add_config_arguments,
-    describe_work,
-    finite_float,
-    job_count,
-    seed_value,
-    thread_count,
-)
+from coordconv.repro.runtime.config import SEED_LIMIT, check_count, describe_work
 from coordconv.repro.runtime.files import RunError
 
-__all__ = ["add_commands", "interrupted_message", "preset_values"]
+__all__ = [
+    "Bench",
+    "Demo",
+    "Inspect",
+    "NotSoClevr",
+    "SortOfClevr",
+    "Spatial",
+    "Sweep",
+    "UsageError",
+    "command_type",
+    "interrupted_message",
+    "preset_values",
+]
 
-TOY_TASKS = tuple(name for name, entry in REGISTRY.items() if entry.module is toy)
+
+class UsageError(ValueError):
+    """Options the parser took but the command refuses: a one-line usage error, exit status 2."""
 
 
 def _fail(message: str) -> int:
@@ -47,19 +57,9 @@ def _require(command: str, modules: list[str]) -> str | None:
     return None
 
 
-def _reproduce_needs(args: argparse.Namespace, tasks: list[str], options: dict[str, Any]) -> list[str]:
-    """The optional packages that ``reproduce`` of ``tasks`` imports: each task's planned runs and its report."""
-    modules: list[str] = []
-    for task in tasks:
-        entry = REGISTRY[task]
-        extra = {k: v for k, v in options.items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
-        seeds = range(args.first_seed, args.first_seed + args.seeds)
-        try:
-            plan = entry.module.plan(args.preset, seeds, task=task, **extra)
-        except ValueError:  # reproduce reports it
-            plan = []
-        modules += entry.needs([cfg for _, cfg in plan], report=True)
-    return modules
+def _seed(value: int, flag: str) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"invalid {flag} {value}: expected an integer from 0 to {SEED_LIMIT - 1}")
 
 
 def _on_cpu(device: str | None = None) -> bool:
@@ -70,10 +70,7 @@ def _on_cpu(device: str | None = None) -> bool:
 
 
 def _confirm_paper(preset: str, configs: list[Any], yes: bool, on_cpu: bool) -> str | None:
-    """The refusal to start the ``paper`` preset's GPU-sized work on a CPU without ``--yes`` (else ``None``).
-
-    Every paper preset's notes call it a GPU job (hours to days there); on a CPU it would run for days.
-    """
+    """The refusal to start the ``paper`` preset's GPU-sized work on a CPU without ``--yes`` (else ``None``)."""
     if preset != "paper":
         return None
     work = f"preset paper: {describe_work(configs)} on {'the CPU' if on_cpu else 'CUDA'}"
@@ -83,218 +80,414 @@ def _confirm_paper(preset: str, configs: list[Any], yes: bool, on_cpu: bool) -> 
     return None
 
 
-def _argv(args: argparse.Namespace, command: str) -> list[str]:
-    """The arguments after ``command`` in the command's own argv (what ``command.txt`` records)."""
-    argv: list[str] = getattr(args, "argv", [])
-    return argv[argv.index(command) + 1 :] if command in argv else []
+def _typed(argv: list[str], names: Any) -> set[str]:
+    """The field ``names`` whose option (``--name``, ``--no-name``, ``--name=...``) ``argv`` has."""
+    words = {w.split("=", 1)[0].replace("_", "-") for w in argv if w.startswith("--")}
+    return {n for n in names if {f"--{n}".replace("_", "-"), f"--no-{n}".replace("_", "-")} & words}
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+def _fields(cls: type | None) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)] if cls else []
 
 
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation that failed (CPU or GPU), not another runtime error."""
-    import torch
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file; a file that is not one raises ``ValueError`` naming it."""
+    from safetensors.torch import load_file
 
-    text = str(error)
-    return (
-        isinstance(error, MemoryError | torch.OutOfMemoryError)
-        or "can't allocate memory" in text
-        or "out of memory" in text.lower()
-    )
-
-
-def _train_command(args: argparse.Namespace) -> int:
-    """What every ``coordconv train TASK`` does: the preset's config with the options given, one run, one line."""
-    entry: Experiment = args.entry
-    module = entry.module
-    fields = {f.name for f in dataclasses.fields(module.Config)}
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in fields}
     try:
-        cfg = module.preset(args.preset, **{**given, **entry.fixed})
-    except ValueError as e:
-        args.parser.error(str(e))
-    options = {k.lstrip("-").replace("-", "_") for k in entry.train_options}
-    extra = {k: getattr(args, k) for k in options}
-    refusal = _require(f"coordconv train {entry.name}", entry.needs([cfg]))
-    refusal = refusal or _confirm_paper(args.preset, [cfg], args.yes, _on_cpu(extra.get("device")))
-    if refusal:
-        return _fail(refusal)
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for a cut or foreign file
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__})") from e
+
+
+def _inspect_run(path: Path, samples: int) -> list[Any]:
+    """Rebuild a toy-task run's model, load its weights, and inspect it on its test inputs."""
+    import json
+
+    from coordconv import inspect_model
+    from coordconv.repro.experiments import toy, toy_tasks
+    from coordconv.repro.runtime.rundir import read_finished
+
+    if not (path / "config.json").is_file():
+        runs = sorted(p.parent for p in path.glob("**/config.json"))[:3]
+        hint = f" (for example {', '.join(str(r) for r in runs)})" if runs else ""
+        raise ValueError(f"{path} is not a run's folder (it has no config.json); pass one run's folder{hint}")
+    if (path / "summary.json").exists():
+        read_finished(path)  # a finished run's files must be what it wrote (weights swapped or cut: refused)
+    stored = json.loads((path / "config.json").read_text())
+    if not isinstance(stored, dict) or not isinstance(stored.get("config", stored), dict):
+        raise ValueError(f"{path / 'config.json'} does not hold a run's config (a JSON object)")
+    config = stored.get("config", stored)
+    if config.get("task") not in toy.TASKS:
+        raise ValueError(
+            f"{path} is not a run of coordconv train {'|'.join(toy.TASKS)} (its config has task "
+            f"{config.get('task')!r}); pass its model.safetensors for the filter norms, or call "
+            "coordconv.inspect_model in Python"
+        )
+    weights = path / "model.safetensors"
+    if not weights.is_file() and (path / "summary.json").exists():
+        raise ValueError(
+            f"{path} is a finished run whose weights were not kept (committed results keep only the small files); "
+            "train it again with the command in its config.json to inspect it"
+        )
+    if not weights.is_file():
+        raise ValueError(f"{path} has no model.safetensors: the run has not finished")
+    cfg = toy.Config(**{k: v for k, v in config.items() if k in toy.Config.__dataclass_fields__})
+    model = toy_tasks.build_model(cfg)
     try:
-        summary = module.main(cfg, args.out, resume=args.resume, overwrite=args.overwrite, **extra)
-    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
-        if not _out_of_memory(e):
-            raise
-        return _fail(
-            f"the run does not fit in memory ({_first_line(e)}); lower the model's size (--multiplier) or "
-            f"--batch-size; its last checkpoint, if any, is kept in {args.out}"
-        )
-    # an interrupted run reports nothing, and so do the other processes of a torchrun launch
-    if summary and not summary.get("interrupted"):
-        print(f"{module.describe(summary)} -> {args.out}")
-    return 0
+        model.load_state_dict(_read_safetensors(weights))
+    except RuntimeError as e:  # missing or extra keys, other shapes
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{weights} does not fit the model of its config.json ({reason[:200]})") from e
+    sample = toy_tasks.load_data(cfg).test_x[:samples]
+    return inspect_model(model, sample)
 
 
-def _reproduce_command(args: argparse.Namespace) -> int:
-    from coordconv.repro import reproduce
+@dataclass(frozen=True, kw_only=True)
+class Demo:
+    """A tour of the layer library: the convention, exactness, grouped layers, retrofitting, speed."""
 
-    if args.seeds < 1:
-        args.parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.first_seed + args.seeds > SEED_LIMIT:
-        args.parser.error(
-            f"--first-seed {args.first_seed} with --seeds {args.seeds} goes past the largest seed, {SEED_LIMIT - 1}"
-        )
-    unknown = [t for t in args.tasks if t not in REGISTRY]
-    if unknown:
-        args.parser.error(f"unknown task {unknown[0]!r}; expected one of {', '.join(REGISTRY)}")
-    tasks = args.tasks or ["classification"]
-    options = {k: getattr(args, k) for k in args.task_options}
-    for name, value in options.items():
-        flag = f"--{name.replace('_', '-')}"
-        takers = [t for t in REGISTRY if flag in REGISTRY[t].reproduce_options]
-        if value != args.parser.get_default(name) and not set(takers) & set(tasks):
-            args.parser.error(f"{flag} applies to the {', '.join(takers)} task only")
-    for task in tasks:  # the choices are every task's presets; each task takes its own
-        offered = REGISTRY[task].presets
-        if args.preset not in offered:
-            takers = [t for t in REGISTRY if args.preset in REGISTRY[t].presets]
-            args.parser.error(
-                f"the {args.preset} preset is the {', '.join(takers)} task's; {task} takes {', '.join(offered)}"
+    seed: int = 0
+    """random seed"""
+
+    def run(self, argv: list[str]) -> int:
+        from coordconv.demo import tour
+
+        return tour(self.seed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bench:
+    """``coordconv bench BENCHMARK``: ``layer``, run by :func:`coordconv.bench.main` with its own options."""
+
+    benchmark: tyro.conf.Positional[Literal["layer"]]
+    """which benchmark (coordconv.bench runs it, with its own options)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inspect:
+    """How much each CoordConv layer of a trained model uses the coordinates.
+
+    Report, for each CoordConv layer of a trained model, how much it uses the coordinates: the norms of its
+    coordinate filters (W_c) and input filters (W), their ratio (also per weight: RMS ratio), and on sample
+    inputs the share of the layer's output variance that the coordinate term carries (0: translation invariant,
+    1: only the coordinates matter) and the correlation of the two terms. See coordconv.inspect_model.
+
+    MODEL is either a run directory of `coordconv train classification|rendering|regression` (the model is
+    rebuilt from its config.json, loaded from model.safetensors, and run on the first --samples examples of its
+    test set), or a .safetensors state dict of an earlier development version, with *coord_weight entries (filter
+    norms only: there is no module to run). For other models call coordconv.inspect_model(model, sample) in
+    Python.
+    """
+
+    model: tyro.conf.Positional[str]
+    """a run directory of coordconv train, or a .safetensors file"""
+    samples: int = 256
+    """test examples to run a run directory's model on"""
+    json: bool = False
+    """print JSON instead of a Markdown table"""
+
+    def run(self, argv: list[str]) -> int:
+        from coordconv.usage import format_usage, inspect_model
+
+        path = Path(self.model)
+        if self.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        # a run directory also rebuilds its test set (numpy)
+        if refusal := _require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])]):
+            return _fail(refusal)
+        try:
+            if path.is_dir():
+                rows = _inspect_run(path, self.samples)
+            elif path.suffix == ".safetensors" and path.is_file():
+                rows = inspect_model(_read_safetensors(path))
+            elif not path.exists():
+                raise ValueError(f"{path} does not exist; expected a run directory or a .safetensors file")
+            else:
+                raise ValueError(f"{path} is neither a run directory nor a .safetensors file")
+        except (ValueError, OSError, ImportError, RunError) as e:
+            print(f"coordconv inspect: error: {e}", file=sys.stderr)
+            return 1
+        if self.json:
+            import json
+
+            print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+        else:
+            print(format_usage(rows))
+        return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Train:
+    """What every ``coordconv train TASK`` shares; each task adds its ``Config`` fields (see :func:`command_type`)."""
+
+    preset: str = "quick"
+    """settings to start from (each task's --help lists what each preset sets)"""
+    out: str
+    """run directory"""
+    resume: bool = False
+    """continue the run in --out from its last checkpoint"""
+    overwrite: bool = False
+    """replace a run already in --out"""
+    yes: bool = False
+    """start the paper preset (a GPU job) on a CPU without asking"""
+    entry = None  # the task's Experiment (a class attribute of each task's class)
+
+    def run(self, argv: list[str]) -> int:
+        entry: Experiment = self.entry  # type: ignore[assignment]
+        module = entry.module
+        given = {k: getattr(self, k) for k in _typed(argv, _fields(module.Config)) if k not in entry.fixed}
+        try:
+            cfg = module.preset(self.preset, **given, **entry.fixed)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        extra = {k: getattr(self, k) for k in _fields(entry.train_options)}
+        refusal = _require(f"coordconv train {entry.name}", entry.needs([cfg]))
+        refusal = refusal or _confirm_paper(self.preset, [cfg], self.yes, _on_cpu(extra.get("device")))
+        if refusal:
+            return _fail(refusal)
+        try:
+            summary = module.main(cfg, self.out, resume=self.resume, overwrite=self.overwrite, **extra)
+        except (RunError, ImportError, FileNotFoundError, ValueError) as e:
+            return _fail(str(e))
+        except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            text = str(e)
+            if not (isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
+                raise
+            first = (text.strip().splitlines() or [type(e).__name__])[0][:200]
+            return _fail(
+                f"the run does not fit in memory ({first}); lower the model's size (--multiplier) or "
+                f"--batch-size; its last checkpoint, if any, is kept in {self.out}"
             )
-
-    def confirm(entry: Experiment, configs: list[Any]) -> str | None:
-        # a task whose runs take a device option trains on its default device under reproduce
-        device = entry.train_options.get("--device", {}).get("default")
-        return _confirm_paper(args.preset, configs, args.yes, _on_cpu(device))
-
-    if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", _reproduce_needs(args, tasks, options)):
-        return _fail(refusal)
-    try:
-        reproduce.main(
-            tasks, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed, out=Path(args.out),
-            overwrite=args.overwrite, options=options, argv=_argv(args, "reproduce"), confirm=confirm,
-            threads=args.threads, jobs=args.jobs,
-        )  # fmt: skip
-    except (RunError, ImportError, FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    return 0
+        # an interrupted run reports nothing, and so do the other processes of a torchrun launch
+        if summary and not summary.get("interrupted"):
+            print(f"{module.describe(summary)} -> {self.out}")
+        return 0
 
 
-def _sweep_command(args: argparse.Namespace) -> int:
-    if refusal := _require(f"coordconv sweep {args.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
-        return _fail(refusal)
-    from coordconv.repro import sweep
+@dataclass(frozen=True, kw_only=True)
+class _Reproduce:
+    """``coordconv reproduce``: the paper's experiments, conv against CoordConv (the main job).
 
-    try:
-        sweep.main(
-            args.task,
-            grid=args.grid,
-            out=Path(args.out or f"runs/sweep-{args.task}-{args.grid}"),
-            address=args.address,
-            max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
-            seeds=args.seeds,
-            command=shlex.join(["coordconv", "sweep", *_argv(args, "sweep")]) if _argv(args, "sweep") else "",
-        )
-    except ValueError as e:
-        args.parser.error(str(e))
-    except RunError as e:
-        return _fail(str(e))
-    return 0
+    Train conv and CoordConv for each TASK (default: classification), then print each task's table beside the
+    paper's numbers and write OUT/<task>/report.md with plots, and OUT/report.md linking them. Finished runs in
+    --out are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped.
+    """
 
+    tasks: tuple[str, ...] = ()
+    """tasks to run (none given: classification)"""
+    preset: str = "quick"
+    """settings"""
+    seeds: int = 1
+    """seeds per configuration"""
+    first_seed: int = 0
+    """first seed"""
+    out: str = "runs/reproduce"
+    """output folder"""
+    threads: int | None = None
+    """torch threads per run (None: 1, so results do not depend on the machine; 0: torch's default)"""
+    jobs: int | None = None
+    """runs trained at once, each in its own process (None: the usable CPUs divided by --threads; 1 on CUDA)"""
+    overwrite: bool = False
+    """retrain runs that are already in --out"""
+    yes: bool = False
+    """start the paper preset (GPU jobs) on a CPU without asking"""
 
-#: the optional packages each ``dataset`` kind imports (PIL: matplotlib's PNG writer, and spatial's images)
-DATASET_NEEDS = {
-    "notsoclevr": ["numpy", "matplotlib", "PIL"],
-    "sortofclevr": ["numpy", "matplotlib", "PIL"],
-    "spatial": ["numpy", "PIL"],
-}
+    def run(self, argv: list[str]) -> int:
+        from coordconv.repro import reproduce
 
-
-def _dataset_command(args: argparse.Namespace) -> int:
-    if refusal := _require(f"coordconv dataset {args.dataset}", DATASET_NEEDS[args.dataset]):
-        return _fail(refusal)
-    from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
-
-    try:
-        if args.dataset == "spatial":
-            print(
-                spatial_folder.write(
-                    Path(args.out), train=args.train, val=args.val, grid=args.grid, seed=args.seed,
-                    overwrite=args.overwrite,
+        preset, tasks = self.preset, list(self.tasks) or ["classification"]
+        if self.seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
+        _seed(self.first_seed, "--first-seed")
+        if self.first_seed + self.seeds > SEED_LIMIT:
+            raise UsageError(
+                f"--first-seed {self.first_seed} with --seeds {self.seeds} goes past the largest seed, {SEED_LIMIT - 1}"
+            )
+        for value, what, low in ((self.threads, "threads", 0), (self.jobs, "jobs", 1)):
+            if value is not None:
+                check_count(value, what, low)
+        unknown = [t for t in tasks if t not in REGISTRY]
+        if unknown:
+            raise UsageError(f"unknown task {unknown[0]!r}; expected one of {', '.join(REGISTRY)}")
+        options: dict[str, Any] = {}
+        for entry in REGISTRY.values():
+            for name in _fields(entry.reproduce_options):
+                options[name] = getattr(self, name)
+                takers = [t for t in REGISTRY if name in _fields(REGISTRY[t].reproduce_options)]
+                default = getattr(entry.reproduce_options, "__dataclass_fields__")[name].default  # noqa: B009
+                if options[name] != default and not set(takers) & set(tasks):
+                    raise UsageError(f"--{name.replace('_', '-')} applies to the {', '.join(takers)} task only")
+        for task in tasks:  # the choices are every task's presets; each task takes its own
+            offered = REGISTRY[task].presets
+            if preset not in offered:
+                takers = [t for t in REGISTRY if preset in REGISTRY[t].presets]
+                raise UsageError(
+                    f"the {preset} preset is the {', '.join(takers)} task's; {task} takes {', '.join(offered)}"
                 )
+
+        def confirm(entry: Experiment, configs: list[Any]) -> str | None:
+            # a task whose runs take a device option trains on its default device under reproduce
+            device = getattr(entry.train_options(), "device", None) if entry.train_options else None
+            return _confirm_paper(preset, configs, self.yes, _on_cpu(device))
+
+        needs: list[str] = []
+        for task in tasks:
+            entry = REGISTRY[task]
+            extra = {k: v for k, v in options.items() if k in _fields(entry.reproduce_options)}
+            try:
+                plan = entry.module.plan(
+                    preset, range(self.first_seed, self.first_seed + self.seeds), task=task, **extra
+                )
+            except ValueError:  # reproduce reports it
+                plan = []
+            needs += entry.needs([cfg for _, cfg in plan], report=True)
+        if refusal := _require(f"coordconv reproduce {' '.join(tasks)}", needs):
+            return _fail(refusal)
+        try:
+            reproduce.main(
+                tasks, preset=preset, seeds=self.seeds, first_seed=self.first_seed, out=Path(self.out),
+                overwrite=self.overwrite, options=options, argv=argv[1:], confirm=confirm, threads=self.threads,
+                jobs=self.jobs,
             )  # fmt: skip
-            return 0
-        if args.dataset == "sortofclevr":
-            written = sortofclevr.write(Path(args.out), count=args.count, seed=args.seed, overwrite=args.overwrite)
-            for path in written:
-                print(path)
-            return 0
-        written = notsoclevr.write(
-            Path(args.out),
-            split=args.split,
-            test_fraction=args.test_fraction,
-            seed=args.split_seed,
-            square_value=args.square_value,
-            official_split=args.official_split,
-            overwrite=args.overwrite,
-        )
+        except (RunError, ImportError, FileNotFoundError, ValueError) as e:
+            return _fail(str(e))
+        return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    """``coordconv sweep``: the paper's hyperparameter grids on Ray Tune.
+
+    Run a grid of training runs of TASK as Ray Tune trials: an embedded local Ray by default, a Ray cluster with
+    --address. Each trial is an ordinary run under OUT/runs; a sweep started again skips finished trials and
+    resumes unfinished ones. Writes OUT/report.md, table.md, trials.csv and distribution.png. Needs the sweep
+    extra: pip install 'torch-coordconv[sweep]'.
+    """
+
+    task: tyro.conf.Positional[toy.Task]
+    """which coordinate task"""
+    grid: Literal["smoke", "quick", "paper"] = "quick"
+    """which grid"""
+    address: str | None = None
+    """Ray cluster address (None: start a local Ray)"""
+    max_concurrent: int = 0
+    """trials at a time (0: CPUs / CPUs per trial)"""
+    cpus_per_trial: int = 1
+    """CPUs (torch threads) per trial"""
+    gpus_per_trial: float = 0.0
+    """GPU fraction per trial"""
+    seeds: int = 1
+    """seeds per configuration"""
+    out: str | None = None
+    """output folder (None: runs/sweep-TASK-GRID)"""
+
+    def run(self, argv: list[str]) -> int:
+        if refusal := _require(f"coordconv sweep {self.task}", ["ray", "numpy", "safetensors", "matplotlib"]):
+            return _fail(refusal)
+        from coordconv.repro import sweep
+
+        try:
+            sweep.main(
+                self.task, grid=self.grid, out=Path(self.out or f"runs/sweep-{self.task}-{self.grid}"),
+                address=self.address, max_concurrent=self.max_concurrent, cpus_per_trial=self.cpus_per_trial,
+                gpus_per_trial=self.gpus_per_trial, seeds=self.seeds, command=shlex.join(["coordconv", *argv]),
+            )  # fmt: skip
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        except RunError as e:
+            return _fail(str(e))
+        return 0
+
+
+def _write(kind: str, write: Any) -> int:
+    if refusal := _require(f"coordconv dataset {kind}", extras.DATASET_NEEDS[kind]):
+        return _fail(refusal)
+    try:
+        written = write()
     except (ValueError, OSError, RunError) as e:
         return _fail(str(e))
-    for path in written:
+    for path in written if isinstance(written, list) else [written]:
         print(path)
     return 0
 
 
-def _without_overwrite(argv: list[str]) -> list[str]:
-    """``argv`` less ``--overwrite`` (or an abbreviation of it): continuing must not start again from scratch."""
-    return [a for a in argv if not (a.startswith("--ov") and "--overwrite".startswith(a))]
+@dataclass(frozen=True, kw_only=True)
+class NotSoClevr:
+    """Not-so-Clevr (squares on a 64x64 canvas): an .npz and a picture of examples."""
+
+    out: str
+    """output .npz file (a .png of examples is written beside it)"""
+    split: Literal["uniform", "quadrant"] = "uniform"
+    """split"""
+    test_fraction: float = 0.2
+    """uniform split's test fraction"""
+    split_seed: int = 0
+    """uniform split's seed"""
+    official_split: bool = False
+    """the official code's uniform split"""
+    square_value: float = 1.0
+    """value inside squares (official: 128/255)"""
+    overwrite: bool = False
+    """replace an existing file"""
+
+    def run(self, argv: list[str]) -> int:
+        import math
+
+        for name in ("test_fraction", "square_value"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"invalid {name}: {getattr(self, name)!r}; expected a finite number")
+        _seed(self.split_seed, "--split-seed")
+        from coordconv.repro.data import notsoclevr
+
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "split_seed")}
+        return _write("notsoclevr", lambda: notsoclevr.write(Path(self.out), seed=self.split_seed, **options))
 
 
-def interrupted_message(args: argparse.Namespace, signal_name: str = "SIGINT") -> str:
-    """The line a command interrupted by Ctrl-C (SIGINT) or SIGTERM prints: what is kept and how to go on.
+@dataclass(frozen=True, kw_only=True)
+class SortOfClevr:
+    """Two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB): an .npz and a picture of examples."""
 
-    ``train`` resumes with the same command plus ``--resume`` (less ``--overwrite``); ``reproduce`` and ``sweep``
-    continue with the same command, which reuses finished runs and resumes unfinished ones; other commands have
-    nothing to resume.
-    """
-    argv: list[str] = list(getattr(args, "argv", []))
-    head = f"coordconv: interrupted ({signal_name})"
-    command = getattr(args, "command", None)
-    if command == "train":
-        if not (Path(args.out) / "config.json").exists():  # stopped before the run wrote anything to resume
-            again = shlex.join(["coordconv", *argv])
-            return f"{head} before the run in {args.out} started; start it again with: {again}"
-        words = _without_overwrite(argv) + ([] if getattr(args, "resume", False) else ["--resume"])
-        note = args.entry.resume_note if hasattr(args, "entry") else ""
-        launch = f" ({note})" if note else ""
-        return (
-            f"{head}; the run in {args.out} keeps its last checkpoint. Resume it from there with: "
-            f"{shlex.join(['coordconv', *words])}{launch}"
-        )
-    if command in ("reproduce", "sweep"):
-        what = "runs" if command == "reproduce" else "trials"
-        again = " (with --overwrite it retrains the finished runs as well; without, it keeps them)"
-        return (
-            f"{head}; finished {what} are kept and unfinished ones resume from their last checkpoint. Continue with "
-            f"the same command: {shlex.join(['coordconv', *argv])}{again if _without_overwrite(argv) != argv else ''}"
-        )
-    return head
+    out: str
+    """output .npz file (a .png of examples is written beside it)"""
+    count: int = 50_000
+    """images (50000, as the paper)"""
+    seed: int = 0
+    """seed"""
+    overwrite: bool = False
+    """replace an existing file"""
+
+    def run(self, argv: list[str]) -> int:
+        _seed(self.seed, "--seed")
+        from coordconv.repro.data import sortofclevr
+
+        return _write("sortofclevr", lambda: sortofclevr.write(Path(self.out), count=self.count, seed=self.seed,
+                                                                 overwrite=self.overwrite))  # fmt: skip
 
 
-def _add_run_arguments(p: argparse.ArgumentParser, presets: tuple[str, ...]) -> None:
-    """The options every ``coordconv train`` experiment shares: seed, preset, run directory, resume, overwrite."""
-    p.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
-    p.add_argument("--preset", choices=presets, default="quick", help="settings to start from (default: quick)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--yes", action="store_true", help="start the paper preset (a GPU job) on a CPU without asking")
+@dataclass(frozen=True, kw_only=True)
+class Spatial:
+    """An ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)."""
+
+    out: str
+    """output folder (train/ and val/ class folders inside)"""
+    train: int = 8_000
+    """training images"""
+    val: int = 2_000
+    """validation images"""
+    grid: int = 8
+    """grid x grid position classes"""
+    seed: int = 0
+    """seed"""
+    overwrite: bool = False
+    """replace an existing folder"""
+
+    def run(self, argv: list[str]) -> int:
+        _seed(self.seed, "--seed")
+        from coordconv.repro.data import spatial_folder
+
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}
+        return _write("spatial", lambda: spatial_folder.write(Path(self.out), **options))
 
 
 def _option_words(name: str, value: Any) -> str:
@@ -314,7 +507,7 @@ def preset_values(entry: Experiment) -> str:
     required.
     """
     module = entry.module
-    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    fields = _fields(module.Config)
     models: tuple[Any, ...] = (None,)
     if "model" in fields and "model" not in entry.fixed:
         models = typing.get_args(typing.get_type_hints(module.Config)["model"]) or (None,)
@@ -338,140 +531,110 @@ def preset_values(entry: Experiment) -> str:
         return " ".join(words) or "the defaults"
 
     lines = []
-    for preset in module.PRESETS:
+    for preset in entry.presets:
         per_model = {model: changes(preset, model) for model in models}
         if len(set(per_model.values())) == 1:
             lines.append(f"* {preset}: {per_model[models[0]]}")
         else:
             lines += [f"* {preset}, --model {model}: {text}" for model, text in per_model.items()]
-    return (
-        "Presets (--preset): the options each one sets; options given on the command line override them.\n\n"
-        + "\n".join(lines)
+    return "settings to start from; options typed on the command line override them. Each preset sets:\n" + "\n".join(
+        lines
     )
 
 
-def add_commands(commands: Any) -> None:
-    """Register ``train``, ``reproduce``, ``sweep`` and ``dataset`` on the ``coordconv`` subparsers."""
-    train = commands.add_parser(
-        "train",
-        help="one training run of a task",
-        description="Train one run. TASK is one of: "
-        + "; ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items())
-        + ".",
-    )
-    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
+def _choice(values: Any) -> Any:
+    return Literal.__getitem__(tuple(values))  # a Literal of values known at run time
+
+
+def _sub(name: str, cls: Any, description: str) -> Any:
+    return Annotated[cls, tyro.conf.subcommand(name, description=description)]
+
+
+def command_type() -> Any:
+    """The type tyro turns into the ``coordconv`` commands: one subcommand per dataclass.
+
+    Built from :data:`~coordconv.repro.experiments.registry.REGISTRY` when the command runs, so that a task added
+    to the registry is a ``train`` subcommand and a ``reproduce`` task.
+    """
+    tasks = []
     for name, entry in REGISTRY.items():
         module = entry.module
-        p = tasks.add_parser(name, help=entry.help, description=module.__doc__, epilog=preset_values(entry))
-        _add_run_arguments(p, module.PRESETS)
-        for flag, kwargs in entry.train_options.items():
-            p.add_argument(flag, **kwargs)
-        add_config_arguments(p, module.Config, skip=(*entry.fixed, "seed"))
-        p.set_defaults(func=_train_command, parser=p, entry=entry)
-
-    reproduce = commands.add_parser(
-        "reproduce",
-        help="the paper's experiments, conv against CoordConv (the main job)",
-        description=(
-            "Train conv and CoordConv for each TASK (default: classification), then print each task's table beside "
-            "the paper's numbers and write OUT/<task>/report.md with plots, and OUT/report.md linking them. "
-            "Finished runs in --out are reused and unfinished ones resumed, so an interrupted reproduce continues "
-            "where it stopped."
-        ),
-    )
-    reproduce.add_argument(
-        "tasks",
-        nargs="*",
-        metavar="TASK",
-        help="tasks to run: " + ", ".join(f"{name} ({entry.help})" for name, entry in REGISTRY.items()),
-    )
+        fields: list[Any] = [
+            ("preset", Annotated[_choice(entry.presets), tyro.conf.arg(help=preset_values(entry))], "quick"),
+            *((k, Annotated[type(v), tyro.conf.Suppress], v) for k, v in entry.fixed.items()),
+            ("entry", Any, dataclasses.field(default=entry, init=False, repr=False)),
+        ]
+        bases = (module.Config, *([entry.train_options] if entry.train_options else []), _Train)
+        cls = dataclasses.make_dataclass(
+            name, fields, bases=bases, frozen=True, kw_only=True, namespace={"__post_init__": lambda self: None}
+        )
+        tasks.append(_sub(name, cls, entry.help))
     presets = list(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.module.PRESETS))
-    everywhere = set(presets).intersection(*(REGISTRY[t].presets for t in REGISTRY))
-    own = sorted(set(presets) - everywhere)
-    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in REGISTRY[t].presets)} only" for p in own)
-    reproduce.add_argument("--preset", choices=presets, default="quick", help=f"settings (default: quick; {owners})")
-    reproduce.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
-    reproduce.add_argument("--first-seed", type=seed_value, default=0, help="first seed (default: 0)")
-    reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
-    reproduce.add_argument(
-        "--threads",
-        type=thread_count,
-        default=None,
-        help="torch threads per run (default: 1, so results do not depend on the machine; 0: torch's default)",
+    every = set(presets).intersection(*(e.presets for e in REGISTRY.values()))
+    owners = "; ".join(f"{p}: {', '.join(t for t in REGISTRY if p in REGISTRY[t].presets)} only" for p in presets
+                       if p not in every)  # fmt: skip
+    options = [e.reproduce_options for e in REGISTRY.values() if e.reproduce_options]
+    reproduce = dataclasses.make_dataclass(
+        "reproduce",
+        [
+            ("tasks", Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(
+                metavar="TASK", help="tasks to run: " + ", ".join(f"{n} ({e.help})" for n, e in REGISTRY.items()))],
+             ()),
+            ("preset", Annotated[_choice(presets), tyro.conf.arg(help=f"settings ({owners})")], "quick"),
+        ],
+        bases=(*dict.fromkeys(options), _Reproduce), frozen=True, kw_only=True,
+    )  # fmt: skip
+    datasets = (
+        _sub("notsoclevr", NotSoClevr, "Not-so-Clevr (squares on a 64x64 canvas)")
+        | _sub("sortofclevr", SortOfClevr, "two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
+        | _sub("spatial", Spatial, "an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is")
     )
-    reproduce.add_argument(
-        "--jobs",
-        type=job_count,
-        default=None,
-        help="runs trained at once, each in its own process (default: the usable CPUs divided by --threads; "
-        "1 on a CUDA machine)",
+    return (
+        _sub("demo", Demo, "a short tour of the layer library")
+        | _sub("bench", Bench, "benchmarks")
+        | _sub("inspect", Inspect, "how much each CoordConv layer of a trained model uses the coordinates")
+        | _sub("train", _union(tasks), "one training run of a task")
+        | _sub("reproduce", reproduce, "the paper's experiments, conv against CoordConv (the main job)")
+        | _sub("sweep", Sweep, "the paper's hyperparameter grids on Ray Tune")
+        | _sub("dataset", datasets, "write a data set to disk (npz) and a picture of examples")
     )
-    reproduce.add_argument("--overwrite", action="store_true", help="retrain runs that are already in --out")
-    reproduce.add_argument(
-        "--yes", action="store_true", help="start the paper preset (GPU jobs) on a CPU without asking"
-    )
-    task_options: list[str] = []
-    for entry in REGISTRY.values():
-        for flag, kwargs in entry.reproduce_options.items():
-            dest = flag.lstrip("-").replace("-", "_")
-            if dest not in task_options:
-                reproduce.add_argument(flag, **kwargs)
-                task_options.append(dest)
-    reproduce.set_defaults(func=_reproduce_command, parser=reproduce, task_options=task_options)
 
-    sweep = commands.add_parser(
-        "sweep",
-        help="the paper's hyperparameter grids on Ray Tune",
-        description=(
-            "Run a grid of training runs of TASK as Ray Tune trials: an embedded local Ray by default, a Ray "
-            "cluster with --address. Each trial is an ordinary run under OUT/runs; a sweep started again skips "
-            "finished trials and resumes unfinished ones. Writes OUT/report.md, table.md, trials.csv and "
-            "distribution.png. Needs the sweep extra: pip install 'torch-coordconv[sweep]'."
-        ),
-    )
-    sweep.add_argument("task", choices=TOY_TASKS, metavar="TASK", help=f"one of {', '.join(TOY_TASKS)}")
-    sweep.add_argument(
-        "--grid", choices=("smoke", "quick", "paper"), default="quick", help="which grid (default: quick)"
-    )
-    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    sweep.add_argument(
-        "--max-concurrent", type=int, default=0, help="trials at a time (default: CPUs / CPUs per trial)"
-    )
-    sweep.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (torch threads) per trial (default: 1)")
-    sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU fraction per trial (default: 0)")
-    sweep.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default: 1)")
-    sweep.add_argument("--out", default=None, help="output folder (default: runs/sweep-TASK-GRID)")
-    sweep.set_defaults(func=_sweep_command, parser=sweep)
 
-    dataset = commands.add_parser(
-        "dataset", help="write a data set to disk", description="Write a data set (npz) and a picture of examples."
-    )
-    kinds = dataset.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    nsc = kinds.add_parser("notsoclevr", help="Not-so-Clevr (squares on a 64x64 canvas)")
-    nsc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
-    nsc.add_argument("--split", choices=("uniform", "quadrant"), default="uniform", help="split (default: uniform)")
-    nsc.add_argument(
-        "--test-fraction", type=finite_float, default=0.2, help="uniform split's test fraction (default 0.2)"
-    )
-    nsc.add_argument("--split-seed", type=seed_value, default=0, help="uniform split's seed (default: 0)")
-    nsc.add_argument("--official-split", action="store_true", help="the official code's uniform split")
-    nsc.add_argument("--square-value", type=finite_float, default=1.0, help="value inside squares (official: 128/255)")
-    nsc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    nsc.set_defaults(func=_dataset_command, parser=nsc)
-    soc = kinds.add_parser("sortofclevr", help="two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
-    soc.add_argument("--out", required=True, help="output .npz file (a .png of examples is written beside it)")
-    soc.add_argument("--count", type=int, default=50_000, help="images (default: 50000, as the paper)")
-    soc.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
-    soc.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    soc.set_defaults(func=_dataset_command, parser=soc)
-    spatial = kinds.add_parser(
-        "spatial",
-        help="an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)",
-    )
-    spatial.add_argument("--out", required=True, help="output folder (train/ and val/ class folders inside)")
-    spatial.add_argument("--train", type=int, default=8_000, help="training images (default: 8000)")
-    spatial.add_argument("--val", type=int, default=2_000, help="validation images (default: 2000)")
-    spatial.add_argument("--grid", type=int, default=8, help="grid x grid position classes (default: 8)")
-    spatial.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
-    spatial.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    spatial.set_defaults(func=_dataset_command, parser=spatial)
+def _union(types: list[Any]) -> Any:
+    union = types[0]
+    for t in types[1:]:
+        union = union | t
+    return union
+
+
+def _without_overwrite(argv: list[str]) -> list[str]:
+    """``argv`` less ``--overwrite``: continuing must not start again from scratch."""
+    return [a for a in argv if a not in ("--overwrite", "--no-overwrite")]
+
+
+def interrupted_message(command: Any, argv: list[str], signal_name: str = "SIGINT") -> str:
+    """The line a command interrupted by Ctrl-C (SIGINT) or SIGTERM prints: what is kept and how to go on.
+
+    ``train`` resumes with the same command plus ``--resume`` (less ``--overwrite``); ``reproduce`` and ``sweep``
+    continue with the same command, which reuses finished runs and resumes unfinished ones; other commands have
+    nothing to resume.
+    """
+    head = f"coordconv: interrupted ({signal_name})"
+    if isinstance(command, _Train):
+        if not (Path(command.out) / "config.json").exists():  # stopped before the run wrote anything to resume
+            again = shlex.join(["coordconv", *argv])
+            return f"{head} before the run in {command.out} started; start it again with: {again}"
+        words = _without_overwrite(argv) + ([] if command.resume else ["--resume"])
+        note = command.entry.resume_note  # type: ignore[attr-defined]
+        return (
+            f"{head}; the run in {command.out} keeps its last checkpoint. Resume it from there with: "
+            f"{shlex.join(['coordconv', *words])}{f' ({note})' if note else ''}"
+        )
+    if isinstance(command, _Reproduce | Sweep):
+        what = "runs" if isinstance(command, _Reproduce) else "trials"
+        again = " (with --overwrite it retrains the finished runs as well; without, it keeps them)"
+        return (
+            f"{head}; finished {what} are kept and unfinished ones resume from their last checkpoint. Continue with "
+            f"the same command: {shlex.join(['coordconv', *argv])}{again if _without_overwrite(argv) != argv else ''}"
+        )
+    return head

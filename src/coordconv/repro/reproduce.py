@@ -61,7 +61,7 @@ def main(
         first_seed: the first seed (then ``first_seed + 1``, ...).
         out: the output folder; each task writes under ``out/<task>/``.
         overwrite: retrain runs that are already there.
-        options: task-specific options (a module's ``REPRODUCE_OPTIONS``), given to the tasks that take them.
+        options: task-specific options (fields of a module's ``ReproduceOptions``), given to the tasks that take them.
         argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
             (:func:`record_command`).
         confirm: ``confirm(experiment, configs)`` sees each task's configs before anything trains and returns a
@@ -83,7 +83,8 @@ def main(
     for task in tasks:
         entry = REGISTRY[task]
         module = entry.module
-        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
+        takes = {f.name for f in dataclasses.fields(entry.reproduce_options)} if entry.reproduce_options else set()
+        extra = {k: v for k, v in (options or {}).items() if k in takes}
         plan = module.plan(preset, range(first_seed, first_seed + seeds), task=task, **extra)
         if threads is not None:
             plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]

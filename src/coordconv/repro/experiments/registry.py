@@ -25,7 +25,7 @@ class Experiment:
     Args:
         name: the task's name on the command line and its folder under ``reproduce --out``.
         module: the experiment module (``Config``, ``PRESETS``, ``preset``, ``main``, ``describe``, ``plan``,
-            ``report``; optionally ``TASK_PRESETS``, ``TRAIN_OPTIONS``, ``REPRODUCE_OPTIONS``, ``requires``,
+            ``report``; optionally ``TASK_PRESETS``, ``TrainOptions``, ``ReproduceOptions``, ``requires``,
             ``REPORT_REQUIRES`` and ``RESUME_NOTE``, which default to none).
         help: one line for ``--help``.
         fixed: config fields the task's name fixes (``{"task": "gan"}`` for a module that runs several tasks).
@@ -43,14 +43,14 @@ class Experiment:
         return tuple(by_task.get(self.fixed.get("task", self.name), self.module.PRESETS))
 
     @property
-    def train_options(self) -> dict[str, dict[str, Any]]:
-        """Extra ``train`` options (argparse keyword arguments by flag), passed to ``main``."""
-        return dict(getattr(self.module, "TRAIN_OPTIONS", {}))
+    def train_options(self) -> type | None:
+        """Extra ``train`` options (a dataclass, ``TrainOptions``: its fields are passed to ``main``), or ``None``."""
+        return getattr(self.module, "TrainOptions", None)
 
     @property
-    def reproduce_options(self) -> dict[str, dict[str, Any]]:
-        """Extra ``reproduce`` options (argparse keyword arguments by flag), passed to ``plan``."""
-        return dict(getattr(self.module, "REPRODUCE_OPTIONS", {}))
+    def reproduce_options(self) -> type | None:
+        """Extra ``reproduce`` options (a dataclass, ``ReproduceOptions``: its fields go to ``plan``), or ``None``."""
+        return getattr(self.module, "ReproduceOptions", None)
 
     @property
     def resume_note(self) -> str:
