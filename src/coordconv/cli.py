@@ -99,10 +99,16 @@ def _without_tyro(argv: list[str]) -> int:
     if argv == ["demo"]:
         from coordconv.demo import tour
 
-        return tour()
+        stdout, sys.stdout = sys.stdout, ClosableOutput(sys.stdout)
+        try:
+            return tour()
+        finally:
+            sys.stdout.flush()
+            sys.stdout = stdout
     from coordconv.repro.runtime import extras
 
-    command = ["coordconv", *(w for w in argv[:2] if not w.startswith("-"))][: 3 if argv[:1] == ["dataset"] else 2]
+    nested = argv[:1] in (["train"], ["dataset"])
+    command = ["coordconv", *(w for w in argv[:2] if not w.startswith("-"))][: 3 if nested else 2]
     needs = extras.DATASET_NEEDS.get(argv[1], []) if argv[:1] == ["dataset"] and len(argv) > 1 else []
     try:
         extras.require(" ".join(command), [*needs, "tyro"])

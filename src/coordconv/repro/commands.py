@@ -269,7 +269,7 @@ class _Train:
 class _Reproduce:
     """``coordconv reproduce``: the paper's experiments, conv against CoordConv (the main job).
 
-    Train conv and CoordConv for each TASK (default: classification), then print each task's table beside the
+    Train conv and CoordConv for each TASK (none given: classification), then print each task's table beside the
     paper's numbers and write OUT/<task>/report.md with plots, and OUT/report.md linking them. Finished runs in
     --out are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped.
     """
