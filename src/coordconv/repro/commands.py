@@ -304,9 +304,12 @@ class _Reproduce:
             raise UsageError(
                 f"--first-seed {self.first_seed} with --seeds {self.seeds} goes past the largest seed, {SEED_LIMIT - 1}"
             )
-        for value, what, low in ((self.threads, "threads", 0), (self.jobs, "jobs", 1)):
-            if value is not None:
-                check_count(value, what, low)
+        try:
+            for value, what, low in ((self.threads, "threads", 0), (self.jobs, "jobs", 1)):
+                if value is not None:
+                    check_count(value, what, low)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
         unknown = [t for t in tasks if t not in REGISTRY]
         if unknown:
             raise UsageError(f"unknown task {unknown[0]!r}; expected one of {', '.join(REGISTRY)}")

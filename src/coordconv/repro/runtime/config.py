@@ -35,7 +35,7 @@ def check_count(value: int, what: str, low: int) -> None:
     cpus = os.cpu_count() or 1
     if not low <= value <= cpus:
         raise ValueError(
-            f"invalid {what} {value}: expected an integer from {low} to {cpus} (this machine's CPUs)"
+            f"invalid {what} '{value}': expected an integer from {low} to {cpus} (this machine's CPUs)"
             + (", 0 for torch's default" if low == 0 else "")
         )
 
