@@ -1,9 +1,8 @@
 """The ``coordconv`` command: tyro generates it from the command dataclasses of :mod:`coordconv.repro.commands`.
 
-tyro is in the ``experiments`` extra: without it (``pip install torch-coordconv``, torch only) ``--version`` and
-``demo`` still run, and any other command ends with one line naming the extra. ``bench layer`` runs
-:mod:`coordconv.bench`'s own parser (the benchmark script's). An argument error is one line that points to
-``--help``; tyro's framed error is read back into that line.
+tyro is in the ``experiments`` extra: without it ``--version``, ``demo`` and ``bench layer`` (the benchmark's own
+parser) still run, and any other command ends with one line naming the extra. An argument error, tyro's (its
+framed message read back into one line) or a ``ValueError`` of the command, is one line that points to ``--help``.
 """
 
 from __future__ import annotations
@@ -27,22 +26,16 @@ DESCRIPTION = "CoordConv layers for PyTorch, and a reproduction of the CoordConv
 _COMMANDS = ("demo", "bench", "inspect", "train", "reproduce", "sweep", "dataset")
 
 
-def _prog(argv: Sequence[str]) -> str:
-    """``coordconv`` and the command words of ``argv`` (``coordconv train classification``)."""
+def _usage_error(argv: Sequence[str], message: str) -> None:
+    """Print ``message`` as ``coordconv train classification: error: ... (see ... --help)`` and exit with 2."""
     from coordconv.repro.experiments.registry import REGISTRY
     from coordconv.repro.runtime.extras import DATASET_NEEDS
 
     nested: dict[str, Any] = {"train": REGISTRY, "dataset": DATASET_NEEDS, "bench": ("layer",)}
-    words = ["coordconv"]
-    if argv[:1] and argv[0] in _COMMANDS:
-        words.append(argv[0])
-        if argv[1:2] and argv[1] in nested.get(argv[0], ()):
-            words.append(argv[1])
-    return " ".join(words)
-
-
-def _usage_error(argv: Sequence[str], message: str) -> None:
-    prog = _prog(argv)
+    words = ["coordconv", *argv[:1]] if argv[:1] and argv[0] in _COMMANDS else ["coordconv"]
+    if argv[1:2] and argv[1] in nested.get(argv[0], ()):
+        words.append(argv[1])
+    prog = " ".join(words)
     print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
     raise SystemExit(2)
 
@@ -67,7 +60,7 @@ def parse(argv: Sequence[str]) -> Any:
     """The command ``argv`` asks for (an object with ``run(argv)``); ``SystemExit`` after ``--help`` or an error."""
     argv = list(argv)
     if argv[:2] == ["bench", "layer"]:
-        return _Bench(argv[2:])
+        return _Bench()
     import tyro
 
     from coordconv.repro.commands import command_type
@@ -83,15 +76,12 @@ def parse(argv: Sequence[str]) -> Any:
 
 
 class _Bench:
-    """``coordconv bench layer``: the benchmark with its own options (:func:`coordconv.bench.main`)."""
-
-    def __init__(self, options: list[str]) -> None:
-        self.options = options
+    """``coordconv bench layer``: :func:`coordconv.bench.main` with its own options (no tyro needed)."""
 
     def run(self, argv: list[str]) -> int:
         from coordconv import bench
 
-        return bench.main(self.options, prog="coordconv bench layer")
+        return bench.main(argv[2:], prog="coordconv bench layer")
 
 
 def _without_tyro(argv: list[str]) -> int:
@@ -139,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal_name = received.get("signal", "SIGINT")
         print(f"coordconv: interrupted ({signal_name}) while starting; nothing was written", file=sys.stderr)
         return 128 + int(getattr(signal, signal_name))
-    from coordconv.repro.commands import UsageError, interrupted_message
+    from coordconv.repro.runtime.files import RunError
 
     stdout, stderr = sys.stdout, sys.stderr
     # a stream closed before the start (`2>&-`) is None in Python: the command still runs, its lines go nowhere
@@ -149,10 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with terminate_as_interrupt() as received:
             return int(command.run(argv))
-    except UsageError as e:
+    except ValueError as e:  # the command refused an option tyro took
         _usage_error(argv, str(e))
         raise  # not reached: _usage_error exits
+    except (RunError, ImportError, OSError) as e:  # a refusal or failure past the options: a missing extra, ...
+        print(f"coordconv: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        from coordconv.repro.commands import interrupted_message
+
         signal_name = received.get("signal", "SIGINT")
         print(interrupted_message(command, argv, signal_name), file=sys.stderr)
         return 128 + int(getattr(signal, signal_name))

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 __all__ = [
     "SEED_LIMIT",
     "check_count",
+    "check_seed",
     "complete_config",
     "describe_work",
     "to_dict",
@@ -38,6 +39,16 @@ def check_count(value: int, what: str, low: int) -> None:
             f"invalid {what} '{value}': expected an integer from {low} to {cpus} (this machine's CPUs)"
             + (", 0 for torch's default" if low == 0 else "")
         )
+
+
+def check_seed(value: int, name: str) -> None:
+    """Check that the seed ``name`` is in ``range(SEED_LIMIT)``.
+
+    Raises:
+        ValueError: ``invalid seed: -1; expected a seed from 0 to 4294967295``.
+    """
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"invalid {name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
 
 
 def _is_seed(name: str) -> bool:
@@ -77,8 +88,8 @@ def validate(config: Any, checks: Mapping[str, bool | tuple[bool, str]]) -> None
         value = getattr(config, f.name)
         if hints[f.name] is float and not (isinstance(value, int | float) and math.isfinite(value)):
             raise ValueError(f"invalid {f.name}: {value!r}; expected a finite number")
-        if _is_seed(f.name) and hints[f.name] is int and not 0 <= value < SEED_LIMIT:
-            raise ValueError(f"invalid {f.name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
+        if _is_seed(f.name) and hints[f.name] is int:
+            check_seed(value, f.name)
     for name, check in checks.items():
         ok, allowed = check if isinstance(check, tuple) else (check, "")
         if not ok:
