@@ -56,19 +56,7 @@ class Bench:
 
 @dataclass(frozen=True, kw_only=True)
 class Inspect:
-    """How much each CoordConv layer of a trained model uses the coordinates.
-
-    Report, for each CoordConv layer of a trained model, how much it uses the coordinates: the norms of its
-    coordinate filters (W_c) and input filters (W), their ratio (also per weight: RMS ratio), and on sample
-    inputs the share of the layer's output variance that the coordinate term carries (0: translation invariant,
-    1: only the coordinates matter) and the correlation of the two terms. See coordconv.inspect_model.
-
-    MODEL is either a run directory of `coordconv train classification|rendering|regression` (the model is
-    rebuilt from its config.json, loaded from model.safetensors, and run on the first --samples examples of its
-    test set), or a .safetensors state dict of an earlier development version, with *coord_weight entries (filter
-    norms only: there is no module to run). For other models call coordconv.inspect_model(model, sample) in
-    Python.
-    """
+    """``coordconv inspect MODEL``: :func:`~coordconv.repro.experiments.inspect_run.inspect_path` as a table."""
 
     model: tyro.conf.Positional[str]
     """a run directory of coordconv train, or a .safetensors file"""
@@ -127,12 +115,7 @@ class _Train:
 
 @dataclass(frozen=True, kw_only=True)
 class _Reproduce:
-    """``coordconv reproduce``: the paper's experiments, conv against CoordConv (the main job).
-
-    Train conv and CoordConv for each TASK (none given: classification), then print each task's table beside the
-    paper's numbers and write OUT/<task>/report.md with plots, and OUT/report.md linking them. Finished runs in
-    --out are reused and unfinished ones resumed, so an interrupted reproduce continues where it stopped.
-    """
+    """``coordconv reproduce``: :func:`coordconv.repro.reproduce.main`, with each task's ``ReproduceOptions``."""
 
     tasks: tuple[str, ...] = ()
     """tasks to run (none given: classification)"""
@@ -170,13 +153,7 @@ class _Reproduce:
 
 @dataclass(frozen=True, kw_only=True)
 class Sweep:
-    """``coordconv sweep``: the paper's hyperparameter grids on Ray Tune.
-
-    Run a grid of training runs of TASK as Ray Tune trials: an embedded local Ray by default, a Ray cluster with
-    --address. Each trial is an ordinary run under OUT/runs; a sweep started again skips finished trials and
-    resumes unfinished ones. Writes OUT/report.md, table.md, trials.csv and distribution.png. Needs the sweep
-    extra: pip install 'torch-coordconv[sweep]'.
-    """
+    """``coordconv sweep TASK``: the paper's hyperparameter grids on Ray Tune (:func:`coordconv.repro.sweep.main`)."""
 
     task: tyro.conf.Positional[toy.Task]
     """which coordinate task"""

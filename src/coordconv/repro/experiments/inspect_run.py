@@ -1,8 +1,11 @@
 """How much each CoordConv layer of a toy-task run uses the coordinates: the model behind ``coordconv inspect``.
 
-A run folder of ``coordconv train classification|rendering|regression`` is rebuilt from its ``config.json``, loaded
-from its ``model.safetensors`` and inspected on the first examples of its test set
-(:func:`coordconv.inspect_model`); a ``.safetensors`` file alone gives the filter norms only.
+For each CoordConv layer, :func:`coordconv.inspect_model` reports the norms of its coordinate filters (W_c) and
+input filters (W), their ratio, and on sample inputs the share of the output's variance that the coordinate term
+carries (0: translation invariant, 1: only the coordinates matter). A run folder of ``coordconv train
+classification|rendering|regression`` is rebuilt from its ``config.json``, loaded from its ``model.safetensors``
+and run on the first examples of its test set; a ``.safetensors`` state dict of an earlier development version,
+with ``*coord_weight`` entries, gives the filter norms only (there is no module to run).
 """
 
 from __future__ import annotations
