@@ -328,3 +328,24 @@ def test_a_preset_another_task_owns_is_a_usage_error_naming_both(capsys):
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert f"the {preset} preset is the {owner} task's; {task} takes {own}" in err and "('" not in err
+
+
+def test_the_commands_checks_are_the_librarys(tmp_path):
+    """The command only turns these ValueErrors into usage errors: each public function checks its own inputs."""
+    from coordconv.repro import reproduce
+    from coordconv.repro.data import notsoclevr
+    from coordconv.repro.experiments.inspect_run import inspect_path
+
+    with pytest.raises(ValueError, match="unknown task 'painting'"):
+        reproduce.check_request(["painting"])
+    with pytest.raises(ValueError, match="the cpu preset is the gan task's; classification takes smoke, quick"):
+        reproduce.check_request(["classification"], preset="cpu")
+    with pytest.raises(ValueError, match="--games applies to the rl task only"):
+        reproduce.check_request(["classification"], options={"games": ("Breakout",)})
+    with pytest.raises(ValueError, match="--samples must be >= 1, got 0"):
+        inspect_path(tmp_path, 0)
+    with pytest.raises(ValueError, match="invalid seed: -1; expected a seed from 0 to 4294967295"):
+        notsoclevr.write(tmp_path / "n.npz", seed=-1)
+    with pytest.raises(ValueError, match=r"invalid lr: -0\.1; expected a finite number > 0"):
+        REGISTRY["classification"].train("smoke", {"lr": -0.1}, tmp_path / "run")
+    assert not list(tmp_path.iterdir())
