@@ -146,10 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coordconv: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        from coordconv.repro.commands import interrupted_message
-
         signal_name = received.get("signal", "SIGINT")
-        print(interrupted_message(command, argv, signal_name), file=sys.stderr)
+        message = f"coordconv: interrupted ({signal_name})"  # bench layer: nothing to resume (and maybe no tyro)
+        if not isinstance(command, _Bench):
+            from coordconv.repro.commands import interrupted_message
+
+            message = interrupted_message(command, argv, signal_name)
+        print(message, file=sys.stderr)
         return 128 + int(getattr(signal, signal_name))
     finally:
         sys.stdout.flush()
