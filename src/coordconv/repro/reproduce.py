@@ -156,7 +156,10 @@ def _options(entry: Experiment) -> dict[str, dataclasses.Field[Any]]:
 def _plan(entry: Experiment, preset: str, seeds: range, options: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """``entry``'s runs: its module's ``plan`` with the ``options`` it takes."""
     takes = _options(entry)
-    return entry.module.plan(preset, seeds, task=entry.name, **{k: v for k, v in options.items() if k in takes})
+    plan: list[tuple[str, Any]] = entry.module.plan(
+        preset, seeds, task=entry.name, **{k: v for k, v in options.items() if k in takes}
+    )
+    return plan
 
 
 def record_command(path: Path, command: str) -> None:
