@@ -24,6 +24,7 @@ import tyro
 from coordconv.repro.experiments import toy
 from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime import extras
+from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import RunError
 
 __all__ = ["command_type", "interrupted_message", "preset_values"]
@@ -70,6 +71,8 @@ class Inspect:
         from coordconv.usage import format_usage
 
         path = Path(self.model)
+        if self.samples < 1:  # a usage error (exit 2); inspect_path's own check would be a run error
+            raise ValueError(f"--samples must be >= 1, got {self.samples}")
         # a run directory also rebuilds its test set (numpy)
         extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
         try:
@@ -215,6 +218,7 @@ class NotSoClevr:
 
         options = dataclasses.asdict(self)
         out, seed = Path(options.pop("out")), options.pop("split_seed")
+        check_seed(seed, "--split-seed")  # the library's check would name its argument, seed
         return _write("notsoclevr", lambda: notsoclevr.write(out, seed=seed, **options))
 
 
