@@ -187,9 +187,8 @@ def test_coordconv_commands_in_bash_blocks_parse():
     import io
     import shlex
 
-    from coordconv.cli import build_parser
+    from coordconv.cli import parse
 
-    parser = build_parser()
     checked, refused = 0, []
     for block in (b for p in PAGES for b in blocks(p) if b.language == "bash"):
         for line in block.code.splitlines():
@@ -200,7 +199,7 @@ def test_coordconv_commands_in_bash_blocks_parse():
                 out = io.StringIO()
                 try:
                     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                        parser.parse_args(words[1:])
+                        parse(words[1:])
                 except SystemExit as exit:
                     if exit.code != 0:  # --help exits with 0
                         refused.append(f"{block.where}: {' '.join(words)}\n{out.getvalue()}")

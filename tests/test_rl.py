@@ -140,7 +140,7 @@ def test_atari_smoke_ms_pacman(tmp_path):
     [
         (["--env", "MinAtar/Pong"], 1, "unknown environment 'MinAtar/Pong-v1'; for example MinAtar/Asterix-v1"),
         (["--n-envs", "0"], 2, "invalid n_envs: 0"),
-        (["--coord-in", "critic"], 2, "invalid choice: 'critic'"),
+        (["--coord-in", "critic"], 2, "invalid choice 'critic'"),
     ],
 )
 def test_bad_rl_input(tmp_path, args, code, message):

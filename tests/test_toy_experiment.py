@@ -95,11 +95,11 @@ def test_killed_run_resumes_through_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "painting", "--out", "X"], "invalid choice: 'painting'"),
-        (["train", "classification", "--model", "mlp", "--out", "X"], "invalid choice: 'mlp'"),
+        (["train", "painting", "--out", "X"], "Unrecognized or misplaced options: painting"),
+        (["train", "classification", "--model", "mlp", "--out", "X"], "invalid choice 'mlp'"),
         (["train", "classification", "--out", "X", "--batch-size", "0"], "invalid batch_size: 0"),
-        (["train", "classification", "--out", "X", "--lr", "fast"], "invalid float value: 'fast'"),
-        (["train", "classification"], "the following arguments are required: --out"),
+        (["train", "classification", "--out", "X", "--lr", "fast"], "could not convert string to float: 'fast'"),
+        (["train", "classification"], "Missing from coordconv train classification: --out"),
         (["reproduce", "painting"], "unknown task 'painting'"),
         (["reproduce", "--seeds", "0"], "--seeds must be >= 1"),
     ],

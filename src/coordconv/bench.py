@@ -327,8 +327,8 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Script entry point (``benchmarks/layer_overhead.py``)."""
-    parser = argparse.ArgumentParser(prog="layer_overhead.py", description=__doc__)
+def main(argv: Sequence[str] | None = None, prog: str = "layer_overhead.py") -> int:
+    """Script entry point (``benchmarks/layer_overhead.py``; ``coordconv bench layer`` as ``prog``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv), parser)

@@ -24,18 +24,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.experiments.registry import REGISTRY, Experiment
-from coordconv.repro.runtime.config import complete_config, to_dict
+from coordconv.repro.experiments.registry import REGISTRY, Experiment, check_paper
+from coordconv.repro.runtime import extras
+from coordconv.repro.runtime.config import SEED_LIMIT, check_count, complete_config, to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic
 from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, config_changes, read_finished
 
-__all__ = ["default_jobs", "main", "usable_cpus", "write_index"]
+__all__ = ["check_request", "default_jobs", "main", "usable_cpus", "write_index"]
 
 
 def main(
@@ -48,7 +49,7 @@ def main(
     overwrite: bool = False,
     options: Mapping[str, Any] | None = None,
     argv: Sequence[str] = (),
-    confirm: Callable[[Experiment, list[Any]], str | None] | None = None,
+    yes: bool = False,
     threads: int | None = None,
     jobs: int | None = None,
 ) -> Path:
@@ -61,11 +62,11 @@ def main(
         first_seed: the first seed (then ``first_seed + 1``, ...).
         out: the output folder; each task writes under ``out/<task>/``.
         overwrite: retrain runs that are already there.
-        options: task-specific options (a module's ``REPRODUCE_OPTIONS``), given to the tasks that take them.
+        options: task-specific options (fields of a module's ``ReproduceOptions``), given to the tasks that take them.
         argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
             (:func:`record_command`).
-        confirm: ``confirm(experiment, configs)`` sees each task's configs before anything trains and returns a
-            refusal (a message) or ``None`` (the paper preset's check of the work on a CPU).
+        yes: start the paper preset's GPU-sized work on a CPU without asking
+            (:func:`~coordconv.repro.experiments.registry.check_paper`).
         threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
             default, which follows the machine).
         jobs: runs that train at once, each in its own process (``None``: :func:`default_jobs`; 1: one after the
@@ -75,32 +76,90 @@ def main(
         The index's path.
 
     Raises:
-        RunError: ``confirm`` refused, a run in ``out`` has another config (without ``overwrite``), or its files
-            are damaged.
+        ValueError: an argument is invalid (:func:`check_request`), or a task cannot plan its runs.
+        MissingExtraError: an optional package the runs or the reports need is missing (before anything trains).
+        RunError: the paper preset on a CPU without ``yes``, a run in ``out`` has another config (without
+            ``overwrite``), or its files are damaged.
     """
+    check_request(tasks, preset=preset, seeds=seeds, first_seed=first_seed, options=options, threads=threads, jobs=jobs)
     started = time.perf_counter()
     command = shlex.join(["coordconv", "reproduce", *argv]) if argv else f"coordconv reproduce {shlex.join(tasks)}"
-    for task in tasks:
-        entry = REGISTRY[task]
-        module = entry.module
-        extra = {k: v for k, v in (options or {}).items() if f"--{k.replace('_', '-')}" in entry.reproduce_options}
-        plan = module.plan(preset, range(first_seed, first_seed + seeds), task=task, **extra)
+    seed_range = range(first_seed, first_seed + seeds)
+    plans = [(REGISTRY[task], _plan(REGISTRY[task], preset, seed_range, options or {})) for task in tasks]
+    needs = [name for entry, plan in plans for name in entry.needs([cfg for _, cfg in plan], report=True)]
+    extras.require(f"coordconv reproduce {' '.join(tasks)}", needs)
+    for entry, plan in plans:
         if threads is not None:
             plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
         workers = max(1, min(len(plan), jobs or default_jobs(max((cfg.threads for _, cfg in plan), default=1))))
         print(
-            f"reproduce: {len(plan)} {task} runs (preset {preset}; {seeds} seed(s)) into {out}; "
+            f"reproduce: {len(plan)} {entry.name} runs (preset {preset}; {seeds} seed(s)) into {out}; "
             f"{workers} at a time, {_threads(plan)} each"
         )
-        refusal = confirm(entry, [cfg for _, cfg in plan]) if confirm else None
-        if refusal:
+        # a task whose runs take a device option trains on its default device under reproduce
+        device = getattr(entry.train_options(), "device", None) if entry.train_options else None
+        if refusal := check_paper(preset, [cfg for _, cfg in plan], yes, device):
             raise RunError(refusal)
-        _run_jobs([(out / folder, cfg) for folder, cfg in plan], module, overwrite, workers)
-        record_command(out / task / "command.txt", command)
-        module.report(out, task)
+        _run_jobs([(out / folder, cfg) for folder, cfg in plan], entry.module, overwrite, workers)
+        record_command(out / entry.name / "command.txt", command)
+        entry.module.report(out, entry.name)
     path = write_index(out)
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
     return path
+
+
+def check_request(
+    tasks: Sequence[str],
+    *,
+    preset: str = "quick",
+    seeds: int = 1,
+    first_seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    jobs: int | None = None,
+) -> None:
+    """Check :func:`main`'s arguments before anything runs (``main`` calls it first; the command, to tell usage).
+
+    Raises:
+        ValueError: naming the first invalid argument and what is allowed: the seed range, an unknown task, a
+            preset the task does not take, a task's option given without that task, threads or jobs out of range.
+    """
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if not 0 <= first_seed < SEED_LIMIT:
+        raise ValueError(f"invalid --first-seed {first_seed}: expected an integer from 0 to {SEED_LIMIT - 1}")
+    if first_seed + seeds > SEED_LIMIT:
+        raise ValueError(f"--first-seed {first_seed} with --seeds {seeds} goes past the largest seed, {SEED_LIMIT - 1}")
+    for value, what, low in ((threads, "threads", 0), (jobs, "jobs", 1)):
+        if value is not None:
+            check_count(value, what, low)
+    unknown = [t for t in tasks if t not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; expected one of {', '.join(REGISTRY)}")
+    for name, value in (options or {}).items():
+        defaults = {t: _options(e)[name].default for t, e in REGISTRY.items() if name in _options(e)}
+        if any(value != d for d in defaults.values()) and not set(defaults) & set(tasks):
+            raise ValueError(f"--{name.replace('_', '-')} applies to the {', '.join(defaults)} task only")
+    for task in tasks:  # a preset is offered if any task has it; each task takes its own
+        offered = REGISTRY[task].presets
+        if preset not in offered:
+            takers = [t for t in REGISTRY if preset in REGISTRY[t].presets]
+            owner = f"the {', '.join(takers)} task's" if takers else "no task's"
+            raise ValueError(f"the {preset} preset is {owner}; {task} takes {', '.join(offered)}")
+
+
+def _options(entry: Experiment) -> dict[str, dataclasses.Field[Any]]:
+    """The ``reproduce`` options ``entry`` takes (its module's ``ReproduceOptions`` fields), by name."""
+    return {f.name: f for f in dataclasses.fields(entry.reproduce_options)} if entry.reproduce_options else {}
+
+
+def _plan(entry: Experiment, preset: str, seeds: range, options: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``entry``'s runs: its module's ``plan`` with the ``options`` it takes."""
+    takes = _options(entry)
+    plan: list[tuple[str, Any]] = entry.module.plan(
+        preset, seeds, task=entry.name, **{k: v for k, v in options.items() if k in takes}
+    )
+    return plan
 
 
 def record_command(path: Path, command: str) -> None:

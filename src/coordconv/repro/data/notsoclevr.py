@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import atomic_path
 
 __all__ = [
@@ -157,13 +158,21 @@ def write(
 
     Raises:
         FileExistsError: a file is already there and ``overwrite`` is false.
-        ValueError: ``path`` is not an ``.npz`` file path, or a setting is invalid.
+        IsADirectoryError: ``path`` is a folder.
+        ValueError: ``path`` is not an ``.npz`` file path, or a setting is invalid (the message names it and what
+            is allowed).
         RunError: a file cannot be written (the message names it).
     """
     import numpy as np
 
-    if path.suffix != ".npz" or path.is_dir():
-        raise ValueError(f"the output must be an .npz file, got {path}" + (" (a directory)" if path.is_dir() else ""))
+    for name, value in (("test_fraction", test_fraction), ("square_value", square_value)):
+        if not math.isfinite(value):
+            raise ValueError(f"invalid {name}: {value!r}; expected a finite number")
+    check_seed(seed, "seed")
+    if path.is_dir():
+        raise IsADirectoryError(f"the output must be an .npz file, got {path} (a directory)")
+    if path.suffix != ".npz":
+        raise ValueError(f"the output must be an .npz file, got {path}")
     picture = path.with_suffix(".png")
     for target in (path, picture):
         if target.exists() and not overwrite:

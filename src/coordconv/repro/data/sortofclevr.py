@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import atomic_path
 
 __all__ = [
@@ -247,15 +248,19 @@ def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = F
     ``circle`` (N, 2).
 
     Raises:
-        ValueError: ``path`` is not an ``.npz`` file or ``count`` is below 1.
+        ValueError: ``path`` is not an ``.npz`` file path, ``count`` is below 1 or ``seed`` out of range.
+        IsADirectoryError: ``path`` is a folder.
         FileExistsError: a file is already there and ``overwrite`` is false.
     """
     import numpy as np
 
-    if path.suffix != ".npz" or path.is_dir():
-        raise ValueError(f"the output must be an .npz file, got {path}" + (" (a directory)" if path.is_dir() else ""))
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    check_seed(seed, "seed")
+    if path.is_dir():
+        raise IsADirectoryError(f"the output must be an .npz file, got {path} (a directory)")
+    if path.suffix != ".npz":
+        raise ValueError(f"the output must be an .npz file, got {path}")
     picture = path.with_suffix(".png")
     for target in (path, picture):
         if target.exists() and not overwrite:

@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import Tensor
 
 from coordconv.repro.data import sortofclevr
+from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import RunError, remove_stale_copies, temporary_name
 
 __all__ = ["class_names", "labels", "write"]
@@ -50,26 +51,28 @@ def write(
     no half-written data set.
 
     Raises:
-        FileExistsError: ``root`` exists and ``overwrite`` is false.
-        ValueError: a count is below 1, ``grid`` is out of range, ``root`` is a file, or ``root`` holds anything
-            but ``train/`` and ``val/`` (a folder this function did not write is never replaced).
+        FileExistsError: ``root`` exists and ``overwrite`` is false, or it holds anything but ``train/`` and
+            ``val/`` (a folder this function did not write is never replaced).
+        NotADirectoryError: ``root`` is a file.
+        ValueError: a count is below 1, ``grid`` or ``seed`` is out of range.
         RunError: writing failed (a full disk, a read-only folder); nothing is left behind.
     """
     from PIL import Image
 
     if train < 1 or val < 1:
         raise ValueError(f"train and val must be >= 1, got {train} and {val}")
+    check_seed(seed, "seed")
     # the real target: "A/sub/.." is A, so the temporary folder sits beside it and the name checks see it
     root = Path(root).resolve()
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
     if root.exists() and not root.is_dir():
-        raise ValueError(f"{root} is a file; expected a folder for the data set")
+        raise NotADirectoryError(f"{root} is a file; expected a folder for the data set")
     if root.exists():
         foreign = sorted(p.name for p in root.iterdir() if p.name not in SPLITS)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ValueError(
+            raise FileExistsError(
                 f"{root} is not a data set this command wrote (it holds {shown}); --overwrite replaces only a "
                 "folder of train/ and val/: choose another --out"
             )

@@ -10,8 +10,8 @@ Every experiment module exports the same small surface:
 * ``plan(preset, seeds, **options) -> [(folder, cfg), ...]``: the runs ``reproduce`` trains, folders relative
   to its ``--out``, each under the task's own folder;
 * ``report(out, task) -> Path``: the task's tables and figures from the finished runs, ``out/<task>/report.md``;
-* optionally ``REPRODUCE_OPTIONS``: extra ``reproduce`` options (argparse keyword arguments by flag) passed to
-  ``plan``, and ``TRAIN_OPTIONS``: extra ``train`` options passed to ``main``;
+* optionally ``ReproduceOptions``: a frozen dataclass of extra ``reproduce`` options (its fields are passed to
+  ``plan``), and ``TrainOptions``: one of extra ``train`` options (passed to ``main``);
 * optionally ``requires(cfg) -> (module, ...)`` and ``REPORT_REQUIRES``: the optional packages (import names) a
   run of ``cfg`` and the report import; ``train`` and ``reproduce`` check them before starting and name the
   pip extra that installs what is missing (:mod:`coordconv.repro.runtime.extras`).

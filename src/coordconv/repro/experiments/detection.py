@@ -40,8 +40,8 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
-    "REPRODUCE_OPTIONS",
     "Config",
+    "ReproduceOptions",
     "describe",
     "evaluate",
     "main",
@@ -155,17 +155,15 @@ def describe(s: dict[str, Any]) -> str:
     )
 
 
-REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
-    "--ablation": {
-        "action": "store_true",
-        "help": "detection: also CoordConv in the backbone only and in the RPN only (the placement ablation)",
-    },
-    "--clip-boxes": {
-        "action": "store_true",
-        "help": "detection: boxes and proposals clipped to the crop, torchvision's anchor grid (the project's "
-        "earlier variant; default: the official unclipped targets and anchor centres)",
-    },
-}
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """The ``coordconv reproduce`` options of this task (passed to :func:`plan`)."""
+
+    ablation: bool = False
+    """detection: also CoordConv in the backbone only and in the RPN only (the placement ablation)"""
+    clip_boxes: bool = False
+    """detection: boxes and proposals clipped to the crop, torchvision's anchor grid (the project's earlier variant;
+    off: the official unclipped targets and anchor centres)"""
 
 
 def plan(

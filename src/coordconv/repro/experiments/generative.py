@@ -88,7 +88,7 @@ class Config:
     width: float = 1.0
     """Multiplier of every hidden channel count (1: the official sizes)."""
     d_width: float | None = None
-    """GAN: the discriminator's own width multiplier (None: ``width``)."""
+    """GAN: the discriminator's own width multiplier (None: the same as width)."""
     z_dim: int = 256
     """Latent dimensions (GAN: uniform in [-1, 1]; VAE: normal)."""
     lr: float = 1e-3
@@ -133,7 +133,7 @@ class Config:
     feature_match: float = 0.0
     """GAN: weight of a feature-matching term in the generator's loss, the mean absolute difference between the
     discriminator's features (before its logit) of a batch of real images and of the generated batch, pair by pair
-    (the official code's ``--feature_match`` option, weight 1 there; off in the paper's command, 0 here)."""
+    (the official code's --feature_match option, weight 1 there; off in the paper's command, 0 here)."""
     kl_weight: float = 1.0
     """VAE: weight of the KL term."""
     train_images: int = 50_000

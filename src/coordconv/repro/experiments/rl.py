@@ -42,6 +42,7 @@ __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
     "Config",
+    "ReproduceOptions",
     "describe",
     "main",
     "plan",
@@ -188,13 +189,14 @@ def report(out: Path, task: str = "rl") -> Path:
     return write_report(out)
 
 
-REPRODUCE_OPTIONS: dict[str, dict[str, Any]] = {
-    "--games": {"nargs": "+", "default": [], "help": "rl: games (default: the five MinAtar games; paper: nine Atari)"},
-    "--coord-in": {
-        "choices": ("shared", "actor"), "default": "shared",
-        "help": "rl: CoordConv in the body actor and critic share (default) or in the actor's own body only",
-    },
-}  # fmt: skip
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """The ``coordconv reproduce`` options of this task (passed to :func:`plan`)."""
+
+    games: tuple[str, ...] = ()
+    """rl: games (none given: the five MinAtar games; paper: nine Atari)"""
+    coord_in: Literal["shared", "actor"] = "shared"
+    """rl: CoordConv in the body actor and critic share, or in the actor's own body only"""
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "SPLITS",
     "TASKS",
     "Config",
+    "TrainOptions",
     "describe",
     "main",
     "plan",
@@ -67,9 +68,14 @@ SPLITS: tuple[str, ...] = ("uniform", "quadrant")
 PRESETS = ("smoke", "quick", "paper")
 #: the optional packages ``report`` imports (checked before ``reproduce`` starts)
 REPORT_REQUIRES: tuple[str, ...] = ("numpy", "matplotlib")
-TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
-    "--device": {"default": "cpu", "help": "where to train: cpu, cuda, cuda:N (default: cpu)"},
-}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The ``coordconv train`` options of these tasks beyond the config (passed to :func:`main`)."""
+
+    device: str = "cpu"
+    """where to train: cpu, cuda, cuda:N"""
 
 
 @dataclass(frozen=True)

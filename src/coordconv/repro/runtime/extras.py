@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 
-__all__ = ["EXTRAS", "PIP_NAMES", "MissingExtraError", "missing", "require"]
+__all__ = ["DATASET_NEEDS", "EXTRAS", "PIP_NAMES", "MissingExtraError", "missing", "require"]
 
 #: import name -> the extra of ``pyproject.toml`` that installs it (PIL comes with matplotlib and torchvision)
 EXTRAS: dict[str, str] = {
@@ -34,6 +34,13 @@ EXTRAS: dict[str, str] = {
     "minatar": "rl",
     "cv2": "rl",
     "ray": "sweep",
+    "tyro": "experiments",
+}
+#: the optional packages each ``coordconv dataset`` kind imports (PIL: matplotlib's PNG writer, spatial's images)
+DATASET_NEEDS: dict[str, list[str]] = {
+    "notsoclevr": ["numpy", "matplotlib", "PIL"],
+    "sortofclevr": ["numpy", "matplotlib", "PIL"],
+    "spatial": ["numpy", "PIL"],
 }
 #: the pip names of import names that differ from them, for the message
 PIP_NAMES: dict[str, str] = {
