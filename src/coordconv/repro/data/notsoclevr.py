@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from coordconv.repro.runtime.config import check_seed
-from coordconv.repro.runtime.files import atomic_path
+from coordconv.repro.runtime.files import atomic_path, npz_outputs
 
 __all__ = [
     "CANVAS",
@@ -169,14 +169,7 @@ def write(
         if not math.isfinite(value):
             raise ValueError(f"invalid {name}: {value!r}; expected a finite number")
     check_seed(seed, "seed")
-    if path.is_dir():
-        raise IsADirectoryError(f"the output must be an .npz file, got {path} (a directory)")
-    if path.suffix != ".npz":
-        raise ValueError(f"the output must be an .npz file, got {path}")
-    picture = path.with_suffix(".png")
-    for target in (path, picture):
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    path, picture = npz_outputs(path, overwrite)
     chosen = official_uniform_split() if official_split else make_split(split, test_fraction=test_fraction, seed=seed)
     xy = centers()
     squares = square_images(xy, square_value)[:, 0]

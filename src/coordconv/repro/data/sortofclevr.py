@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from coordconv.repro.runtime.config import check_seed
-from coordconv.repro.runtime.files import atomic_path
+from coordconv.repro.runtime.files import atomic_path, npz_outputs
 
 __all__ = [
     "CANVAS",
@@ -257,14 +257,7 @@ def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = F
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     check_seed(seed, "seed")
-    if path.is_dir():
-        raise IsADirectoryError(f"the output must be an .npz file, got {path} (a directory)")
-    if path.suffix != ".npz":
-        raise ValueError(f"the output must be an .npz file, got {path}")
-    picture = path.with_suffix(".png")
-    for target in (path, picture):
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    path, picture = npz_outputs(path, overwrite)
     images, scenes = generate(count, seed)
     with atomic_path(path) as tmp:
         np.savez_compressed(

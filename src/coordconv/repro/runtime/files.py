@@ -180,3 +180,22 @@ def check_finite(value: float, what: str) -> None:
     """
     if not math.isfinite(value):
         raise RunError(f"training diverged: {what} is {value}; lower the learning rate (the run is not finished)")
+
+
+def npz_outputs(path: Path, overwrite: bool) -> tuple[Path, Path]:
+    """A data set writer's two outputs, ``path`` (an ``.npz`` file) and the ``.png`` of examples beside it.
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
+        ValueError: ``path`` does not end in ``.npz``.
+        FileExistsError: either file is already there and ``overwrite`` is false.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(f"the output must be an .npz file, got {path} (a directory)")
+    if path.suffix != ".npz":
+        raise ValueError(f"the output must be an .npz file, got {path}")
+    picture = path.with_suffix(".png")
+    for target in (path, picture):
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    return path, picture
