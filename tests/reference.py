@@ -47,7 +47,9 @@ def reference_forward(layer, x: Tensor, output_size=None) -> Tensor:
     paper's ``conv(cat([x, coords]), W)``), so the coordinate filters reach every output channel.
     """
     rank = layer._rank
-    grid = reference_grid(x.shape[2:], with_r=layer.with_r, encoding=layer.encoding, order=layer.order, dtype=x.dtype)
+    grid = reference_grid(
+        x.shape[2:], with_r=layer.with_r, encoding=layer.encoding, order=layer.order, dtype=x.dtype
+    ).to(x.device)
     coords = grid.unsqueeze(0).repeat(x.shape[0], *([1] * grid.dim()))
     inp = with_coords(x, coords, layer.groups)
     if layer.transposed:

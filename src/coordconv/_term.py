@@ -29,6 +29,8 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from coordconv.coords import CoordEncoding, Frame, LinearEncoding, Order, coord_grid, linear_coords
 
@@ -73,7 +75,7 @@ def grid_for(
     # torch.jit.trace records the operations that build a grid, so it gets them every call; under a fake,
     # functional or other dispatch mode (FakeTensorMode, FX shape propagation, AOT tracing) or for a tensor
     # subclass the grid would not be a plain tensor: never cached, never read from the cache
-    cacheable = _plain_context(x) and _immutable(encoding)
+    cacheable = _plain_context(x) and _known_immutable(encoding)
     if cacheable:
         try:
             framing = None if frame is None else tuple(tuple(pair) for pair in frame)
@@ -106,16 +108,14 @@ def grid_for(
 
 def _plain_context(x: Tensor) -> bool:
     """Whether a grid built for ``x`` now is a plain tensor that may be kept and reused by later calls."""
-    if torch.jit.is_tracing() or _transformed(x):  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
-        return False
     if type(x) is not Tensor and type(x) is not nn.Parameter:  # FakeTensor, FunctionalTensor, other subclasses
         return False
-    return _current_dispatch_mode() is None
+    if _transformed(x) or torch._C._is_tracing():  # _transformed first: dynamo cannot trace _is_tracing
+        return False
+    return _get_current_dispatch_mode() is None
 
 
 def _current_dispatch_mode() -> Any:
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
     return _get_current_dispatch_mode()
 
 
@@ -141,6 +141,23 @@ def _immutable(value: Any) -> bool:
     return False
 
 
+# encodings already judged by ``_immutable`` (equal encodings are judged alike; a few distinct ones are in use)
+_immutable_seen: dict[Any, bool] = {}
+
+
+def _known_immutable(encoding: Any) -> bool:
+    """``_immutable(encoding)``, remembered: the test walks the dataclass's fields, a few microseconds a call."""
+    try:
+        return _immutable_seen[encoding]
+    except KeyError:
+        judged = _immutable(encoding)
+        if len(_immutable_seen) < _GRID_CACHE_ENTRIES:
+            _immutable_seen[encoding] = judged
+        return judged
+    except TypeError:  # unhashable: cannot be a cache key either
+        return False
+
+
 def _grid_layout(x: Tensor, kernel_size: tuple[int, ...], transposed: bool) -> bool:
     """Whether the batch-1 grid should be channels_last: layout only, for speed.
 
@@ -164,7 +181,8 @@ def static_sizes(x: Tensor) -> tuple[int, ...]:
     speed), so that warning is silenced for these reads only; the coordinate values themselves are computed
     from traced sizes (tested at other sizes than the traced one).
     """
-    if not torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+    # torch.jit.is_tracing without its wrapper (this runs many times a call); dynamo traces only the wrapper
+    if torch.compiler.is_compiling() or not torch._C._is_tracing():
         return tuple(x.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined,unused-ignore]
@@ -324,20 +342,13 @@ def fused_forward(
     mode is off) and outside every tracer and transform (``torch.compile``, ``torch.jit``, ``torch.func``,
     ``torch.fx``, dispatch modes, forward AD), and only for outputs of at least ``_FUSED_MIN_NUMEL`` elements.
     """
-    if _is_proxy(x) or torch.compiler.is_compiling() or not _plain_context(x):
+    # the cheap tests first: this runs on every call of every layer, and on a GPU a layer's time is mostly Python
+    if _is_proxy(x) or x.device.type != "cpu" or x.dtype != torch.float32:
         return None
     rank = x.dim() - 2
-    if (
-        rank not in (2, 3)
-        or layer.padding_mode != "zeros"
-        or x.dtype != torch.float32
-        or x.device.type != "cpu"
-        or _tracking_grad(x, input_weight, coord_weight, bias)
-        or _forward_ad_active()
-        or not x.is_contiguous()
-        or not torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call,unused-ignore]
-        or not torch.backends.mkldnn.enabled
-    ):
+    if rank not in (2, 3) or layer.padding_mode != "zeros" or _tracking_grad(x, input_weight, coord_weight, bias):
+        return None
+    if torch.compiler.is_compiling() or not _plain_context(x):  # before reading sizes, which may be symbolic
         return None
     stride, padding, dilation = layer.stride, layer.padding, layer.dilation
     sizes = static_sizes(x)
@@ -349,6 +360,13 @@ def fused_forward(
     for n, p, d, k, s in zip(sizes[2:], pads, dilation, kernel, stride, strict=True):
         numel *= (n + 2 * p - d * (k - 1) - 1) // s + 1
     if numel < _FUSED_MIN_NUMEL:
+        return None
+    if (
+        _forward_ad_active()
+        or not x.is_contiguous()
+        or not torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call,unused-ignore]
+        or not torch.backends.mkldnn.enabled
+    ):
         return None
     term = coord_term(
         x, coord_weight, bias, layer._grid_encoding, layer.order, stride, padding, dilation, "zeros", frame=layer.frame
@@ -400,12 +418,12 @@ def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool, kernel_size
     """
     if type(encoding) is not LinearEncoding or SEPARABLE == "convolution":
         return False
+    if SEPARABLE == "auto" and x.device.type != "cpu":
+        return False
     if not all(isinstance(n, int) for n in x.shape[2:]):
         return False
     if SEPARABLE == "separable":
         return True
-    if x.device.type != "cpu":
-        return False
     rank = x.dim() - 2
     if rank != 2:
         return rank == 3
@@ -771,14 +789,14 @@ def _func_wrapped(x: Tensor) -> bool:
     """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap's batched tensors, grad's and jvp's wrappers)."""
     if torch.compiler.is_compiling():  # dynamo cannot trace the query (and handles torch.func itself)
         return False
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(is_wrapped is not None and is_wrapped(x))
+    return bool(_IS_FUNCTORCH_WRAPPED is not None and _IS_FUNCTORCH_WRAPPED(x))
+
+
+_IS_FUNCTORCH_WRAPPED = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
 
 
 def _forward_ad_active() -> bool:
     """Whether a ``torch.autograd.forward_ad.dual_level`` is open."""
-    from torch.autograd import forward_ad
-
     return bool(forward_ad._current_level >= 0)
 
 

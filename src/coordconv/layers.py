@@ -262,12 +262,14 @@ def _split(weight: Tensor, inputs_per_group: int, groups: int, transposed: bool)
     n = inputs_per_group
     # one split, not two slices: its backward writes the weight's gradient once (a concatenation), where two
     # slices' backward each fill a weight-sized tensor of zeros, then added (compiled ResNet-18 training, every
-    # conv converted: 51 copies a step instead of 100, 26 ms instead of 37 at 112x112, batch 8)
+    # conv converted: 51 copies a step instead of 100, 26 ms instead of 37 at 112x112, batch 8). The method
+    # split_with_sizes, not torch.split: the same operation without the Python wrapper's ~15 us a call, which is
+    # most of a small layer's time on a GPU
     if not transposed:
-        input_filters, coord_filters = torch.split(weight, [n, weight.shape[1] - n], dim=1)
+        input_filters, coord_filters = weight.split_with_sizes([n, weight.shape[1] - n], 1)
         return input_filters, coord_filters
     if groups == 1:
-        input_filters, coord_filters = torch.split(weight, [n, weight.shape[0] - n], dim=0)
+        input_filters, coord_filters = weight.split_with_sizes([n, weight.shape[0] - n], 0)
         return input_filters, coord_filters
     # (groups, n + coords, out / groups, *k); unflatten, not reshape: torch.fx traces it without the sizes
     rows = weight.unflatten(0, (groups, -1))  # type: ignore[no-untyped-call]
