@@ -2,7 +2,8 @@
 # A2C on Ms. Pac-Man, the paper's named Atari game (issue 26, section 4): a CPU-budget pilot of the paper's 10M-step
 # setting. ALE/MsPacman-v5 through SB3's Atari wrappers (frame skip 4, 84x84 grey frames, 4 stacked), the Nature
 # CNN with CoordConv as the first layer (shared actor-critic body), conv and CoordConv, 3 seeds, the quick preset's
-# 1M agent steps each, one thread per run. NOT RUN YET: this folder holds only this script until the runs are made.
+# 1M agent steps each, one thread per run. Seed 0 of each model is done (run first with --seeds 1, on a free core beside one other job:
+# 6,314 s for the two; rl/command.txt records that command); seeds 1 and 2 remain: this command trains them.
 #
 # Duration: about 250 agent steps/s on one free core (PEERS/MEASURED notes), so ~1.1 h a run and ~6.7 h for the six
 # one after the other; pin it to one core (taskset -c 1: the environment subprocesses inherit the pinning).
