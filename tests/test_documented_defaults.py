@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from coordconv.repro import commands
+from coordconv.repro import commands, reproduce, sweep
 from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
-from coordconv.repro.experiments import imagenet
+from coordconv.repro.experiments import imagenet, inspect_run, registry
 from coordconv.repro.experiments.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_no_help_text_types_a_default_by_hand():
     """tyro shows every option's default beside its help: a help text that states one as well would go stale."""
     checked = 0
-    sources = [inspect.getsource(commands), *(inspect.getsource(e.module) for e in REGISTRY.values())]
+    option_modules = [commands, registry, inspect_run, reproduce, sweep, notsoclevr, sortofclevr, spatial_folder]
+    sources = [*map(inspect.getsource, option_modules), *(inspect.getsource(e.module) for e in REGISTRY.values())]
     for source in sources:
         # the docstring under a dataclass field (`    name: type = value` then `    """help"""`)
         for doc in re.findall(r'^    \w+: [^\n]+\n    """(.*?)"""', source, re.MULTILINE | re.DOTALL):
@@ -29,8 +30,8 @@ def test_no_help_text_types_a_default_by_hand():
 
 @pytest.mark.parametrize(
     ("command", "writer", "renamed"),
-    [(commands.NotSoClevr, notsoclevr.write, {"split_seed": "seed"}), (commands.SortOfClevr, sortofclevr.write, {}),
-     (commands.Spatial, spatial_folder.write, {})],
+    [(notsoclevr.Options, notsoclevr.write, {"split_seed": "seed"}), (sortofclevr.Options, sortofclevr.write, {}),
+     (spatial_folder.Options, spatial_folder.write, {})],
 )  # fmt: skip
 def test_dataset_commands_default_to_what_their_writers_do(command, writer, renamed):
     defaults = {p.name: p.default for p in inspect.signature(writer).parameters.values() if p.default is not p.empty}

@@ -26,17 +26,19 @@ DESCRIPTION = "CoordConv layers for PyTorch, and a reproduction of the CoordConv
 _COMMANDS = ("demo", "bench", "inspect", "train", "reproduce", "sweep", "dataset")
 
 
-def _usage_error(argv: Sequence[str], message: str) -> None:
-    """Print ``message`` as ``coordconv train classification: error: ... (see ... --help)`` and exit with 2."""
+def _prog(argv: Sequence[str]) -> str:
+    """``coordconv`` and the command ``argv`` names, with its task, data set or benchmark where it names one."""
     from coordconv.repro.experiments.registry import REGISTRY
     from coordconv.repro.runtime.extras import DATASET_NEEDS
 
     nested: dict[str, Any] = {"train": REGISTRY, "dataset": DATASET_NEEDS, "bench": ("layer",)}
     words = ["coordconv", *argv[:1]] if argv[:1] and argv[0] in _COMMANDS else ["coordconv"]
-    if argv[1:2] and argv[1] in nested.get(argv[0], ()):
-        words.append(argv[1])
-    prog = " ".join(words)
-    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    return " ".join([*words, *(argv[1:2] if argv[1:2] and argv[1] in nested.get(argv[0], ()) else [])])
+
+
+def _usage_error(argv: Sequence[str], message: str) -> None:
+    """Print ``message`` as ``coordconv train classification: error: ... (see ... --help)`` and exit with 2."""
+    print(f"{_prog(argv)}: error: {message} (see {_prog(argv)} --help)", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -59,8 +61,8 @@ def _one_line(framed: str) -> str:
 def parse(argv: Sequence[str]) -> Any:
     """The command ``argv`` asks for (an object with ``run(argv)``); ``SystemExit`` after ``--help`` or an error."""
     argv = list(argv)
-    if argv[:2] == ["bench", "layer"]:
-        return _Bench()
+    if _plain(argv):
+        return _Plain()
     import tyro
 
     from coordconv.repro.commands import command_type
@@ -75,33 +77,26 @@ def parse(argv: Sequence[str]) -> Any:
         raise
 
 
-class _Bench:
-    """``coordconv bench layer``: :func:`coordconv.bench.main` with its own options (no tyro needed)."""
+def _plain(argv: Sequence[str]) -> bool:
+    return list(argv[:2]) == ["bench", "layer"] or list(argv) == ["demo"]
+
+
+class _Plain:
+    """``coordconv bench layer`` (the benchmark parses its own options) and a bare ``coordconv demo``: no tyro."""
 
     def run(self, argv: list[str]) -> int:
-        from coordconv import bench
+        from coordconv import bench, demo
 
-        return bench.main(argv[2:], prog="coordconv bench layer")
+        return demo.tour() if argv == ["demo"] else bench.main(argv[2:], prog="coordconv bench layer")
 
 
 def _without_tyro(argv: list[str]) -> int:
-    """``coordconv`` where tyro (the experiments extra) is missing: ``demo`` runs, the rest names the extra."""
-    if argv == ["demo"]:
-        from coordconv.demo import tour
-
-        stdout, sys.stdout = sys.stdout, ClosableOutput(sys.stdout)
-        try:
-            return tour()
-        finally:
-            sys.stdout.flush()
-            sys.stdout = stdout
+    """``coordconv`` where tyro (the experiments extra) is missing: one line naming the extra."""
     from coordconv.repro.runtime import extras
 
-    nested = argv[:1] in (["train"], ["dataset"])
-    command = ["coordconv", *(w for w in argv[:2] if not w.startswith("-"))][: 3 if nested else 2]
-    needs = extras.DATASET_NEEDS.get(argv[1], []) if argv[:1] == ["dataset"] and len(argv) > 1 else []
+    needs = extras.DATASET_NEEDS.get(argv[1], []) if argv[:1] == ["dataset"] and argv[1:] else []
     try:
-        extras.require(" ".join(command), [*needs, "tyro"])
+        extras.require(_prog(argv), [*needs, "tyro"])
     except extras.MissingExtraError as e:
         print(f"coordconv: error: {e}", file=sys.stderr)
     return 1
@@ -113,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:
         print(f"coordconv {__version__}")
         return 0
-    if argv[:2] != ["bench", "layer"] and importlib.util.find_spec("tyro") is None:
+    if not _plain(argv) and importlib.util.find_spec("tyro") is None:  # ``bench layer`` and ``demo`` run
         return _without_tyro(argv)
     received: dict[str, str] = {}
     try:
@@ -147,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         signal_name = received.get("signal", "SIGINT")
-        message = f"coordconv: interrupted ({signal_name})"  # bench layer: nothing to resume (and maybe no tyro)
-        if not isinstance(command, _Bench):
+        message = f"coordconv: interrupted ({signal_name})"  # nothing to resume (and maybe no tyro)
+        if not isinstance(command, _Plain):
             from coordconv.repro.commands import interrupted_message
 
             message = interrupted_message(command, argv, signal_name)

@@ -14,17 +14,17 @@ import operator
 import shlex
 import sys
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from coordconv.repro.experiments import toy
-from coordconv.repro.experiments.registry import REGISTRY, Experiment
+from coordconv.repro import reproduce, sweep
+from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
+from coordconv.repro.experiments import inspect_run, toy
+from coordconv.repro.experiments.registry import REGISTRY, Experiment, TrainArgs
 from coordconv.repro.runtime import extras
-from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import RunError
 
 __all__ = ["command_type", "interrupted_message", "preset_values"]
@@ -56,18 +56,13 @@ class Bench:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Inspect:
+class Inspect(inspect_run.Options):
     """``coordconv inspect MODEL``: :func:`~coordconv.repro.experiments.inspect_run.inspect_path` as a table."""
 
     model: tyro.conf.Positional[str]
     """a run directory of coordconv train, or a .safetensors file"""
-    samples: int = 256
-    """test examples to run a run directory's model on"""
-    json: bool = False
-    """print JSON instead of a Markdown table"""
 
     def run(self, argv: list[str]) -> int:
-        from coordconv.repro.experiments.inspect_run import inspect_path
         from coordconv.usage import format_usage
 
         path = Path(self.model)
@@ -76,7 +71,7 @@ class Inspect:
         # a run directory also rebuilds its test set (numpy)
         extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
         try:
-            rows = inspect_path(path, self.samples)
+            rows = inspect_run.inspect_path(path, self.samples)
         except (ValueError, OSError, ImportError, RunError) as e:
             print(f"coordconv inspect: error: {e}", file=sys.stderr)
             return 1
@@ -85,19 +80,9 @@ class Inspect:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Train:
-    """What every ``coordconv train TASK`` shares; each task adds its ``Config`` fields (see :func:`command_type`)."""
+class _Train(TrainArgs):
+    """``coordconv train TASK``: its ``Config`` fields and ``TrainArgs`` (see :func:`command_type`)."""
 
-    preset: str = "quick"
-    """settings to start from (each task's --help lists what each preset sets)"""
-    out: str
-    """run directory"""
-    resume: bool = False
-    """continue the run in --out from its last checkpoint"""
-    overwrite: bool = False
-    """replace a run already in --out"""
-    yes: bool = False
-    """start the paper preset (a GPU job) on a CPU without asking"""
     entry = None  # the task's Experiment (a class attribute of each task's class)
 
     def run(self, argv: list[str]) -> int:
@@ -117,35 +102,14 @@ class _Train:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Reproduce:
+class _Reproduce(reproduce.Options):
     """``coordconv reproduce``: :func:`coordconv.repro.reproduce.main`, with each task's ``ReproduceOptions``."""
 
-    tasks: tuple[str, ...] = ()
-    """tasks to run (none given: classification)"""
-    preset: str = "quick"
-    """settings"""
-    seeds: int = 1
-    """seeds per configuration"""
-    first_seed: int = 0
-    """first seed"""
-    out: str = "runs/reproduce"
-    """output folder"""
-    threads: int | None = None
-    """torch threads per run (None: 1, so results do not depend on the machine; 0: torch's default)"""
-    jobs: int | None = None
-    """runs trained at once, each in its own process (None: the usable CPUs divided by --threads; 1 on CUDA)"""
-    overwrite: bool = False
-    """retrain runs that are already in --out"""
-    yes: bool = False
-    """start the paper preset (GPU jobs) on a CPU without asking"""
-
     def run(self, argv: list[str]) -> int:
-        from coordconv.repro import reproduce
-
         tasks = list(self.tasks) or ["classification"]
         options = {k: getattr(self, k) for e in REGISTRY.values() for k in _fields(e.reproduce_options)}
-        request: dict[str, Any] = {"preset": self.preset, "seeds": self.seeds, "first_seed": self.first_seed}
-        request |= {"options": options, "threads": self.threads, "jobs": self.jobs}
+        request = {k: getattr(self, k) for k in ("preset", "seeds", "first_seed", "threads", "jobs")}
+        request["options"] = options
         reproduce.check_request(tasks, **request)  # its ValueError is the command line's
         try:
             reproduce.main(tasks, out=Path(self.out), overwrite=self.overwrite, argv=argv[1:], yes=self.yes, **request)
@@ -155,115 +119,31 @@ class _Reproduce:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Sweep:
+class Sweep(sweep.Options):
     """``coordconv sweep TASK``: the paper's hyperparameter grids on Ray Tune (:func:`coordconv.repro.sweep.main`)."""
 
     task: tyro.conf.Positional[toy.Task]
     """which coordinate task"""
-    grid: Literal["smoke", "quick", "paper"] = "quick"
-    """which grid"""
-    address: str | None = None
-    """Ray cluster address (None: start a local Ray)"""
-    max_concurrent: int = 0
-    """trials at a time (0: CPUs / CPUs per trial)"""
-    cpus_per_trial: int = 1
-    """CPUs (torch threads) per trial"""
-    gpus_per_trial: float = 0.0
-    """GPU fraction per trial"""
-    seeds: int = 1
-    """seeds per configuration"""
-    out: str | None = None
-    """output folder (None: runs/sweep-TASK-GRID)"""
 
     def run(self, argv: list[str]) -> int:
         extras.require(f"coordconv sweep {self.task}", ["ray", "numpy", "safetensors", "matplotlib"])
-        from coordconv.repro import sweep
-
         options = dataclasses.asdict(self)
         options["out"] = Path(self.out or f"runs/sweep-{self.task}-{self.grid}")
         sweep.main(options.pop("task"), command=shlex.join(["coordconv", *argv]), **options)
         return 0
 
 
-def _write(kind: str, write: Callable[[], Any]) -> int:
-    """Check ``coordconv dataset KIND``'s packages, write the data set and print the paths written."""
-    extras.require(f"coordconv dataset {kind}", extras.DATASET_NEEDS[kind])
-    written = write()
-    for path in written if isinstance(written, list) else [written]:
-        print(path)
-    return 0
-
-
 @dataclass(frozen=True, kw_only=True)
-class NotSoClevr:
-    """Not-so-Clevr (squares on a 64x64 canvas): an .npz and a picture of examples."""
-
-    out: str
-    """output .npz file (a .png of examples is written beside it)"""
-    split: Literal["uniform", "quadrant"] = "uniform"
-    """split"""
-    test_fraction: float = 0.2
-    """uniform split's test fraction"""
-    split_seed: int = 0
-    """uniform split's seed"""
-    official_split: bool = False
-    """the official code's uniform split"""
-    square_value: float = 1.0
-    """value inside squares (official: 128/255)"""
-    overwrite: bool = False
-    """replace an existing file"""
+class _Dataset:
+    """``coordconv dataset KIND``: check KIND's packages, write the data set (its ``Options.write``), print paths."""
 
     def run(self, argv: list[str]) -> int:
-        from coordconv.repro.data import notsoclevr
-
-        options = dataclasses.asdict(self)
-        out, seed = Path(options.pop("out")), options.pop("split_seed")
-        check_seed(seed, "--split-seed")  # the library's check would name its argument, seed
-        return _write("notsoclevr", lambda: notsoclevr.write(out, seed=seed, **options))
-
-
-@dataclass(frozen=True, kw_only=True)
-class SortOfClevr:
-    """Two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB): an .npz and a picture of examples."""
-
-    out: str
-    """output .npz file (a .png of examples is written beside it)"""
-    count: int = 50_000
-    """images (50000, as the paper)"""
-    seed: int = 0
-    """seed"""
-    overwrite: bool = False
-    """replace an existing file"""
-
-    def run(self, argv: list[str]) -> int:
-        from coordconv.repro.data import sortofclevr
-
-        options = dataclasses.asdict(self)
-        return _write("sortofclevr", lambda: sortofclevr.write(Path(options.pop("out")), **options))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Spatial:
-    """An ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)."""
-
-    out: str
-    """output folder (train/ and val/ class folders inside)"""
-    train: int = 8_000
-    """training images"""
-    val: int = 2_000
-    """validation images"""
-    grid: int = 8
-    """grid x grid position classes"""
-    seed: int = 0
-    """seed"""
-    overwrite: bool = False
-    """replace an existing folder"""
-
-    def run(self, argv: list[str]) -> int:
-        from coordconv.repro.data import spatial_folder
-
-        options = dataclasses.asdict(self)
-        return _write("spatial", lambda: spatial_folder.write(Path(options.pop("out")), **options))
+        kind = type(self).__name__
+        extras.require(f"coordconv dataset {kind}", extras.DATASET_NEEDS[kind])
+        written = self.write()  # type: ignore[attr-defined]
+        for path in written if isinstance(written, list) else [written]:
+            print(path)
+        return 0
 
 
 def _option_words(name: str, value: Any) -> str:
@@ -339,7 +219,7 @@ def command_type() -> Any:
     owners = [f"{p}: {', '.join(t for t, e in REGISTRY.items() if p in e.presets)} only" for p in presets
               if not all(p in e.presets for e in REGISTRY.values())]  # fmt: skip
     tasks_help = "tasks to run: " + ", ".join(f"{n} ({e.help})" for n, e in REGISTRY.items())
-    reproduce = dataclasses.make_dataclass(
+    reproduce_command = dataclasses.make_dataclass(
         "reproduce",
         [
             ("tasks", Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="TASK", help=tasks_help)],
@@ -349,17 +229,16 @@ def command_type() -> Any:
         bases=(*dict.fromkeys(e.reproduce_options for e in REGISTRY.values() if e.reproduce_options), _Reproduce),
         frozen=True, kw_only=True,
     )  # fmt: skip
-    datasets = (
-        _sub("notsoclevr", NotSoClevr, "Not-so-Clevr (squares on a 64x64 canvas)")
-        | _sub("sortofclevr", SortOfClevr, "two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB)")
-        | _sub("spatial", Spatial, "an ImageFolder of Sort-of-Clevr scenes labelled by where the red object is")
-    )
+    datasets = functools.reduce(operator.or_, [
+        _sub(kind, dataclasses.make_dataclass(kind, [], bases=(m.Options, _Dataset), frozen=True), m.Options.__doc__)
+        for kind, m in [("notsoclevr", notsoclevr), ("sortofclevr", sortofclevr), ("spatial", spatial_folder)]
+    ])  # fmt: skip
     return (
         _sub("demo", Demo, "a short tour of the layer library")
         | _sub("bench", Bench, "benchmarks")
         | _sub("inspect", Inspect, "how much each CoordConv layer of a trained model uses the coordinates")
         | _sub("train", functools.reduce(operator.or_, tasks), "one training run of a task")
-        | _sub("reproduce", reproduce, "the paper's experiments, conv against CoordConv (the main job)")
+        | _sub("reproduce", reproduce_command, "the paper's experiments, conv against CoordConv (the main job)")
         | _sub("sweep", Sweep, "the paper's hyperparameter grids on Ray Tune")
         | _sub("dataset", datasets, "write a data set to disk (npz) and a picture of examples")
     )

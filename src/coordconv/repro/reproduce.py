@@ -36,7 +36,31 @@ from coordconv.repro.runtime.config import SEED_LIMIT, check_count, complete_con
 from coordconv.repro.runtime.files import RunError, write_atomic
 from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, config_changes, read_finished
 
-__all__ = ["check_request", "default_jobs", "main", "usable_cpus", "write_index"]
+__all__ = ["Options", "check_request", "default_jobs", "main", "usable_cpus", "write_index"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Options:
+    """What ``coordconv reproduce`` takes besides each task's ``reproduce_options`` (see :func:`main`)."""
+
+    tasks: tuple[str, ...] = ()
+    """tasks to run (none given: classification)"""
+    preset: str = "quick"
+    """settings"""
+    seeds: int = 1
+    """seeds per configuration"""
+    first_seed: int = 0
+    """first seed"""
+    out: str = "runs/reproduce"
+    """output folder"""
+    threads: int | None = None
+    """torch threads per run (None: 1, so results do not depend on the machine; 0: torch's default)"""
+    jobs: int | None = None
+    """runs trained at once, each in its own process (None: the usable CPUs divided by --threads; 1 on CUDA)"""
+    overwrite: bool = False
+    """retrain runs that are already in --out"""
+    yes: bool = False
+    """start the paper preset (GPU jobs) on a CPU without asking"""
 
 
 def main(

@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -48,7 +48,7 @@ from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
 from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, read_finished
 
-__all__ = ["GRIDS", "Group", "Trial", "expand", "main", "write_report"]
+__all__ = ["GRIDS", "Group", "Options", "Trial", "expand", "main", "write_report"]
 
 SWEEP_FILE = "sweep.json"
 BOTH_SPLITS = ("uniform", "quadrant")
@@ -319,6 +319,26 @@ def _run_with_ray(
     finally:
         ray.shutdown()
     return [r.config["trial"]["name"] for r in results if r.error is not None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The options of :func:`main` (less ``task`` and ``command``) as ``coordconv sweep TASK`` takes them."""
+
+    grid: Literal["smoke", "quick", "paper"] = "quick"
+    """which grid"""
+    address: str | None = None
+    """Ray cluster address (None: start a local Ray)"""
+    max_concurrent: int = 0
+    """trials at a time (0: CPUs / CPUs per trial)"""
+    cpus_per_trial: int = 1
+    """CPUs (torch threads) per trial"""
+    gpus_per_trial: float = 0.0
+    """GPU fraction per trial"""
+    seeds: int = 1
+    """seeds per configuration"""
+    out: str | None = None
+    """output folder (None: runs/sweep-TASK-GRID)"""
 
 
 def main(

@@ -37,6 +37,7 @@ __all__ = [
     "LAST",
     "NUM_EXAMPLES",
     "SQUARE",
+    "Options",
     "Split",
     "SplitKind",
     "centers",
@@ -185,6 +186,32 @@ def write(
         )
     _draw_examples(picture, xy, squares, chosen)
     return [path, picture]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """Not-so-Clevr (squares on a 64x64 canvas): an .npz and a picture of examples."""
+
+    out: str
+    """output .npz file (a .png of examples is written beside it)"""
+    split: SplitKind = "uniform"
+    """split"""
+    test_fraction: float = 0.2
+    """uniform split's test fraction"""
+    split_seed: int = 0
+    """uniform split's seed"""
+    official_split: bool = False
+    """the official code's uniform split"""
+    square_value: float = 1.0
+    """value inside squares (official: 128/255)"""
+    overwrite: bool = False
+    """replace an existing file"""
+
+    def write(self) -> list[Path]:
+        """:func:`write` with these options."""
+        check_seed(self.split_seed, "--split-seed")  # write's own check would name its argument, seed
+        options = {k: v for k, v in vars(self).items() if k not in ("out", "split_seed")}
+        return write(Path(self.out), seed=self.split_seed, **options)
 
 
 def _draw_examples(path: Path, xy: Tensor, squares: Tensor, split: Split) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "MIN_AREA",
     "MIN_DISTANCE",
     "Found",
+    "Options",
     "Scenes",
     "find_objects",
     "generate",
@@ -239,6 +240,24 @@ def entropies(found: Found) -> dict[str, float | None]:
         "blue": safe(found.blue, 0, CANVAS),
         "diff": safe(found.blue - found.red, -CANVAS, CANVAS),
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """Two-object Sort-of-Clevr (a red and a blue object, 64x64 RGB): an .npz and a picture of examples."""
+
+    out: str
+    """output .npz file (a .png of examples is written beside it)"""
+    count: int = 50_000
+    """images (50000, as the paper)"""
+    seed: int = 0
+    """seed"""
+    overwrite: bool = False
+    """replace an existing file"""
+
+    def write(self) -> list[Path]:
+        """:func:`write` with these options."""
+        return write(Path(self.out), **{k: v for k, v in vars(self).items() if k != "out"})
 
 
 def write(path: Path, *, count: int = 50_000, seed: int = 0, overwrite: bool = False) -> list[Path]:

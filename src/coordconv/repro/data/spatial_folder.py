@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
@@ -19,7 +20,7 @@ from coordconv.repro.data import sortofclevr
 from coordconv.repro.runtime.config import check_seed
 from coordconv.repro.runtime.files import RunError, remove_stale_copies, temporary_name
 
-__all__ = ["class_names", "labels", "write"]
+__all__ = ["Options", "class_names", "labels", "write"]
 
 
 def class_names(grid: int = 8) -> list[str]:
@@ -100,3 +101,25 @@ def write(
             raise RunError(f"cannot write the data set {root}: {e.strerror or e}") from e
         raise
     return root
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """An ImageFolder of Sort-of-Clevr scenes labelled by where the red object is (classification)."""
+
+    out: str
+    """output folder (train/ and val/ class folders inside)"""
+    train: int = 8_000
+    """training images"""
+    val: int = 2_000
+    """validation images"""
+    grid: int = 8
+    """grid x grid position classes"""
+    seed: int = 0
+    """seed"""
+    overwrite: bool = False
+    """replace an existing folder"""
+
+    def write(self) -> Path:
+        """:func:`write` with these options."""
+        return write(Path(self.out), **{k: v for k, v in vars(self).items() if k != "out"})

@@ -11,6 +11,7 @@ with ``*coord_weight`` entries, gives the filter norms only (there is no module 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,17 @@ from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.runtime.rundir import read_finished
 from coordconv.usage import LayerUsage, inspect_model
 
-__all__ = ["inspect_path", "inspect_run", "read_safetensors"]
+__all__ = ["Options", "inspect_path", "inspect_run", "read_safetensors"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """``coordconv inspect MODEL``'s options besides the model (:func:`inspect_path`'s path and samples)."""
+
+    samples: int = 256
+    """test examples to run a run directory's model on"""
+    json: bool = False
+    """print JSON instead of a Markdown table"""
 
 
 def inspect_path(path: Path, samples: int = 256) -> list[LayerUsage]:
