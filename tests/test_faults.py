@@ -539,7 +539,8 @@ def test_reproduce_workers_end_with_their_parent_and_a_dead_worker_is_one_line(f
     import time
 
     out = tmp_path / "out"
-    args = ["reproduce", "classification", "--preset", "smoke", "--seeds", "6", "--jobs", "2", "--out", str(out)]
+    # 4 runs for 2 workers: runs are still queued when the fault comes (6 seeds took 65 s a case, mostly the rerun)
+    args = ["reproduce", "classification", "--preset", "smoke", "--seeds", "2", "--jobs", "2", "--out", str(out)]
     process = subprocess.Popen(
         [sys.executable, "-m", "coordconv.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
