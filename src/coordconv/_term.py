@@ -115,10 +115,6 @@ def _plain_context(x: Tensor) -> bool:
     return _get_current_dispatch_mode() is None
 
 
-def _current_dispatch_mode() -> Any:
-    return _get_current_dispatch_mode()
-
-
 _IMMUTABLE_LEAVES = (int, float, complex, str, bytes, bool, type(None))
 
 
