@@ -9,10 +9,8 @@ A ``ValueError`` it raises is the command line's fault, a usage error; a ``RunEr
 
 import dataclasses
 import functools
-import json
 import operator
 import shlex
-import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
 from coordconv.repro.experiments import inspect_run, toy
 from coordconv.repro.experiments.registry import REGISTRY, Experiment, TrainArgs
 from coordconv.repro.runtime import extras
-from coordconv.repro.runtime.files import RunError
 
 __all__ = ["command_type", "interrupted_message", "preset_values"]
 
@@ -59,24 +56,8 @@ class Bench:
 class Inspect(inspect_run.Options):
     """``coordconv inspect MODEL``: :func:`~coordconv.repro.experiments.inspect_run.inspect_path` as a table."""
 
-    model: tyro.conf.Positional[str]
+    model: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")]
     """a run directory of coordconv train, or a .safetensors file"""
-
-    def run(self, argv: list[str]) -> int:
-        from coordconv.usage import format_usage
-
-        path = Path(self.model)
-        if self.samples < 1:  # a usage error (exit 2); inspect_path's own check would be a run error
-            raise ValueError(f"--samples must be >= 1, got {self.samples}")
-        # a run directory also rebuilds its test set (numpy)
-        extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
-        try:
-            rows = inspect_run.inspect_path(path, self.samples)
-        except (ValueError, OSError, ImportError, RunError) as e:
-            print(f"coordconv inspect: error: {e}", file=sys.stderr)
-            return 1
-        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2) if self.json else format_usage(rows))
-        return 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,35 +83,11 @@ class _Train(TrainArgs):
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Reproduce(reproduce.Options):
-    """``coordconv reproduce``: :func:`coordconv.repro.reproduce.main`, with each task's ``ReproduceOptions``."""
-
-    def run(self, argv: list[str]) -> int:
-        tasks = list(self.tasks) or ["classification"]
-        options = {k: getattr(self, k) for e in REGISTRY.values() for k in _fields(e.reproduce_options)}
-        request = {k: getattr(self, k) for k in ("preset", "seeds", "first_seed", "threads", "jobs")}
-        request["options"] = options
-        reproduce.check_request(tasks, **request)  # its ValueError is the command line's
-        try:
-            reproduce.main(tasks, out=Path(self.out), overwrite=self.overwrite, argv=argv[1:], yes=self.yes, **request)
-        except ValueError as e:  # a task that cannot plan its runs: not a usage error
-            raise RunError(str(e)) from e
-        return 0
-
-
-@dataclass(frozen=True, kw_only=True)
 class Sweep(sweep.Options):
     """``coordconv sweep TASK``: the paper's hyperparameter grids on Ray Tune (:func:`coordconv.repro.sweep.main`)."""
 
     task: tyro.conf.Positional[toy.Task]
     """which coordinate task"""
-
-    def run(self, argv: list[str]) -> int:
-        extras.require(f"coordconv sweep {self.task}", ["ray", "numpy", "safetensors", "matplotlib"])
-        options = dataclasses.asdict(self)
-        options["out"] = Path(self.out or f"runs/sweep-{self.task}-{self.grid}")
-        sweep.main(options.pop("task"), command=shlex.join(["coordconv", *argv]), **options)
-        return 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +183,8 @@ def command_type() -> Any:
              ()),
             ("preset", _choice(presets, f"settings ({'; '.join(owners)})"), "quick"),
         ],
-        bases=(*dict.fromkeys(e.reproduce_options for e in REGISTRY.values() if e.reproduce_options), _Reproduce),
+        bases=(*dict.fromkeys(e.reproduce_options for e in REGISTRY.values() if e.reproduce_options),
+               reproduce.Options),
         frozen=True, kw_only=True,
     )  # fmt: skip
     datasets = functools.reduce(operator.or_, [
@@ -262,8 +220,8 @@ def interrupted_message(command: Any, argv: list[str], signal_name: str = "SIGIN
             f"{shlex.join(['coordconv', *kept, *([] if command.resume else ['--resume'])])}"
             f"{f' ({note})' if note else ''}"
         )
-    if isinstance(command, _Reproduce | Sweep):
-        what = "runs" if isinstance(command, _Reproduce) else "trials"
+    if isinstance(command, reproduce.Options | sweep.Options):
+        what = "runs" if isinstance(command, reproduce.Options) else "trials"
         overwrite = " (with --overwrite it retrains the finished runs as well; without, it keeps them)"
         return (
             f"{head}; finished {what} are kept and unfinished ones resume from their last checkpoint. Continue with "

@@ -62,6 +62,24 @@ class Options:
     yes: bool = False
     """start the paper preset (GPU jobs) on a CPU without asking"""
 
+    def run(self, argv: list[str]) -> int:
+        """:func:`main` with these options and each task's ``reproduce_options`` (fields of the command's class).
+
+        Raises:
+            ValueError: an option is invalid (a usage error: :func:`check_request`).
+            RunError: the runs cannot be planned, or :func:`main` refused or failed.
+        """
+        tasks = list(self.tasks) or ["classification"]
+        options = {k: getattr(self, k) for e in REGISTRY.values() for k in _options(e)}
+        request = {k: getattr(self, k) for k in ("preset", "seeds", "first_seed", "threads", "jobs")}
+        check_request(tasks, **request, options=options)
+        try:
+            main(tasks, out=Path(self.out), overwrite=self.overwrite, argv=argv[1:], yes=self.yes, options=options,
+                 **request)  # fmt: skip
+        except ValueError as e:  # a task that cannot plan its runs: not a usage error
+            raise RunError(str(e)) from e
+        return 0
+
 
 def main(
     tasks: Sequence[str],

@@ -25,11 +25,13 @@ Grids (``GRIDS``):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -44,6 +46,7 @@ import torch
 
 from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.report.paper import PAPER
+from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
 from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, read_finished
@@ -323,8 +326,10 @@ def _run_with_ray(
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """The options of :func:`main` (less ``task`` and ``command``) as ``coordconv sweep TASK`` takes them."""
+    """The options of :func:`main` (less ``command``) as ``coordconv sweep TASK`` takes them."""
 
+    task: str
+    """which coordinate task"""
     grid: Literal["smoke", "quick", "paper"] = "quick"
     """which grid"""
     address: str | None = None
@@ -339,6 +344,14 @@ class Options:
     """seeds per configuration"""
     out: str | None = None
     """output folder (None: runs/sweep-TASK-GRID)"""
+
+    def run(self, argv: list[str]) -> int:
+        """:func:`main` with these options, once the packages it needs are there."""
+        extras.require(f"coordconv sweep {self.task}", ["ray", "numpy", "safetensors", "matplotlib"])
+        options = dataclasses.asdict(self)
+        options["out"] = Path(self.out or f"runs/sweep-{self.task}-{self.grid}")
+        main(options.pop("task"), command=shlex.join(["coordconv", *argv]), **options)
+        return 0
 
 
 def main(

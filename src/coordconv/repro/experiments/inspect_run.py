@@ -10,26 +10,47 @@ with ``*coord_weight`` entries, gives the filter norms only (there is no module 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coordconv.repro.experiments import toy, toy_tasks
+from coordconv.repro.runtime import extras
+from coordconv.repro.runtime.files import RunError
 from coordconv.repro.runtime.rundir import read_finished
-from coordconv.usage import LayerUsage, inspect_model
+from coordconv.usage import LayerUsage, format_usage, inspect_model
 
 __all__ = ["Options", "inspect_path", "inspect_run", "read_safetensors"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """``coordconv inspect MODEL``'s options besides the model (:func:`inspect_path`'s path and samples)."""
+    """``coordconv inspect MODEL``'s options: :func:`inspect_path`'s path and samples, and the output's form."""
 
+    model: str
+    """a run directory of coordconv train, or a .safetensors file"""
     samples: int = 256
     """test examples to run a run directory's model on"""
     json: bool = False
     """print JSON instead of a Markdown table"""
+
+    def run(self, argv: list[str]) -> int:
+        """Print the table (or JSON); a failure to read the model is one ``coordconv inspect: error:`` line."""
+        path = Path(self.model)
+        if self.samples < 1:  # a usage error (exit 2); inspect_path's own check would be a run error
+            raise ValueError(f"--samples must be >= 1, got {self.samples}")
+        # a run directory also rebuilds its test set (numpy)
+        extras.require("coordconv inspect", ["safetensors", *(["numpy"] if path.is_dir() else [])])
+        try:
+            rows = inspect_path(path, self.samples)
+        except (ValueError, OSError, ImportError, RunError) as e:
+            print(f"coordconv inspect: error: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2) if self.json else format_usage(rows))
+        return 0
 
 
 def inspect_path(path: Path, samples: int = 256) -> list[LayerUsage]:
