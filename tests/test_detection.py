@@ -187,7 +187,7 @@ def test_runs_made_before_clip_boxes_load_as_clipped(tmp_path):
 
 def test_reproduce_reuses_the_committed_clipped_runs_only_for_clipped_configs():
     from coordconv.repro.experiments import detection
-    from coordconv.repro.reproduce import _finished
+    from coordconv.repro.runtime.rundir import finished_summary
 
     folder = REPO / "results" / "detection-20ep" / "detection" / "conv-seed0"
     if not (folder / "summary.json").exists():
@@ -195,8 +195,8 @@ def test_reproduce_reuses_the_committed_clipped_runs_only_for_clipped_configs():
     stored = json.loads((folder / "config.json").read_text())["config"]
     assert "clip_boxes" not in stored  # made before the field existed
     clipped = detection.preset("paper", model="conv", seed=0, clip_boxes=True)
-    assert _finished(folder, clipped, overwrite=False) is not None
-    assert _finished(folder, detection.preset("paper", model="conv", seed=0), overwrite=False) is None
+    assert finished_summary(folder, clipped) is not None
+    assert finished_summary(folder, detection.preset("paper", model="conv", seed=0)) is None
     assert detection.plan("paper", range(1), clip_boxes=True)[0][1] == clipped
 
 

@@ -1,5 +1,6 @@
 """``coordconv sweep``: grid expansion, errors, and smoke sweeps on an embedded local Ray."""
 
+import dataclasses
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import pytest
 
 from coordconv.repro import sweep
 from coordconv.repro.experiments import toy
+from coordconv.repro.runtime.provenance import SELF_KEY, summary_hash
 
 
 def _sweep(*args, timeout=600, **kwargs):
@@ -116,6 +118,38 @@ def test_unreachable_address_fails_fast_with_a_clear_error(tmp_path):
 def test_out_holding_another_sweep_is_refused(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"task": "rendering", "grid": "quick", "seeds": 1, "trials": 8}))
     with pytest.raises(sweep.RunError, match="holds another sweep"):
+        sweep.main("classification", grid="smoke", out=tmp_path)
+
+
+def _rewrite(run: Path, summary: dict) -> None:
+    """A run's summary.json replaced as a run would have written it (its self-hash recomputed)."""
+    summary[SELF_KEY] = summary_hash(summary)
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_finished_trials_are_reused_across_config_fields_added_since_and_another_config_is_refused(
+    tmp_path, monkeypatch
+):
+    # the trials trained directly (as Ray would), then their records made older: each stored config lacks a field
+    # that the config class has now, at its default (a run made before the field existed)
+    trials = sweep.expand("classification", "smoke")
+    default = toy.Config()
+    added = next(
+        f.name for f in dataclasses.fields(toy.Config) if getattr(trials[0].config, f.name) == getattr(default, f.name)
+    )
+    for trial in trials:
+        run = tmp_path / "runs" / trial.name
+        toy.main(trial.config, run, log=lambda line: None)
+        summary = json.loads((run / "summary.json").read_text())
+        del summary["config"][added]
+        _rewrite(run, summary)
+    monkeypatch.setattr(sweep, "_run_with_ray", lambda *a, **k: pytest.fail("a finished trial was run again"))
+    assert sweep.main("classification", grid="smoke", out=tmp_path).exists()
+    assert "2 of 2 trials finished" in (tmp_path / "report.md").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    summary["config"]["lr"] *= 2
+    _rewrite(run, summary)
+    with pytest.raises(sweep.RunError, match=f"{trials[-1].name} holds a run with another config"):
         sweep.main("classification", grid="smoke", out=tmp_path)
 
 

@@ -32,9 +32,9 @@ from typing import Any
 
 from coordconv.repro.experiments.registry import REGISTRY, Experiment, check_paper
 from coordconv.repro.runtime import extras
-from coordconv.repro.runtime.config import SEED_LIMIT, check_count, complete_config, to_dict
+from coordconv.repro.runtime.config import SEED_LIMIT, check_count
 from coordconv.repro.runtime.files import RunError, write_atomic
-from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, config_changes, read_finished
+from coordconv.repro.runtime.rundir import CONFIG, finished_summary
 
 __all__ = ["Options", "check_request", "default_jobs", "main", "usable_cpus", "write_index"]
 
@@ -253,23 +253,6 @@ def _threads(plan: Sequence[tuple[str, Any]]) -> str:
     return " or ".join("torch's default threads" if n == 0 else f"{n} thread{'s' * (n > 1)}" for n in counts)
 
 
-def _finished(folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any] | None:
-    """The summary of the finished run in ``folder`` if its config is ``cfg`` (else ``None``: train it).
-
-    A finished run's stored config is compared on the fields the config has now: a field added later counts as
-    the value runs had before it (:func:`~coordconv.repro.runtime.config.complete_config`: its default, or the
-    config's ``LEGACY_DEFAULTS`` entry), a field removed since is ignored
-    (:func:`~coordconv.repro.runtime.rundir.config_changes`).
-    """
-    if overwrite or not (folder / CONFIG).exists() or not (folder / SUMMARY).exists():
-        return None
-    summary = read_finished(folder).summary
-    stored = summary.get("config")
-    if isinstance(stored, dict) and not config_changes(complete_config(type(cfg), stored), to_dict(cfg)):
-        return summary
-    return None
-
-
 def _train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
     """Train (or resume) one run; module-level, so that a worker process can run it."""
     module = importlib.import_module(module_name)
@@ -328,7 +311,7 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
 
     todo = []
     for folder, cfg in jobs:
-        summary = _finished(folder, cfg, overwrite)
+        summary = None if overwrite else finished_summary(folder, cfg)
         if summary is None:
             todo.append((folder, cfg))
         else:

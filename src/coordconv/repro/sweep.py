@@ -49,7 +49,7 @@ from coordconv.repro.report.paper import PAPER
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
-from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, read_finished
+from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, finished_summary, read_finished
 
 __all__ = ["GRIDS", "Group", "Options", "Trial", "expand", "main", "write_report"]
 
@@ -419,11 +419,10 @@ def main(
     pending: list[tuple[Trial, Path]] = []
     for trial in trials:
         path = out / "runs" / trial.name
-        if (path / SUMMARY).exists():
-            stored_config = read_finished(path).summary.get("config")
-            if stored_config != to_dict(trial.config):
-                raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
+        if finished_summary(path, trial.config) is not None:
             continue
+        if (path / SUMMARY).exists():  # finished, with another config: resuming it would fail inside Ray
+            raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
         pending.append((trial, path))
     done = len(trials) - len(pending)
     concurrency = max_concurrent or max(1, (os.cpu_count() or 1) // cpus_per_trial)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.files import RunError, atomic_path, failure_reason, json_text, write_atomic, write_json
 from coordconv.repro.runtime.lock import LOCK, claim, release
 from coordconv.repro.runtime.provenance import (
@@ -46,7 +47,7 @@ from coordconv.repro.runtime.provenance import (
     summary_hash,
 )
 
-__all__ = ["FinishedRun", "Run", "RunError", "config_changes", "read_finished"]
+__all__ = ["FinishedRun", "Run", "RunError", "config_changes", "finished_summary", "read_finished"]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -170,6 +171,25 @@ def read_finished(folder: Path) -> FinishedRun:
         except ValueError:
             raise RunError(f"{path}, line {number}, is not a JSON object (the file is cut or damaged)") from None
     return FinishedRun(folder, summary, metrics)
+
+
+def finished_summary(folder: Path, config: Any) -> dict[str, Any] | None:
+    """The summary of the finished run in ``folder`` if it is a run of ``config`` (else ``None``: none, or another).
+
+    The stored config is compared on the fields ``config`` has now: a field added later counts as the value runs
+    had before it (:func:`~coordconv.repro.runtime.config.complete_config`: its default, or the config's
+    ``LEGACY_DEFAULTS`` entry), a field removed since is ignored (:func:`config_changes`).
+
+    Raises:
+        RunError: the finished run's files are damaged (:func:`read_finished`).
+    """
+    if not (folder / CONFIG).exists() or not (folder / SUMMARY).exists():
+        return None
+    summary = read_finished(folder).summary
+    stored = summary.get("config")
+    if isinstance(stored, dict) and not config_changes(complete_config(type(config), stored), to_dict(config)):
+        return summary
+    return None
 
 
 def _is_run_config(path: Path) -> bool:
