@@ -1,7 +1,7 @@
 """Rewrite every report under ``results/`` from the committed runs, as ``coordconv reproduce`` writes them.
 
 Nothing trains: each task's ``report`` reads its finished runs (the commands that made them are in each task's
-``command.txt``). ``--check`` exits 1 when a committed table differs from what its runs give.
+``command.txt``). ``--check`` exits 1 when a committed table or report differs from what its runs give.
 
     python scripts/regenerate_reports.py [--check]
 """
@@ -25,12 +25,21 @@ FOLDERS = (
     "results/detection-20ep",
     "results/minatar-5m-shared",
     "results/minatar-5m-actor",
+    "results/gan-matched",
+    "results/detection-official",
+    "results/atari-pilot",
 )
 
 
 def tables(root: Path) -> dict[Path, str]:
-    """Every committed table of a reproduce folder."""
-    return {p: p.read_text() for folder in FOLDERS for p in sorted((root / folder).glob("*/table.md"))}
+    """Every committed table and report of a task in a reproduce folder (a folder with its ``command.txt``)."""
+    return {
+        p: p.read_text()
+        for folder in FOLDERS
+        for command in sorted((root / folder).glob("*/command.txt"))
+        for p in (command.parent / "table.md", command.parent / "report.md")
+        if p.exists()
+    }
 
 
 def regenerate(root: Path = ROOT) -> list[Path]:
@@ -48,7 +57,7 @@ def regenerate(root: Path = ROOT) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Regenerate the reports; with ``--check`` exit 1 when a table changed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a table differs from what its runs give")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a table or report differs from its runs")
     args = parser.parse_args(argv)
     before = tables(ROOT)
     regenerate(ROOT)

@@ -42,7 +42,7 @@ def test_readme_images_and_links_exist():
 
 
 def test_reports_regenerate_from_the_committed_runs(tmp_path):
-    """Every committed table under results/ is what `coordconv reproduce` writes from the committed runs."""
+    """Every committed table and report under results/ is what `coordconv reproduce` writes from the committed runs."""
     import shutil
 
     sys.path.insert(0, str(ROOT / "scripts"))
