@@ -23,6 +23,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -215,6 +216,15 @@ def _summary_of(episodes: list[list[float]], curve: list[float | None], final_ep
     }
 
 
+def _record_episodes(episodes: list[list[float]], step_locals: dict[str, Any], step_globals: dict[str, Any]) -> bool:
+    """SB3's callback after each step: every episode that ended, as ``[step, return, length]`` (from its Monitor)."""
+    agent = step_locals["self"]
+    for info in step_locals["infos"]:
+        if "episode" in info:
+            episodes.append([agent.num_timesteps, float(info["episode"]["r"]), float(info["episode"]["l"])])
+    return True
+
+
 def main(
     cfg: Config,
     out: str | Path,
@@ -256,8 +266,6 @@ def main(
 
 def _learn(cfg: Config, session: Session, env: Any) -> None:
     """The A2C loop: learn for ``cfg.total_steps`` environment steps, logging and checkpointing through ``session``."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
     agent = build_agent(cfg, env)
     params = sum(p.numel() for p in agent.policy.parameters())
     state = session.restore(policy=agent.policy, optimizer=agent.policy.optimizer) or {
@@ -268,14 +276,7 @@ def _learn(cfg: Config, session: Session, env: Any) -> None:
     curve: list[float | None] = list(state["curve"])  # running mean return (last 100 episodes) at every log point
     train_seconds = float(state["train_seconds"])
 
-    class Episodes(BaseCallback):
-        def _on_step(self) -> bool:
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    episodes.append([self.num_timesteps, float(info["episode"]["r"]), float(info["episode"]["l"])])
-            return True
-
-    callback = Episodes()
+    callback = functools.partial(_record_episodes, episodes)
     session.start_at(agent.num_timesteps)
     while agent.num_timesteps < cfg.total_steps:
         before = agent.num_timesteps
