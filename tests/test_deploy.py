@@ -188,11 +188,14 @@ def test_dynamo_exporter_refuses_an_opset_it_cannot_write(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("opset", range(11, 19))
+@pytest.mark.parametrize("opset", [11, 15, 16, 17, 18])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_dynamo_exporter_every_opset_and_layer_kind(case, opset, tmp_path):
     """Opsets 16-18 always (18 only for padding modes, with Pad); lower ones where ONNX's converter takes the
-    graph there (some do reach 15), else the refusal names the opset it wrote."""
+    graph there (some do reach 15), else the refusal names the opset it wrote. Below 15 only the lowest, 11: the
+    dynamo exporter writes opset 18 and ONNX's converter steps it down one version at a time, so a graph that
+    reaches 11 went through 12-14 and one that cannot reach 15 cannot reach them (the legacy exporter, which has
+    rules per opset, is tested at every one)."""
     _needs("onnx", "onnxscript", "onnxruntime")
     must_work = opset == 18 or (opset >= 16 and case not in _PADDED)
     try:
