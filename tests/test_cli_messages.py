@@ -122,7 +122,7 @@ def test_train_help_shows_what_each_preset_sets(monkeypatch):
         for preset in entry.presets:
             assert re.search(rf"^\* {preset}[:,]", presets, re.MULTILINE), (name, preset)
     toy = helps["coordconv train classification"].split("Each preset sets:")[1]
-    # the quick preset of the CoordConv classifier, as toy._QUICK sets it
+    # the quick preset of the CoordConv classifier, as toy_presets.QUICK sets it
     line = next(line for line in toy.splitlines() if line.startswith("* quick, --model coordconv:"))
     assert "--epochs 30" in line and "--input-scale unit" in line and "--stop-at-target" in line
     assert "--batch-size" not in line  # 16 is the default: not a change

@@ -38,13 +38,14 @@ import statistics
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from coordconv.repro.experiments import toy, toy_tasks
+from coordconv.repro.experiments.toy_presets import GRIDS, SPLITS, Group
 from coordconv.repro.report.paper import PAPER
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import to_dict
@@ -54,81 +55,6 @@ from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, finished_summary, re
 __all__ = ["GRIDS", "Group", "Options", "Trial", "expand", "main", "write_report"]
 
 SWEEP_FILE = "sweep.json"
-BOTH_SPLITS = ("uniform", "quadrant")
-
-
-@dataclass(frozen=True)
-class Group:
-    """A block of a grid: one model on some splits, a preset, fixed overrides and the axes crossed."""
-
-    model: str
-    splits: tuple[str, ...]
-    preset: str
-    axes: Mapping[str, tuple[Any, ...]]
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        """Configurations per split and seed."""
-        return math.prod(len(values) for values in self.axes.values())
-
-
-_DECONV_PAPER = {
-    "lr": (0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
-    "l2": (0.0, 0.001, 0.01),
-    "filter_size": (2, 3, 4),
-    "multiplier": (1, 2, 3),
-    "batch_size": (16, 32),
-}
-_DECONV_QUICK = {"lr": (0.002, 0.01, 0.05), "l2": (0.0, 0.001), "filter_size": (2, 3, 4), "multiplier": (1, 2)}
-_REGRESSION_PAPER = {"lr": (0.0005, 0.001, 0.01), "l2": (1e-5, 1e-4, 5e-4)}
-
-
-_SMOKE = (Group("coordconv", ("uniform",), "smoke", {"lr": (0.005, 0.01)}),)
-
-
-GRIDS: dict[str, dict[str, tuple[Group, ...]]] = {
-    "classification": {
-        "smoke": _SMOKE,
-        "quick": (
-            Group("conv", BOTH_SPLITS, "quick", _DECONV_QUICK, {"epochs": 20}),
-            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.005, 0.01), "l2": (0.0, 0.001)}),
-        ),
-        "paper": (
-            Group("conv", BOTH_SPLITS, "paper", _DECONV_PAPER),
-            Group(
-                "coordconv", BOTH_SPLITS, "paper", {"lr": (0.001, 0.005, 0.01), "l2": (0.0, 0.001)},
-                {"batch_size": 16, "epochs": 50},
-            ),
-        ),
-    },
-    "rendering": {
-        "smoke": _SMOKE,
-        "quick": (
-            Group("conv", BOTH_SPLITS, "quick", {"lr": (0.002, 0.01), "l2": (0.0, 0.001), "multiplier": (1, 2)},
-                  {"epochs": 20}),
-            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.005), "l2": (0.0, 0.001)}),
-        ),
-        "paper": (
-            Group("conv", BOTH_SPLITS, "paper", _DECONV_PAPER),
-            Group(
-                "coordconv", BOTH_SPLITS, "paper",
-                {"lr": (0.001, 0.005), "l2": (0.0, 0.001), "multiplier": (1, 2)}, {"batch_size": 16, "epochs": 50},
-            ),
-        ),
-    },
-    "regression": {
-        "smoke": _SMOKE,
-        "quick": (
-            Group("conv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.01), "l2": (1e-5, 1e-4)}, {"epochs": 50}),
-            Group("coordconv", BOTH_SPLITS, "quick", {"lr": (0.001, 0.01), "l2": (1e-5, 1e-4)}),
-        ),
-        "paper": (
-            Group("conv", BOTH_SPLITS, "paper", _REGRESSION_PAPER),
-            Group("coordconv", BOTH_SPLITS, "paper", _REGRESSION_PAPER),
-        ),
-    },
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -500,7 +426,7 @@ def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, co
     metric, target = toy_tasks.TARGETS[task]
     lower = metric == "error_px"
     rows = _load(out, trials)
-    blocks = [(m, s) for m in ("conv", "coordconv") for s in BOTH_SPLITS]
+    blocks = [(m, s) for m in ("conv", "coordconv") for s in SPLITS]
     lines = [
         f"| model | split | configs | best test {metric} | median test | solved (train and test at target) "
         f"| best configuration | paper |",

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 
 from coordconv.repro.data import notsoclevr
+from coordconv.repro.experiments.toy_presets import PAPER, QUICK, SMOKE, SPLITS
 from coordconv.repro.experiments.toy_tasks import (
     TARGETS,
     Data,
@@ -64,7 +65,6 @@ Task = Literal["classification", "rendering", "regression"]
 TASKS: tuple[str, ...] = ("classification", "rendering", "regression")
 ModelKind = Literal["conv", "coordconv"]
 MODELS: tuple[str, ...] = ("conv", "coordconv")
-SPLITS: tuple[str, ...] = ("uniform", "quadrant")
 PRESETS = ("smoke", "quick", "paper")
 #: the optional packages ``report`` imports (checked before ``reproduce`` starts)
 REPORT_REQUIRES: tuple[str, ...] = ("numpy", "matplotlib")
@@ -187,9 +187,9 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     key = (fields.get("task", Config.task), fields.get("model", Config.model))
-    if key not in _QUICK:
+    if key not in QUICK:
         raise ValueError(f"unknown task or model {key}; expected a task of {TASKS} and a model of conv, coordconv")
-    settings = {"paper": _PAPER, "quick": _QUICK, "smoke": _SMOKE}[name][key]
+    settings = {"paper": PAPER, "quick": QUICK, "smoke": SMOKE}[name][key]
     return Config(**{**settings, **fields})
 
 
@@ -223,62 +223,6 @@ def report(out: Path, task: str) -> Path:
     from coordconv.repro.report.toy import write_report
 
     return write_report(out, task)
-
-
-# Official settings (experiment_logs.sh and the README's example commands; PAPER.md sections 3-5): raw pixel
-# inputs, the official budgets. The logged CoordConv rendering command cannot run as written (it names no loss
-# and 1x1 painting filters); we use the README's filter size 3 and the official --interm_loss option, without
-# which the softmax-sharpened painter does not train (measured: IOU 0 after 10 epochs).
-_PAPER: dict[tuple[str, str], dict[str, Any]] = {
-    ("classification", "coordconv"): {"epochs": 100, "batch_size": 16, "lr": 0.005, "l2": 0.001},
-    ("classification", "conv"): {
-        "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
-        "lr_step_every": 200,
-    },
-    ("rendering", "coordconv"): {"epochs": 50, "batch_size": 16, "lr": 0.005, "l2": 0.001, "interm_loss": True},
-    ("rendering", "conv"): {
-        "epochs": 1000, "batch_size": 16, "lr": 0.01, "l2": 0.001, "multiplier": 2, "filter_size": 3,
-        "lr_step_every": 200,
-    },
-    ("regression", "coordconv"): {"epochs": 100, "batch_size": 256, "lr": 0.01, "l2": 1e-5},
-    ("regression", "conv"): {"epochs": 100, "batch_size": 256, "lr": 0.001, "l2": 1e-4},
-}  # fmt: skip
-# Chosen by measurement on the project's 2-core CPU (README, "What made the quadrant split robust"): inputs scaled
-# like the coordinate channels, the official L2 for classification, the official intermediate loss for
-# rendering, batch 32 for the CoordConv regressor. Every run stops when solved (train and test at the target),
-# as time-to-target benchmarks do; the conv baselines get budgets larger than the slowest CoordConv run needs
-# and, as they are not expected to solve the task, are evaluated once per epoch rather than every few steps.
-_QUICK: dict[tuple[str, str], dict[str, Any]] = {
-    ("classification", "coordconv"): {
-        "input_scale": "unit", "epochs": 30, "batch_size": 16, "lr": 0.01, "l2": 0.001, "eval_every": 25,
-        "stop_at_target": True,
-    },
-    ("classification", "conv"): {
-        "input_scale": "unit", "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 0.001, "multiplier": 2,
-        "stop_at_target": True,
-    },
-    ("rendering", "coordconv"): {
-        "input_scale": "unit", "epochs": 20, "batch_size": 16, "lr": 0.005, "interm_loss": True, "eval_every": 50,
-        "stop_at_target": True,
-    },
-    ("rendering", "conv"): {
-        "input_scale": "unit", "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 0.001, "multiplier": 2,
-        "stop_at_target": True,
-    },
-    ("regression", "coordconv"): {
-        "epochs": 60, "batch_size": 32, "lr": 0.01, "l2": 1e-5, "eval_every": 25, "stop_at_target": True,
-    },
-    ("regression", "conv"): {
-        "epochs": 100, "batch_size": 256, "lr": 0.001, "l2": 1e-4, "eval_every": 5, "stop_at_target": True,
-    },
-}  # fmt: skip
-_SMOKE: dict[tuple[str, str], dict[str, Any]] = {
-    key: {
-        **value, "epochs": 2, "batch_size": 32, "train_subset": 128, "test_subset": 64, "eval_every": 0,
-        "stop_at_target": False,
-    }
-    for key, value in _QUICK.items()
-}  # fmt: skip
 
 
 def main(
