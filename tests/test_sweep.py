@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,33 @@ def test_missing_ray_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(sweep.RunError, match=r"pip install 'torch-coordconv\[sweep\]'"):
         sweep.main("classification", grid="smoke", out=tmp_path)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "0"), ("7", "7")])
+def test_the_embedded_ray_runs_trials_at_normal_priority_unless_told(preset, expected, tmp_path, monkeypatch):
+    """Ray would start its workers at niceness 15, where beside any other job a sweep nearly stops."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def init(**kwargs):
+        seen["niceness"] = os.environ.get("RAY_worker_niceness")  # noqa: SIM112 - Ray's own spelling
+        raise Stop
+
+    tune = types.ModuleType("ray.tune")
+    ray = types.ModuleType("ray")
+    ray.init, ray.tune = init, tune
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.tune", tune)
+    if preset is None:
+        monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    else:
+        monkeypatch.setenv("RAY_worker_niceness", preset)
+    options = {"max_concurrent": 1, "cpus_per_trial": 1, "gpus_per_trial": 0.0, "done_before": 0, "total": 1}
+    with pytest.raises(Stop):
+        sweep._run_with_ray([], out=tmp_path, address=None, **options)
+    assert seen["niceness"] == expected
 
 
 def test_unreachable_address_fails_fast_with_a_clear_error(tmp_path):
