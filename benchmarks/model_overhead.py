@@ -4,10 +4,12 @@ For each model the benchmark times, interleaved in one process:
 
 - ``plain``: the model as built (torchvision ResNet-18/50 with random weights, or a small 3D U-Net);
 - ``ours``: the same model with CoordConv layers (``coordconvify``: the first convolution only, or every one);
-- ``floor``: the plain model plus one precomputed broadcast add per converted layer (a fixed batch-1 tensor of
-  the layer's output shape and layout added to its output). Any exact implementation pays at
-  least this in inference: the coordinate term differs at every pixel, so it must be added to the output. In
-  training the floor's added tensor needs no gradient, so it is a floor for the forward only.
+- ``floor``: the plain model plus one broadcast add per converted layer (a batch-1 tensor of the layer's output
+  shape and layout, a parameter, added to its output). Any exact implementation pays at least this: the
+  coordinate term differs at every pixel, so it must be added to the output, and in training the coordinate
+  filters' gradient is a convolution of the grid with the output gradient summed over the batch, so the output
+  gradient must be read once and summed over the batch: the floor's backward does exactly that (the gradient of
+  its added parameter) and nothing else.
   (``FloorConv`` wraps each such layer; a module rather than a hook, so that compiled models cannot share
   the plain model's graph.)
 
@@ -167,7 +169,7 @@ def build_variants(
 
 
 class FloorConv(nn.Module):
-    """A plain convolution plus one precomputed broadcast add of a fixed batch-1 tensor.
+    """A plain convolution plus one broadcast add of a batch-1 parameter (whose gradient sums over the batch).
 
     A module of its own (not a forward hook), so that ``torch.compile`` cannot reuse the plain model's compiled
     graph for the floor model: both are instances of the same model class, and the converted layers differ
@@ -177,12 +179,14 @@ class FloorConv(nn.Module):
     def __init__(self, conv: nn.Module, term: Tensor) -> None:
         super().__init__()
         self.conv = conv
-        self.register_buffer("term", term)
-
-    term: Tensor
+        self.term = nn.Parameter(term)
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.conv(x)
+        if torch.compiler.is_compiling() and out.dim() == 4 and out.device.type == "cpu":
+            # inductor lays convolution outputs out channels_last on the CPU: add, and sum the gradient over the
+            # batch, in that order (as the layers do; a contiguous add made the floor slower than the layer)
+            return (out.permute(0, 2, 3, 1) + self.term.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return out.add_(self.term)
 
 
