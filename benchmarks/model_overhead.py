@@ -190,6 +190,21 @@ class FloorConv(nn.Module):
         return out.add_(self.term)
 
 
+def _compiled_floor(floor: nn.Module, device: str) -> nn.Module:
+    """A copy of ``floor`` for ``torch.compile``: on the CPU its 2D terms channels_last, as inductor lays the outputs.
+
+    Inductor converts every convolution to channels_last on the CPU, so the floor's add runs over permuted views
+    (``FloorConv.forward``); a term kept contiguous would be read across its strides there, which the layers'
+    own terms are not (made channels_last under compilation).
+    """
+    floor = copy.deepcopy(floor)
+    if device == "cpu":
+        for module in floor.modules():
+            if isinstance(module, FloorConv) and module.term.dim() == 4:
+                module.term.data = module.term.data.contiguous(memory_format=torch.channels_last)
+    return floor
+
+
 def _autocast(device: str, amp: str | None) -> contextlib.AbstractContextManager[object]:
     if amp is None:
         return contextlib.nullcontext()
@@ -301,7 +316,8 @@ def run(
                         models = variants
                         if backend == "inductor":
                             torch._dynamo.reset()
-                            models = {k: torch.compile(m) for k, m in variants.items()}  # type: ignore[misc]
+                            models = {**variants, "floor": _compiled_floor(variants["floor"], device)}
+                            models = {k: torch.compile(m) for k, m in models.items()}  # type: ignore[misc]
                         for mode in modes:
                             fns = {k: step_fn(m, x, mode, device, amp) for k, m in models.items()}
                             # compiled models: the first calls compile (and a mode switch recompiles)
