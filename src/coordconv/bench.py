@@ -252,7 +252,12 @@ def machine_description() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, Python {platform.python_version()}"
+    # the CPU kernels torch dispatches to (AVX2, AVX512, ...): machines with one model name differ in them
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"{cpu} ({capability} kernels), {os.cpu_count()} logical cores, torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
