@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from coordconv import coordconvify
+from coordconv._term import _compiled_channels_last
 from coordconv.bench import machine_description
 from coordconv.layers import COORD_TWINS
 
@@ -183,9 +184,9 @@ class FloorConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.conv(x)
-        if torch.compiler.is_compiling() and out.dim() == 4 and out.device.type == "cpu":
+        if _compiled_channels_last(out):
             # inductor lays convolution outputs out channels_last on the CPU: add, and sum the gradient over the
-            # batch, in that order (as the layers do; a contiguous add made the floor slower than the layer)
+            # batch, in that order, under the layers' own test (a contiguous add made the floor slower than them)
             return (out.permute(0, 2, 3, 1) + self.term.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return out.add_(self.term)
 

@@ -6,7 +6,7 @@
 # job: 6,314 s for the two; rl/command.txt records that command), then this command trained seeds 1 and 2 of each,
 # stopped by session ends and resumed.
 #
-# Duration: 330-370 agent steps/s on one core beside one other job (the report's steps/s), so ~50 min a run and
+# Duration: 300-395 agent steps/s on one core beside one other job (each run's summary.json), so ~45-55 min a run and
 # ~5 h for the six one after the other; pin it to one core (taskset -c 1: the environment subprocesses inherit the
 # pinning).
 # Finished runs are reused and an unfinished one resumes from its last checkpoint (every 50,000 steps, with fresh
