@@ -20,6 +20,7 @@ from coordconv import (
     CoordConvTranspose1d,
     CoordConvTranspose2d,
     CoordConvTranspose3d,
+    FourierEncoding,
     LinearEncoding,
     _term,
 )
@@ -133,3 +134,72 @@ def test_separable_factors_are_cached_and_not_shared_across_inference_mode():
     assert len(_term._factor_cache) == 4  # inference-mode tensors kept apart: they cannot enter autograd later
     layer(x).sum().backward()  # the cached, autograd-side factors still work in training
     assert layer.weight.grad is not None
+
+
+@st.composite
+def _pointwise_cases(draw):
+    """Unpadded 2D forward 1x1 layers (the product path): every encoding, stride, groups, bias, order, layout."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    encoding = draw(st.sampled_from(["linear", "radius", FourierEncoding((1.0, 3.0))]))
+    kwargs = {
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": draw(st.sampled_from([0, (0, 0), "valid"])),
+        "padding_mode": draw(st.sampled_from(["zeros", "reflect"])),
+        "groups": groups,
+        "bias": draw(st.booleans()),
+        "encoding": encoding,
+        "with_r": encoding == "linear" and draw(st.booleans()),
+        "order": draw(st.sampled_from(["ij", "xy"])),
+    }
+    layer = CoordConv2d(groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3)), 1, **kwargs, **F64)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    x = torch.randn(draw(st.integers(1, 3)), layer.in_channels, draw(st.integers(1, 9)), draw(st.integers(1, 9)), **F64)
+    if draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return layer, x, draw(st.sampled_from(["no_grad", "inference_mode"]))
+
+
+@given(_pointwise_cases())
+def test_pointwise_term_equals_concatenated_reference_outside_autograd(case):
+    layer, x, mode = case
+    expected = reference_forward(layer, x)
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
+        cw = layer.coord_weight
+        assert _term._pointwise(x, cw, layer.bias, layer.padding, layer._reversed_padding_repeated_twice, None)
+        out = layer(x)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    assert out.is_contiguous(memory_format=_term._memory_format(x))
+
+
+def test_pointwise_term_only_outside_autograd_and_in_plain_calls(monkeypatch):
+    """In training (and under tracers) 1x1 layers keep the batch-1 convolution, bit for bit as before."""
+    layer = CoordConv2d(4, 8, 1)
+    x = torch.randn(2, 4, 16, 16)
+    cw = layer.coord_weight
+    args = (x, cw, layer.bias, layer.padding, None, None)
+    assert not _term._pointwise(*args)  # the filters require a gradient
+    with torch.no_grad():
+        assert _term._pointwise(*args)
+        assert not _term._pointwise(x, cw, layer.bias, (1, 1), None, None)  # padded: border pixels see zeros
+        assert not _term._pointwise(x, cw[..., :1, :1].expand(8, 2, 3, 3), layer.bias, 0, None, None)  # 3x3
+        assert not _term._pointwise(x.to("meta"), cw, layer.bias, 0, None, None)  # CPU only
+        monkeypatch.setattr(_term, "SEPARABLE", "convolution")
+        assert not _term._pointwise(*args)  # the convolution asked for everywhere
+        convolved = layer(x)
+        monkeypatch.setattr(_term, "SEPARABLE", "auto")
+        torch.testing.assert_close(layer(x), convolved, rtol=1e-6, atol=1e-6)
+    before = layer(x)
+    monkeypatch.setattr(_term, "_pointwise_term", None)  # never called in training
+    assert torch.equal(layer(x), before)
+
+
+def test_pointwise_term_of_a_framed_layer_is_the_framed_convolution(monkeypatch):
+    layer = CoordConv2d(3, 5, 1, stride=2)
+    layer.frame = ((40, 8), (30, 3))
+    x = torch.randn(2, 3, 11, 9)
+    with torch.no_grad():
+        ours = layer(x)
+        monkeypatch.setattr(_term, "SEPARABLE", "convolution")
+        torch.testing.assert_close(ours, layer(x), rtol=1e-6, atol=1e-6)

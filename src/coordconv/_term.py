@@ -305,6 +305,8 @@ def coord_term(
         return _record(coord_term, *args, pad=pad, output_padding=output_padding, frame=frame, out=out)  # type: ignore[no-any-return]
     rank = x.dim() - 2
     transposed = output_padding is not None
+    if rank == 2 and not transposed and _pointwise(x, coord_weight, bias, padding, pad, out):
+        return _pointwise_term(x, coord_weight, bias, encoding, order, stride, frame, out)
     # a window of a larger grid (frame) takes the grid's convolution: the separable form knows whole grids
     if frame is None and _separable(x, encoding, transposed, static_sizes(coord_weight)[2:]):
         # vmap cannot answer layout queries of channels_last tensors
@@ -323,6 +325,62 @@ def coord_term(
         grid, padding = F.pad(grid, pad, mode=padding_mode), (0,) * rank
     # groups=1: the coordinate filters reach every output channel whatever the layer's groups.
     return _CONV[rank](grid, coord_weight, bias, stride, padding, dilation, 1)
+
+
+def _pointwise(
+    x: Tensor,
+    coord_weight: Tensor,
+    bias: Tensor | None,
+    padding: str | tuple[int, ...],
+    pad: list[int] | None,
+    out: Tensor | None,
+) -> bool:
+    """Whether a 2D forward 1x1 term is one matrix product of the filters and the grid (:func:`_pointwise_term`).
+
+    Only outside autograd (training keeps the batch-1 convolution, whose gradients the main job's committed runs
+    were made with), on CPU, for unpadded layers, in plain eager calls (no compile, tracer, transform or dispatch
+    mode), and unless ``SEPARABLE == "convolution"`` asks for the convolution everywhere. There the convolution of
+    the two- or three-channel grid costs 5 to 10 times the product, and it comes out channels_last, which a
+    contiguous output then copies: ``benchmarks/model_overhead.py`` measured both in ResNet-50 (33 such layers).
+    """
+    if SEPARABLE == "convolution" or x.device.type != "cpu" or _tracking_grad(coord_weight, bias):
+        return False
+    if static_sizes(coord_weight)[2:] != (1, 1) or torch.compiler.is_compiling() or not _plain_context(x):
+        return False
+    if out is not None and (_func_wrapped(out) or not _plain_context(out)):
+        return False
+    if _forward_ad_active():
+        return False
+    pads = pad if pad is not None else ([0] if padding == "valid" else padding)
+    return not isinstance(pads, str) and all(p == 0 for p in pads)
+
+
+def _pointwise_term(
+    x: Tensor,
+    coord_weight: Tensor,
+    bias: Tensor | None,
+    encoding: CoordEncoding,
+    order: Order,
+    stride: tuple[int, ...],
+    frame: Frame | None,
+    out: Tensor | None,
+) -> Tensor:
+    """The term of an unpadded 2D 1x1 layer: per output pixel, the filters times that pixel's coordinates.
+
+    One matrix product of the ``(out, coords)`` filters and the strided grid's ``(coords, pixels)`` matrix, the
+    bias added by the product, written in the layout of ``out`` (channels_last outputs get a channels_last term).
+    """
+    grid = grid_for(x, encoding, order, False, frame)[0]
+    if any(s != 1 for s in stride):
+        grid = grid[:, :: stride[0], :: stride[1]]
+    channels, rows, cols = grid.shape
+    flat = grid.reshape(channels, rows * cols)
+    weight = coord_weight.reshape(coord_weight.shape[0], channels)
+    if out is not None and _memory_format(out) == torch.channels_last:
+        term = flat.t() @ weight.t() if bias is None else torch.addmm(bias, flat.t(), weight.t())
+        return term.view(1, rows, cols, -1).permute(0, 3, 1, 2)
+    term = weight @ flat if bias is None else torch.addmm(bias.unsqueeze(1), weight, flat)
+    return term.view(1, -1, rows, cols)
 
 
 # Forward calls without autograd whose output has at least this many elements run the convolution and the add of
@@ -427,7 +485,8 @@ def _separable(x: Tensor, encoding: CoordEncoding, transposed: bool, kernel_size
     microseconds. 2D forward 1x1 layers keep the convolution too: their term is a per-pixel affine map of the
     coordinates, cheap either way (0.24 against 0.07 ms measured for 256 -> 1024 channels at 14x14, on a loaded
     machine), and the convolution keeps runs made before the separable form bit for bit reproducible (the main
-    job's committed runs: its gradients sum in another order). Off the CPU the convolution is kept until a GPU run
+    job's committed runs: its gradients sum in another order); outside autograd an unpadded one is a single matrix
+    product instead (:func:`_pointwise`). Off the CPU the convolution is kept until a GPU run
     measures otherwise (``benchmarks/gpu.py``). Symbolic sizes (``torch.compile`` with dynamic shapes) keep the
     convolution, which needs no size in Python.
     """
