@@ -23,7 +23,7 @@ from coordconv.repro.report.runs import (
     write_task_report,
 )
 from coordconv.repro.report.stats import compare_groups
-from coordconv.repro.runtime.plots import caption, median_span, plot_series, pyplot, save_figure, time_scale
+from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure, time_scale
 from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = [
@@ -96,10 +96,13 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     )
 
 
+#: how each metric prints: (digits, scale, unit); a difference of percentages prints in points (pp)
+UNITS = {"accuracy": (1, 100.0, "%"), "within_half_px": (1, 100.0, "%"), "error_px": (2, 1.0, " px")}
+
+
 def _fmt(values: list[float], metric: str) -> str:
-    if metric in ("accuracy", "within_half_px"):
-        return mean_sd(values, 1, scale=100.0, unit="%")
-    return mean_sd(values, 2, unit=" px") if metric == "error_px" else mean_sd(values, 3)
+    digits, scale, unit = UNITS.get(metric, (3, 1.0, ""))
+    return mean_sd(values, digits, scale=scale, unit=unit)
 
 
 def results_table(runs: list[FinishedRun], task: str) -> str:
@@ -149,10 +152,6 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
     )
 
 
-#: how each metric's differences print: (digits, scale, unit)
-UNITS = {"accuracy": (1, 100.0, " pp"), "error_px": (2, 1.0, " px"), "iou": (3, 1.0, "")}
-
-
 def verdict_table(runs: list[FinishedRun], task: str) -> str:
     """CoordConv's test metric against conv's per split: the difference, its 95% interval and the verdict.
 
@@ -167,6 +166,7 @@ def verdict_table(runs: list[FinishedRun], task: str) -> str:
         if result is None:
             continue
         digits, scale, unit = UNITS.get(groups["conv"][0].summary["metric"], (3, 1.0, ""))
+        unit = unit.replace("%", " pp")
         claim = f"{paper * scale:+.{digits}f}{unit}" if paper is not None else ("lower" if side < 0 else "higher")
         rows.append(
             f"{split} | {len(values['conv'])}/{len(values['coordconv'])} | "
@@ -195,7 +195,6 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
     """
     plt = pyplot()
     import numpy as np
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     panels = [(s, m, group[0]) for s, groups in _groups(runs, task).items() for m, group in groups.items() if group]
@@ -242,7 +241,9 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         Patch(facecolor="0.85", edgecolor="0.5", label="training centre"),
         Patch(facecolor="white", edgecolor="0.5", label="held-out test centre"),
         Patch(facecolor="black", label="border: no centre there (a 9x9 square must fit)"),
-        Line2D([], [], color="tab:red", marker="o", linestyle="none", markersize=4, label="predicted centre (bottom)"),
+        plt.Line2D(
+            [], [], color="tab:red", marker="o", linestyle="none", markersize=4, label="predicted centre (bottom)"
+        ),
     ]
     better = "lower" if metric == "error_px" else "higher"
     caption(
@@ -270,7 +271,6 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     final model, which is the table's "train").
     """
     plt = pyplot()
-    from matplotlib.lines import Line2D
 
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4.6), squeeze=False)
     metric = ""
@@ -278,7 +278,7 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     for ax, (split, groups) in zip(axes[0], _groups(runs, task).items(), strict=True):
         spans = []
         for model, group in groups.items():
-            spans.append(median_span(_final_time(r) for r in group))
+            spans.append(statistics.median([_final_time(r) for r in group]) if group else 0.0)  # a typical run
             for record in group:
                 metric = record.summary["metric"]
                 colour = COLOURS[model]
@@ -305,12 +305,12 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
             ax.set_yscale("log")
         ax.set_title(f"{task}, {split} split")
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=COLOURS[m], linewidth=2, label=NAMES[m]) for m in MODELS]
+    handles = [plt.Line2D([], [], color=COLOURS[m], linewidth=2, label=NAMES[m]) for m in MODELS]
     handles += [
-        Line2D([], [], color="0.3", label="test set"),
-        Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
+        plt.Line2D([], [], color="0.3", label="test set"),
+        plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
                label="train: running batch average"),
-        Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
+        plt.Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
                label="train: whole training set"),
     ]  # fmt: skip
     caption(
@@ -325,10 +325,9 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
 
 
 def _bar_label(value: float, metric: str) -> str:
-    if metric in ("accuracy", "within_half_px"):
-        percent = 100 * value
-        return f"{percent:.2g}%" if 0 < percent < 0.05 else f"{percent:.1f}%"
-    return f"{value:.2f} px" if metric == "error_px" else f"{value:.3f}"
+    if UNITS.get(metric, (3, 1.0, ""))[2] == "%" and 0 < 100 * value < 0.05:
+        return f"{100 * value:.2g}%"  # a bar under 0.05% keeps two digits, not 0.0%
+    return _fmt([value], metric)
 
 
 def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
@@ -338,7 +337,6 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     seed, with a legend and caption in the figure.
     """
     plt = pyplot()
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4.6), squeeze=False)
@@ -376,7 +374,7 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     counts = "/".join(str(n) for n in sorted(seeds))
     handles: list[Any] = [Patch(color=COLOURS[m], alpha=0.7, label=f"{NAMES[m]}: median over seeds") for m in MODELS]
     handles.append(
-        Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
+        plt.Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
     )
     fig.suptitle("conv vs CoordConv on held-out positions (test set)", fontsize=10)
     caption(

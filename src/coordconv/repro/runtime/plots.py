@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from torch import Tensor
 
 from coordconv.repro.runtime.files import atomic_path
 
-__all__ = ["caption", "median_span", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
+__all__ = ["caption", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
 
 #: how many times longer one model's runs may be than another's before a time axis turns logarithmic
 LOG_TIME_RATIO = 10.0
@@ -44,12 +43,6 @@ def time_scale(spans: Iterable[float], ratio: float = LOG_TIME_RATIO) -> str:
     """
     positive = [s for s in spans if s > 0]
     return "log" if positive and max(positive) > ratio * min(positive) else "linear"
-
-
-def median_span(ends: Iterable[float]) -> float:
-    """The median of some runs' final times (0 for none): a model's typical run length for :func:`time_scale`."""
-    values = list(ends)
-    return statistics.median(values) if values else 0.0
 
 
 def plot_series(ax: Any, xs: Sequence[float], ys: Sequence[float], **kwargs: Any) -> Any:
