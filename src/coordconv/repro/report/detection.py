@@ -102,16 +102,15 @@ def epoch_gaps(runs: list[FinishedRun]) -> str:
     One sentence for the report ("" without runs of both, or no epoch they all evaluated): the smallest and the
     largest relative difference, with their epochs.
     """
-    curves = [
-        {m["epoch"]: m["proposal_iou"] for m in r.metrics if "proposal_iou" in m}
-        for r in runs
-        if r.summary["model"] in MODELS
-    ]
-    models = [r.summary["model"] for r in runs if r.summary["model"] in MODELS]
-    epochs = sorted(set.intersection(*(set(c) for c in curves))) if set(models) == set(MODELS) else []
+    curves = {
+        model: [{m["epoch"]: m["proposal_iou"] for m in r.metrics if "proposal_iou" in m} for r in group]
+        for model, group in by_model(runs).items()
+    }
+    every = [set(c) for group in curves.values() for c in group]
+    epochs = sorted(set.intersection(*every)) if all(curves.values()) else []
     gaps = {}
     for epoch in epochs:
-        mean = {k: statistics.fmean(c[epoch] for c, m in zip(curves, models, strict=True) if m == k) for k in MODELS}
+        mean = {model: statistics.fmean(c[epoch] for c in group) for model, group in curves.items()}
         if mean["conv"] > 0:
             gaps[epoch] = mean["coordconv"] / mean["conv"] - 1
     if not gaps:

@@ -7,15 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.report.runs import (
-    MODELS,
-    by_model,
-    load_finished,
-    mean_sd,
-    seeds_phrase,
-    table,
-    write_task_report,
-)
+from coordconv.repro.report.runs import MODELS, by_model, load_finished, mean_sd, seeds_phrase, table, write_task_report
 from coordconv.repro.report.stats import compare_groups
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 from coordconv.repro.runtime.rundir import FinishedRun
@@ -52,22 +44,16 @@ def _stat(values: list[Any], digits: int = 2, scale: float = 1.0) -> str:
     return mean_sd(values, digits, scale=scale, missing="none found")
 
 
-def _pct(values: list[float | None]) -> str:
+def _pct(values: list[Any]) -> str:
     """:func:`_stat` of fractions, in percent; "-" where no run has the value (runs from before it was measured)."""
-    text = _stat(values, 1, 100)
-    return text if text == "-" else text + "%"
+    return mean_sd(values, 1, scale=100, unit="%", missing="none found")
 
 
 def _objects(group: list[FinishedRun]) -> str:
     """The object-count cells of a table row, and the training time."""
-
-    def pct(key: str) -> str:
-        return _stat([r.summary[key] for r in group], 1, 100) + "%"
-
-    return (
-        f"{pct('one_each')} | {pct('two_objects')} | {pct('interpolation_one_each')} / "
-        f"{pct('interpolation_two_objects')} | {_stat([r.summary['train_seconds'] for r in group], 0)}"
-    )
+    keys = ("one_each", "two_objects", "interpolation_one_each", "interpolation_two_objects")
+    one_each, two, frames_one, frames_two = (_pct([r.summary[key] for r in group]) for key in keys)
+    return f"{one_each} | {two} | {frames_one} / {frames_two} | {_stat([r.summary['train_seconds'] for r in group], 0)}"
 
 
 def gan_table(runs: list[FinishedRun]) -> str:
@@ -80,7 +66,7 @@ def gan_table(runs: list[FinishedRun]) -> str:
         cells = [_stat([data["entropy"][part]]) for part in ("red", "blue", "diff")]
         lines.append(
             f"data (Sort-of-Clevr) | - | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
-            f"{_stat([data['one_each']], 1, 100)}% | {_stat([data['two_objects']], 1, 100)}% | "
+            f"{_pct([data['one_each']])} | {_pct([data['two_objects']])} | "
             f"{_pct([data.get('two_separate')])} | - | -"
         )
     working = _working(runs)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from coordconv.repro.runtime.files import atomic_path
 
-__all__ = ["caption", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
+__all__ = ["caption", "plot_series", "pyplot", "save_figure", "save_image_grid", "time_scale"]
 
 #: how many times longer one model's runs may be than another's before a time axis turns logarithmic
 LOG_TIME_RATIO = 10.0
@@ -78,8 +78,8 @@ def caption(fig: Any, text: str, *, handles: Sequence[Any] = (), ncol: int = 0, 
     fig.tight_layout(rect=(0, min(0.6, bottom), 1, 1))
 
 
-def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
-    """``(N, 3, H, W)`` images (uint8, or float in ``[0, 1]``) tiled into one ``(height, width, 3)`` uint8 array.
+def save_image_grid(images: Tensor, path: Path, *, nrow: int = 8, pad: int = 2) -> None:
+    """Write ``(N, 3, H, W)`` images (uint8, or float in ``[0, 1]``) as one PNG grid, atomically.
 
     ``nrow`` images per row, separated by ``pad`` grey pixels.
     """
@@ -94,11 +94,5 @@ def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
         r, c = divmod(i, nrow)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = images[i].permute(1, 2, 0)
-    return canvas
-
-
-def save_image_grid(images: Tensor, path: Path, *, nrow: int = 8) -> None:
-    """Write ``images`` as one PNG grid, atomically (see :func:`tile`)."""
-    plt = pyplot()
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, tile(images, nrow).numpy())
+        pyplot().imsave(tmp, canvas.numpy())
