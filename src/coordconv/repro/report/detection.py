@@ -229,7 +229,6 @@ def _scope(runs: list[FinishedRun]) -> str:
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     """Proposal IoU and mAP@0.5 after each epoch, every run, each detector, with a legend and caption in the figure."""
     plt = pyplot()
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key, label in ((axes[0], "proposal_iou", "proposal IoU"), (axes[1], "map_50", "mAP@0.5")):
         for r in runs:
@@ -280,8 +279,7 @@ def draw_predictions(
         ):
             x0, y0, x1, y1 = (float(v) for v in box)
             ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=width))
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     handles = [
         Patch(fill=False, edgecolor="lime", linewidth=1.5, label="ground-truth digit box"),
         Patch(fill=False, edgecolor="red", linewidth=1.2, label="detection (score above 0.5)"),

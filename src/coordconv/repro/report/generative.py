@@ -31,6 +31,7 @@ PAPER_ENTROPY: dict[str, tuple[float, float, float]] = {
 }
 #: a GAN "works" when at least this fraction of its samples shows one red and one blue object (issue 15's criterion)
 WORKING = 0.8
+CRITERION = f"working: one red and one blue object in at least {WORKING:.0%} of samples"
 NAMES = {"gan": {"conv": "GAN (DCGAN-like)", "coordconv": "CoordConv GAN"}, "vae": {"conv": "conv VAE",
          "coordconv": "CoordConv VAE"}}  # fmt: skip
 
@@ -114,9 +115,8 @@ def gan_test(runs: list[FinishedRun]) -> str:
     if any(len(g) < 2 for g in ok.values()):
         if any(failing.values()):
             return (
-                f"No comparison: runs that do not work ({which}; working: one red and one blue object in at least "
-                f"{WORKING:.0%} of samples) leave fewer than two working seeds of a model, so the two models' "
-                "entropies compare nothing yet."
+                f"No comparison: runs that do not work ({which}; {CRITERION}) leave fewer than two working seeds of "
+                "a model, so the two models' entropies compare nothing yet."
             )
         return "No comparison: it needs at least two finished seeds of each model."
     measures: list[tuple[str, Any]] = [
@@ -149,7 +149,7 @@ def gan_test(runs: list[FinishedRun]) -> str:
     if which:
         note += (
             f" The entropies are over the working seeds only ({len(ok['conv'])} and {len(ok['coordconv'])}; not "
-            f"working: {which}; working: one red and one blue object in at least {WORKING:.0%} of samples)."
+            f"working: {which}; {CRITERION})."
         )
     header = f"measure | {NAMES['gan']['conv']} | {NAMES['gan']['coordconv']} | CoordConv - conv, 95% interval | "
     return table(header + "paper's side | verdict", lines, note)
@@ -189,9 +189,8 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     names = NAMES[task]
     ok = _working(runs)
     working = {m: len(g) for m, g in ok.items()}
-    criterion = f"working: one red and one blue object in at least {WORKING:.0%} of samples"
     if all(working[m] == len(g) for m, g in groups.items()):
-        text = f"Both {task.upper()}s work in every seed ({criterion})"
+        text = f"Both {task.upper()}s work in every seed ({CRITERION})"
     elif not any(working.values()):
         shares = " and ".join(f"{_pct([r.summary['one_each'] for r in g])} ({names[m]})" for m, g in groups.items())
         text = (
@@ -201,7 +200,7 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     else:
         text = (
             f"The {names['coordconv']} works {seeds_phrase(working['coordconv'], len(groups['coordconv']))} and the "
-            f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({criterion})"
+            f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({CRITERION})"
         )
     if task == "gan":
         if all(working[m] >= 2 for m in MODELS):
@@ -294,8 +293,7 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
         ax_row[3].imshow(np.transpose(d["mean"], (1, 2, 0)).clip(0, 1))
         ax_row[3].set_title(f"{name}: average image", fontsize=9)
         for ax in ax_row:
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     fig.suptitle(title)
     caption(
         fig,

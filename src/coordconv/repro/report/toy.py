@@ -195,6 +195,7 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
     """
     plt = pyplot()
     import numpy as np
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     panels = [(s, m, group[0]) for s, groups in _groups(runs, task).items() for m, group in groups.items() if group]
@@ -234,16 +235,13 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         bottom.set_ylim(63.5, -0.5)
         bottom.set_title("where it puts the held-out squares' centres", fontsize=9)
         for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     fig.suptitle(f"{task}: predictions for the held-out (test) positions", fontsize=10)
     handles = [
         Patch(facecolor="0.85", edgecolor="0.5", label="training centre"),
         Patch(facecolor="white", edgecolor="0.5", label="held-out test centre"),
         Patch(facecolor="black", label="border: no centre there (a 9x9 square must fit)"),
-        plt.Line2D(
-            [], [], color="tab:red", marker="o", linestyle="none", markersize=4, label="predicted centre (bottom)"
-        ),
+        Line2D([], [], color="tab:red", marker="o", linestyle="none", markersize=4, label="predicted centre (bottom)"),
     ]
     better = "lower" if metric == "error_px" else "higher"
     caption(
@@ -271,7 +269,6 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     final model, which is the table's "train").
     """
     plt = pyplot()
-
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4.6), squeeze=False)
     metric = ""
     scales = []
@@ -309,9 +306,9 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     handles += [
         plt.Line2D([], [], color="0.3", label="test set"),
         plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
-               label="train: running batch average"),
+                   label="train: running batch average"),
         plt.Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
-               label="train: whole training set"),
+                   label="train: whole training set"),
     ]  # fmt: skip
     caption(
         fig,
@@ -404,5 +401,5 @@ def write_report(out: Path, task: str) -> Path:
     figures += ["![conv vs CoordConv, every task](../summary.png)"]
     title = f"CoordConv reproduction: {task}"
     verdicts = verdict_table(runs, task)
-    table = results_table(runs, task) + (f"\n\n{verdicts}" if verdicts else "")
-    return write_task_report(folder, title, table, figures, intro, finding=finding(runs, task))
+    text = results_table(runs, task) + (f"\n\n{verdicts}" if verdicts else "")
+    return write_task_report(folder, title, text, figures, intro, finding=finding(runs, task))
