@@ -119,15 +119,10 @@ def gan_test(runs: list[FinishedRun]) -> str:
                 "a model, so the two models' entropies compare nothing yet."
             )
         return "No comparison: it needs at least two finished seeds of each model."
-    measures: list[tuple[str, Any]] = [
-        (f"entropy {part}", lambda s, part=part: s["entropy"][part]) for part in ("red", "blue", "diff")
-    ]
-    measures += [
-        ("one red + one blue", lambda s: s["one_each"]),
-        ("one of each, apart", lambda s: s.get("two_separate")),
-    ]
+    measures: dict[str, Any] = {f"entropy {p}": lambda s, p=p: s["entropy"][p] for p in ("red", "blue", "diff")}
+    measures |= {"one red + one blue": lambda s: s["one_each"], "one of each, apart": lambda s: s.get("two_separate")}
     lines = []
-    for name, get in measures:
+    for name, get in measures.items():
         values = {m: [get(r.summary) for r in (ok if name.startswith("entropy") else groups)[m]] for m in MODELS}
         if any(v is None or math.isnan(v) for vs in values.values() for v in vs):
             lines.append(f"{name} | - | - | - | - | (a run has no value)")
@@ -254,30 +249,21 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
     """
     import numpy as np
 
+    def arrays(run: FinishedRun) -> dict[str, Any]:
+        with np.load(run.path / "objects.npz") as z:
+            return dict(z)
+
     plt = pyplot()
     rows: list[tuple[str, dict[str, Any]]] = []
     if runs:
-        with np.load(runs[0].path / "objects.npz") as z:
-            rows.append(("data", {"red": z["data_red"], "blue": z["data_blue"], "mean": z["data_mean_image"]}))
+        z = arrays(runs[0])
+        rows.append(("data", {"red": z["data_red"], "blue": z["data_blue"], "mean": z["data_mean_image"]}))
     for model, group in by_model(runs).items():
-        if not group:
-            continue
-        parts: dict[str, list[Any]] = {"red": [], "blue": [], "mean": []}
-        for r in group:
-            with np.load(r.path / "objects.npz") as z:
-                parts["red"].append(z["red"])
-                parts["blue"].append(z["blue"])
-                parts["mean"].append(z["mean_image"])
-        rows.append(
-            (
-                NAMES[group[0].summary["task"]][model],
-                {
-                    "red": np.concatenate(parts["red"]),
-                    "blue": np.concatenate(parts["blue"]),
-                    "mean": np.mean(parts["mean"], axis=0),
-                },
-            )
-        )
+        if group:
+            loaded = [arrays(r) for r in group]
+            pooled = {key: np.concatenate([z[key] for z in loaded]) for key in ("red", "blue")}
+            pooled["mean"] = np.mean([z["mean_image"] for z in loaded], axis=0)
+            rows.append((NAMES[group[0].summary["task"]][model], pooled))
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows) + 0.6), squeeze=False)
     for ax_row, (name, d) in zip(axes, rows, strict=True):
         diff = d["blue"] - d["red"]
@@ -311,26 +297,23 @@ def _side_by_side(folder: Path, task: str, runs: list[FinishedRun]) -> list[str]
     names = [NAMES[task][m] for m in MODELS]
     seeds = sorted({seed for _, seed in by_key})
 
-    def cells(file: str, seed: int) -> str:
+    def cells(file: str, seed: int, *, made: bool = False) -> str:
+        """Both models' ``file`` of ``seed`` ("-" for none; ``made``: a run may predate the file)."""
         return " | ".join(
-            f"![{name}]({by_key[model, seed]}/{file})" if (model, seed) in by_key else "-"
+            f"![{name}]({by_key[model, seed]}/{file})"
+            if (model, seed) in by_key and (not made or (folder / by_key[model, seed] / file).exists())
+            else "-"
             for model, name in zip(MODELS, names, strict=True)
         )
 
-    lines = ["Samples (64 per run, final model), both models side by side:", "", f"| seed | {' | '.join(names)} |"]
-    lines += ["|---|" + "---|" * len(names)] + [f"| {seed} | {cells('samples.png', seed)} |" for seed in seeds]
+    samples = table(f"seed | {' | '.join(names)}", [f"{seed} | {cells('samples.png', seed)}" for seed in seeds])
     first = seeds[0] if seeds else 0
-    lines += ["", f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
-              "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
-              f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
-              f"| interpolations | {cells('interpolation.png', first)} |"]  # fmt: skip
-    progress = " | ".join(
-        f"![{name}]({by_key[m, first]}/progress.png)"
-        if (m, first) in by_key and (folder / by_key[m, first] / "progress.png").exists()
-        else "-"
-        for m, name in zip(MODELS, names, strict=True)
-    )
-    return [*lines, f"| over training | {progress} |", ""]
+    return ["Samples (64 per run, final model), both models side by side:", "", samples, "",
+            f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
+            "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
+            f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
+            f"| interpolations | {cells('interpolation.png', first)} |",
+            f"| over training | {cells('progress.png', first, made=True)} |", ""]  # fmt: skip
 
 
 def write_report(out: Path, task: str) -> Path:

@@ -133,11 +133,8 @@ def finding(runs: list[FinishedRun]) -> str:
     )
     undetected = {env: r for env, r in compared.items() if r.verdict == "no detectable difference"}
     if undetected:
-        shares = [
-            r.detectable / statistics.fmean(_finals(runs, env)[1])
-            for env, r in undetected.items()
-            if statistics.fmean(_finals(runs, env)[1]) > 0
-        ]
+        means = {env: statistics.fmean(_finals(runs, env)[1]) for env in undetected}  # conv's
+        shares = [r.detectable / means[env] for env, r in undetected.items() if means[env] > 0]
         text += f", no detectable difference in {len(undetected)}"
         if shares:
             low, high = min(shares), max(shares)
@@ -169,9 +166,8 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
             steps = [m["step"] for m in group[0].metrics]
             curves = [[m["mean_return_100"] for m in r.metrics][: len(steps)] for r in group]
             n = min(len(c) for c in curves)
-            points = [
-                [c[i] for c in curves if c[i] is not None] for i in range(n)
-            ]  # seeds with an episode finished by then
+            # the seeds with an episode finished by then
+            points = [[c[i] for c in curves if c[i] is not None] for i in range(n)]
             xs = [steps[i] for i in range(n) if points[i]]
             ys = [p for p in points if p]
             label = f"{NAMES[model]} ({seeds(len(group))})"

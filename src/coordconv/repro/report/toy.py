@@ -124,8 +124,7 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
                 f"{_fmt([statistics.median(test)], metric)} | {_fmt([worst], metric)} | {len(times)}/{len(group)} | "
                 f"{median_time}"
             )
-    metric_name = runs[0].summary["metric"] if runs else ""
-    target = runs[0].summary["target"] if runs else ""
+    metric_name, target = (runs[0].summary["metric"], runs[0].summary["target"]) if runs else ("", "")
     bound = f"below {target} px" if metric_name == "error_px" else f"at least {target}"
     counts = sorted({len(group) for groups in _groups(runs, task).values() for group in groups.values() if group})
     if counts == [1]:  # the main job's default: one seed, no spread to give
@@ -221,12 +220,8 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         top.set_title(f"{NAMES[model]}, {split} split, seed {record.summary['seed']}\ntest {metric} at each held-out "
                       "centre", fontsize=9)  # fmt: skip
         bar = fig.colorbar(image, ax=top, fraction=0.046, pad=0.04, extend="max" if metric == "error_px" else "neither")
-        bar.set_label(
-            {"error_px": "error (px; 5 or more: darkest)", "accuracy": "1 = right pixel, 0 = wrong"}.get(
-                metric, metric
-            ),
-            fontsize=8,
-        )
+        labels = {"error_px": "error (px; 5 or more: darkest)", "accuracy": "1 = right pixel, 0 = wrong"}
+        bar.set_label(labels.get(metric, metric), fontsize=8)
         bottom.imshow(background, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         bottom.scatter(
             np.clip(predicted[:, 0], 0, 63), np.clip(predicted[:, 1], 0, 63), s=5, c="tab:red", alpha=0.6, linewidths=0
