@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from coordconv.repro.report import detection, generative, rl, toy
-from coordconv.repro.report.runs import compare, seeds_phrase, write_task_report
+from coordconv.repro.report.runs import seeds_phrase, write_task_report
 from coordconv.repro.reproduce import record_command
 from coordconv.repro.runtime import plots
 from coordconv.repro.runtime.rundir import FinishedRun
@@ -67,13 +67,11 @@ def all_text(fig) -> str:
     return " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_text()))
 
 
-def test_seeds_phrase_and_compare():
+def test_seeds_phrase_and_rl_verdict():
     assert seeds_phrase(10, 10) == "in every seed" and seeds_phrase(0, 10) == "in no seed"
     assert seeds_phrase(3, 10) == "in 3 of 10 seeds" and seeds_phrase(1, 1) == "in its one seed"
-    assert compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "higher"
-    assert compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "lower"
-    assert compare([1.0, 2.0, 0.0], [1.1, 2.1, 0.1]) == "tie"
-    assert compare([], [1.0]) == "?"
+    assert rl.verdict([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "contradicted"
+    assert rl.verdict([1.0, 2.0, 0.0], [1.1, 2.1, 0.1]) == "no detectable difference"
     assert rl.verdict([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "reproduced" and rl.verdict([], [1.0]) == "?"
 
 
@@ -274,7 +272,6 @@ def test_detection_finding_and_curves(captured, tmp_path):
 
 def test_detection_verdicts_are_worded_by_what_the_test_can_detect():
     conv, coord = [0.50, 0.51, 0.52], [0.47, 0.49, 0.50]  # t = -2.2, p = 0.1 with 3 seeds each: holds zero
-    assert compare(coord, conv) == "lower"
     assert detection.verdict(coord, conv) == "contradicted: the interval excludes the paper's effect"
     assert detection.verdict([0.40, 0.41, 0.42], conv) == "contradicted: a difference opposite to the paper's"
     assert detection.verdict([0.6], conv) == "not compared (one seed of a model)"  # one seed has no spread

@@ -10,9 +10,11 @@ from torch import Tensor
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
+    by_model,
     load_finished,
     mean_sd,
     seeds,
+    table,
     write_task_report,
 )
 from coordconv.repro.report.stats import Comparison, compare_groups
@@ -26,7 +28,6 @@ __all__ = [
     "epoch_gaps",
     "finding",
     "late_change",
-    "load_runs",
     "plot_curves",
     "results_table",
     "targets",
@@ -85,19 +86,6 @@ def targets(runs: list[FinishedRun]) -> str:
     )
 
 
-def load_runs(root: Path) -> list[FinishedRun]:
-    """Every finished detection run under ``root/detection``, sorted by model (table order) and seed."""
-    order = list(NAMES)
-    return sorted(
-        load_finished(root / "detection", "*/summary.json"),
-        key=lambda r: (order.index(r.summary["model"]), r.summary["seed"]),
-    )
-
-
-def _stat(values: list[float], digits: int = 3) -> str:
-    return mean_sd(values, digits)
-
-
 def _iou(runs: list[FinishedRun], model: str) -> list[float]:
     return [r.summary["proposal_iou"] for r in runs if r.summary["model"] == model]
 
@@ -114,16 +102,15 @@ def epoch_gaps(runs: list[FinishedRun]) -> str:
     One sentence for the report ("" without runs of both, or no epoch they all evaluated): the smallest and the
     largest relative difference, with their epochs.
     """
-    curves = [
-        {m["epoch"]: m["proposal_iou"] for m in r.metrics if "proposal_iou" in m}
-        for r in runs
-        if r.summary["model"] in MODELS
-    ]
-    models = [r.summary["model"] for r in runs if r.summary["model"] in MODELS]
-    epochs = sorted(set.intersection(*(set(c) for c in curves))) if set(models) == set(MODELS) else []
+    curves = {
+        model: [{m["epoch"]: m["proposal_iou"] for m in r.metrics if "proposal_iou" in m} for r in group]
+        for model, group in by_model(runs).items()
+    }
+    every = [set(c) for group in curves.values() for c in group]
+    epochs = sorted(set.intersection(*every)) if all(curves.values()) else []
     gaps = {}
     for epoch in epochs:
-        mean = {k: statistics.fmean(c[epoch] for c, m in zip(curves, models, strict=True) if m == k) for k in MODELS}
+        mean = {model: statistics.fmean(c[epoch] for c in group) for model, group in curves.items()}
         if mean["conv"] > 0:
             gaps[epoch] = mean["coordconv"] / mean["conv"] - 1
     if not gaps:
@@ -165,31 +152,25 @@ def results_table(runs: list[FinishedRun]) -> str:
     Each CoordConv detector's difference from conv, with its 95% interval and the verdict of
     :func:`~coordconv.repro.report.stats.compare_groups`, sits beside the paper's +24%.
     """
-    lines = [
-        f"| detector | coordinates | seeds | proposal IoU (paper's metric) | vs conv (paper: {PAPER_GAIN:+.0%}) | "
-        f"difference, 95% interval | verdict | IoU change over the last {LATE} epochs | mAP@0.5 | mAP@[.5:.95] | "
-        "training s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for model in NAMES:
-        group = [r for r in runs if r.summary["model"] == model]
+    lines = []
+    for model, group in by_model(runs, NAMES).items():
         if not group:
             continue
         late = [v for r in group if (v := late_change(r)) is not None]
         change, result = _versus_conv(runs, model)
-        if model == "conv" or not change:
-            interval, said = "", ""
-        elif result is None:
-            interval, said = "-", "not compared (one seed of a model)"
-        else:
-            interval, said = result.interval(3), result.words(3)
+        interval = "" if not change else result.interval(3) if result else "-"
+        said = verdict(_iou(runs, model), _iou(runs, "conv")) if change else ""
         lines.append(
-            f"| {NAMES[model]} | {PLACES[model]} | {len(group)} | {_stat(_iou(runs, model))} | {change} | "
-            f"{interval} | {said} | {_stat(late) if late else '-'} | {_stat([r.summary['map_50'] for r in group])} | "
-            f"{_stat([r.summary['map'] for r in group])} | {_stat([r.summary['train_seconds'] for r in group], 0)} |"
+            f"{NAMES[model]} | {PLACES[model]} | {len(group)} | {mean_sd(_iou(runs, model), 3)} | {change} | "
+            f"{interval} | {said} | {mean_sd(late, 3) if late else '-'} | "
+            f"{mean_sd([r.summary['map_50'] for r in group], 3)} | {mean_sd([r.summary['map'] for r in group], 3)} | "
+            f"{mean_sd([r.summary['train_seconds'] for r in group], 0)}"
         )
-    lines += [
-        "",
+    return table(
+        f"detector | coordinates | seeds | proposal IoU (paper's metric) | vs conv (paper: {PAPER_GAIN:+.0%}) | "
+        f"difference, 95% interval | verdict | IoU change over the last {LATE} epochs | mAP@0.5 | mAP@[.5:.95] | "
+        "training s",
+        lines,
         "Mean ± standard deviation over seeds, final epoch. Difference: the detector's mean proposal IoU minus "
         "conv's, with its 95% Welch interval; the paper's +24% is taken as 24% of conv's mean IoU here. Verdict: "
         "reproduced (the interval lies above zero and reaches the paper's effect), contradicted (the interval "
@@ -198,8 +179,7 @@ def results_table(runs: list[FinishedRun]) -> str:
         "after NMS, its best IoU with a ground-truth digit box, averaged per test canvas, then over the canvases "
         "(the official code's `mean_argmax_nms_iou`). mAP: torchmetrics' COCO evaluation of the detector's digit "
         "detections (10 classes). Training seconds are wall-clock time and carry the load of other jobs.",
-    ]
-    return "\n".join(lines)
+    )
 
 
 def finding(runs: list[FinishedRun]) -> str:
@@ -249,21 +229,18 @@ def _scope(runs: list[FinishedRun]) -> str:
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     """Proposal IoU and mAP@0.5 after each epoch, every run, each detector, with a legend and caption in the figure."""
     plt = pyplot()
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, key, label in ((axes[0], "proposal_iou", "proposal IoU"), (axes[1], "map_50", "mAP@0.5")):
         for r in runs:
             ax.plot([m["epoch"] for m in r.metrics], [m[key] for m in r.metrics], "o-", markersize=3,
                     color=COLOURS[r.summary["model"]], alpha=0.7)  # fmt: skip
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_ylabel(f"{label} (higher is better)")
         ax.grid(alpha=0.3)
     count = {m: sum(r.summary["model"] == m for r in runs) for m in NAMES}
     handles = [
-        Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds(count[m])})")
+        plt.Line2D([], [], color=COLOURS[m], marker="o", alpha=0.7, label=f"{NAMES[m]} ({seeds(count[m])})")
         for m in NAMES
         if count[m] or m in MODELS
     ]
@@ -302,8 +279,7 @@ def draw_predictions(
         ):
             x0, y0, x1, y1 = (float(v) for v in box)
             ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=width))
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     handles = [
         Patch(fill=False, edgecolor="lime", linewidth=1.5, label="ground-truth digit box"),
         Patch(fill=False, edgecolor="red", linewidth=1.2, label="detection (score above 0.5)"),
@@ -315,14 +291,14 @@ def draw_predictions(
 
 def write_report(out: Path) -> Path:
     """``out/detection/`` table.md, curves.png and report.md from the finished detection runs."""
-    runs = load_runs(out)
+    runs = load_finished(out / "detection", order=("model", "seed"))  # the table's order: conv first
     folder = out / "detection"
     plot_curves(runs, folder / "curves.png")
     gaps = epoch_gaps(runs)
     lines = ["![curves](curves.png)", "", *([gaps, ""] if gaps else [])]
-    for model in NAMES:
-        first = next((r for r in runs if r.summary["model"] == model), None)
-        if first is not None:
+    for model, group in by_model(runs, NAMES).items():
+        if group:
+            first = group[0]
             rel = first.path.relative_to(folder).as_posix()
             lines += [
                 f"{NAMES[model]}, seed {first.summary['seed']}: ground truth (green), detections (red), "

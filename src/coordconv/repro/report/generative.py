@@ -7,14 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from coordconv.repro.report.runs import (
-    MODELS,
-    load_finished,
-    mean_sd,
-    seeds_phrase,
-    write_task_report,
-)
-from coordconv.repro.report.stats import Comparison, compare_groups
+from coordconv.repro.report.runs import MODELS, by_model, load_finished, mean_sd, seeds_phrase, table, write_task_report
+from coordconv.repro.report.stats import compare_groups
 from coordconv.repro.runtime.plots import caption, pyplot, save_figure
 from coordconv.repro.runtime.rundir import FinishedRun
 
@@ -24,7 +18,6 @@ __all__ = [
     "finding",
     "gan_table",
     "gan_test",
-    "load_runs",
     "plot_objects",
     "vae_table",
     "write_report",
@@ -38,69 +31,60 @@ PAPER_ENTROPY: dict[str, tuple[float, float, float]] = {
 }
 #: a GAN "works" when at least this fraction of its samples shows one red and one blue object (issue 15's criterion)
 WORKING = 0.8
+CRITERION = f"working: one red and one blue object in at least {WORKING:.0%} of samples"
 NAMES = {"gan": {"conv": "GAN (DCGAN-like)", "coordconv": "CoordConv GAN"}, "vae": {"conv": "conv VAE",
          "coordconv": "CoordConv VAE"}}  # fmt: skip
 
 
-def load_runs(root: Path, task: str) -> list[FinishedRun]:
-    """Every finished run under ``root/task``, sorted by model and seed."""
-    runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary.get("task") == task]
-    return sorted(runs, key=lambda r: (r.summary["model"], r.summary["seed"]))
+def _working(runs: list[FinishedRun]) -> dict[str, list[FinishedRun]]:
+    """Each model's runs that work (one red and one blue object in at least :data:`WORKING` of the samples)."""
+    return by_model(r for r in runs if r.summary["one_each"] >= WORKING)
 
 
 def _stat(values: list[Any], digits: int = 2, scale: float = 1.0) -> str:
     return mean_sd(values, digits, scale=scale, missing="none found")
 
 
-def _pct(values: list[float | None]) -> str:
+def _pct(values: list[Any]) -> str:
     """:func:`_stat` of fractions, in percent; "-" where no run has the value (runs from before it was measured)."""
-    text = _stat(values, 1, 100)
-    return text if text == "-" else text + "%"
+    return mean_sd(values, 1, scale=100, unit="%", missing="none found")
 
 
 def _objects(group: list[FinishedRun]) -> str:
     """The object-count cells of a table row, and the training time."""
-
-    def pct(key: str) -> str:
-        return _stat([r.summary[key] for r in group], 1, 100) + "%"
-
-    return (
-        f"{pct('one_each')} | {pct('two_objects')} | {pct('interpolation_one_each')} / "
-        f"{pct('interpolation_two_objects')} | {_stat([r.summary['train_seconds'] for r in group], 0)}"
-    )
+    keys = ("one_each", "two_objects", "interpolation_one_each", "interpolation_two_objects")
+    one_each, two, frames_one, frames_two = (_pct([r.summary[key] for r in group]) for key in keys)
+    return f"{one_each} | {two} | {frames_one} / {frames_two} | {_stat([r.summary['train_seconds'] for r in group], 0)}"
 
 
 def gan_table(runs: list[FinishedRun]) -> str:
     """The mode-collapse table: entropies and object counts of each model, the data and the paper's numbers."""
     samples = runs[0].summary["config"]["eval_samples"] if runs else 0
-    lines = [
-        "| model | seeds | working | entropy red | blue | diff | paper red / blue / diff | one red + one blue | "
-        "two objects | one of each, apart | interpolation frames: one of each / two objects | training s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = []
     if runs:
         # every run measures the same training images (the preset's data seed), so one run's numbers stand for all
         data = runs[0].summary["data"]
         cells = [_stat([data["entropy"][part]]) for part in ("red", "blue", "diff")]
         lines.append(
-            f"| data (Sort-of-Clevr) | - | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
-            f"{_stat([data['one_each']], 1, 100)}% | {_stat([data['two_objects']], 1, 100)}% | "
-            f"{_pct([data.get('two_separate')])} | - | - |"
+            f"data (Sort-of-Clevr) | - | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
+            f"{_pct([data['one_each']])} | {_pct([data['two_objects']])} | "
+            f"{_pct([data.get('two_separate')])} | - | -"
         )
-    for model in MODELS:
-        group = [r for r in runs if r.summary["model"] == model]
+    working = _working(runs)
+    for model, group in by_model(runs).items():
         if not group:
             continue
         cells = [_stat([r.summary["entropy"][part] for r in group]) for part in ("red", "blue", "diff")]
-        working = sum(r.summary["one_each"] >= WORKING for r in group)
         separate = _pct([r.summary.get("two_separate") for r in group])
         one_each, two, rest = _objects(group).split(" | ", 2)
         lines.append(
-            f"| {NAMES['gan'][model]} | {len(group)} | {working} of {len(group)} | {' | '.join(cells)} | "
-            f"{' / '.join(map(str, PAPER_ENTROPY[model]))} | {one_each} | {two} | {separate} | {rest} |"
+            f"{NAMES['gan'][model]} | {len(group)} | {len(working[model])} of {len(group)} | {' | '.join(cells)} | "
+            f"{' / '.join(map(str, PAPER_ENTROPY[model]))} | {one_each} | {two} | {separate} | {rest}"
         )
-    lines += [
-        "",
+    return table(
+        "model | seeds | working | entropy red | blue | diff | paper red / blue / diff | one red + one blue | "
+        "two objects | one of each, apart | interpolation frames: one of each / two objects | training s",
+        lines,
         "Entropy (nats) of the 2D histogram of the red centres, the blue centres (8-px bins on the 64-px canvas) and "
         f"the centre differences blue - red (8-px bins on [-64, 64)), over {samples:,} samples, with objects found by "
         "colour (4-connected red or blue regions of at least 20 px; the largest of each colour gives the centre; "
@@ -110,19 +94,11 @@ def gan_table(runs: list[FinishedRun]) -> str:
         f"whose samples show one red and one blue object in at least {WORKING:.0%} of cases. 'One of each, apart': "
         "one red and one blue object that do not touch (exactly two regions of any colour); the colour finder alone "
         "also accepts a red and a blue region fused into one blob.",
-    ]
-    return "\n".join(lines)
+    )
 
 
 #: the paper's side of each GAN measure (CoordConv - conv; Fig. 7): more spread centres, slightly less varied offsets
 PAPER_SIDE = {"entropy red": 1, "entropy blue": 1, "entropy diff": -1}
-
-
-def _no_claim(result: Comparison, digits: int = 2, unit: str = "") -> str:
-    """A difference the paper makes no claim about: higher, lower, or what the test could have detected."""
-    if result.verdict == "no detectable difference":
-        return result.words(digits, unit=unit)
-    return "higher" if result.difference > 0 else "lower"
 
 
 def gan_test(runs: list[FinishedRun]) -> str:
@@ -131,81 +107,67 @@ def gan_test(runs: list[FinishedRun]) -> str:
     The entropies carry the verdict of the paper's direction (its binning is unknown, so not its size); the object
     counts, about which the paper says nothing, are higher, lower or not detectably different.
     """
-    groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
-    failing = {m: sum(r.summary["one_each"] < WORKING for r in g) for m, g in groups.items()}
+    groups = by_model(runs)
     # a seed that does not draw the scene has no positions to spread: the entropies compare the working seeds
-    ok = {m: [r for r in g if r.summary["one_each"] >= WORKING] for m, g in groups.items()}
+    ok = _working(runs)
+    failing = {m: len(g) - len(ok[m]) for m, g in groups.items()}
     which = "; ".join(f"{NAMES['gan'][m]}: {n} of {len(groups[m])}" for m, n in failing.items() if n)
     if any(len(g) < 2 for g in ok.values()):
         if any(failing.values()):
             return (
-                f"No comparison: runs that do not work ({which}; working: one red and one blue object in at least "
-                f"{WORKING:.0%} of samples) leave fewer than two working seeds of a model, so the two models' "
-                "entropies compare nothing yet."
+                f"No comparison: runs that do not work ({which}; {CRITERION}) leave fewer than two working seeds of "
+                "a model, so the two models' entropies compare nothing yet."
             )
         return "No comparison: it needs at least two finished seeds of each model."
-    measures: list[tuple[str, Any]] = [
-        (f"entropy {part}", lambda s, part=part: s["entropy"][part]) for part in ("red", "blue", "diff")
-    ]
-    measures += [
-        ("one red + one blue", lambda s: s["one_each"]),
-        ("one of each, apart", lambda s: s.get("two_separate")),
-    ]
-    lines = [
-        f"| measure | {NAMES['gan']['conv']} | {NAMES['gan']['coordconv']} | CoordConv - conv, 95% interval | "
-        "paper's side | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, get in measures:
+    measures: dict[str, Any] = {f"entropy {p}": lambda s, p=p: s["entropy"][p] for p in ("red", "blue", "diff")}
+    measures |= {"one red + one blue": lambda s: s["one_each"], "one of each, apart": lambda s: s.get("two_separate")}
+    lines = []
+    for name, get in measures.items():
         values = {m: [get(r.summary) for r in (ok if name.startswith("entropy") else groups)[m]] for m in MODELS}
         if any(v is None or math.isnan(v) for vs in values.values() for v in vs):
-            lines.append(f"| {name} | - | - | - | - | (a run has no value) |")
+            lines.append(f"{name} | - | - | - | - | (a run has no value)")
             continue
         conv, coord = values["conv"], values["coordconv"]
         side = PAPER_SIDE.get(name)
         result = compare_groups(coord, conv, None, side=side or 1)
         assert result is not None  # two or more seeds each, checked above
-        said = result.words(2) if side else _no_claim(result)
+        said = result.words(2) if side else result.said(2)
         paper = {1: "higher", -1: "lower"}.get(side or 0, "no claim")
-        lines.append(f"| {name} | {_stat(conv)} | {_stat(coord)} | {result.interval(2)} | {paper} | {said} |")
-    lines += [
-        "",
+        lines.append(f"{name} | {_stat(conv)} | {_stat(coord)} | {result.interval(2)} | {paper} | {said}")
+    note = (
         f"Per-seed values ({len(groups['conv'])} and {len(groups['coordconv'])} seeds), fractions as 0-1. The interval "
         "is Welch's at 95%. The paper (Fig. 7) has CoordConv's centre entropies higher and its difference entropy "
         "slightly lower, in a binning it does not give, so only its direction is tested: reproduced (the interval "
         "lies on the paper's side of zero), contradicted (on the other side), or no detectable difference, with "
-        "the smallest difference the test finds at 80% power.",
-    ]
+        "the smallest difference the test finds at 80% power."
+    )
     if which:
-        lines[-1] += (
+        note += (
             f" The entropies are over the working seeds only ({len(ok['conv'])} and {len(ok['coordconv'])}; not "
-            f"working: {which}; working: one red and one blue object in at least {WORKING:.0%} of samples)."
+            f"working: {which}; {CRITERION})."
         )
-    return "\n".join(lines)
+    header = f"measure | {NAMES['gan']['conv']} | {NAMES['gan']['coordconv']} | CoordConv - conv, 95% interval | "
+    return table(header + "paper's side | verdict", lines, note)
 
 
 def vae_table(runs: list[FinishedRun]) -> str:
     """The VAE table: size, test ELBO, and the GAN table's measurements on prior samples and interpolations."""
-    lines = [
-        "| model | seeds | parameters | test ELBO (nats) | entropy red | blue | diff | one red + one blue | "
-        "two objects | interpolation frames: one of each / two objects | training s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for model in MODELS:
-        group = [r for r in runs if r.summary["model"] == model]
+    lines = []
+    for model, group in by_model(runs).items():
         if not group:
             continue
         cells = [_stat([r.summary["entropy"][part] for r in group]) for part in ("red", "blue", "diff")]
         lines.append(
-            f"| {NAMES['vae'][model]} | {len(group)} | {group[0].summary['parameters']['vae']:,} | "
-            f"{_stat([r.summary['test_elbo'] for r in group], 1)} | {' | '.join(cells)} | {_objects(group)} |"
+            f"{NAMES['vae'][model]} | {len(group)} | {group[0].summary['parameters']['vae']:,} | "
+            f"{_stat([r.summary['test_elbo'] for r in group], 1)} | {' | '.join(cells)} | {_objects(group)}"
         )
-    lines += [
-        "",
+    return table(
+        "model | seeds | parameters | test ELBO (nats) | entropy red | blue | diff | one red + one blue | "
+        "two objects | interpolation frames: one of each / two objects | training s",
+        lines,
         "Samples decode z ~ N(0, I); interpolations run between the encodings (means) of two test images, 16 strips "
         "of 10 frames. The paper shows VAEs qualitatively only (no numbers).",
-    ]
-    return "\n".join(lines)
+    )
 
 
 def finding(runs: list[FinishedRun], task: str) -> str:
@@ -216,14 +178,14 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     mode-collapse measure) and their relative placement slightly less varied (the entropy of the centre
     differences). VAEs: the test ELBO besides (the paper makes no claim about it).
     """
-    groups = {m: [r for r in runs if r.summary["model"] == m] for m in MODELS}
+    groups = by_model(runs)
     if not all(groups.values()):
         return "Only one of the two models has finished runs, so nothing is compared yet."
     names = NAMES[task]
-    working = {m: sum(r.summary["one_each"] >= WORKING for r in g) for m, g in groups.items()}
-    criterion = f"working: one red and one blue object in at least {WORKING:.0%} of samples"
+    ok = _working(runs)
+    working = {m: len(g) for m, g in ok.items()}
     if all(working[m] == len(g) for m, g in groups.items()):
-        text = f"Both {task.upper()}s work in every seed ({criterion})"
+        text = f"Both {task.upper()}s work in every seed ({CRITERION})"
     elif not any(working.values()):
         shares = " and ".join(f"{_pct([r.summary['one_each'] for r in g])} ({names[m]})" for m, g in groups.items())
         text = (
@@ -233,13 +195,12 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     else:
         text = (
             f"The {names['coordconv']} works {seeds_phrase(working['coordconv'], len(groups['coordconv']))} and the "
-            f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({criterion})"
+            f"{names['conv']} {seeds_phrase(working['conv'], len(groups['conv']))} ({CRITERION})"
         )
     if task == "gan":
         if all(working[m] >= 2 for m in MODELS):
             # mode collapse is measured where a GAN works: one that draws one red and one blue object in nearly
             # every sample but in the same place for every latent is the collapse the paper counts (entropies near 0)
-            ok = {m: [r for r in g if r.summary["one_each"] >= WORKING] for m, g in groups.items()}
             spread = {
                 m: [statistics.fmean([r.summary["entropy"]["red"], r.summary["entropy"]["blue"]]) for r in g]
                 for m, g in ok.items()
@@ -271,7 +232,7 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     else:
         elbo = {m: [r.summary["test_elbo"] for r in g] for m, g in groups.items()}
         result = compare_groups(elbo["coordconv"], elbo["conv"], None, side=1)
-        how = "not compared (one seed of a model)" if result is None else _no_claim(result, 1, " nats")
+        how = "not compared (one seed of a model)" if result is None else result.said(1, unit=" nats")
         text += (
             f"; the {names['coordconv']}'s test ELBO against the {names['conv']}'s (higher is better; the paper gives "
             f"no number): {how} ({statistics.fmean(elbo['coordconv']):.1f} against "
@@ -288,31 +249,21 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
     """
     import numpy as np
 
+    def arrays(run: FinishedRun) -> dict[str, Any]:
+        with np.load(run.path / "objects.npz") as z:
+            return dict(z)
+
     plt = pyplot()
     rows: list[tuple[str, dict[str, Any]]] = []
     if runs:
-        with np.load(runs[0].path / "objects.npz") as z:
-            rows.append(("data", {"red": z["data_red"], "blue": z["data_blue"], "mean": z["data_mean_image"]}))
-    for model in MODELS:
-        group = [r for r in runs if r.summary["model"] == model]
-        if not group:
-            continue
-        parts: dict[str, list[Any]] = {"red": [], "blue": [], "mean": []}
-        for r in group:
-            with np.load(r.path / "objects.npz") as z:
-                parts["red"].append(z["red"])
-                parts["blue"].append(z["blue"])
-                parts["mean"].append(z["mean_image"])
-        rows.append(
-            (
-                NAMES[group[0].summary["task"]][model],
-                {
-                    "red": np.concatenate(parts["red"]),
-                    "blue": np.concatenate(parts["blue"]),
-                    "mean": np.mean(parts["mean"], axis=0),
-                },
-            )
-        )
+        z = arrays(runs[0])
+        rows.append(("data", {"red": z["data_red"], "blue": z["data_blue"], "mean": z["data_mean_image"]}))
+    for model, group in by_model(runs).items():
+        if group:
+            loaded = [arrays(r) for r in group]
+            pooled = {key: np.concatenate([z[key] for z in loaded]) for key in ("red", "blue")}
+            pooled["mean"] = np.mean([z["mean_image"] for z in loaded], axis=0)
+            rows.append((NAMES[group[0].summary["task"]][model], pooled))
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows) + 0.6), squeeze=False)
     for ax_row, (name, d) in zip(axes, rows, strict=True):
         diff = d["blue"] - d["red"]
@@ -328,8 +279,7 @@ def plot_objects(runs: list[FinishedRun], path: Path, *, title: str) -> None:
         ax_row[3].imshow(np.transpose(d["mean"], (1, 2, 0)).clip(0, 1))
         ax_row[3].set_title(f"{name}: average image", fontsize=9)
         for ax in ax_row:
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     fig.suptitle(title)
     caption(
         fig,
@@ -347,31 +297,28 @@ def _side_by_side(folder: Path, task: str, runs: list[FinishedRun]) -> list[str]
     names = [NAMES[task][m] for m in MODELS]
     seeds = sorted({seed for _, seed in by_key})
 
-    def cells(file: str, seed: int) -> str:
+    def cells(file: str, seed: int, *, made: bool = False) -> str:
+        """Both models' ``file`` of ``seed`` ("-" for none; ``made``: a run may predate the file)."""
         return " | ".join(
-            f"![{name}]({by_key[model, seed]}/{file})" if (model, seed) in by_key else "-"
+            f"![{name}]({by_key[model, seed]}/{file})"
+            if (model, seed) in by_key and (not made or (folder / by_key[model, seed] / file).exists())
+            else "-"
             for model, name in zip(MODELS, names, strict=True)
         )
 
-    lines = ["Samples (64 per run, final model), both models side by side:", "", f"| seed | {' | '.join(names)} |"]
-    lines += ["|---|" + "---|" * len(names)] + [f"| {seed} | {cells('samples.png', seed)} |" for seed in seeds]
+    samples = table(f"seed | {' | '.join(names)}", [f"{seed} | {cells('samples.png', seed)}" for seed in seeds])
     first = seeds[0] if seeds else 0
-    lines += ["", f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
-              "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
-              f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
-              f"| interpolations | {cells('interpolation.png', first)} |"]  # fmt: skip
-    progress = " | ".join(
-        f"![{name}]({by_key[m, first]}/progress.png)"
-        if (m, first) in by_key and (folder / by_key[m, first] / "progress.png").exists()
-        else "-"
-        for m, name in zip(MODELS, names, strict=True)
-    )
-    return [*lines, f"| over training | {progress} |", ""]
+    return ["Samples (64 per run, final model), both models side by side:", "", samples, "",
+            f"Seed {first}: latent interpolations (one strip per row), and 8 samples of fixed latents at each "
+            "evaluation (progress.png, one row per evaluation, top to bottom; runs from before it existed: -):", "",
+            f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names),
+            f"| interpolations | {cells('interpolation.png', first)} |",
+            f"| over training | {cells('progress.png', first, made=True)} |", ""]  # fmt: skip
 
 
 def write_report(out: Path, task: str) -> Path:
     """``out/<task>/`` table.md, objects.png and report.md (with both models' samples) from the finished runs."""
-    runs = load_runs(out, task)
+    runs = load_finished(out / task, order=("model", "seed"), task=task)
     folder = out / task
     plot_objects(runs, folder / "objects.png", title=f"{task.upper()}: where the objects are")
     lines = [gan_test(runs), ""] if task == "gan" else []

@@ -9,28 +9,25 @@ from pathlib import Path
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
+    NAMES,
+    by_model,
     load_finished,
     mean_sd,
     seeds,
+    table,
     write_task_report,
 )
 from coordconv.repro.report.stats import Comparison, compare_groups
 from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure
 from coordconv.repro.runtime.rundir import FinishedRun
 
-__all__ = ["finding", "game_name", "load_runs", "plot_curves", "results_table", "verdict", "write_report"]
+__all__ = ["finding", "game_name", "plot_curves", "results_table", "verdict", "write_report"]
 
 
 def game_name(env: str) -> str:
     """``MinAtar/Breakout-v1`` -> ``MinAtar-Breakout``, ``ALE/MsPacman-v5`` -> ``MsPacman`` (folder names)."""
     base = env.rsplit("-v", 1)[0]
     return base.removeprefix("ALE/").replace("/", "-")
-
-
-def load_runs(root: Path) -> list[FinishedRun]:
-    """Every finished A2C run under ``root/rl``, sorted by game, model and seed."""
-    runs = load_finished(root / "rl", "*/*/summary.json")
-    return sorted(runs, key=lambda r: (r.summary["env"], r.summary["model"], r.summary["seed"]))
 
 
 def comparison(coord: list[float], plain: list[float]) -> Comparison | None:
@@ -74,19 +71,11 @@ def _detectable(result: Comparison, plain: list[float]) -> str:
 def results_table(runs: list[FinishedRun]) -> str:
     """Per game: final return and learning-curve area of both models, the difference, the verdict, the speed ratio."""
     envs = sorted({r.summary["env"] for r in runs})
-    lines = [
-        "| game | conv final return | CoordConv final return | conv AUC | CoordConv AUC | CoordConv - conv, 95% "
-        "interval | verdict | smallest detectable | seeds | steps/s conv | steps/s CoordConv | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = []
     tally = {"reproduced": 0, "no detectable difference": 0, "contradicted": 0, "?": 0}
     ratios = []
     for env in envs:
-        cells = []
-        for key in ("final_return", "auc"):
-            for model in MODELS:
-                values = _values(runs, env, model, key)
-                cells.append(mean_sd(values, 2))
+        cells = [mean_sd(_values(runs, env, model, key), 2) for key in ("final_return", "auc") for model in MODELS]
         coord, plain = _finals(runs, env)
         result = comparison(coord, plain)
         tally[result.verdict if result else "?"] += 1
@@ -98,11 +87,13 @@ def results_table(runs: list[FinishedRun]) -> str:
             ratios.append(ratio)
         counts = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
         lines.append(
-            f"| {game_name(env)} | {' | '.join(cells)} | {compared} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
-            f"| {ratio:.3f} |"
+            f"{game_name(env)} | {' | '.join(cells)} | {compared} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
+            f"| {ratio:.3f}"
         )
-    lines += [
-        "",
+    return table(
+        "game | conv final return | CoordConv final return | conv AUC | CoordConv AUC | CoordConv - conv, 95% "
+        "interval | verdict | smallest detectable | seeds | steps/s conv | steps/s CoordConv | ratio",
+        lines,
         f"Per game, the paper's claim (CoordConv agents better; 9 Atari games: 6 better, 2 similar, 1 worse, no "
         f"effect sizes): reproduced in {tally['reproduced']}, contradicted in {tally['contradicted']}, no detectable "
         f"difference in {tally['no detectable difference']}"
@@ -114,8 +105,7 @@ def results_table(runs: list[FinishedRun]) -> str:
         "deviation over seeds. Steps per second "
         "are medians over the runs of wall-clock rates, so they carry whatever else the machine ran at the time"
         + (f"; median CoordConv/conv ratio {statistics.median(ratios):.3f}." if ratios else "."),
-    ]
-    return "\n".join(lines)
+    )
 
 
 def finding(runs: list[FinishedRun]) -> str:
@@ -143,11 +133,8 @@ def finding(runs: list[FinishedRun]) -> str:
     )
     undetected = {env: r for env, r in compared.items() if r.verdict == "no detectable difference"}
     if undetected:
-        shares = [
-            r.detectable / statistics.fmean(_finals(runs, env)[1])
-            for env, r in undetected.items()
-            if statistics.fmean(_finals(runs, env)[1]) > 0
-        ]
+        means = {env: statistics.fmean(_finals(runs, env)[1]) for env in undetected}  # conv's
+        shares = [r.detectable / means[env] for env, r in undetected.items() if means[env] > 0]
         text += f", no detectable difference in {len(undetected)}"
         if shares:
             low, high = min(shares), max(shares)
@@ -166,7 +153,6 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     A legend and caption in the figure explain the lines and bands.
     """
     plt = pyplot()
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     envs = sorted({r.summary["env"] for r in runs})
@@ -174,22 +160,18 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     rows = max(1, math.ceil(len(envs) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), squeeze=False)
     for ax, env in zip(axes.flat, envs, strict=False):
-        for model in MODELS:
-            group = [r for r in runs if r.summary["env"] == env and r.summary["model"] == model]
+        for model, group in by_model(runs, env=env).items():
             if not group:
                 continue
             steps = [m["step"] for m in group[0].metrics]
             curves = [[m["mean_return_100"] for m in r.metrics][: len(steps)] for r in group]
             n = min(len(c) for c in curves)
-            points = [
-                [c[i] for c in curves if c[i] is not None] for i in range(n)
-            ]  # seeds with an episode finished by then
+            # the seeds with an episode finished by then
+            points = [[c[i] for c in curves if c[i] is not None] for i in range(n)]
             xs = [steps[i] for i in range(n) if points[i]]
             ys = [p for p in points if p]
-            label = "CoordConv" if model == "coordconv" else "conv"
-            plot_series(
-                ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=f"{label} ({seeds(len(group))})"
-            )
+            label = f"{NAMES[model]} ({seeds(len(group))})"
+            plot_series(ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=label)
             ax.fill_between(xs, [min(p) for p in ys], [max(p) for p in ys], color=COLOURS[model], alpha=0.2)
         ax.set_title(game_name(env), fontsize=10)
         ax.set_xlabel("environment steps")
@@ -199,7 +181,7 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
     for ax in list(axes.flat)[len(envs) :]:
         ax.set_visible(False)
     handles = [
-        Line2D([], [], color="0.3", label="mean over seeds"),
+        plt.Line2D([], [], color="0.3", label="mean over seeds"),
         Patch(color="0.3", alpha=0.2, label="lowest to highest seed"),
     ]
     caption(
@@ -213,7 +195,7 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
 
 def write_report(out: Path) -> Path:
     """``out/rl/`` table.md, curves.png and report.md from the finished A2C runs."""
-    runs = load_runs(out)
+    runs = load_finished(out / "rl", "*/*/summary.json", order=("env", "model", "seed"))
     folder = out / "rl"
     plot_curves(runs, folder / "curves.png")
     coord_in = {r.summary["config"].get("coord_in", "shared") for r in runs}

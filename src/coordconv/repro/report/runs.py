@@ -6,6 +6,7 @@ import math
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from coordconv.repro.runtime.files import write_atomic
 from coordconv.repro.runtime.rundir import FinishedRun, read_finished
@@ -13,26 +14,47 @@ from coordconv.repro.runtime.rundir import FinishedRun, read_finished
 __all__ = [
     "COLOURS",
     "MODELS",
-    "comparable",
-    "compare",
+    "NAMES",
+    "by_model",
     "load_finished",
     "mean_sd",
+    "seeds",
     "seeds_phrase",
-    "welch",
+    "table",
     "write_task_report",
 ]
 
 MODELS = ("conv", "coordconv")
+NAMES = {"conv": "conv", "coordconv": "CoordConv"}
 COLOURS = {"conv": "tab:red", "coordconv": "tab:blue"}
 
 
-def load_finished(root: Path, pattern: str) -> list[FinishedRun]:
+def load_finished(
+    root: Path, pattern: str = "*/summary.json", *, order: tuple[str, ...] = (), task: str | None = None
+) -> list[FinishedRun]:
     """Every finished run whose ``summary.json`` matches ``root.glob(pattern)``, in path order.
+
+    ``order``: summary keys to sort by instead (``("model", "seed")``, say); ``task``: only the runs of that task
+    (runs of another kept in the folder are not the report's).
 
     Raises:
         RunError: a run's files are damaged or not what the run wrote (the message names the file).
     """
-    return [read_finished(p.parent) for p in sorted(root.glob(pattern))]
+    runs = [read_finished(p.parent) for p in sorted(root.glob(pattern))]
+    runs = [r for r in runs if task is None or r.summary.get("task") == task]
+    return sorted(runs, key=lambda r: [r.summary[k] for k in order])
+
+
+def by_model(runs: Iterable[FinishedRun], models: Iterable[str] = MODELS, **where: Any) -> dict[str, list[FinishedRun]]:
+    """The runs of each of ``models`` (in that order) whose summary holds ``where``'s values (``split="uniform"``)."""
+    runs = [r for r in runs if all(r.summary[k] == v for k, v in where.items())]
+    return {m: [r for r in runs if r.summary["model"] == m] for m in models}
+
+
+def table(header: str, rows: Iterable[str], *notes: str) -> str:
+    """A Markdown table, then ``notes`` (a paragraph each): ``header`` and each row are cells joined by `` | ``."""
+    lines = [f"| {header} |", "|" + "---|" * (header.count(" | ") + 1), *(f"| {row} |" for row in rows)]
+    return "\n".join(lines + [line for note in notes for line in ("", note)])
 
 
 def mean_sd(
@@ -55,45 +77,6 @@ def mean_sd(
     if missing and absent:
         text += f" ({absent} run{'s' if absent > 1 else ''}: {missing})"
     return text
-
-
-def comparable(a: list[float], b: list[float]) -> bool:
-    """Whether two groups of per-seed values can be tested against each other: two or more values in each.
-
-    One value has no spread to measure (its spread is unknown, not zero), so it is told apart from nothing.
-    """
-    return min(len(a), len(b)) >= 2
-
-
-def compare(a: list[float], b: list[float], threshold: float = 2.0) -> str:
-    """``higher``, ``lower`` or ``tie`` of ``a`` against ``b``: Welch's t statistic of the means beyond +-threshold.
-
-    Groups that are not :func:`comparable` (one value on a side) give ``tie``; with two or more values in each
-    but no spread in either, the means decide alone. An empty group gives ``?``.
-    """
-    if not a or not b:
-        return "?"
-    if not comparable(a, b):
-        return "tie"
-    ma, mb = statistics.fmean(a), statistics.fmean(b)
-    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-    if se == 0:
-        return "tie" if ma == mb else ("higher" if ma > mb else "lower")
-    t = (ma - mb) / se
-    return "higher" if t > threshold else "lower" if t < -threshold else "tie"
-
-
-def welch(a: list[float], b: list[float]) -> tuple[float, float] | None:
-    """Welch's two-sided t-test of ``a`` against ``b`` (scipy): ``(t, p)``.
-
-    ``None`` when neither group varies or one has fewer than two values: the test is then undefined.
-    """
-    from scipy import stats  # type: ignore[import-untyped,unused-ignore]
-
-    if not comparable(a, b) or max(statistics.pstdev(a), statistics.pstdev(b)) < 1e-9:
-        return None
-    t, p = stats.ttest_ind(a, b, equal_var=False)
-    return float(t), float(p)
 
 
 def seeds(count: int) -> str:

@@ -138,6 +138,12 @@ class Comparison:
             return "contradicted: a difference on the paper's side, smaller than the paper's"
         return "contradicted: the interval excludes the paper's effect"
 
+    def said(self, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
+        """A difference the paper makes no claim about: higher, lower, or what the test could have detected."""
+        if self.verdict == "no detectable difference":
+            return self.words(digits, scale, unit)
+        return "higher" if self.difference > 0 else "lower"
+
 
 def compare_groups(a: list[float], b: list[float], paper: float | None, *, side: int = 1) -> Comparison | None:
     """``a`` (usually CoordConv) against ``b`` (usually conv) beside the paper's effect ``paper`` (``a - b``).

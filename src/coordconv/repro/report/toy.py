@@ -14,19 +14,21 @@ from coordconv.repro.report.paper import PAPER, PAPER_EFFECT
 from coordconv.repro.report.runs import (
     COLOURS,
     MODELS,
+    NAMES,
+    by_model,
     load_finished,
     mean_sd,
     seeds_phrase,
+    table,
     write_task_report,
 )
 from coordconv.repro.report.stats import compare_groups
-from coordconv.repro.runtime.plots import caption, median_span, plot_series, pyplot, save_figure, time_scale
+from coordconv.repro.runtime.plots import caption, plot_series, pyplot, save_figure, time_scale
 from coordconv.repro.runtime.rundir import FinishedRun
 
 __all__ = [
     "TASKS",
     "finding",
-    "load_runs",
     "plot_curves",
     "plot_heatmaps",
     "plot_summary",
@@ -37,25 +39,18 @@ __all__ = [
 
 TASKS = ("classification", "rendering", "regression")
 SPLITS = ("uniform", "quadrant")
-NAMES = {"conv": "conv", "coordconv": "CoordConv"}
 #: the held-out value's colour scale of the heatmaps: (colour map, lowest, highest) per metric
 SCALES = {"error_px": ("viridis_r", 0.0, 5.0), "accuracy": ("viridis", 0.0, 1.0), "iou": ("viridis", 0.0, 1.0)}
 
 
-def _key(run: FinishedRun) -> tuple[str, str, str]:
-    return run.summary["task"], run.summary["split"], run.summary["model"]
+def _groups(runs: list[FinishedRun], task: str) -> dict[str, dict[str, list[FinishedRun]]]:
+    """The runs of ``task`` by split, then by model."""
+    return {split: by_model(runs, task=task, split=split) for split in SPLITS}
 
 
-def load_runs(root: Path, task: str) -> list[FinishedRun]:
-    """Every finished run of ``task`` in ``root/<task>/``, sorted by split, model and seed.
-
-    Only ``root/<task>/<run>/`` counts: runs kept elsewhere under ``root`` (ablations, say) are not the report's.
-
-    Raises:
-        RunError: a run's files are damaged or not what the run wrote (the message names the file).
-    """
-    runs = [r for r in load_finished(root / task, "*/summary.json") if r.summary["task"] == task]
-    return sorted(runs, key=lambda r: (r.summary["split"], r.summary["model"], r.summary["seed"]))
+def _load(root: Path, task: str) -> list[FinishedRun]:
+    # only root/<task>/<run>/ counts: runs kept elsewhere under root (ablations, say) are not the report's
+    return load_finished(root / task, order=("split", "model", "seed"), task=task)
 
 
 def _target_text(metric: str, target: float) -> str:
@@ -73,12 +68,13 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     "seeds solved"). Computed from the runs, so a model that fails, or works in some seeds only, is said so.
     """
     clauses = []
+    groups = _groups(runs, task)
     for model in reversed(MODELS):  # CoordConv first: the paper's claim is about it
-        counts = []
-        for split in SPLITS:
-            group = [r for r in runs if _key(r) == (task, split, model)]
-            if group:
-                counts.append((split, sum(r.summary["seconds_to_target"] is not None for r in group), len(group)))
+        counts = [
+            (split, sum(r.summary["seconds_to_target"] is not None for r in group[model]), len(group[model]))
+            for split, group in groups.items()
+            if group[model]
+        ]
         if not counts:
             continue
         total = max(n for _, _, n in counts)
@@ -100,22 +96,20 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     )
 
 
+#: how each metric prints: (digits, scale, unit); a difference of percentages prints in points (pp)
+UNITS = {"accuracy": (1, 100.0, "%"), "within_half_px": (1, 100.0, "%"), "error_px": (2, 1.0, " px")}
+
+
 def _fmt(values: list[float], metric: str) -> str:
-    if metric in ("accuracy", "within_half_px"):
-        return mean_sd(values, 1, scale=100.0, unit="%")
-    return mean_sd(values, 2, unit=" px") if metric == "error_px" else mean_sd(values, 3)
+    digits, scale, unit = UNITS.get(metric, (3, 1.0, ""))
+    return mean_sd(values, digits, scale=scale, unit=unit)
 
 
 def results_table(runs: list[FinishedRun], task: str) -> str:
     """A Markdown table of one task: our mean ± std over seeds beside the paper's claim."""
-    lines = [
-        "| split | model | params | paper | train | test | test, median seed | test, worst seed | seeds solved "
-        "| median s to target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for split in SPLITS:
-        for model in MODELS:
-            group = [r for r in runs if _key(r) == (task, split, model)]
+    rows = []
+    for split, groups in _groups(runs, task).items():
+        for model, group in groups.items():
             if not group:
                 continue
             metric = group[0].summary["metric"]
@@ -124,17 +118,15 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
             worst = max(test) if metric == "error_px" else min(test)
             times = [r.summary["seconds_to_target"] for r in group if r.summary["seconds_to_target"] is not None]
             median_time = f"{statistics.median(times):.1f}" if times else "never"
-            lines.append(
-                f"| {split} | {model} ({group[0].summary['architecture']}) | {group[0].summary['params']:,} | "
+            rows.append(
+                f"{split} | {model} ({group[0].summary['architecture']}) | {group[0].summary['params']:,} | "
                 f"{PAPER[(task, split, model)].text} | {_fmt(train, metric)} | {_fmt(test, metric)} | "
                 f"{_fmt([statistics.median(test)], metric)} | {_fmt([worst], metric)} | {len(times)}/{len(group)} | "
-                f"{median_time} |"
+                f"{median_time}"
             )
-    metric_name = runs[0].summary["metric"] if runs else ""
-    target = runs[0].summary["target"] if runs else ""
-    lines.append("")
+    metric_name, target = (runs[0].summary["metric"], runs[0].summary["target"]) if runs else ("", "")
     bound = f"below {target} px" if metric_name == "error_px" else f"at least {target}"
-    counts = sorted({sum(1 for r in runs if _key(r) == _key(run)) for run in runs})
+    counts = sorted({len(group) for groups in _groups(runs, task).values() for group in groups.values() if group})
     if counts == [1]:  # the main job's default: one seed, no spread to give
         over = (
             "one seed per model and split, so each value is that seed's (no spread; the committed tables in "
@@ -145,17 +137,18 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
             f"mean ± standard deviation over {'-'.join(map(str, counts))} seeds; the median seed is robust to one "
             "seed that fails, which the mean is not"
         )
-    lines.append(
+    header = (
+        "split | model | params | paper | train | test | test, median seed | test, worst seed | seeds solved "
+        "| median s to target"
+    )
+    return table(
+        header,
+        rows,
         f"Metric: {metric_name}, final models, {over}. "
         f'"Seeds solved": runs whose '
         f"test set and whole training set both reached the target ({metric_name} {bound}); the time until then is "
-        "training time, evaluation excluded."
+        "training time, evaluation excluded.",
     )
-    return "\n".join(lines)
-
-
-#: how each metric's differences print: (digits, scale, unit)
-UNITS = {"accuracy": (1, 100.0, " pp"), "error_px": (2, 1.0, " px"), "iou": (3, 1.0, "")}
 
 
 def verdict_table(runs: list[FinishedRun], task: str) -> str:
@@ -165,36 +158,30 @@ def verdict_table(runs: list[FinishedRun], task: str) -> str:
     (:data:`~coordconv.repro.report.paper.PAPER_EFFECT`); "" without two seeds of each model in any split.
     """
     rows = []
-    for split in SPLITS:
-        values = {
-            m: [r.summary["test"][r.summary["metric"]] for r in runs if _key(r) == (task, split, m)] for m in MODELS
-        }
+    for split, groups in _groups(runs, task).items():
+        values = {m: [r.summary["test"][r.summary["metric"]] for r in group] for m, group in groups.items()}
         paper, side = PAPER_EFFECT[task, split]
         result = compare_groups(values["coordconv"], values["conv"], paper, side=side)
         if result is None:
             continue
-        metric = next(r.summary["metric"] for r in runs if _key(r)[:2] == (task, split))
-        digits, scale, unit = UNITS.get(metric, (3, 1.0, ""))
+        digits, scale, unit = UNITS.get(groups["conv"][0].summary["metric"], (3, 1.0, ""))
+        unit = unit.replace("%", " pp")
         claim = f"{paper * scale:+.{digits}f}{unit}" if paper is not None else ("lower" if side < 0 else "higher")
         rows.append(
-            f"| {split} | {len(values['conv'])}/{len(values['coordconv'])} | "
-            f"{result.interval(digits, scale, unit)} | {claim} | {result.words(digits, scale, unit)} |"
+            f"{split} | {len(values['conv'])}/{len(values['coordconv'])} | "
+            f"{result.interval(digits, scale, unit)} | {claim} | {result.words(digits, scale, unit)}"
         )
     if not rows:
         return ""
-    return "\n".join(
-        [
-            "| split | seeds conv/CoordConv | CoordConv - conv (test), 95% interval | paper's effect | verdict |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-            "The interval is Welch's at 95% over the seeds' final test values. The paper's effect: CoordConv's "
-            "result minus conv's as the paper reports them (where the paper gives conv's best, a bound: the paper's "
-            "effect is at least that), or its direction where it gives no number. Verdict: reproduced (the "
-            "interval lies on the paper's side of zero and reaches the paper's effect or beyond), contradicted (it "
-            "excludes the paper's effect), or no detectable difference, with the smallest effect a two-sided test "
-            "finds at 80% power.",
-        ]
+    return table(
+        "split | seeds conv/CoordConv | CoordConv - conv (test), 95% interval | paper's effect | verdict",
+        rows,
+        "The interval is Welch's at 95% over the seeds' final test values. The paper's effect: CoordConv's "
+        "result minus conv's as the paper reports them (where the paper gives conv's best, a bound: the paper's "
+        "effect is at least that), or its direction where it gives no number. Verdict: reproduced (the "
+        "interval lies on the paper's side of zero and reaches the paper's effect or beyond), contradicted (it "
+        "excludes the paper's effect), or no detectable difference, with the smallest effect a two-sided test "
+        "finds at 80% power.",
     )
 
 
@@ -210,13 +197,12 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    panels = [(s, m) for s in SPLITS for m in MODELS if any(_key(r) == (task, s, m) for r in runs)]
+    panels = [(s, m, group[0]) for s, groups in _groups(runs, task).items() for m, group in groups.items() if group]
     if not panels:
         return
     fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 8.2), squeeze=False)
     metric = ""
-    for col, (split, model) in enumerate(panels):
-        record = next(r for r in runs if _key(r) == (task, split, model))
+    for col, (split, model, record) in enumerate(panels):
         metric = record.summary["metric"]
         predictions = record.json("predictions.json")
         truth = np.array(predictions["test_xy"])
@@ -234,12 +220,8 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         top.set_title(f"{NAMES[model]}, {split} split, seed {record.summary['seed']}\ntest {metric} at each held-out "
                       "centre", fontsize=9)  # fmt: skip
         bar = fig.colorbar(image, ax=top, fraction=0.046, pad=0.04, extend="max" if metric == "error_px" else "neither")
-        bar.set_label(
-            {"error_px": "error (px; 5 or more: darkest)", "accuracy": "1 = right pixel, 0 = wrong"}.get(
-                metric, metric
-            ),
-            fontsize=8,
-        )
+        labels = {"error_px": "error (px; 5 or more: darkest)", "accuracy": "1 = right pixel, 0 = wrong"}
+        bar.set_label(labels.get(metric, metric), fontsize=8)
         bottom.imshow(background, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         bottom.scatter(
             np.clip(predicted[:, 0], 0, 63), np.clip(predicted[:, 1], 0, 63), s=5, c="tab:red", alpha=0.6, linewidths=0
@@ -248,8 +230,7 @@ def plot_heatmaps(runs: list[FinishedRun], task: str, path: Path) -> None:
         bottom.set_ylim(63.5, -0.5)
         bottom.set_title("where it puts the held-out squares' centres", fontsize=9)
         for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     fig.suptitle(f"{task}: predictions for the held-out (test) positions", fontsize=10)
     handles = [
         Patch(facecolor="0.85", edgecolor="0.5", label="training centre"),
@@ -283,16 +264,13 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
     final model, which is the table's "train").
     """
     plt = pyplot()
-    from matplotlib.lines import Line2D
-
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4.6), squeeze=False)
     metric = ""
     scales = []
-    for ax, split in zip(axes[0], SPLITS, strict=True):
+    for ax, (split, groups) in zip(axes[0], _groups(runs, task).items(), strict=True):
         spans = []
-        for model in MODELS:
-            group = [r for r in runs if _key(r) == (task, split, model)]
-            spans.append(median_span(_final_time(r) for r in group))
+        for model, group in groups.items():
+            spans.append(statistics.median([_final_time(r) for r in group]) if group else 0.0)  # a typical run
             for record in group:
                 metric = record.summary["metric"]
                 colour = COLOURS[model]
@@ -319,13 +297,13 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
             ax.set_yscale("log")
         ax.set_title(f"{task}, {split} split")
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=COLOURS[m], linewidth=2, label=NAMES[m]) for m in MODELS]
+    handles = [plt.Line2D([], [], color=COLOURS[m], linewidth=2, label=NAMES[m]) for m in MODELS]
     handles += [
-        Line2D([], [], color="0.3", label="test set"),
-        Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
-               label="train: running batch average"),
-        Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
-               label="train: whole training set"),
+        plt.Line2D([], [], color="0.3", label="test set"),
+        plt.Line2D([], [], color="0.3", linestyle="--", marker="o", markersize=2.5,
+                   label="train: running batch average"),
+        plt.Line2D([], [], color="0.3", linestyle="none", marker="D", markersize=4, markeredgecolor="black",
+                   label="train: whole training set"),
     ]  # fmt: skip
     caption(
         fig,
@@ -339,10 +317,9 @@ def plot_curves(runs: list[FinishedRun], task: str, path: Path) -> None:
 
 
 def _bar_label(value: float, metric: str) -> str:
-    if metric in ("accuracy", "within_half_px"):
-        percent = 100 * value
-        return f"{percent:.2g}%" if 0 < percent < 0.05 else f"{percent:.1f}%"
-    return f"{value:.2f} px" if metric == "error_px" else f"{value:.3f}"
+    if UNITS.get(metric, (3, 1.0, ""))[2] == "%" and 0 < 100 * value < 0.05:
+        return f"{100 * value:.2g}%"  # a bar under 0.05% keeps two digits, not 0.0%
+    return _fmt([value], metric)
 
 
 def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
@@ -352,7 +329,6 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     seed, with a legend and caption in the figure.
     """
     plt = pyplot()
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4.6), squeeze=False)
@@ -360,9 +336,8 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     for ax, task in zip(axes[0], tasks, strict=True):
         metric = ""
         highest = 0.0
-        for s_index, split in enumerate(SPLITS):
-            for m_index, model in enumerate(MODELS):
-                group = [r for r in runs if _key(r) == (task, split, model)]
+        for s_index, groups in enumerate(_groups(runs, task).values()):
+            for m_index, (model, group) in enumerate(groups.items()):
                 if not group:
                     continue
                 seeds.add(len(group))
@@ -391,7 +366,7 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
     counts = "/".join(str(n) for n in sorted(seeds))
     handles: list[Any] = [Patch(color=COLOURS[m], alpha=0.7, label=f"{NAMES[m]}: median over seeds") for m in MODELS]
     handles.append(
-        Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
+        plt.Line2D([], [], color="black", marker="o", markersize=3, linestyle="none", label="one seed's final model")
     )
     fig.suptitle("conv vs CoordConv on held-out positions (test set)", fontsize=10)
     caption(
@@ -406,12 +381,12 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
 
 def write_report(out: Path, task: str) -> Path:
     """``out/<task>/`` table.md, heatmaps.png, curves.png and report.md, and ``out/summary.png`` over the tasks."""
-    runs = load_runs(out, task)
+    runs = _load(out, task)
     folder = out / task
     plot_heatmaps(runs, task, folder / "heatmaps.png")
     plot_curves(runs, task, folder / "curves.png")
     present = [t for t in TASKS if (out / t / "command.txt").exists()]
-    plot_summary([r for t in present for r in load_runs(out, t)], present, out / "summary.png")
+    plot_summary([r for t in present for r in _load(out, t)], present, out / "summary.png")
     intro = (
         "Our mean ± standard deviation over seeds beside what the paper reports. The paper's numbers are the best of "
         "large hyperparameter sweeps trained for up to hours on a GPU; ours come from the preset's single "
@@ -421,5 +396,5 @@ def write_report(out: Path, task: str) -> Path:
     figures += ["![conv vs CoordConv, every task](../summary.png)"]
     title = f"CoordConv reproduction: {task}"
     verdicts = verdict_table(runs, task)
-    table = results_table(runs, task) + (f"\n\n{verdicts}" if verdicts else "")
-    return write_task_report(folder, title, table, figures, intro, finding=finding(runs, task))
+    text = results_table(runs, task) + (f"\n\n{verdicts}" if verdicts else "")
+    return write_task_report(folder, title, text, figures, intro, finding=finding(runs, task))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from torch import Tensor
 
 from coordconv.repro.runtime.files import atomic_path
 
-__all__ = ["caption", "median_span", "plot_series", "pyplot", "save_figure", "save_image_grid", "tile", "time_scale"]
+__all__ = ["caption", "plot_series", "pyplot", "save_figure", "save_image_grid", "time_scale"]
 
 #: how many times longer one model's runs may be than another's before a time axis turns logarithmic
 LOG_TIME_RATIO = 10.0
@@ -44,12 +43,6 @@ def time_scale(spans: Iterable[float], ratio: float = LOG_TIME_RATIO) -> str:
     """
     positive = [s for s in spans if s > 0]
     return "log" if positive and max(positive) > ratio * min(positive) else "linear"
-
-
-def median_span(ends: Iterable[float]) -> float:
-    """The median of some runs' final times (0 for none): a model's typical run length for :func:`time_scale`."""
-    values = list(ends)
-    return statistics.median(values) if values else 0.0
 
 
 def plot_series(ax: Any, xs: Sequence[float], ys: Sequence[float], **kwargs: Any) -> Any:
@@ -85,8 +78,8 @@ def caption(fig: Any, text: str, *, handles: Sequence[Any] = (), ncol: int = 0, 
     fig.tight_layout(rect=(0, min(0.6, bottom), 1, 1))
 
 
-def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
-    """``(N, 3, H, W)`` images (uint8, or float in ``[0, 1]``) tiled into one ``(height, width, 3)`` uint8 array.
+def save_image_grid(images: Tensor, path: Path, *, nrow: int = 8, pad: int = 2) -> None:
+    """Write ``(N, 3, H, W)`` images (uint8, or float in ``[0, 1]``) as one PNG grid, atomically.
 
     ``nrow`` images per row, separated by ``pad`` grey pixels.
     """
@@ -101,11 +94,5 @@ def tile(images: Tensor, nrow: int, *, pad: int = 2) -> Tensor:
         r, c = divmod(i, nrow)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = images[i].permute(1, 2, 0)
-    return canvas
-
-
-def save_image_grid(images: Tensor, path: Path, *, nrow: int = 8) -> None:
-    """Write ``images`` as one PNG grid, atomically (see :func:`tile`)."""
-    plt = pyplot()
     with atomic_path(path) as tmp:
-        plt.imsave(tmp, tile(images, nrow).numpy())
+        pyplot().imsave(tmp, canvas.numpy())
