@@ -36,7 +36,7 @@ from coordconv.repro.runtime.config import SEED_LIMIT, check_count
 from coordconv.repro.runtime.files import RunError, write_atomic
 from coordconv.repro.runtime.rundir import CONFIG, finished_summary
 
-__all__ = ["Options", "check_request", "default_jobs", "main", "usable_cpus", "write_index"]
+__all__ = ["Options", "check_request", "default_jobs", "main", "train_one", "usable_cpus", "write_index"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -253,11 +253,14 @@ def _threads(plan: Sequence[tuple[str, Any]]) -> str:
     return " or ".join("torch's default threads" if n == 0 else f"{n} thread{'s' * (n > 1)}" for n in counts)
 
 
-def _train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
-    """Train (or resume) one run; module-level, so that a worker process can run it."""
+def train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool = False, **kw: Any) -> dict[str, Any]:
+    """Train (or resume) one run in a worker process (a pool's, or Ray's for ``coordconv sweep``).
+
+    ``kw``: more of the module ``main``'s arguments (``log``: by default standard error, indented).
+    """
     module = importlib.import_module(module_name)
     resume = (folder / CONFIG).exists() and not overwrite
-    summary: dict[str, Any] = module.main(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet)
+    summary: dict[str, Any] = module.main(cfg, folder, resume=resume, overwrite=overwrite, **{"log": _quiet, **kw})
     return summary
 
 
@@ -318,13 +321,13 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
             announce(summary, "reused", folder)
     if workers <= 1 or len(todo) <= 1:
         for folder, cfg in todo:
-            announce(_train_one(module.__name__, folder, cfg, overwrite), "trained", folder)
+            announce(train_one(module.__name__, folder, cfg, overwrite), "trained", folder)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
-    folders = {pool.submit(_train_one, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
+    folders = {pool.submit(train_one, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
     running: set[Future[dict[str, Any]]] = set(folders)
     try:
         while running:
