@@ -151,10 +151,8 @@ def _check_address(address: str) -> None:
         )
 
 
-def _run_with_ray(
-    pending: list[tuple[Trial, Path]], options: Options, out: Path, concurrency: int, done_before: int, total: int
-) -> list[str]:
-    """Run ``pending`` as Ray Tune trials, ``concurrency`` at a time; return the names of the trials that failed."""
+def _import_ray() -> Any:
+    """``ray`` and ``ray.tune`` (untyped here: the sweep extra may be absent where the types are checked)."""
     try:
         import ray
         from ray import tune
@@ -162,6 +160,14 @@ def _run_with_ray(
         raise RunError(
             f"coordconv sweep needs Ray Tune ({e}); install it with: pip install 'torch-coordconv[sweep]'"
         ) from e
+    return ray, tune
+
+
+def _run_with_ray(
+    pending: list[tuple[Trial, Path]], options: Options, out: Path, concurrency: int, done_before: int, total: int
+) -> list[str]:
+    """Run ``pending`` as Ray Tune trials, ``concurrency`` at a time; return the names of the trials that failed."""
+    ray, tune = _import_ray()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # ray.init installs a native SIGTERM handler that dumps a stack and kills the process; the command's own
     # handler (the "interrupted" line, the resume command) is put back after it
