@@ -1,4 +1,4 @@
-"""Imports run one way: cli -> commands -> reproduce/sweep -> experiments -> models/data/report -> runtime -> lib."""
+"""Imports run one way: cli -> commands -> sweep -> reproduce -> experiments -> models/data/report -> runtime -> lib."""
 
 import ast
 import pathlib
@@ -10,11 +10,11 @@ def _layer(module: str) -> tuple[int, str]:
     """(rank, group): a module may import only modules of a higher rank (or its own group)."""
     parts = module.split(".")
     if parts[:2] != ["coordconv", "repro"]:
-        return (0, "cli") if module == "coordconv.cli" else (7, "library")
+        return (0, "cli") if module == "coordconv.cli" else (8, "library")
     sub = parts[2] if len(parts) > 2 else ""
     ranks = {
-        "commands": 1, "reproduce": 2, "sweep": 2, "experiments": 3, "models": 4, "data": 4, "report": 4,
-        "runtime": 5, "": 6,
+        "commands": 1, "sweep": 2, "reproduce": 3, "experiments": 4, "models": 5, "data": 5, "report": 5,
+        "runtime": 6, "": 7,
     }  # fmt: skip
     return ranks[sub], sub
 

@@ -96,13 +96,13 @@ def test_bad_resources_are_usage_errors(tmp_path):
 )
 def test_resources_this_machine_lacks_are_refused_before_ray_waits_for_them(option, message, tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)):
-        sweep.main("classification", grid="smoke", out=tmp_path, **option)
+        sweep.main(sweep.Options(task="classification", grid="smoke", out=str(tmp_path), **option))
 
 
 def test_missing_ray_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(sweep.RunError, match=r"pip install 'torch-coordconv\[sweep\]'"):
-        sweep.main("classification", grid="smoke", out=tmp_path)
+        sweep.main(sweep.Options(task="classification", grid="smoke", out=str(tmp_path)))
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "0"), ("7", "7")])
@@ -126,9 +126,8 @@ def test_the_embedded_ray_runs_trials_at_normal_priority_unless_told(preset, exp
         monkeypatch.delenv("RAY_worker_niceness", raising=False)
     else:
         monkeypatch.setenv("RAY_worker_niceness", preset)
-    options = {"max_concurrent": 1, "cpus_per_trial": 1, "gpus_per_trial": 0.0, "done_before": 0, "total": 1}
     with pytest.raises(Stop):
-        sweep._run_with_ray([], out=tmp_path, address=None, **options)
+        sweep._run_with_ray([], sweep.Options(task="classification"), tmp_path, 1, 0, 1)
     assert seen["niceness"] == expected
 
 
@@ -146,7 +145,7 @@ def test_unreachable_address_fails_fast_with_a_clear_error(tmp_path):
 def test_out_holding_another_sweep_is_refused(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"task": "rendering", "grid": "quick", "seeds": 1, "trials": 8}))
     with pytest.raises(sweep.RunError, match="holds another sweep"):
-        sweep.main("classification", grid="smoke", out=tmp_path)
+        sweep.main(sweep.Options(task="classification", grid="smoke", out=str(tmp_path)))
 
 
 def _rewrite(run: Path, summary: dict) -> None:
@@ -172,13 +171,13 @@ def test_finished_trials_are_reused_across_config_fields_added_since_and_another
         del summary["config"][added]
         _rewrite(run, summary)
     monkeypatch.setattr(sweep, "_run_with_ray", lambda *a, **k: pytest.fail("a finished trial was run again"))
-    assert sweep.main("classification", grid="smoke", out=tmp_path).exists()
+    assert sweep.main(sweep.Options(task="classification", grid="smoke", out=str(tmp_path))).exists()
     assert "2 of 2 trials finished" in (tmp_path / "report.md").read_text()
     summary = json.loads((run / "summary.json").read_text())
     summary["config"]["lr"] *= 2
     _rewrite(run, summary)
     with pytest.raises(sweep.RunError, match=f"{trials[-1].name} holds a run with another config"):
-        sweep.main("classification", grid="smoke", out=tmp_path)
+        sweep.main(sweep.Options(task="classification", grid="smoke", out=str(tmp_path)))
 
 
 def _summaries(out: Path) -> dict[str, tuple[int, str]]:

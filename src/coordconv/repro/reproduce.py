@@ -36,7 +36,7 @@ from coordconv.repro.runtime.config import SEED_LIMIT, check_count
 from coordconv.repro.runtime.files import RunError, write_atomic
 from coordconv.repro.runtime.rundir import CONFIG, finished_summary
 
-__all__ = ["Options", "check_request", "default_jobs", "main", "usable_cpus", "write_index"]
+__all__ = ["Options", "check_request", "default_jobs", "main", "train_one", "usable_cpus", "write_index"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,89 +63,63 @@ class Options:
     """start the paper preset (GPU jobs) on a CPU without asking"""
 
     def run(self, argv: list[str]) -> int:
-        """:func:`main` with these options and each task's ``reproduce_options`` (fields of the command's class).
-
-        Raises:
-            ValueError: an option is invalid (a usage error: :func:`check_request`).
-            RunError: the runs cannot be planned, or :func:`main` refused or failed.
-        """
-        tasks = list(self.tasks) or ["classification"]
-        options = {k: getattr(self, k) for e in REGISTRY.values() for k in _options(e)}
-        request = {k: getattr(self, k) for k in ("preset", "seeds", "first_seed", "threads", "jobs")}
-        check_request(tasks, **request, options=options)
-        try:
-            main(tasks, out=Path(self.out), overwrite=self.overwrite, argv=argv[1:], yes=self.yes, options=options,
-                 **request)  # fmt: skip
-        except ValueError as e:  # a task that cannot plan its runs: not a usage error
-            raise RunError(str(e)) from e
+        """:func:`main` with these options and the command's arguments after ``reproduce``."""
+        main(self, argv[1:])
         return 0
 
 
-def main(
-    tasks: Sequence[str],
-    *,
-    preset: str = "quick",
-    seeds: int = 1,
-    first_seed: int = 0,
-    out: Path = Path("runs/reproduce"),
-    overwrite: bool = False,
-    options: Mapping[str, Any] | None = None,
-    argv: Sequence[str] = (),
-    yes: bool = False,
-    threads: int | None = None,
-    jobs: int | None = None,
-) -> Path:
-    """Train every run of ``tasks`` that ``out`` lacks, write each task's report and the index ``out/report.md``.
+def main(options: Options, argv: Sequence[str] = ()) -> Path:
+    """Train every run of the tasks that ``options.out`` lacks, write each task's report and the index ``report.md``.
 
-    Args:
-        tasks: task names of the registry.
-        preset: the preset of every run.
-        seeds: how many seeds per configuration.
-        first_seed: the first seed (then ``first_seed + 1``, ...).
-        out: the output folder; each task writes under ``out/<task>/``.
-        overwrite: retrain runs that are already there.
-        options: task-specific options (fields of a module's ``ReproduceOptions``), given to the tasks that take them.
-        argv: the command's arguments after ``reproduce``, added to each task's ``command.txt``
-            (:func:`record_command`).
-        yes: start the paper preset's GPU-sized work on a CPU without asking
-            (:func:`~coordconv.repro.experiments.registry.check_paper`).
-        threads: torch threads of every run (``None``: each preset's, 1 unless a preset says otherwise; 0: torch's
-            default, which follows the machine).
-        jobs: runs that train at once, each in its own process (``None``: :func:`default_jobs`; 1: one after the
-            other in this process).
+    ``options`` may be an instance of the command's class, which adds each task's ``reproduce_options`` (fields of
+    its module's ``ReproduceOptions``): each is given to the tasks that take it. No task given: classification.
+    Seeds: ``first_seed``, ``first_seed + 1``, ...; ``threads``: torch threads of every run (``None``: each
+    preset's, 1 unless a preset says otherwise; 0: torch's default, which follows the machine); ``jobs``: runs that
+    train at once, each in its own process (``None``: :func:`default_jobs`; 1: one after the other in this
+    process); ``yes``: start the paper preset's GPU-sized work on a CPU without asking
+    (:func:`~coordconv.repro.experiments.registry.check_paper`). ``argv``: the command's arguments after
+    ``reproduce``, added to each task's ``command.txt`` (:func:`record_command`).
 
     Returns:
         The index's path.
 
     Raises:
-        ValueError: an argument is invalid (:func:`check_request`), or a task cannot plan its runs.
+        ValueError: an option is invalid (a usage error: :func:`check_request`).
         MissingExtraError: an optional package the runs or the reports need is missing (before anything trains).
-        RunError: the paper preset on a CPU without ``yes``, a run in ``out`` has another config (without
-            ``overwrite``), or its files are damaged.
+        RunError: a task cannot plan its runs, the paper preset on a CPU without ``yes``, a run in ``out`` has
+            another config (without ``overwrite``), or its files are damaged.
     """
-    check_request(tasks, preset=preset, seeds=seeds, first_seed=first_seed, options=options, threads=threads, jobs=jobs)
-    started = time.perf_counter()
+    tasks = list(options.tasks) or ["classification"]
+    given = {k: getattr(options, k) for e in REGISTRY.values() for k in _options(e)}
+    preset, seeds, first_seed, threads = options.preset, options.seeds, options.first_seed, options.threads
+    check_request(
+        tasks, preset=preset, seeds=seeds, first_seed=first_seed, options=given, threads=threads, jobs=options.jobs
+    )
+    out, started = Path(options.out), time.perf_counter()
     command = shlex.join(["coordconv", "reproduce", *argv]) if argv else f"coordconv reproduce {shlex.join(tasks)}"
-    seed_range = range(first_seed, first_seed + seeds)
-    plans = [(REGISTRY[task], _plan(REGISTRY[task], preset, seed_range, options or {})) for task in tasks]
-    needs = [name for entry, plan in plans for name in entry.needs([cfg for _, cfg in plan], report=True)]
-    extras.require(f"coordconv reproduce {' '.join(tasks)}", needs)
-    for entry, plan in plans:
-        if threads is not None:
-            plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
-        workers = max(1, min(len(plan), jobs or default_jobs(max((cfg.threads for _, cfg in plan), default=1))))
-        print(
-            f"reproduce: {len(plan)} {entry.name} runs (preset {preset}; {seeds} seed(s)) into {out}; "
-            f"{workers} at a time, {_threads(plan)} each"
-        )
-        # a task whose runs take a device option trains on its default device under reproduce
-        device = getattr(entry.train_options(), "device", None) if entry.train_options else None
-        if refusal := check_paper(preset, [cfg for _, cfg in plan], yes, device):
-            raise RunError(refusal)
-        _run_jobs([(out / folder, cfg) for folder, cfg in plan], entry.module, overwrite, workers)
-        record_command(out / entry.name / "command.txt", command)
-        entry.module.report(out, entry.name)
-    path = write_index(out)
+    try:
+        plans = [(REGISTRY[t], _plan(REGISTRY[t], preset, range(first_seed, first_seed + seeds), given)) for t in tasks]
+        needs = [name for entry, plan in plans for name in entry.needs([cfg for _, cfg in plan], report=True)]
+        extras.require(f"coordconv reproduce {' '.join(tasks)}", needs)
+        for entry, plan in plans:
+            if threads is not None:
+                plan = [(folder, dataclasses.replace(cfg, threads=threads)) for folder, cfg in plan]
+            busiest = max((cfg.threads for _, cfg in plan), default=1)
+            workers = max(1, min(len(plan), options.jobs or default_jobs(busiest)))
+            print(
+                f"reproduce: {len(plan)} {entry.name} runs (preset {preset}; {seeds} seed(s)) into {out}; "
+                f"{workers} at a time, {_threads(plan)} each"
+            )
+            # a task whose runs take a device option trains on its default device under reproduce
+            device = getattr(entry.train_options(), "device", None) if entry.train_options else None
+            if refusal := check_paper(preset, [cfg for _, cfg in plan], options.yes, device):
+                raise RunError(refusal)
+            _run_jobs([(out / folder, cfg) for folder, cfg in plan], entry.module, options.overwrite, workers)
+            record_command(out / entry.name / "command.txt", command)
+            entry.module.report(out, entry.name)
+        path = write_index(out)
+    except ValueError as e:  # a task that cannot plan its runs: not a usage error
+        raise RunError(str(e)) from e
     print(f"reproduce: done in {time.perf_counter() - started:.0f} s; report: {path}")
     return path
 
@@ -160,7 +134,7 @@ def check_request(
     threads: int | None = None,
     jobs: int | None = None,
 ) -> None:
-    """Check :func:`main`'s arguments before anything runs (``main`` calls it first; the command, to tell usage).
+    """Check a request before anything runs (:func:`main` calls it first: its ``ValueError`` is a usage error).
 
     Raises:
         ValueError: naming the first invalid argument and what is allowed: the seed range, an unknown task, a
@@ -253,11 +227,14 @@ def _threads(plan: Sequence[tuple[str, Any]]) -> str:
     return " or ".join("torch's default threads" if n == 0 else f"{n} thread{'s' * (n > 1)}" for n in counts)
 
 
-def _train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool) -> dict[str, Any]:
-    """Train (or resume) one run; module-level, so that a worker process can run it."""
+def train_one(module_name: str, folder: Path, cfg: Any, overwrite: bool = False, **kw: Any) -> dict[str, Any]:
+    """Train (or resume) one run in a worker process (a pool's, or Ray's for ``coordconv sweep``).
+
+    ``kw``: more of the module ``main``'s arguments (``log``: by default standard error, indented).
+    """
     module = importlib.import_module(module_name)
     resume = (folder / CONFIG).exists() and not overwrite
-    summary: dict[str, Any] = module.main(cfg, folder, resume=resume, overwrite=overwrite, log=_quiet)
+    summary: dict[str, Any] = module.main(cfg, folder, resume=resume, overwrite=overwrite, **{"log": _quiet, **kw})
     return summary
 
 
@@ -318,13 +295,13 @@ def _run_jobs(jobs: list[tuple[Path, Any]], module: Any, overwrite: bool, worker
             announce(summary, "reused", folder)
     if workers <= 1 or len(todo) <= 1:
         for folder, cfg in todo:
-            announce(_train_one(module.__name__, folder, cfg, overwrite), "trained", folder)
+            announce(train_one(module.__name__, folder, cfg, overwrite), "trained", folder)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
-    folders = {pool.submit(_train_one, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
+    folders = {pool.submit(train_one, module.__name__, folder, cfg, overwrite): folder for folder, cfg in todo}
     running: set[Future[dict[str, Any]]] = set(folders)
     try:
         while running:

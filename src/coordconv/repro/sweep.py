@@ -1,31 +1,19 @@
 """``coordconv sweep``: the paper's hyperparameter grids of the coordinate tasks, run as Ray Tune trials.
 
 The paper's strongest claim is about the best of many conv models (324 deconv configurations per split for
-classification). A sweep expands a named grid into ordinary training runs (``toy.main``), each with its own
-run directory under ``OUT/runs``, and hands the runs that are not finished yet to Ray Tune: an embedded local
-Ray by default, a Ray cluster when an address is given. Because every trial is a run of the
-run runtime, a sweep that is interrupted and started again skips the finished trials (they are not even given
-to Ray) and resumes the unfinished ones from their checkpoints. The report is built from the run summaries on
-disk, never from Ray's own records, so it is the same however many times the sweep was restarted.
-
-Grids (``GRIDS``):
-
-* ``paper``: the official grids (``experiment_logs.sh``; PAPER.md sections 3-5). Classification deconv:
-  lr {0.001, 0.002, 0.005, 0.01, 0.02, 0.05} x L2 {0, 0.001, 0.01} x filter size {2, 3, 4} x multiplier
-  {1, 2, 3} x batch {16, 32} = 324 configurations per split, 1,000 epochs, lr x0.1 every 200 epochs; CoordConv:
-  lr {0.001, 0.005, 0.01} x L2 {0, 0.001}, batch 16, 50 epochs. Rendering: the same deconv grid (the official
-  one also crosses it with an MSE loss, which we do not implement: 324 rather than 648 per split) and CoordConv
-  lr {0.001, 0.005} x L2 {0, 0.001} x multiplier {1, 2}. Regression: lr {0.0005, 0.001, 0.01} x L2 {1e-5, 1e-4,
-  5e-4} for the conv regressors; the paper gives one CoordConv setting, and we cross the same grid.
-* ``quick``: a documented subset on the ``quick`` presets that finishes on 2 CPU cores in 60-90 minutes
-  (classification: 36 deconv configurations per split at 20 epochs and the 6 CoordConv ones).
-* ``smoke``: two tiny trials, for tests.
+classification). A sweep expands a named grid (:data:`~coordconv.repro.experiments.toy_presets.GRIDS`: data beside
+the presets, each grid described there) into ordinary training runs, each with its own run directory under
+``OUT/runs``, and hands the runs that are not finished yet to Ray Tune: an embedded local Ray by default, a Ray
+cluster when an address is given. Ray trains each trial as ``coordconv reproduce`` trains a run
+(:func:`~coordconv.repro.reproduce.train_one`), so a sweep that is interrupted and started again skips the
+finished trials (they are not even given to Ray) and resumes the unfinished ones from their checkpoints. The report
+is built from the run summaries on disk (:func:`~coordconv.repro.runtime.rundir.read_finished`), never from Ray's
+own records, so it is the same however many times the sweep was restarted.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import itertools
 import json
@@ -40,17 +28,21 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.experiments.toy_presets import GRIDS, SPLITS, Group
 from coordconv.repro.report.paper import PAPER
+from coordconv.repro.report.runs import COLOURS, MODELS
+from coordconv.repro.report.toy import NAMES, _fmt
+from coordconv.repro.reproduce import train_one, usable_cpus
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
-from coordconv.repro.runtime.rundir import CONFIG, SUMMARY, finished_summary, read_finished
+from coordconv.repro.runtime.plots import pyplot, save_figure
+from coordconv.repro.runtime.rundir import SUMMARY, finished_summary, read_finished
 
 __all__ = ["GRIDS", "Group", "Options", "Trial", "expand", "main", "write_report"]
 
@@ -82,24 +74,28 @@ def expand(task: str, grid: str, *, seeds: int = 1, first_seed: int = 0, threads
         raise ValueError(f"threads per trial must be >= 1, got {threads}")
     trials = []
     for group in GRIDS[task][grid]:
-        names = list(group.axes)
-        for split in group.splits:
-            for combo in itertools.product(*(group.axes[n] for n in names)):
-                values = dict(zip(names, combo, strict=True))
-                for seed in range(first_seed, first_seed + seeds):
-                    cfg = toy.preset(
-                        group.preset,
-                        task=task,
-                        model=group.model,
-                        split=split,
-                        seed=seed,
-                        threads=threads,
-                        **group.fixed,
-                        **values,
-                    )
-                    label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-                    trials.append(Trial(f"{group.model}-{split}-seed{seed}-{label}", values, cfg))
+        combos = itertools.product(*group.axes.values())
+        for split, combo, seed in itertools.product(group.splits, combos, range(first_seed, first_seed + seeds)):
+            values = dict(zip(group.axes, combo, strict=True))
+            cfg = toy.preset(
+                group.preset,
+                task=task,
+                model=group.model,
+                split=split,
+                seed=seed,
+                threads=threads,
+                **group.fixed,
+                **values,
+            )
+            trials.append(Trial(f"{group.model}-{split}-seed{seed}-{_words(values, '=', ',')}", values, cfg))
     return trials
+
+
+def _words(values: Mapping[str, Any], between: str, separator: str) -> str:
+    """The varied values as ``lr=0.01,l2=0`` (a trial's name) or ``lr 0.01, l2 0`` (the report)."""
+    return separator.join(
+        f"{k}{between}{v:g}" if isinstance(v, float) else f"{k}{between}{v}" for k, v in values.items()
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,13 +103,12 @@ def expand(task: str, grid: str, *, seeds: int = 1, first_seed: int = 0, threads
 
 
 def _trainable(params: dict[str, Any]) -> None:
-    """Ray Tune's function trainable: one run of the run runtime, resumed if it was started before."""
+    """Ray Tune's function trainable: one run, trained or resumed as ``coordconv reproduce`` trains it."""
     from ray import tune
 
     spec = params["trial"]
-    out = Path(spec["out"])
-    summary = toy.main(
-        toy.Config(**spec["config"]), out, resume=(out / CONFIG).exists(), log=lambda line: None, device=spec["device"]
+    summary = train_one(
+        toy.__name__, Path(spec["out"]), toy.Config(**spec["config"]), log=lambda line: None, device=spec["device"]
     )
     metric = summary["metric"]
     tune.report(
@@ -157,6 +152,7 @@ def _check_address(address: str) -> None:
 
 
 def _import_ray() -> Any:
+    """``ray`` and ``ray.tune`` (untyped here: the sweep extra may be absent where the types are checked)."""
     try:
         import ray
         from ray import tune
@@ -167,27 +163,16 @@ def _import_ray() -> Any:
     return ray, tune
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
 def _run_with_ray(
-    pending: list[tuple[Trial, Path]],
-    *,
-    out: Path,
-    address: str | None,
-    max_concurrent: int,
-    cpus_per_trial: int,
-    gpus_per_trial: float,
-    done_before: int,
-    total: int,
+    pending: list[tuple[Trial, Path]], options: Options, out: Path, concurrency: int, done_before: int, total: int
 ) -> list[str]:
-    """Run ``pending`` as Ray Tune trials; return the names of the trials that failed."""
+    """Run ``pending`` as Ray Tune trials, ``concurrency`` at a time; return the names of the trials that failed."""
     ray, tune = _import_ray()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # ray.init installs a native SIGTERM handler that dumps a stack and kills the process; the command's own
     # handler (the "interrupted" line, the resume command) is put back after it
     on_terminate = signal.getsignal(signal.SIGTERM)
+    address, gpus_per_trial = options.address, options.gpus_per_trial
     if address:
         _check_address(address)
         try:
@@ -217,14 +202,15 @@ def _run_with_ray(
             r = trial.last_result or {}
             reached = r.get("seconds_to_target")
             when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
-            _print(
+            print(
                 f"[{finished[0]}/{total}] {trial.config['trial']['name']}: final model on the full training set "
                 f"{r.get('train', math.nan):.4f}, on the test set {r.get('test', math.nan):.4f}, {when} "
-                f"({time.perf_counter() - started:.0f} s into the sweep)"
+                f"({time.perf_counter() - started:.0f} s into the sweep)",
+                flush=True,
             )
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            _print(f"sweep: trial {trial.config['trial']['name']} failed; its log is under {trial.path}")
+            print(f"sweep: trial {trial.config['trial']['name']} failed; its log is under {trial.path}", flush=True)
 
     device = "cuda" if gpus_per_trial else "cpu"
     specs = [
@@ -232,10 +218,10 @@ def _run_with_ray(
         for t, path in pending
     ]
     tuner = tune.Tuner(
-        tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        tune.with_resources(_trainable, {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial}),
         param_space={"trial": tune.grid_search(specs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent,
+            max_concurrent_trials=concurrency,
             trial_name_creator=lambda trial: trial.config["trial"]["name"],
             trial_dirname_creator=lambda trial: trial.config["trial"]["name"],
         ),
@@ -255,7 +241,7 @@ def _run_with_ray(
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """The options of :func:`main` (less ``command``) as ``coordconv sweep TASK`` takes them."""
+    """What ``coordconv sweep TASK`` takes (see :func:`main`)."""
 
     task: str
     """which coordinate task"""
@@ -277,64 +263,43 @@ class Options:
     def run(self, argv: list[str]) -> int:
         """:func:`main` with these options, once the packages it needs are there."""
         extras.require(f"coordconv sweep {self.task}", ["ray", "numpy", "safetensors", "matplotlib"])
-        options = dataclasses.asdict(self)
-        options["out"] = Path(self.out or f"runs/sweep-{self.task}-{self.grid}")
-        main(options.pop("task"), command=shlex.join(["coordconv", *argv]), **options)
+        main(self, command=shlex.join(["coordconv", *argv]))
         return 0
 
 
-def main(
-    task: str,
-    *,
-    grid: str = "quick",
-    out: Path,
-    address: str | None = None,
-    max_concurrent: int = 0,
-    cpus_per_trial: int = 1,
-    gpus_per_trial: float = 0.0,
-    seeds: int = 1,
-    command: str = "",
-) -> Path:
-    """Run every trial of ``grid`` that ``out`` lacks, then write the sweep report; return its path.
+def main(options: Options, *, command: str = "") -> Path:
+    """Run every trial of the grid that the sweep's folder lacks, then write the sweep report; return its path.
 
-    Args:
-        task: classification, rendering or regression.
-        grid: smoke, quick or paper.
-        out: the sweep's folder (runs in ``out/runs``, Ray's records in ``out/ray``, the report in ``out``).
-        address: a Ray cluster's address (``HOST:PORT``, ``auto`` or ``ray://...``); None starts a local Ray.
-        max_concurrent: trials at a time (0: as many as the CPUs allow, ``cpu_count // cpus_per_trial``).
-        cpus_per_trial: CPUs reserved by each trial, also its torch thread count.
-        gpus_per_trial: GPU fraction reserved by each trial; above 0, trials train on the GPU Ray assigns them.
-        seeds: seeds per configuration.
-        command: the command line, for the report.
+    The folder (``options.out``) holds the runs in ``runs/``, Ray's records in ``ray/`` and the report. A cluster
+    ``address`` is ``HOST:PORT``, ``auto`` or ``ray://...``; each trial reserves ``cpus_per_trial`` CPUs (also its
+    torch thread count) and ``gpus_per_trial`` of a GPU (above 0, it trains on the GPU Ray assigns it). ``command``:
+    the command line, for the report.
 
     Raises:
         ValueError: a bad grid, task or resource option.
-        RunError: ``out`` holds another sweep, Ray is missing or unreachable, or trials failed.
+        RunError: the folder holds another sweep, Ray is missing or unreachable, or trials failed.
     """
-    if cpus_per_trial < 1:
-        raise ValueError(f"cpus_per_trial must be >= 1, got {cpus_per_trial}")
-    if (
-        not math.isfinite(gpus_per_trial)
-        or gpus_per_trial < 0
-        or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer())
-    ):
-        raise ValueError(f"gpus_per_trial must be a fraction in [0, 1] or a whole number, got {gpus_per_trial}")
+    task, grid = options.task, options.grid
+    trial_cpus, trial_gpus = options.cpus_per_trial, options.gpus_per_trial
+    if trial_cpus < 1:
+        raise ValueError(f"cpus_per_trial must be >= 1, got {trial_cpus}")
+    if not math.isfinite(trial_gpus) or trial_gpus < 0 or (trial_gpus > 1 and not float(trial_gpus).is_integer()):
+        raise ValueError(f"gpus_per_trial must be a fraction in [0, 1] or a whole number, got {trial_gpus}")
     # Ray waits for resources that never come (with a warning after a minute): refuse what this machine lacks
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cpus_per_trial > cpus:
-        raise ValueError(f"cpus_per_trial {cpus_per_trial} is more than this machine's {cpus} usable CPUs")
+    cpus = usable_cpus()
+    if trial_cpus > cpus:
+        raise ValueError(f"cpus_per_trial {trial_cpus} is more than this machine's {cpus} usable CPUs")
     gpus = torch.cuda.device_count()
-    if gpus_per_trial > gpus:
+    if trial_gpus > gpus:
         raise ValueError(
-            f"gpus_per_trial {gpus_per_trial} is more than this machine's {gpus} GPU{'s' * (gpus != 1)}"
+            f"gpus_per_trial {trial_gpus} is more than this machine's {gpus} GPU{'s' * (gpus != 1)}"
             + ("; leave it at 0 to train on the CPUs" if gpus == 0 else "")
         )
-    if max_concurrent < 0:
-        raise ValueError(f"max_concurrent must be >= 0, got {max_concurrent}")
-    trials = expand(task, grid, seeds=seeds, threads=cpus_per_trial)
-    out = Path(out)
-    identity = {"task": task, "grid": grid, "seeds": seeds, "trials": len(trials)}
+    if options.max_concurrent < 0:
+        raise ValueError(f"max_concurrent must be >= 0, got {options.max_concurrent}")
+    trials = expand(task, grid, seeds=options.seeds, threads=trial_cpus)
+    out = Path(options.out or f"runs/sweep-{task}-{grid}")
+    identity = {"task": task, "grid": grid, "seeds": options.seeds, "trials": len(trials)}
     stored_path = out / SWEEP_FILE
     if stored_path.exists():
         stored = json.loads(stored_path.read_text())
@@ -354,25 +319,15 @@ def main(
             raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
         pending.append((trial, path))
     done = len(trials) - len(pending)
-    concurrency = max_concurrent or max(1, (os.cpu_count() or 1) // cpus_per_trial)
-    _print(
+    concurrency = options.max_concurrent or max(1, (os.cpu_count() or 1) // trial_cpus)
+    print(
         f"sweep: {task} grid {grid}: {len(trials)} trials, {done} already finished, {len(pending)} to run "
-        f"({concurrency} at a time, {cpus_per_trial} CPU(s) each) into {out}"
+        f"({concurrency} at a time, {trial_cpus} CPU(s) each) into {out}",
+        flush=True,
     )
-    failed: list[str] = []
-    if pending:
-        failed = _run_with_ray(
-            pending,
-            out=out,
-            address=address,
-            max_concurrent=concurrency,
-            cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
-            done_before=done,
-            total=len(trials),
-        )
+    failed = _run_with_ray(pending, options, out, concurrency, done, len(trials)) if pending else []
     report = write_report(out, task, grid, trials, command=command)
-    _print(f"sweep: report: {report}")
+    print(f"sweep: report: {report}", flush=True)
     if failed:
         raise RunError(f"{len(failed)} trial(s) failed ({', '.join(failed[:3])}); run the same command to retry them")
     unfinished = [trial.name for trial, path in pending if not (path / SUMMARY).exists()]
@@ -387,69 +342,51 @@ def main(
 # report
 
 
-@dataclass(frozen=True)
-class _Row:
+class _Row(NamedTuple):
+    """A finished trial: its final model's metric on the whole training set and the test set; solved or not."""
+
     trial: Trial
-    summary: dict[str, Any]
-
-    @property
-    def test(self) -> float:
-        return float(self.summary["test"][self.summary["metric"]])
-
-    @property
-    def train(self) -> float:
-        return float(self.summary["train"][self.summary["metric"]])
-
-    @property
-    def solved(self) -> bool:
-        return self.summary["seconds_to_target"] is not None
+    train: float
+    test: float
+    solved: bool
 
 
-def _load(out: Path, trials: Sequence[Trial]) -> list[_Row]:
+def _finished(out: Path, trials: Sequence[Trial]) -> list[_Row]:
+    """The finished ``trials``, in their order, each read as every report reads a run (:func:`read_finished`)."""
     rows = []
     for trial in trials:
-        path = out / "runs" / trial.name
-        if (path / SUMMARY).exists():
-            rows.append(_Row(trial, read_finished(path).summary))
+        if (out / "runs" / trial.name / SUMMARY).exists():
+            s = read_finished(out / "runs" / trial.name).summary
+            train, test = s["train"][s["metric"]], s["test"][s["metric"]]
+            rows.append(_Row(trial, float(train), float(test), s["seconds_to_target"] is not None))
     return rows
-
-
-def _fmt(value: float, metric: str) -> str:
-    if metric == "error_px":
-        return f"{value:.2f} px"
-    return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3f}"
-
-
-def _values(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
 def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, command: str = "") -> Path:
     """``out/report.md``, ``out/table.md``, ``out/trials.csv`` and ``out/distribution.png`` from finished runs."""
     metric, target = toy_tasks.TARGETS[task]
     lower = metric == "error_px"
-    rows = _load(out, trials)
-    blocks = [(m, s) for m in ("conv", "coordconv") for s in SPLITS]
+    rows = _finished(out, trials)
+    blocks = [(m, s) for m in MODELS for s in SPLITS]
+    groups = {b: [r for r in rows if (r.trial.config.model, r.trial.config.split) == b] for b in blocks}
     lines = [
         f"| model | split | configs | best test {metric} | median test | solved (train and test at target) "
         f"| best configuration | paper |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]
-    for model, split in blocks:
-        group = [r for r in rows if r.trial.config.model == model and r.trial.config.split == split]
-        planned = sum(1 for t in trials if t.config.model == model and t.config.split == split)
+    for (model, split), group in groups.items():
+        planned = sum((t.config.model, t.config.split) == (model, split) for t in trials)
         paper = PAPER[(task, split, model)].text
-        if not planned:
-            continue
         if not group:
-            lines.append(f"| {model} | {split} | 0 of {planned} | | | | | {paper} |")
+            lines += [f"| {model} | {split} | 0 of {planned} | | | | | {paper} |"] if planned else []
             continue
-        best = min(group, key=lambda r: r.test) if lower else max(group, key=lambda r: r.test)
+        best = (min if lower else max)(group, key=lambda r: r.test)
+        configs = f"{len(group)}" + (f" of {planned}" if len(group) < planned else "")
         lines.append(
-            f"| {model} | {split} | {len(group)}" + (f" of {planned}" if len(group) < planned else "")
-            + f" | {_fmt(best.test, metric)} | {_fmt(statistics.median(r.test for r in group), metric)} "
-            f"| {sum(r.solved for r in group)} of {len(group)} | {_values(best.trial.values)} | {paper} |"
-        )  # fmt: skip
+            f"| {model} | {split} | {configs} | {_fmt([best.test], metric)} | "
+            f"{_fmt([statistics.median(r.test for r in group)], metric)} | {sum(r.solved for r in group)} of "
+            f"{len(group)} | {_words(best.trial.values, ' ', ', ')} | {paper} |"
+        )
     table = "\n".join(lines)
     if command:
         table = f"Command: `{command}`\n\n{table}"
@@ -459,23 +396,14 @@ def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, co
     writer = csv.writer(buffer, lineterminator="\n")
     names = sorted({k for t in trials for k in t.values})
     writer.writerow(["name", "model", "split", "seed", *names, f"train_{metric}", f"test_{metric}", "solved"])
-    for r in rows:
-        c = r.trial.config
+    for t, train, test, solved in rows:
+        values = [t.values.get(n, "") for n in names]
         writer.writerow(
-            [
-                r.trial.name,
-                c.model,
-                c.split,
-                c.seed,
-                *(r.trial.values.get(n, "") for n in names),
-                f"{r.train:.6g}",
-                f"{r.test:.6g}",
-                int(r.solved),
-            ]
+            [t.name, t.config.model, t.config.split, t.config.seed, *values, f"{train:.6g}", f"{test:.6g}", int(solved)]
         )
     write_atomic(out / "trials.csv", buffer.getvalue())
     if rows:
-        _plot_distribution(rows, blocks, metric, target, out / "distribution.png")
+        _plot_distribution(groups, metric, target, out / "distribution.png")
     text = [
         f"# Sweep: {task}, grid {grid}",
         "",
@@ -493,25 +421,16 @@ def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, co
     return path
 
 
-def _plot_distribution(
-    rows: Sequence[_Row], blocks: Sequence[tuple[str, str]], metric: str, target: float, path: Path
-) -> None:
-    from coordconv.repro.report.runs import COLOURS
-    from coordconv.repro.runtime.plots import pyplot, save_figure
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
-    labels = []
-    for i, (model, split) in enumerate(blocks):
-        values = [r.test for r in rows if r.trial.config.model == model and r.trial.config.split == split]
-        labels.append(f"{'CoordConv' if model == 'coordconv' else 'conv'}\n{split}")
-        if not values:
-            continue
-        jitter = [i + 0.25 * (((k * 0.618034) % 1) - 0.5) for k in range(len(values))]
-        scale = 1.0 if metric == "error_px" else 100.0
-        ax.scatter(jitter, [v * scale for v in values], s=14, alpha=0.7, color=COLOURS[model])
-    ax.axhline(target * (1.0 if metric == "error_px" else 100.0), color="grey", lw=0.8, ls="--", label="target")
-    ax.set_xticks(range(len(blocks)), labels)
+def _plot_distribution(groups: Mapping[tuple[str, str], list[_Row]], metric: str, target: float, path: Path) -> None:
+    """The test metric of every finished trial, one column per model and split, beside the target."""
+    scale = 1.0 if metric == "error_px" else 100.0
+    fig, ax = pyplot().subplots(figsize=(7, 3.6), layout="constrained")
+    for i, ((model, _), group) in enumerate(groups.items()):
+        if group:
+            jitter = [i + 0.25 * (((k * 0.618034) % 1) - 0.5) for k in range(len(group))]
+            ax.scatter(jitter, [r.test * scale for r in group], s=14, alpha=0.7, color=COLOURS[model])
+    ax.axhline(target * scale, color="grey", lw=0.8, ls="--", label="target")
+    ax.set_xticks(range(len(groups)), [f"{NAMES[model]}\n{split}" for model, split in groups])
     ax.set_ylabel(f"test {metric}" + ("" if metric == "error_px" else " (%)"))
     if metric == "error_px":
         ax.set_yscale("log")
