@@ -20,7 +20,7 @@ from coordconv.repro import reproduce
 from coordconv.repro.data import mnist_canvas, notsoclevr
 from coordconv.repro.experiments import toy
 from coordconv.repro.report.runs import load_finished
-from coordconv.repro.runtime import files, lock, provenance, rundir
+from coordconv.repro.runtime import files, rundir
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
 from coordconv.repro.runtime.rundir import Run, read_finished
 from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
@@ -153,7 +153,7 @@ def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finis
         load_finished(out.parent, "*/summary.json")
     # a summary from before the record (as the committed results): no verification, but a cut line is named
     summary = json.loads((out / "summary.json").read_text())
-    del summary["files"], summary[provenance.SELF_KEY]
+    del summary["files"], summary[rundir.SELF_KEY]
     write_json(out / "summary.json", summary)
     path.write_text(whole + '{"epoch": 2, "te')
     with pytest.raises(RunError, match=rf"{path}, line 2, is not a JSON object"):
@@ -405,7 +405,7 @@ def test_an_edited_summary_is_refused_naming_it(finished):
     cfg, out = finished
     path = out / "summary.json"
     summary = json.loads(path.read_text())
-    assert summary[provenance.SELF_KEY]  # the run recorded its summary's hash
+    assert summary[rundir.SELF_KEY]  # the run recorded its summary's hash
     summary["test"]["accuracy"] = 0.999  # a hand-edited number the hashed metrics.jsonl contradicts
     path.write_text(json.dumps(summary, indent=2))
     with pytest.raises(RunError, match=r"summary\.json was changed after the run wrote it"):
@@ -432,7 +432,7 @@ def test_a_foreign_config_json_in_out_is_kept(tmp_path, capsys):
     assert (out / "config.json").read_text() == card
     # a run's own config.json (a run that failed before its first checkpoint) still counts as empty
     Run.start(tmp_path / "failed", {"lr": 1.0})
-    lock.release((tmp_path / "failed").resolve())
+    rundir.release((tmp_path / "failed").resolve())
     toy.main(toy.preset("smoke", task="classification", model="coordconv", epochs=1), tmp_path / "failed", **QUIET)
     assert (tmp_path / "failed" / "summary.json").exists()
 

@@ -24,7 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
+import hashlib
 import json
+import os
+import platform
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,20 +39,29 @@ from typing import Any
 import torch
 from torch import nn
 
+from coordconv._version import __version__
 from coordconv.repro.runtime.config import complete_config, to_dict
-from coordconv.repro.runtime.files import RunError, atomic_path, failure_reason, json_text, write_atomic, write_json
-from coordconv.repro.runtime.lock import LOCK, claim, release
-from coordconv.repro.runtime.provenance import (
-    ENVIRONMENT_KEYS,
-    SELF_KEY,
-    difference,
-    environment,
-    record_files,
-    sha256,
-    summary_hash,
+from coordconv.repro.runtime.files import (
+    RunError,
+    atomic_path,
+    failure_reason,
+    file_mode,
+    json_text,
+    write_atomic,
+    write_json,
 )
 
-__all__ = ["FinishedRun", "Run", "RunError", "config_changes", "finished_summary", "read_finished"]
+__all__ = [
+    "SELF_KEY",
+    "FinishedRun",
+    "Run",
+    "RunError",
+    "config_changes",
+    "finished_summary",
+    "read_finished",
+    "release",
+    "summary_hash",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -57,6 +71,117 @@ SUMMARY = "summary.json"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
 FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
 DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports never read them
+
+# -- provenance: what a run's numbers depend on and what it wrote -------------------------------------------
+
+SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), so that an edited number is caught
+
+
+def git_revision(cwd: Path | None = None) -> dict[str, Any]:
+    """The commit and dirty flag of the git checkout the package runs from (``None`` outside a checkout)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_files(folder: Path, but: str) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every visible file in ``folder`` but ``but`` (the summary that holds the record)."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name != but
+    }
+
+
+def summary_hash(summary: Mapping[str, Any]) -> str:
+    """SHA-256 of the summary's keys but its own hash, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in summary.items() if k != SELF_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+ENVIRONMENT_KEYS = ("git", "versions", "cpu")
+
+
+def environment(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's numbers depend on besides its config: the code, the versions and the CPU it trains with."""
+    return {
+        "git": git_revision(),
+        "versions": {"coordconv": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        # the thread count it trains with (a config's 0 resolves to torch's default here) and the CPU kernels torch
+        # picks on this machine
+        "cpu": {
+            "threads": config.get("threads") or torch.get_num_threads(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(),
+        },
+    }
+
+
+def difference(key: str, before: Any, now: Any) -> str:
+    """``torch 2.13.0 -> 2.14.1``: what changed in one part of the environment."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        parts = [f"{k} {before.get(k)} -> {now.get(k)}" for k in now if before.get(k) != now.get(k)]
+        return ", ".join(parts) if parts else key
+    return f"{key} {before} -> {now}"
+
+
+# -- the lock a process holds on the run directory it trains in, so that a second process refuses -------------
+
+LOCK = ".lock"
+
+# Locks this process holds, by resolved run directory: a run started again in the same process (reproduce after
+# a failed run, tests) keeps its claim; another process is refused. The kernel drops them when the process ends.
+_CLAIMS: dict[Path, int] = {}
+
+
+def claim(path: Path) -> None:
+    """Hold an exclusive lock on ``path/.lock`` for this process's life (or until the run finishes).
+
+    Raises:
+        RunError: another process holds it, or the directory is not writable.
+    """
+    key = path.resolve()
+    if key in _CLAIMS:
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as e:
+        raise RunError(f"cannot write in the run directory {path}: {failure_reason(e, path)}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise RunError(f"{path} is in use by another process (it holds {path / LOCK}); wait for it to end") from e
+    _CLAIMS[key] = fd
+
+
+def release(path: Path) -> None:
+    """Drop the lock that :func:`claim` took on ``path`` (nothing if this process holds none)."""
+    fd = _CLAIMS.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 def _prepare_dir(name: str | Path) -> Path:
@@ -87,48 +212,6 @@ def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> lis
     return sorted(k for k in current if stored.get(k) != current[k])
 
 
-def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
-    """Check a finished run's files against the record in its summary.
-
-    A summary without the record predates it (for example the older committed runs under ``results/``, which are
-    kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
-    absent (``DROPPABLE``); a file that is present must match its record.
-    """
-    if SELF_KEY in summary and summary[SELF_KEY] != summary_hash(summary):
-        raise RunError(
-            f"finished run {folder} is damaged: {folder / SUMMARY} was changed after the run wrote it (its "
-            f"{SELF_KEY} does not match its content); retrain it with --overwrite"
-        )
-    record = summary.get(FILES_KEY)
-    if record is None:
-        return
-    if not isinstance(record, dict):
-        raise RunError(f"{folder / SUMMARY} is damaged: its {FILES_KEY!r} record is not a mapping")
-    for name, expected in record.items():
-        path = folder / name
-        if not path.is_file() and name in DROPPABLE and not path.exists():
-            continue
-        if not path.is_file():
-            raise RunError(f"finished run {folder} is damaged: {path} is missing; retrain it with --overwrite")
-        size = path.stat().st_size
-        if size != expected.get("bytes") or sha256(path) != expected.get("sha256"):
-            raise RunError(
-                f"finished run {folder} is damaged: {path} ({size} bytes) differs from what the run wrote "
-                f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
-            )
-
-
-def _read_summary(folder: Path) -> dict[str, Any]:
-    path = folder / SUMMARY
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path} is unreadable or not JSON ({type(e).__name__}); retrain it with --overwrite") from e
-    if not isinstance(summary, dict):
-        raise RunError(f"{path} does not hold a JSON object; retrain the run with --overwrite")
-    return summary
-
-
 @dataclass(frozen=True)
 class FinishedRun:
     """A finished run's directory, its ``summary.json`` and its ``metrics.jsonl`` (empty if absent)."""
@@ -156,16 +239,43 @@ class FinishedRun:
 def read_finished(folder: Path) -> FinishedRun:
     """The one way to read a finished run: its summary and metrics, its files verified against the summary's record.
 
+    A summary without the record predates it (for example the older committed runs under ``results/``, which are
+    kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
+    absent (``DROPPABLE``); a file that is present must match its record.
+
     Raises:
         RunError: a file is missing, damaged or not what the run wrote; the message names it.
     """
-    summary = _read_summary(folder)
-    _verify_files(folder, summary)
-    path = folder / METRICS
-    if not path.exists():
-        return FinishedRun(folder, summary, [])
+    path = folder / SUMMARY
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path} is unreadable or not JSON ({type(e).__name__}); retrain it with --overwrite") from e
+    if not isinstance(summary, dict):
+        raise RunError(f"{path} does not hold a JSON object; retrain the run with --overwrite")
+    if SELF_KEY in summary and summary[SELF_KEY] != summary_hash(summary):
+        raise RunError(
+            f"finished run {folder} is damaged: {path} was changed after the run wrote it (its "
+            f"{SELF_KEY} does not match its content); retrain it with --overwrite"
+        )
+    record = summary.get(FILES_KEY)
+    if record is not None and not isinstance(record, dict):
+        raise RunError(f"{path} is damaged: its {FILES_KEY!r} record is not a mapping")
+    for name, expected in (record or {}).items():
+        file = folder / name
+        if not file.is_file() and name in DROPPABLE and not file.exists():
+            continue
+        if not file.is_file():
+            raise RunError(f"finished run {folder} is damaged: {file} is missing; retrain it with --overwrite")
+        size = file.stat().st_size
+        if size != expected.get("bytes") or sha256(file) != expected.get("sha256"):
+            raise RunError(
+                f"finished run {folder} is damaged: {file} ({size} bytes) differs from what the run wrote "
+                f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
+            )
     metrics = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    path = folder / METRICS
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
         try:
             metrics.append(json.loads(line))
         except ValueError:
@@ -223,22 +333,6 @@ class Run:
         self._reader = False
 
     @classmethod
-    def reader(
-        cls,
-        path: str | Path,
-        config: Mapping[str, Any],
-        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-    ) -> Run:
-        """The run in ``path`` as another process of it sees it: its checkpoint read, nothing written or claimed.
-
-        Processes other than rank 0 of a ``torchrun`` launch restore the checkpoint that rank 0 writes.
-        """
-        run = cls(Path(path), config)
-        run._complete = complete or (lambda stored: stored)
-        run._reader = True
-        return run
-
-    @classmethod
     def start(
         cls,
         path: str | Path,
@@ -247,8 +341,12 @@ class Run:
         resume: bool = False,
         overwrite: bool = False,
         complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        reader: bool = False,
     ) -> Run:
         """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
+
+        ``reader``: open the run as another process of it sees it (processes other than rank 0 of a ``torchrun``
+        launch restore the checkpoint that rank 0 writes): nothing is checked, written or claimed.
 
         A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
         example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
@@ -261,10 +359,13 @@ class Run:
             RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
                 (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
         """
+        run = cls(Path(path), config)
+        run._complete = complete or (lambda stored: stored)
+        run._reader = reader
+        if reader:
+            return run
         path = _prepare_dir(path)
         claim(path)
-        run = cls(path, config)
-        run._complete = complete or (lambda stored: stored)
         existing = [name for name in RUN_FILES if (path / name).exists()]
         if resume:
             if not (path / CONFIG).exists():

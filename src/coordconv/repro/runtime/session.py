@@ -33,13 +33,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from coordconv.repro.runtime.allocator import keep_freed_memory
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.files import RunError
 from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.ranks import ALONE, Processes, barrier, broadcast
 from coordconv.repro.runtime.rundir import Run, read_finished
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.seeding import keep_freed_memory, seed_everything, set_threads
 
 __all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "resumed_line", "stop_after_checkpoints"]
 
@@ -161,7 +160,7 @@ class Session:
                 except RunError as e:
                     error = str(e)
             else:
-                run = Run.reader(out, to_dict(cfg), complete)
+                run = Run.start(out, to_dict(cfg), complete=complete, reader=True)
             error = broadcast(error, procs)
             if error is not None:
                 raise RunError(error)
