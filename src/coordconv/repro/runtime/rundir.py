@@ -22,39 +22,30 @@ Infinity.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import fcntl
 import hashlib
 import json
 import os
 import platform
 import subprocess
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from coordconv._version import __version__
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.files import (
     RunError,
-    atomic_path,
     failure_reason,
     file_mode,
-    json_text,
-    write_atomic,
-    write_json,
 )
 
 __all__ = [
     "SELF_KEY",
     "FinishedRun",
-    "Run",
     "RunError",
     "config_changes",
     "finished_summary",
@@ -303,7 +294,7 @@ def finished_summary(folder: Path, config: Any) -> dict[str, Any] | None:
 
 
 def _is_run_config(path: Path) -> bool:
-    """Whether ``path`` is a ``config.json`` that :meth:`Run.start` wrote (not a model card's or a tool's)."""
+    """Whether ``path`` is a ``config.json`` that `Session.start` wrote (not a model card's or a tool's)."""
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -314,227 +305,3 @@ def _is_run_config(path: Path) -> bool:
         and isinstance(stored.get("versions"), dict)
         and "coordconv" in stored["versions"]
     )
-
-
-class Run:
-    """One run directory. Create it with :meth:`start`; experiments never touch its files directly.
-
-    Args:
-        path: the run directory.
-        config: the resolved config (JSON-serialisable).
-    """
-
-    def __init__(self, path: Path, config: Mapping[str, Any]) -> None:
-        self.path = path
-        self.config = dict(config)
-        self.history: list[dict[str, Any]] = []
-        self.environment_change: str | None = None  # set on resuming in another environment: what differs
-        self._complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda stored: stored
-        self._reader = False
-
-    @classmethod
-    def start(
-        cls,
-        path: str | Path,
-        config: Mapping[str, Any],
-        *,
-        resume: bool = False,
-        overwrite: bool = False,
-        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-        reader: bool = False,
-    ) -> Run:
-        """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
-
-        ``reader``: open the run as another process of it sees it (processes other than rank 0 of a ``torchrun``
-        launch restore the checkpoint that rank 0 writes): nothing is checked, written or claimed.
-
-        A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
-        example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
-        (a model folder's, say) is kept unless ``overwrite``.
-
-        ``complete`` fills in the fields a stored config lacks (a run made before a field existed) before it is
-        compared on resuming: :func:`~coordconv.repro.runtime.config.complete_config` for the config's class.
-
-        Raises:
-            RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
-                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
-        """
-        run = cls(Path(path), config)
-        run._complete = complete or (lambda stored: stored)
-        run._reader = reader
-        if reader:
-            return run
-        path = _prepare_dir(path)
-        claim(path)
-        existing = [name for name in RUN_FILES if (path / name).exists()]
-        if resume:
-            if not (path / CONFIG).exists():
-                raise RunError(
-                    f"cannot resume: {path} holds no run ({CONFIG} is missing: none was started there, or it was "
-                    "stopped before it wrote one); start it with the same command without --resume"
-                )
-            changed = config_changes(run._complete(run.stored_config()), run.config)
-            if changed:
-                raise RunError(
-                    f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
-                )
-            if not run.finished:
-                run._record_environment()
-            return run
-        if existing == [CONFIG] and not overwrite and not _is_run_config(path / CONFIG):
-            raise RunError(
-                f"{path / CONFIG} is not a coordconv run's config; choose another --out (or pass --overwrite to "
-                "replace the file)"
-            )
-        if existing and existing != [CONFIG] and not overwrite:
-            raise RunError(
-                f"{path} already holds a run ({', '.join(existing)}); "
-                "pass --resume to continue it or --overwrite to replace it"
-            )
-        for name in existing:
-            (path / name).unlink()
-        write_json(
-            path / CONFIG,
-            {
-                "config": run.config,
-                **environment(run.config),
-                "command": sys.argv,
-                "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            },
-        )
-        return run
-
-    def _record_environment(self) -> None:
-        """On resuming: add this process's environment to ``config.json`` when it differs from the last one there.
-
-        A run's numbers depend on torch, the CPU kernels and the code, so a run continued elsewhere records every
-        environment it trained in (the summary lists them); :attr:`environment_change` says what changed.
-        """
-        stored = json.loads((self.path / CONFIG).read_text())
-        now = environment(self.config)
-        seen = [{k: stored.get(k) for k in ENVIRONMENT_KEYS}, *stored.get("resumed_in", [])]
-        last = {k: seen[-1].get(k) for k in ENVIRONMENT_KEYS}
-        changed = [difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
-        if not changed:
-            return
-        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        stored["resumed_in"] = [*stored.get("resumed_in", []), {**now, "started": started}]
-        write_json(self.path / CONFIG, stored)
-        self.environment_change = "; ".join(changed)
-
-    def environments(self) -> list[dict[str, Any]]:
-        """Every environment the run trained in, first to last (from ``config.json``)."""
-        stored = json.loads((self.path / CONFIG).read_text())
-        first = {k: stored.get(k) for k in ENVIRONMENT_KEYS}
-        return [first, *({k: e.get(k) for k in ENVIRONMENT_KEYS} for e in stored.get("resumed_in", []))]
-
-    def stored_config(self) -> dict[str, Any]:
-        """The config saved in ``config.json``."""
-        try:
-            return dict(json.loads((self.path / CONFIG).read_text())["config"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise RunError(f"{self.path / CONFIG} is unreadable: {e}") from e
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run wrote its summary."""
-        return (self.path / SUMMARY).exists()
-
-    # -- metrics ----------------------------------------------------------------------------------------------
-
-    def log(self, record: Mapping[str, Any]) -> None:
-        """Append one evaluation to the history and to ``metrics.jsonl``.
-
-        Raises:
-            RunError: the record holds NaN or an infinity.
-        """
-        json_text(self.path / METRICS, dict(record))
-        self.history.append(dict(record))
-        self._write_metrics()
-
-    def _write_metrics(self) -> None:
-        path = self.path / METRICS
-        write_atomic(path, "".join(json_text(path, r) + "\n" for r in self.history))
-
-    # -- checkpoints ------------------------------------------------------------------------------------------
-
-    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
-        """Save the training state (tensors, numbers, strings, lists and dicts only) with the metrics history.
-
-        Everything that decides how the run goes on, whether it is over included (a target reached, an early
-        stop), belongs in ``state``: a run killed after this checkpoint resumes from it alone.
-        """
-        with atomic_path(self.path / CHECKPOINT) as tmp:
-            torch.save({**state, "history": self.history, "config": self.config}, tmp)
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        """The saved training state (``None`` if there is none yet); restores the metrics history.
-
-        Raises:
-            RunError: the checkpoint exists but cannot be read, or was written by another run (another config).
-        """
-        path = self.path / CHECKPOINT
-        if not path.exists():
-            return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            history = [dict(r) for r in state.pop("history")]
-            config = state.pop("config", None)
-        except Exception as e:  # a truncated or foreign file raises many different errors
-            raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
-        # checkpoints written before the config was stored in them are taken as they are
-        changed = [] if config is None else config_changes(self._complete(config), self.config)
-        if changed:
-            raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
-        self.history = history
-        if not self._reader:
-            self._write_metrics()
-        return dict(state)
-
-    @contextlib.contextmanager
-    def restoring(self) -> Iterator[None]:
-        """Wrap the code that puts a loaded checkpoint's state back into the model and the optimizer.
-
-        Raises:
-            RunError: the state does not fit (missing or unexpected keys, other shapes), naming the checkpoint.
-        """
-        try:
-            yield
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise RunError(
-                f"cannot resume: {self.path / CHECKPOINT} does not fit this run ({type(e).__name__}: {first[:200]})"
-            ) from e
-
-    # -- results ----------------------------------------------------------------------------------------------
-
-    def save_weights(self, model: nn.Module) -> None:
-        """Save the model's state dict as safetensors, with the config as metadata (shared tensors copied)."""
-        from safetensors.torch import save_file
-
-        tensors: dict[str, torch.Tensor] = {}
-        seen: set[tuple[int, int]] = set()
-        for k, v in model.state_dict().items():
-            v = v.detach().contiguous().cpu()
-            where = (v.untyped_storage().data_ptr(), v.storage_offset())
-            # safetensors refuses tensors that share memory (a body shared by two heads appears under two names)
-            tensors[k] = v.clone() if where in seen else v
-            seen.add(where)
-        with atomic_path(self.path / WEIGHTS) as tmp:
-            save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
-
-    def save_with(self, name: str, write: Callable[[Path], None]) -> None:
-        """Write an extra file of the run (a picture, an archive) atomically: ``write`` gets the temporary path."""
-        with atomic_path(self.path / name) as tmp:
-            write(tmp)
-
-    def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
-        written = {**summary, "environments": self.environments(), FILES_KEY: record_files(self.path, SUMMARY)}
-        written[SELF_KEY] = summary_hash(written)
-        write_json(self.path / SUMMARY, written)
-        release(self.path)
-        # a finished run is never trained in again (a resume returns it as it is): its lock file goes
-        with contextlib.suppress(OSError):
-            (self.path / LOCK).unlink()
-        return written
