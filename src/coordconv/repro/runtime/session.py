@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -42,7 +43,6 @@ from torch import nn
 
 from coordconv.repro.runtime.config import complete_config, to_dict
 from coordconv.repro.runtime.files import RunError, atomic_path, json_text, write_atomic, write_json
-from coordconv.repro.runtime.progress import Progress
 from coordconv.repro.runtime.ranks import ALONE, Processes, barrier, broadcast
 from coordconv.repro.runtime.rundir import (
     CHECKPOINT,
@@ -102,6 +102,54 @@ def _load(part: Any, state: Any) -> None:
         part.load_state_dict(state)
 
 
+class _Progress:
+    """Count steps towards ``total``: a tqdm bar (when installed) on a terminal, else a log line every ``every`` s.
+
+    Lines go to standard error; without a terminal (CI logs, files, pipes) they are plain log lines.
+    """
+
+    def __init__(self, total: int, desc: str, every: float) -> None:
+        self.total, self.desc, self.every = total, desc, every
+        self.stream = sys.stderr
+        self.n = 0
+        self.postfix: dict[str, Any] = {}
+        self._last = time.monotonic()
+        self._bar: Any = None
+        if self.stream.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm  # type: ignore[import-untyped]
+
+                self._bar = tqdm(total=total, desc=desc, file=self.stream, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        """Advance by ``n`` steps and show ``postfix`` values (metrics) next to the count."""
+        self.n += n
+        self.postfix.update(postfix)
+        if self._bar is not None:
+            self._bar.update(n)
+            if postfix:
+                self._bar.set_postfix_str(self._format_postfix(), refresh=False)
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            self.write(f"{self.desc}: {self.n}/{self.total} {self._format_postfix()}".rstrip())
+
+    def write(self, line: str) -> None:
+        """Print a line without breaking the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _format_postfix(self) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.postfix.items())
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class _Stop(Exception):
     """Raised after the checkpoint at which the test hook asks a session to stop."""
 
@@ -138,7 +186,7 @@ class Session:
         self.result: dict[str, Any] | None = None
         self._log: Callable[[str], None] | None = None
         self._every = 10.0
-        self._progress: Progress | None = None
+        self._progress: _Progress | None = None
         self._checkpoints = 0
         self._done = 0
         self._stop_after = stop_after_checkpoints()
@@ -249,20 +297,18 @@ class Session:
             RunError: see :meth:`start`.
         """
         complete = partial(complete_config, type(cfg))
-        if procs.world == 1:
-            session = cls.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
-        else:
-            error = None
-            if procs.main:
-                try:
-                    session = cls.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
-                except RunError as e:
-                    error = str(e)
-            else:
-                session = cls.start(out, to_dict(cfg), complete=complete, reader=True)
-            error = broadcast(error, procs)
-            if error is not None:
-                raise RunError(error)
+        error = None
+        try:  # the processes other than rank 0 only read the run (its checkpoint)
+            session = cls.start(
+                out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete, reader=not procs.main
+            )
+        except RunError as e:
+            if procs.world == 1:
+                raise
+            error = str(e)
+        error = broadcast(error, procs)  # the others learn rank 0's outcome and raise the same error
+        if error is not None:
+            raise RunError(error)
         session.procs, session.desc, session.total, session.unit = procs, desc, total, unit
         session._log, session._every, session._resume = log, every, resume
         if resume and broadcast(session.finished, procs):
@@ -359,7 +405,7 @@ class Session:
 
     def __enter__(self) -> Session:
         if self._log is None and self.main:
-            self._progress = Progress(self.total, self.desc, every=self._every)
+            self._progress = _Progress(self.total, self.desc, self._every)
         return self
 
     def __exit__(
