@@ -68,9 +68,9 @@ DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports n
 SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), so that an edited number is caught
 
 
-def git_revision(cwd: Path | None = None) -> dict[str, Any]:
+def git_revision() -> dict[str, Any]:
     """The commit and dirty flag of the git checkout the package runs from (``None`` outside a checkout)."""
-    cwd = cwd or Path(__file__).resolve().parent
+    cwd = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10

@@ -232,7 +232,11 @@ class Session:
                     f"cannot resume: {path} holds no run ({CONFIG} is missing: none was started there, or it was "
                     "stopped before it wrote one); start it with the same command without --resume"
                 )
-            changed = config_changes(run._complete(run.stored_config()), run.config)
+            try:
+                stored = dict(json.loads((path / CONFIG).read_text())["config"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise RunError(f"{path / CONFIG} is unreadable: {e}") from e
+            changed = config_changes(run._complete(stored), run.config)
             if changed:
                 raise RunError(
                     f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
@@ -336,19 +340,6 @@ class Session:
         stored["resumed_in"] = [*stored.get("resumed_in", []), {**now, "started": started}]
         write_json(self.path / CONFIG, stored)
         self.environment_change = "; ".join(changed)
-
-    def environments(self) -> list[dict[str, Any]]:
-        """Every environment the run trained in, first to last (from ``config.json``)."""
-        stored = json.loads((self.path / CONFIG).read_text())
-        first = {k: stored.get(k) for k in ENVIRONMENT_KEYS}
-        return [first, *({k: e.get(k) for k in ENVIRONMENT_KEYS} for e in stored.get("resumed_in", []))]
-
-    def stored_config(self) -> dict[str, Any]:
-        """The config saved in ``config.json``."""
-        try:
-            return dict(json.loads((self.path / CONFIG).read_text())["config"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise RunError(f"{self.path / CONFIG} is unreadable: {e}") from e
 
     @property
     def finished(self) -> bool:
@@ -487,7 +478,11 @@ class Session:
         if self.main:
             if model is not None:
                 self._save_weights(model)
-            written = {**summary, "environments": self.environments(), FILES_KEY: record_files(self.path, SUMMARY)}
+            # every environment the run trained in, first to last (from config.json)
+            stored = json.loads((self.path / CONFIG).read_text())
+            seen = [stored, *stored.get("resumed_in", [])]
+            environments = [{k: e.get(k) for k in ENVIRONMENT_KEYS} for e in seen]
+            written = {**summary, "environments": environments, FILES_KEY: record_files(self.path, SUMMARY)}
             written[SELF_KEY] = summary_hash(written)
             write_json(self.path / SUMMARY, written)
             release(self.path)
