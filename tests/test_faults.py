@@ -20,10 +20,10 @@ from coordconv.repro import reproduce
 from coordconv.repro.data import mnist_canvas, notsoclevr
 from coordconv.repro.experiments import toy
 from coordconv.repro.report.runs import load_finished
-from coordconv.repro.runtime import files, lock, provenance, rundir
+from coordconv.repro.runtime import files, rundir
 from coordconv.repro.runtime.files import RunError, write_atomic, write_json
-from coordconv.repro.runtime.rundir import Run, read_finished
-from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS
+from coordconv.repro.runtime.rundir import read_finished
+from coordconv.repro.runtime.session import STOP_AFTER_CHECKPOINTS, Session
 
 pytest.importorskip("safetensors")
 pytest.importorskip("matplotlib")
@@ -80,12 +80,12 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "when"),
-    [("log", 7), ("save_checkpoint", "last"), ("save_weights", "after"), ("finish", "before")],
+    [("log", 7), ("checkpoint", "last"), ("_save_weights", "after"), ("finish", "before")],
 )
 def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(method, when, uninterrupted, tmp_path,
                                                                         monkeypatch):  # fmt: skip
     full, expected = uninterrupted
-    original = getattr(Run, method)
+    original = getattr(Session, method)
     calls = []
 
     def killing(self, *args, **kwargs):
@@ -97,7 +97,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(method, 
             raise Killed
         return result
 
-    monkeypatch.setattr(Run, method, killing)
+    monkeypatch.setattr(Session, method, killing)
     with pytest.raises(Killed):
         toy.main(STOPS_EARLY, tmp_path / "run", **QUIET)
     monkeypatch.undo()
@@ -153,7 +153,7 @@ def test_metrics_cut_at_a_line_end_or_mid_line_are_refused_naming_the_file(finis
         load_finished(out.parent, "*/summary.json")
     # a summary from before the record (as the committed results): no verification, but a cut line is named
     summary = json.loads((out / "summary.json").read_text())
-    del summary["files"], summary[provenance.SELF_KEY]
+    del summary["files"], summary[rundir.SELF_KEY]
     write_json(out / "summary.json", summary)
     path.write_text(whole + '{"epoch": 2, "te')
     with pytest.raises(RunError, match=rf"{path}, line 2, is not a JSON object"):
@@ -209,8 +209,8 @@ def test_a_second_process_cannot_run_in_the_same_directory(tmp_path):
     out = tmp_path / "run"
     holder = textwrap.dedent(f"""
         import sys
-        from coordconv.repro.runtime.rundir import Run
-        Run.start({str(out)!r}, {{"a": 1}})
+        from coordconv.repro.runtime.session import Session
+        Session.start({str(out)!r}, {{"a": 1}})
         print("claimed", flush=True)
         sys.stdin.read()
     """)
@@ -220,10 +220,10 @@ def test_a_second_process_cannot_run_in_the_same_directory(tmp_path):
     try:
         assert child.stdout.readline().strip() == "claimed"
         with pytest.raises(RunError, match=f"{out} is in use by another process"):
-            Run.start(out, {"a": 1}, overwrite=True)
+            Session.start(out, {"a": 1}, overwrite=True)
     finally:
         child.communicate("")
-    Run.start(out, {"a": 1}, resume=True)  # the lock went with the process
+    Session.start(out, {"a": 1}, resume=True)  # the lock went with the process
 
 
 def test_run_directory_must_be_a_writable_folder(tmp_path, capsys):
@@ -256,11 +256,11 @@ def test_a_full_disk_leaves_no_temporary_file_and_names_the_file(tmp_path, monke
             f.write(b"x" * 1000)  # torch wrote part of it, then failed as it does on a full disk
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
 
-    run = Run.start(tmp_path / "run", {"a": 1})
+    run = Session.start(tmp_path / "run", {"a": 1})
     monkeypatch.setattr(torch, "save", full_disk)
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
     with pytest.raises(RunError) as caught:
-        run.save_checkpoint({"step": 1})
+        run.checkpoint({"step": 1})
     assert str(caught.value) == f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device"
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
     with pytest.raises(RunError, match=r"metrics\.jsonl: No space left on device"):
@@ -405,7 +405,7 @@ def test_an_edited_summary_is_refused_naming_it(finished):
     cfg, out = finished
     path = out / "summary.json"
     summary = json.loads(path.read_text())
-    assert summary[provenance.SELF_KEY]  # the run recorded its summary's hash
+    assert summary[rundir.SELF_KEY]  # the run recorded its summary's hash
     summary["test"]["accuracy"] = 0.999  # a hand-edited number the hashed metrics.jsonl contradicts
     path.write_text(json.dumps(summary, indent=2))
     with pytest.raises(RunError, match=r"summary\.json was changed after the run wrote it"):
@@ -431,8 +431,8 @@ def test_a_foreign_config_json_in_out_is_kept(tmp_path, capsys):
     assert "config.json is not a coordconv run's config; choose another --out" in _error(capsys, args)
     assert (out / "config.json").read_text() == card
     # a run's own config.json (a run that failed before its first checkpoint) still counts as empty
-    Run.start(tmp_path / "failed", {"lr": 1.0})
-    lock.release((tmp_path / "failed").resolve())
+    Session.start(tmp_path / "failed", {"lr": 1.0})
+    rundir.release((tmp_path / "failed").resolve())
     toy.main(toy.preset("smoke", task="classification", model="coordconv", epochs=1), tmp_path / "failed", **QUIET)
     assert (tmp_path / "failed" / "summary.json").exists()
 

@@ -15,7 +15,7 @@ import pytest
 
 from coordconv.repro import sweep
 from coordconv.repro.experiments import toy
-from coordconv.repro.runtime.provenance import SELF_KEY, summary_hash
+from coordconv.repro.runtime.rundir import SELF_KEY, summary_hash
 
 
 def _sweep(*args, timeout=600, **kwargs):

@@ -336,10 +336,8 @@ def main(
         model.eval()
         with torch.no_grad():
             detections, props = model(images), proposals(model, images)
-        draw_predictions(
-            images, test.boxes[:8], detections, props, cfg.iou_proposals, session.run.path / "predictions.png"
-        )
-        final = session.run.history[-1]
+        draw_predictions(images, test.boxes[:8], detections, props, cfg.iou_proposals, session.path / "predictions.png")
+        final = session.history[-1]
         summary = {
             "task": "detection",
             "model": cfg.model,

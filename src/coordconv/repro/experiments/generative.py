@@ -308,7 +308,7 @@ def main(
         # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
         progress_rows: list[Tensor] = list(state.get("progress", []))
         session.start_at(step)
-        run = session.run
+        run = session
         metrics: dict[str, Any] = {}
         # the step outputs (losses, D's accuracies) summed since the last evaluation; evaluations log their means,
         # and checkpoints are taken right after one, so a resumed run sums exactly as an uninterrupted one

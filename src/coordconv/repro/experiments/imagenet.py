@@ -240,7 +240,7 @@ def _train(session: Session, cfg: Config, procs: Processes) -> None:
 
     from coordconv.repro.models.classifiers import build_classifier
 
-    train_set, val_set = datasets(cfg, data_root(cfg, session.run.path, procs))
+    train_set, val_set = datasets(cfg, data_root(cfg, session.path, procs))
     model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)
     model = model.to(procs.device)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
@@ -296,7 +296,7 @@ def _train(session: Session, cfg: Config, procs: Processes) -> None:
         checksums = [float(c) for c in gathered]
     summary: dict[str, Any] = {}
     if session.main:
-        final = session.run.history[-1]
+        final = session.history[-1]
         summary = {
             "task": "imagenet",
             "arch": cfg.arch,

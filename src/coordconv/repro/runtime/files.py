@@ -26,7 +26,6 @@ __all__ = [
     "failure_reason",
     "file_mode",
     "json_text",
-    "process_alive",
     "remove_stale_copies",
     "temporary_name",
     "write_atomic",
@@ -60,6 +59,17 @@ def failure_reason(error: BaseException, folder: Path) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _is_file(path: Path) -> bool:
     """``path.is_file()``, False where the path cannot even be looked up (too long, no permission)."""
     try:
@@ -86,17 +96,6 @@ def temporary_name(path: Path) -> str:
     return f".{stem}{digest}{tag}{path.suffix}"
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_copies(path: Path) -> None:
     """Remove the temporary copies of ``path`` that writers killed mid-write left (their process is gone).
 
@@ -110,7 +109,7 @@ def remove_stale_copies(path: Path) -> None:
         for old in path.parent.iterdir():
             found = pattern.match(old.name)
             pid = found and int(found.group(1) or found.group(2))
-            if pid and pid != os.getpid() and not process_alive(pid):
+            if pid and pid != os.getpid() and not _process_alive(pid):
                 if old.is_dir() and not old.is_symlink():
                     shutil.rmtree(old, ignore_errors=True)
                 else:

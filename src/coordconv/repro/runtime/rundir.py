@@ -22,32 +22,37 @@ Infinity.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
+import fcntl
+import hashlib
 import json
-import sys
-from collections.abc import Callable, Iterator, Mapping
+import os
+import platform
+import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from coordconv._version import __version__
 from coordconv.repro.runtime.config import complete_config, to_dict
-from coordconv.repro.runtime.files import RunError, atomic_path, failure_reason, json_text, write_atomic, write_json
-from coordconv.repro.runtime.lock import LOCK, claim, release
-from coordconv.repro.runtime.provenance import (
-    ENVIRONMENT_KEYS,
-    SELF_KEY,
-    difference,
-    environment,
-    record_files,
-    sha256,
-    summary_hash,
+from coordconv.repro.runtime.files import (
+    RunError,
+    failure_reason,
+    file_mode,
 )
 
-__all__ = ["FinishedRun", "Run", "RunError", "config_changes", "finished_summary", "read_finished"]
+__all__ = [
+    "SELF_KEY",
+    "FinishedRun",
+    "RunError",
+    "config_changes",
+    "finished_summary",
+    "read_finished",
+    "release",
+    "summary_hash",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -57,6 +62,117 @@ SUMMARY = "summary.json"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, WEIGHTS, SUMMARY)
 FILES_KEY = "files"  # summary.json's record of the run's files: name -> {"bytes": ..., "sha256": ...}
 DROPPABLE = (CHECKPOINT, WEIGHTS)  # what a finished run may lack: the reports never read them
+
+# -- provenance: what a run's numbers depend on and what it wrote -------------------------------------------
+
+SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), so that an edited number is caught
+
+
+def git_revision() -> dict[str, Any]:
+    """The commit and dirty flag of the git checkout the package runs from (``None`` outside a checkout)."""
+    cwd = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_files(folder: Path, but: str) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every visible file in ``folder`` but ``but`` (the summary that holds the record)."""
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name != but
+    }
+
+
+def summary_hash(summary: Mapping[str, Any]) -> str:
+    """SHA-256 of the summary's keys but its own hash, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in summary.items() if k != SELF_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+ENVIRONMENT_KEYS = ("git", "versions", "cpu")
+
+
+def environment(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's numbers depend on besides its config: the code, the versions and the CPU it trains with."""
+    return {
+        "git": git_revision(),
+        "versions": {"coordconv": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        # the thread count it trains with (a config's 0 resolves to torch's default here) and the CPU kernels torch
+        # picks on this machine
+        "cpu": {
+            "threads": config.get("threads") or torch.get_num_threads(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(),
+        },
+    }
+
+
+def difference(key: str, before: Any, now: Any) -> str:
+    """``torch 2.13.0 -> 2.14.1``: what changed in one part of the environment."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        parts = [f"{k} {before.get(k)} -> {now.get(k)}" for k in now if before.get(k) != now.get(k)]
+        return ", ".join(parts) if parts else key
+    return f"{key} {before} -> {now}"
+
+
+# -- the lock a process holds on the run directory it trains in, so that a second process refuses -------------
+
+LOCK = ".lock"
+
+# Locks this process holds, by resolved run directory: a run started again in the same process (reproduce after
+# a failed run, tests) keeps its claim; another process is refused. The kernel drops them when the process ends.
+_CLAIMS: dict[Path, int] = {}
+
+
+def claim(path: Path) -> None:
+    """Hold an exclusive lock on ``path/.lock`` for this process's life (or until the run finishes).
+
+    Raises:
+        RunError: another process holds it, or the directory is not writable.
+    """
+    key = path.resolve()
+    if key in _CLAIMS:
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as e:
+        raise RunError(f"cannot write in the run directory {path}: {failure_reason(e, path)}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise RunError(f"{path} is in use by another process (it holds {path / LOCK}); wait for it to end") from e
+    _CLAIMS[key] = fd
+
+
+def release(path: Path) -> None:
+    """Drop the lock that :func:`claim` took on ``path`` (nothing if this process holds none)."""
+    fd = _CLAIMS.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 def _prepare_dir(name: str | Path) -> Path:
@@ -87,48 +203,6 @@ def config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> lis
     return sorted(k for k in current if stored.get(k) != current[k])
 
 
-def _verify_files(folder: Path, summary: Mapping[str, Any]) -> None:
-    """Check a finished run's files against the record in its summary.
-
-    A summary without the record predates it (for example the older committed runs under ``results/``, which are
-    kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
-    absent (``DROPPABLE``); a file that is present must match its record.
-    """
-    if SELF_KEY in summary and summary[SELF_KEY] != summary_hash(summary):
-        raise RunError(
-            f"finished run {folder} is damaged: {folder / SUMMARY} was changed after the run wrote it (its "
-            f"{SELF_KEY} does not match its content); retrain it with --overwrite"
-        )
-    record = summary.get(FILES_KEY)
-    if record is None:
-        return
-    if not isinstance(record, dict):
-        raise RunError(f"{folder / SUMMARY} is damaged: its {FILES_KEY!r} record is not a mapping")
-    for name, expected in record.items():
-        path = folder / name
-        if not path.is_file() and name in DROPPABLE and not path.exists():
-            continue
-        if not path.is_file():
-            raise RunError(f"finished run {folder} is damaged: {path} is missing; retrain it with --overwrite")
-        size = path.stat().st_size
-        if size != expected.get("bytes") or sha256(path) != expected.get("sha256"):
-            raise RunError(
-                f"finished run {folder} is damaged: {path} ({size} bytes) differs from what the run wrote "
-                f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
-            )
-
-
-def _read_summary(folder: Path) -> dict[str, Any]:
-    path = folder / SUMMARY
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path} is unreadable or not JSON ({type(e).__name__}); retrain it with --overwrite") from e
-    if not isinstance(summary, dict):
-        raise RunError(f"{path} does not hold a JSON object; retrain the run with --overwrite")
-    return summary
-
-
 @dataclass(frozen=True)
 class FinishedRun:
     """A finished run's directory, its ``summary.json`` and its ``metrics.jsonl`` (empty if absent)."""
@@ -156,16 +230,43 @@ class FinishedRun:
 def read_finished(folder: Path) -> FinishedRun:
     """The one way to read a finished run: its summary and metrics, its files verified against the summary's record.
 
+    A summary without the record predates it (for example the older committed runs under ``results/``, which are
+    kept as they were made): it is read as it is, without verification. The checkpoint and the weights may be
+    absent (``DROPPABLE``); a file that is present must match its record.
+
     Raises:
         RunError: a file is missing, damaged or not what the run wrote; the message names it.
     """
-    summary = _read_summary(folder)
-    _verify_files(folder, summary)
-    path = folder / METRICS
-    if not path.exists():
-        return FinishedRun(folder, summary, [])
+    path = folder / SUMMARY
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path} is unreadable or not JSON ({type(e).__name__}); retrain it with --overwrite") from e
+    if not isinstance(summary, dict):
+        raise RunError(f"{path} does not hold a JSON object; retrain the run with --overwrite")
+    if SELF_KEY in summary and summary[SELF_KEY] != summary_hash(summary):
+        raise RunError(
+            f"finished run {folder} is damaged: {path} was changed after the run wrote it (its "
+            f"{SELF_KEY} does not match its content); retrain it with --overwrite"
+        )
+    record = summary.get(FILES_KEY)
+    if record is not None and not isinstance(record, dict):
+        raise RunError(f"{path} is damaged: its {FILES_KEY!r} record is not a mapping")
+    for name, expected in (record or {}).items():
+        file = folder / name
+        if not file.is_file() and name in DROPPABLE and not file.exists():
+            continue
+        if not file.is_file():
+            raise RunError(f"finished run {folder} is damaged: {file} is missing; retrain it with --overwrite")
+        size = file.stat().st_size
+        if size != expected.get("bytes") or sha256(file) != expected.get("sha256"):
+            raise RunError(
+                f"finished run {folder} is damaged: {file} ({size} bytes) differs from what the run wrote "
+                f"({expected.get('bytes')} bytes, recorded in {SUMMARY}); retrain it with --overwrite"
+            )
     metrics = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    path = folder / METRICS
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
         try:
             metrics.append(json.loads(line))
         except ValueError:
@@ -193,7 +294,7 @@ def finished_summary(folder: Path, config: Any) -> dict[str, Any] | None:
 
 
 def _is_run_config(path: Path) -> bool:
-    """Whether ``path`` is a ``config.json`` that :meth:`Run.start` wrote (not a model card's or a tool's)."""
+    """Whether ``path`` is a ``config.json`` that `Session.start` wrote (not a model card's or a tool's)."""
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -204,236 +305,3 @@ def _is_run_config(path: Path) -> bool:
         and isinstance(stored.get("versions"), dict)
         and "coordconv" in stored["versions"]
     )
-
-
-class Run:
-    """One run directory. Create it with :meth:`start`; experiments never touch its files directly.
-
-    Args:
-        path: the run directory.
-        config: the resolved config (JSON-serialisable).
-    """
-
-    def __init__(self, path: Path, config: Mapping[str, Any]) -> None:
-        self.path = path
-        self.config = dict(config)
-        self.history: list[dict[str, Any]] = []
-        self.environment_change: str | None = None  # set on resuming in another environment: what differs
-        self._complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda stored: stored
-        self._reader = False
-
-    @classmethod
-    def reader(
-        cls,
-        path: str | Path,
-        config: Mapping[str, Any],
-        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-    ) -> Run:
-        """The run in ``path`` as another process of it sees it: its checkpoint read, nothing written or claimed.
-
-        Processes other than rank 0 of a ``torchrun`` launch restore the checkpoint that rank 0 writes.
-        """
-        run = cls(Path(path), config)
-        run._complete = complete or (lambda stored: stored)
-        run._reader = True
-        return run
-
-    @classmethod
-    def start(
-        cls,
-        path: str | Path,
-        config: Mapping[str, Any],
-        *,
-        resume: bool = False,
-        overwrite: bool = False,
-        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-    ) -> Run:
-        """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
-
-        A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
-        example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
-        (a model folder's, say) is kept unless ``overwrite``.
-
-        ``complete`` fills in the fields a stored config lacks (a run made before a field existed) before it is
-        compared on resuming: :func:`~coordconv.repro.runtime.config.complete_config` for the config's class.
-
-        Raises:
-            RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
-                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
-        """
-        path = _prepare_dir(path)
-        claim(path)
-        run = cls(path, config)
-        run._complete = complete or (lambda stored: stored)
-        existing = [name for name in RUN_FILES if (path / name).exists()]
-        if resume:
-            if not (path / CONFIG).exists():
-                raise RunError(
-                    f"cannot resume: {path} holds no run ({CONFIG} is missing: none was started there, or it was "
-                    "stopped before it wrote one); start it with the same command without --resume"
-                )
-            changed = config_changes(run._complete(run.stored_config()), run.config)
-            if changed:
-                raise RunError(
-                    f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
-                )
-            if not run.finished:
-                run._record_environment()
-            return run
-        if existing == [CONFIG] and not overwrite and not _is_run_config(path / CONFIG):
-            raise RunError(
-                f"{path / CONFIG} is not a coordconv run's config; choose another --out (or pass --overwrite to "
-                "replace the file)"
-            )
-        if existing and existing != [CONFIG] and not overwrite:
-            raise RunError(
-                f"{path} already holds a run ({', '.join(existing)}); "
-                "pass --resume to continue it or --overwrite to replace it"
-            )
-        for name in existing:
-            (path / name).unlink()
-        write_json(
-            path / CONFIG,
-            {
-                "config": run.config,
-                **environment(run.config),
-                "command": sys.argv,
-                "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            },
-        )
-        return run
-
-    def _record_environment(self) -> None:
-        """On resuming: add this process's environment to ``config.json`` when it differs from the last one there.
-
-        A run's numbers depend on torch, the CPU kernels and the code, so a run continued elsewhere records every
-        environment it trained in (the summary lists them); :attr:`environment_change` says what changed.
-        """
-        stored = json.loads((self.path / CONFIG).read_text())
-        now = environment(self.config)
-        seen = [{k: stored.get(k) for k in ENVIRONMENT_KEYS}, *stored.get("resumed_in", [])]
-        last = {k: seen[-1].get(k) for k in ENVIRONMENT_KEYS}
-        changed = [difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
-        if not changed:
-            return
-        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        stored["resumed_in"] = [*stored.get("resumed_in", []), {**now, "started": started}]
-        write_json(self.path / CONFIG, stored)
-        self.environment_change = "; ".join(changed)
-
-    def environments(self) -> list[dict[str, Any]]:
-        """Every environment the run trained in, first to last (from ``config.json``)."""
-        stored = json.loads((self.path / CONFIG).read_text())
-        first = {k: stored.get(k) for k in ENVIRONMENT_KEYS}
-        return [first, *({k: e.get(k) for k in ENVIRONMENT_KEYS} for e in stored.get("resumed_in", []))]
-
-    def stored_config(self) -> dict[str, Any]:
-        """The config saved in ``config.json``."""
-        try:
-            return dict(json.loads((self.path / CONFIG).read_text())["config"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise RunError(f"{self.path / CONFIG} is unreadable: {e}") from e
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run wrote its summary."""
-        return (self.path / SUMMARY).exists()
-
-    # -- metrics ----------------------------------------------------------------------------------------------
-
-    def log(self, record: Mapping[str, Any]) -> None:
-        """Append one evaluation to the history and to ``metrics.jsonl``.
-
-        Raises:
-            RunError: the record holds NaN or an infinity.
-        """
-        json_text(self.path / METRICS, dict(record))
-        self.history.append(dict(record))
-        self._write_metrics()
-
-    def _write_metrics(self) -> None:
-        path = self.path / METRICS
-        write_atomic(path, "".join(json_text(path, r) + "\n" for r in self.history))
-
-    # -- checkpoints ------------------------------------------------------------------------------------------
-
-    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
-        """Save the training state (tensors, numbers, strings, lists and dicts only) with the metrics history.
-
-        Everything that decides how the run goes on, whether it is over included (a target reached, an early
-        stop), belongs in ``state``: a run killed after this checkpoint resumes from it alone.
-        """
-        with atomic_path(self.path / CHECKPOINT) as tmp:
-            torch.save({**state, "history": self.history, "config": self.config}, tmp)
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        """The saved training state (``None`` if there is none yet); restores the metrics history.
-
-        Raises:
-            RunError: the checkpoint exists but cannot be read, or was written by another run (another config).
-        """
-        path = self.path / CHECKPOINT
-        if not path.exists():
-            return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            history = [dict(r) for r in state.pop("history")]
-            config = state.pop("config", None)
-        except Exception as e:  # a truncated or foreign file raises many different errors
-            raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
-        # checkpoints written before the config was stored in them are taken as they are
-        changed = [] if config is None else config_changes(self._complete(config), self.config)
-        if changed:
-            raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
-        self.history = history
-        if not self._reader:
-            self._write_metrics()
-        return dict(state)
-
-    @contextlib.contextmanager
-    def restoring(self) -> Iterator[None]:
-        """Wrap the code that puts a loaded checkpoint's state back into the model and the optimizer.
-
-        Raises:
-            RunError: the state does not fit (missing or unexpected keys, other shapes), naming the checkpoint.
-        """
-        try:
-            yield
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise RunError(
-                f"cannot resume: {self.path / CHECKPOINT} does not fit this run ({type(e).__name__}: {first[:200]})"
-            ) from e
-
-    # -- results ----------------------------------------------------------------------------------------------
-
-    def save_weights(self, model: nn.Module) -> None:
-        """Save the model's state dict as safetensors, with the config as metadata (shared tensors copied)."""
-        from safetensors.torch import save_file
-
-        tensors: dict[str, torch.Tensor] = {}
-        seen: set[tuple[int, int]] = set()
-        for k, v in model.state_dict().items():
-            v = v.detach().contiguous().cpu()
-            where = (v.untyped_storage().data_ptr(), v.storage_offset())
-            # safetensors refuses tensors that share memory (a body shared by two heads appears under two names)
-            tensors[k] = v.clone() if where in seen else v
-            seen.add(where)
-        with atomic_path(self.path / WEIGHTS) as tmp:
-            save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
-
-    def save_with(self, name: str, write: Callable[[Path], None]) -> None:
-        """Write an extra file of the run (a picture, an archive) atomically: ``write`` gets the temporary path."""
-        with atomic_path(self.path / name) as tmp:
-            write(tmp)
-
-    def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        """Write ``summary.json``, which marks the run finished, with the record of the run's files; return it."""
-        written = {**summary, "environments": self.environments(), FILES_KEY: record_files(self.path, SUMMARY)}
-        written[SELF_KEY] = summary_hash(written)
-        write_json(self.path / SUMMARY, written)
-        release(self.path)
-        # a finished run is never trained in again (a resume returns it as it is): its lock file goes
-        with contextlib.suppress(OSError):
-            (self.path / LOCK).unlink()
-        return written

@@ -26,20 +26,47 @@ checkpoint as an interruption would (the run then resumes with ``--resume``); no
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import os
+import sys
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from coordconv.repro.runtime.allocator import keep_freed_memory
+import torch
+from torch import nn
+
 from coordconv.repro.runtime.config import complete_config, to_dict
-from coordconv.repro.runtime.files import RunError
-from coordconv.repro.runtime.progress import Progress
+from coordconv.repro.runtime.files import RunError, atomic_path, json_text, write_atomic, write_json
 from coordconv.repro.runtime.ranks import ALONE, Processes, barrier, broadcast
-from coordconv.repro.runtime.rundir import Run, read_finished
-from coordconv.repro.runtime.seeding import seed_everything, set_threads
+from coordconv.repro.runtime.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    ENVIRONMENT_KEYS,
+    FILES_KEY,
+    LOCK,
+    METRICS,
+    RUN_FILES,
+    SELF_KEY,
+    SUMMARY,
+    WEIGHTS,
+    _is_run_config,
+    _prepare_dir,
+    claim,
+    config_changes,
+    difference,
+    environment,
+    read_finished,
+    record_files,
+    release,
+    summary_hash,
+)
+from coordconv.repro.runtime.seeding import keep_freed_memory, seed_everything, set_threads
 
 __all__ = ["STOP_AFTER_CHECKPOINTS", "Session", "resumed_line", "stop_after_checkpoints"]
 
@@ -75,47 +102,170 @@ def _load(part: Any, state: Any) -> None:
         part.load_state_dict(state)
 
 
+class _Progress:
+    """Count steps towards ``total``: a tqdm bar (when installed) on a terminal, else a log line every ``every`` s.
+
+    Lines go to standard error; without a terminal (CI logs, files, pipes) they are plain log lines.
+    """
+
+    def __init__(self, total: int, desc: str, every: float) -> None:
+        self.total, self.desc, self.every = total, desc, every
+        self.stream = sys.stderr
+        self.n = 0
+        self.postfix: dict[str, Any] = {}
+        self._last = time.monotonic()
+        self._bar: Any = None
+        if self.stream.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm  # type: ignore[import-untyped]
+
+                self._bar = tqdm(total=total, desc=desc, file=self.stream, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        """Advance by ``n`` steps and show ``postfix`` values (metrics) next to the count."""
+        self.n += n
+        self.postfix.update(postfix)
+        if self._bar is not None:
+            self._bar.update(n)
+            if postfix:
+                self._bar.set_postfix_str(self._format_postfix(), refresh=False)
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            self.write(f"{self.desc}: {self.n}/{self.total} {self._format_postfix()}".rstrip())
+
+    def write(self, line: str) -> None:
+        """Print a line without breaking the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _format_postfix(self) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.postfix.items())
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class _Stop(Exception):
     """Raised after the checkpoint at which the test hook asks a session to stop."""
 
 
 class Session:
-    """One training run's directory, progress, log and checkpoints; see the module docstring.
+    """One run: its directory, progress, log and checkpoints; see the module docstring.
 
-    Create it with :meth:`open`. Attributes:
-        run: the run directory (:class:`~coordconv.repro.runtime.rundir.Run`); in processes other than rank 0 it
-            is only read (the checkpoint), never written.
+    Create it with :meth:`open` (an experiment's run) or :meth:`start` (a directory and a resolved config).
+
+    Attributes:
+        path: the run directory; in processes other than rank 0 it is only read (the checkpoint), never written.
+        config: the resolved config (JSON-serialisable).
+        history: the evaluations logged so far (``metrics.jsonl``).
+        environment_change: set on resuming in another environment: what differs.
         procs: the run's processes (one, unless under ``torchrun``).
         resumed: whether a checkpoint was restored.
         result: the summary once the run finished (or was found finished), ``{"interrupted": True, ...}`` when
             the test hook stopped it, else ``None``.
     """
 
-    def __init__(
-        self,
-        run: Run,
-        desc: str,
-        total: int,
-        log: Callable[[str], None] | None,
-        every: float,
-        unit: str = "epoch",
-        resume: bool = False,
-        procs: Processes = ALONE,
-    ) -> None:
-        self.run = run
-        self.procs = procs
-        self.desc = desc
-        self.total = total
-        self.unit = unit
+    def __init__(self, path: Path, config: Mapping[str, Any]) -> None:
+        self.path = path
+        self.config = dict(config)
+        self.history: list[dict[str, Any]] = []
+        self.environment_change: str | None = None
+        self._complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda stored: stored
+        self._reader = False
+        self.procs = ALONE
+        self.desc = ""
+        self.total = 0
+        self.unit = "epoch"
         self.resumed = False
-        self._resume = resume
+        self._resume = False
         self.result: dict[str, Any] | None = None
-        self._log = log
-        self._every = every
-        self._progress: Progress | None = None
+        self._log: Callable[[str], None] | None = None
+        self._every = 10.0
+        self._progress: _Progress | None = None
         self._checkpoints = 0
         self._done = 0
         self._stop_after = stop_after_checkpoints()
+
+    @classmethod
+    def start(
+        cls,
+        path: str | Path,
+        config: Mapping[str, Any],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        complete: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        reader: bool = False,
+    ) -> Session:
+        """Open ``path`` for a new run, or for resuming the run already there, and claim it for this process.
+
+        ``reader``: open the run as another process of it sees it (processes other than rank 0 of a ``torchrun``
+        launch restore the checkpoint that rank 0 writes): nothing is checked, written or claimed.
+
+        A folder that holds only a run's ``config.json`` (a run that failed before its first checkpoint, for
+        example on its data) counts as empty: nothing would be lost by starting again. Any other ``config.json``
+        (a model folder's, say) is kept unless ``overwrite``.
+
+        ``complete`` fills in the fields a stored config lacks (a run made before a field existed) before it is
+        compared on resuming: :func:`~coordconv.repro.runtime.config.complete_config` for the config's class.
+
+        Raises:
+            RunError: ``path`` is not a usable folder or another process runs in it; the folder holds another run
+                (and neither ``resume`` nor ``overwrite``), or ``resume`` finds no run or a different config.
+        """
+        run = cls(Path(path), config)
+        run._complete = complete or (lambda stored: stored)
+        run._reader = reader
+        if reader:
+            return run
+        path = _prepare_dir(path)
+        claim(path)
+        existing = [name for name in RUN_FILES if (path / name).exists()]
+        if resume:
+            if not (path / CONFIG).exists():
+                raise RunError(
+                    f"cannot resume: {path} holds no run ({CONFIG} is missing: none was started there, or it was "
+                    "stopped before it wrote one); start it with the same command without --resume"
+                )
+            try:
+                stored = dict(json.loads((path / CONFIG).read_text())["config"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise RunError(f"{path / CONFIG} is unreadable: {e}") from e
+            changed = config_changes(run._complete(stored), run.config)
+            if changed:
+                raise RunError(
+                    f"cannot resume {path}: its config differs in {', '.join(changed)} (--overwrite replaces it)"
+                )
+            if not run.finished:
+                run._record_environment()
+            return run
+        if existing == [CONFIG] and not overwrite and not _is_run_config(path / CONFIG):
+            raise RunError(
+                f"{path / CONFIG} is not a coordconv run's config; choose another --out (or pass --overwrite to "
+                "replace the file)"
+            )
+        if existing and existing != [CONFIG] and not overwrite:
+            raise RunError(
+                f"{path} already holds a run ({', '.join(existing)}); "
+                "pass --resume to continue it or --overwrite to replace it"
+            )
+        for name in existing:
+            (path / name).unlink()
+        write_json(
+            path / CONFIG,
+            {
+                "config": run.config,
+                **environment(run.config),
+                "command": sys.argv,
+                "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            },
+        )
+        return run
 
     @classmethod
     def open(
@@ -148,31 +298,53 @@ class Session:
                 its outcome and raise the same error).
 
         Raises:
-            RunError: see :meth:`Run.start`.
+            RunError: see :meth:`start`.
         """
         complete = partial(complete_config, type(cfg))
-        if procs.world == 1:
-            run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
-        else:
-            error = None
-            if procs.main:
-                try:
-                    run = Run.start(out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete)
-                except RunError as e:
-                    error = str(e)
-            else:
-                run = Run.reader(out, to_dict(cfg), complete)
-            error = broadcast(error, procs)
-            if error is not None:
-                raise RunError(error)
-        session = cls(run, desc, total, log, every, unit, resume, procs)
-        if resume and broadcast(run.finished, procs):
-            session.result = read_finished(run.path).summary
+        error = None
+        try:  # the processes other than rank 0 only read the run (its checkpoint)
+            session = cls.start(
+                out, to_dict(cfg), resume=resume, overwrite=overwrite, complete=complete, reader=not procs.main
+            )
+        except RunError as e:
+            if procs.world == 1:
+                raise
+            error = str(e)
+        error = broadcast(error, procs)  # the others learn rank 0's outcome and raise the same error
+        if error is not None:
+            raise RunError(error)
+        session.procs, session.desc, session.total, session.unit = procs, desc, total, unit
+        session._log, session._every, session._resume = log, every, resume
+        if resume and broadcast(session.finished, procs):
+            session.result = read_finished(session.path).summary
             return session
         set_threads(cfg.threads)
         keep_freed_memory()
         seed_everything(cfg.seed)
         return session
+
+    def _record_environment(self) -> None:
+        """On resuming: add this process's environment to ``config.json`` when it differs from the last one there.
+
+        A run's numbers depend on torch, the CPU kernels and the code, so a run continued elsewhere records every
+        environment it trained in (the summary lists them); :attr:`environment_change` says what changed.
+        """
+        stored = json.loads((self.path / CONFIG).read_text())
+        now = environment(self.config)
+        seen = [{k: stored.get(k) for k in ENVIRONMENT_KEYS}, *stored.get("resumed_in", [])]
+        last = {k: seen[-1].get(k) for k in ENVIRONMENT_KEYS}
+        changed = [difference(k, last.get(k), now[k]) for k in ENVIRONMENT_KEYS if last.get(k) != now[k]]
+        if not changed:
+            return
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        stored["resumed_in"] = [*stored.get("resumed_in", []), {**now, "started": started}]
+        write_json(self.path / CONFIG, stored)
+        self.environment_change = "; ".join(changed)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run wrote its summary."""
+        return (self.path / SUMMARY).exists()
 
     def restore(self, **parts: Any) -> dict[str, Any] | None:
         """The checkpoint's training state when resuming from one (``None`` without one), its parts put back.
@@ -180,21 +352,42 @@ class Session:
         Each keyword names a part of the state and what it goes back into: an object with ``load_state_dict``
         (a model, an optimizer) or a mapping of them by name (``modules={"G": g, "D": d}`` for
         ``state["modules"]["G"]``, ...). The rest of the state (counters, histories) the caller reads from the
-        returned dict. A state that does not fit raises :class:`RunError` naming the checkpoint.
+        returned dict. The metrics history comes back from the checkpoint too (rank 0 rewrites ``metrics.jsonl``
+        from it).
 
         Example::
 
             state = session.restore(model=model, optimizer=optimizer)
             epoch = state["epoch"] if state else 0
+
+        Raises:
+            RunError: the checkpoint cannot be read, was written by another run (another config), or its state
+                does not fit (missing or unexpected keys, other shapes); the message names the checkpoint.
         """
-        state = self.run.load_checkpoint()
-        if state is None:
+        path = self.path / CHECKPOINT
+        if not path.exists():
             return None
-        with self.run.restoring():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            history = [dict(r) for r in state.pop("history")]
+            config = state.pop("config", None)
+        except Exception as e:  # a truncated or foreign file raises many different errors
+            raise RunError(f"cannot resume: {path} is corrupt or not a checkpoint ({type(e).__name__})") from e
+        # checkpoints written before the config was stored in them are taken as they are
+        changed = [] if config is None else config_changes(self._complete(config), self.config)
+        if changed:
+            raise RunError(f"cannot resume: {path} belongs to another run (its config differs in {', '.join(changed)})")
+        self.history = history
+        if not self._reader:
+            self._write_metrics()
+        try:
             for key, part in parts.items():
                 _load(part, state[key])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise RunError(f"cannot resume: {path} does not fit this run ({type(e).__name__}: {first[:200]})") from e
         self.resumed = True
-        return state
+        return dict(state)
 
     @property
     def main(self) -> bool:
@@ -203,7 +396,7 @@ class Session:
 
     def __enter__(self) -> Session:
         if self._log is None and self.main:
-            self._progress = Progress(self.total, self.desc, every=self._every)
+            self._progress = _Progress(self.total, self.desc, self._every)
         return self
 
     def __exit__(
@@ -245,26 +438,25 @@ class Session:
         """Start the count at ``done`` units (a resumed run says where it goes on from)."""
         if self.resumed or self._resume:
             self.emit(f"{self.desc}: {resumed_line(done, self.total, self.unit, checkpoint=self.resumed)}")
-        if self.run.environment_change:
+        if self.environment_change:
             self.emit(
-                f"{self.desc}: resumed in another environment ({self.run.environment_change}); config.json and "
+                f"{self.desc}: resumed in another environment ({self.environment_change}); config.json and "
                 "the summary record both"
             )
         self.advance(done - self._done)
 
-    def log(self, record: Mapping[str, Any]) -> None:
-        """One evaluation into ``metrics.jsonl`` (rank 0 writes it)."""
-        if self.main:
-            self.run.log(record)
-
     def checkpoint(self, state: Mapping[str, Any], *, last: bool = False) -> None:
-        """Save the training state; everything that decides whether the run is over belongs in ``state``.
+        """Save the training state (tensors, numbers, strings, lists and dicts only) with the metrics history.
+
+        Everything that decides how the run goes on, whether it is over included (a target reached, an early
+        stop), belongs in ``state``: a run killed after this checkpoint resumes from it alone.
 
         ``last``: this is the run's final checkpoint (the test hook does not stop a run that is done anyway).
         Rank 0 writes it; every process counts it, so all of them stop together under the test hook.
         """
         if self.main:
-            self.run.save_checkpoint(state)
+            with atomic_path(self.path / CHECKPOINT) as tmp:
+                torch.save({**state, "history": self.history, "config": self.config}, tmp)
         self._checkpoints += 1
         if self._stop_after and self._checkpoints >= self._stop_after and not last:
             raise _Stop
@@ -276,16 +468,65 @@ class Session:
         return self.result
 
     def finish(self, summary: Mapping[str, Any], model: Any = None) -> dict[str, Any]:
-        """Save ``model``'s weights (when given) and the summary, which marks the run finished; return it.
+        """Save ``model``'s weights (when given) and ``summary.json``, which marks the run finished; return it.
+
+        The summary gets the record of the run's files and of the environments it trained in.
 
         Rank 0 writes them (the other processes return ``summary`` as given), and no process returns before
         they are written.
         """
         if self.main:
             if model is not None:
-                self.run.save_weights(model)
-            self.result = self.run.finish(summary)
+                self._save_weights(model)
+            # every environment the run trained in, first to last (from config.json)
+            stored = json.loads((self.path / CONFIG).read_text())
+            seen = [stored, *stored.get("resumed_in", [])]
+            environments = [{k: e.get(k) for k in ENVIRONMENT_KEYS} for e in seen]
+            written = {**summary, "environments": environments, FILES_KEY: record_files(self.path, SUMMARY)}
+            written[SELF_KEY] = summary_hash(written)
+            write_json(self.path / SUMMARY, written)
+            release(self.path)
+            # a finished run is never trained in again (a resume returns it as it is): its lock file goes
+            with contextlib.suppress(OSError):
+                (self.path / LOCK).unlink()
+            self.result = written
         else:
             self.result = dict(summary)
         barrier(self.procs)
         return self.result
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append one evaluation to the history and to ``metrics.jsonl`` (rank 0 writes it).
+
+        Raises:
+            RunError: the record holds NaN or an infinity.
+        """
+        if not self.main:
+            return
+        json_text(self.path / METRICS, dict(record))
+        self.history.append(dict(record))
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        path = self.path / METRICS
+        write_atomic(path, "".join(json_text(path, r) + "\n" for r in self.history))
+
+    def save_with(self, name: str, write: Callable[[Path], None]) -> None:
+        """Write an extra file of the run (a picture, an archive) atomically: ``write`` gets the temporary path."""
+        with atomic_path(self.path / name) as tmp:
+            write(tmp)
+
+    def _save_weights(self, model: nn.Module) -> None:
+        """Save the model's state dict as safetensors, with the config as metadata (shared tensors copied)."""
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        seen: set[tuple[int, int]] = set()
+        for k, v in model.state_dict().items():
+            v = v.detach().contiguous().cpu()
+            where = (v.untyped_storage().data_ptr(), v.storage_offset())
+            # safetensors refuses tensors that share memory (a body shared by two heads appears under two names)
+            tensors[k] = v.clone() if where in seen else v
+            seen.add(where)
+        with atomic_path(self.path / WEIGHTS) as tmp:
+            save_file(tensors, str(tmp), metadata={"config": json.dumps(self.config)})
