@@ -229,7 +229,7 @@ def requires(cfg: Config) -> tuple[str, ...]:
 
 def describe(s: dict[str, Any]) -> str:
     """A finished run in one line: valid samples and position entropies."""
-    entropy = " / ".join("-" if s["entropy"][k] is None else f"{s['entropy'][k]:.2f}" for k in ("red", "blue", "diff"))
+    entropy = " / ".join(_fmt(s["entropy"][k]) for k in ("red", "blue", "diff"))
     return (
         f"{s['task']} {s['model']} seed {s['seed']}: {s['steps']} steps, one red + one blue in "
         f"{s['one_each']:.1%} of samples, entropy red / blue / diff {entropy}"
