@@ -17,7 +17,12 @@ from stable_baselines3.common.envs import FakeImageEnv  # noqa: E402
 from stable_baselines3.common.logger import Logger  # noqa: E402
 
 from coordconv.repro.experiments import rl, rl_agent  # noqa: E402
-from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor, count_coordconv  # noqa: E402
+from coordconv.repro.models.sb3 import ActorCoordPolicy, CNNExtractor  # noqa: E402
+
+
+def count_coordconv(module: torch.nn.Module) -> int:
+    """Number of CoordConv layers in ``module``."""
+    return sum(isinstance(m, CoordConv2d) for m in module.modules())
 
 
 @pytest.mark.parametrize(("coord", "expected"), [("none", 0), ("first", 1), ("all", 3)])

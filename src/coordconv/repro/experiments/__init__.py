@@ -19,3 +19,38 @@ Every experiment module exports the same small surface:
 Adding an experiment is one module with that surface plus one line in ``REGISTRY``
 (:mod:`coordconv.repro.experiments.registry`, which imports each module by name).
 """
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from coordconv.repro.runtime.config import validate
+
+#: the ranges :func:`check` tests fields against, by the words of the error message (``expected an integer >= 1``)
+RANGES: dict[str, Callable[[Any], bool]] = {
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    "> 0": lambda v: v > 0,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in (0, 1)": lambda v: 0 < v < 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+}
+
+
+def check(config: Any, ranges: Mapping[str, tuple[str, ...]], **special: tuple[bool, str]) -> None:
+    """Validate a config (:func:`~coordconv.repro.runtime.config.validate`), its fields in declaration order.
+
+    ``ranges`` names the fields under each range of :data:`RANGES` (``{">= 1": ("epochs", "batch_size")}``);
+    ``special`` checks the others (``field=(valid, allowed)``).
+
+    Raises:
+        ValueError: naming the first invalid field, its value and what was expected.
+    """
+    checks = {
+        name: (RANGES[allowed](getattr(config, name)), allowed) for allowed, names in ranges.items() for name in names
+    }
+    checks |= special
+    validate(config, {f.name: checks[f.name] for f in dataclasses.fields(config) if f.name in checks})

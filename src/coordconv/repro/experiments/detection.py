@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from coordconv.repro.data import mnist_canvas
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.experiments import check
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.session import Session
 
@@ -103,19 +104,13 @@ class Config:
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"clip_boxes": True}
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": (self.epochs >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
-            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-            "weight_decay": (self.weight_decay >= 0, ">= 0"),
-            "warmup_steps": (self.warmup_steps >= 0, ">= 0"),
-            "train_images": (self.train_images >= 1, ">= 1"),
-            "test_images": (self.test_images >= 1, ">= 1"),
-            "iou_proposals": (self.iou_proposals >= 1, ">= 1"),
-            "threads": (self.threads >= 0, ">= 0"),
+        ranges = {
+            ">= 1": ("epochs", "batch_size", "train_images", "test_images", "iou_proposals"),
+            ">= 0": ("weight_decay", "warmup_steps", "threads"),
+            "> 0": ("lr",),
+            "in [0, 1)": ("momentum",),
         }
-        validate(self, checks)
+        check(self, ranges)
 
 
 def preset(name: str, **fields: Any) -> Config:

@@ -28,7 +28,6 @@ resumed run continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +39,10 @@ import torch
 from torch import Tensor, nn
 
 from coordconv.repro.data import sortofclevr
+from coordconv.repro.experiments import check
 from coordconv.repro.experiments.generative_eval import INTERP_FRAMES, evaluate, step_generator
 from coordconv.repro.models import generative as models
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.plots import save_image_grid
 from coordconv.repro.runtime.session import Session
@@ -148,32 +148,20 @@ class Config:
     """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "steps": (self.steps >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "width": (0 < self.width <= 16 and math.isfinite(self.width), "in (0, 16]"),
-            "d_width": (
-                self.d_width is None or (0 < self.d_width <= 16 and math.isfinite(self.d_width)),
-                "None or in (0, 16]",
-            ),
-            "z_dim": (self.z_dim >= 1, ">= 1"),
-            "lr": (self.lr > 0, "> 0"),
-            "lr_d": (self.lr_d > 0, "> 0"),
-            "lr_g": (self.lr_g > 0, "> 0"),
-            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
-            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
-            "g_steps": (self.g_steps >= 1, ">= 1"),
-            "r1": (self.r1 >= 0 and math.isfinite(self.r1), ">= 0"),
-            "feature_match": (self.feature_match >= 0 and math.isfinite(self.feature_match), ">= 0"),
-            "g_ema": (0 <= self.g_ema < 1, "in [0, 1)"),
-            "lr_decay": (0 <= self.lr_decay <= 1, "in [0, 1]"),
-            "kl_weight": (self.kl_weight >= 0, ">= 0"),
-            "train_images": (self.train_images >= 1, ">= 1"),
-            "eval_every": (self.eval_every >= 1, ">= 1"),
-            "eval_samples": (self.eval_samples >= 2, ">= 2"),
-            "threads": (self.threads >= 0, ">= 0"),
+        ranges = {
+            ">= 1": ("steps", "batch_size", "z_dim", "g_steps", "train_images", "eval_every"),
+            ">= 0": ("r1", "feature_match", "kl_weight", "threads"),
+            "> 0": ("lr", "lr_d", "lr_g"),
+            "in [0, 1)": ("beta1", "beta2", "g_ema"),
+            "in [0, 1]": ("lr_decay",),
         }
-        validate(self, checks)
+        check(
+            self,
+            ranges,
+            width=(0 < self.width <= 16, "in (0, 16]"),
+            d_width=(self.d_width is None or 0 < self.d_width <= 16, "None or in (0, 16]"),
+            eval_samples=(self.eval_samples >= 2, ">= 2"),
+        )
 
 
 #: the ``cpu`` preset's per-model GAN settings: each model's width and latent size, and its discriminator's input as
@@ -241,7 +229,7 @@ def requires(cfg: Config) -> tuple[str, ...]:
 
 def describe(s: dict[str, Any]) -> str:
     """A finished run in one line: valid samples and position entropies."""
-    entropy = " / ".join("-" if s["entropy"][k] is None else f"{s['entropy'][k]:.2f}" for k in ("red", "blue", "diff"))
+    entropy = " / ".join(_fmt(s["entropy"][k]) for k in ("red", "blue", "diff"))
     return (
         f"{s['task']} {s['model']} seed {s['seed']}: {s['steps']} steps, one red + one blue in "
         f"{s['one_each']:.1%} of samples, entropy red / blue / diff {entropy}"

@@ -32,8 +32,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from coordconv.repro.experiments import check
 from coordconv.repro.experiments.imagenet_data import data_root, datasets
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import RunError, check_finite
 from coordconv.repro.runtime.ranks import Processes, all_sum, processes
 from coordconv.repro.runtime.session import Session
@@ -90,21 +91,18 @@ class Config:
     """torch CPU threads per process (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "image_size": (self.image_size >= 16, ">= 16"),
-            "epochs": (self.epochs >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
-            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-            "weight_decay": (self.weight_decay >= 0, ">= 0"),
-            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
-            "offline_train": (self.offline_train >= 1, ">= 1"),
-            "offline_val": (self.offline_val >= 1, ">= 1"),
-            "offline_grid": (1 <= self.offline_grid <= 10, "in [1, 10]"),
-            "workers": (self.workers >= 0, ">= 0"),
-            "threads": (self.threads >= 0, ">= 0"),
+        ranges = {
+            ">= 1": ("epochs", "batch_size", "offline_train", "offline_val"),
+            ">= 0": ("weight_decay", "workers", "threads"),
+            "> 0": ("lr",),
+            "in [0, 1)": ("momentum", "label_smoothing"),
         }
-        validate(self, checks)
+        check(
+            self,
+            ranges,
+            image_size=(self.image_size >= 16, ">= 16"),
+            offline_grid=(1 <= self.offline_grid <= 10, "in [1, 10]"),
+        )
 
 
 def preset(name: str, **fields: Any) -> Config:

@@ -24,7 +24,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import functools
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -32,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from coordconv.repro.experiments import check
 from coordconv.repro.experiments.rl_agent import build_agent, env_id, import_rl, make_env, register
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import check_finite
 from coordconv.repro.runtime.session import Session
 
@@ -108,21 +108,13 @@ class Config:
     """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "total_steps": (self.total_steps >= 1, ">= 1"),
-            "n_envs": (self.n_envs >= 1, ">= 1"),
-            "n_steps": (self.n_steps >= 1, ">= 1"),
-            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
-            "gamma": (0 < self.gamma <= 1, "in (0, 1]"),
-            "ent_coef": (self.ent_coef >= 0, ">= 0"),
-            "vf_coef": (self.vf_coef >= 0, ">= 0"),
-            "max_grad_norm": (self.max_grad_norm > 0, "> 0"),
-            "frame_stack": (self.frame_stack >= 1, ">= 1"),
-            "log_every": (self.log_every >= 1, ">= 1"),
-            "final_episodes": (self.final_episodes >= 1, ">= 1"),
-            "threads": (self.threads >= 0, ">= 0"),
+        ranges = {
+            ">= 1": ("total_steps", "n_envs", "n_steps", "frame_stack", "log_every", "final_episodes"),
+            ">= 0": ("ent_coef", "vf_coef", "threads"),
+            "> 0": ("lr", "max_grad_norm"),
+            "in (0, 1]": ("gamma",),
         }
-        validate(self, checks)
+        check(self, ranges)
 
     @property
     def is_minatar(self) -> bool:

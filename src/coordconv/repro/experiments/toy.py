@@ -20,7 +20,6 @@ do.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Literal
 import torch
 
 from coordconv.repro.data import notsoclevr
+from coordconv.repro.experiments import check
 from coordconv.repro.experiments.toy_presets import PAPER, QUICK, SMOKE, SPLITS
 from coordconv.repro.experiments.toy_tasks import (
     TARGETS,
@@ -41,7 +41,7 @@ from coordconv.repro.experiments.toy_tasks import (
     resolve_device,
     train_epoch,
 )
-from coordconv.repro.runtime.config import to_dict, validate
+from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import write_json
 from coordconv.repro.runtime.session import Session
 
@@ -142,28 +142,21 @@ class Config:
     """torch CPU threads (0: torch's default, which follows the machine: results then depend on it)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": (self.epochs >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0 and math.isfinite(self.lr), "> 0"),
-            "l2": (self.l2 >= 0, ">= 0"),
-            "adam_beta2": (0 <= self.adam_beta2 < 1, "in [0, 1)"),
-            "lr_step_every": (self.lr_step_every >= 0, ">= 0"),
-            "lr_max_steps": (self.lr_max_steps >= 0, ">= 0"),
-            "multiplier": (self.multiplier >= 1, ">= 1"),
+        ranges = {
+            ">= 1": ("epochs", "batch_size", "multiplier", "eval_batch_size"),
+            ">= 0": ("l2", "lr_step_every", "lr_max_steps", "train_subset", "test_subset", "eval_every", "threads"),
+            "> 0": ("lr", "onehot_scale"),
+            "in [0, 1)": ("adam_beta2",),
+            "in (0, 1)": ("test_fraction",),
+        }
+        check(
+            self,
+            ranges,
             # the paper's grids use 2-4; a filter wider than half the 64-px canvas sees nothing more, and large ones
             # fall to a reference kernel that runs for hours without a checkpoint
-            "filter_size": (1 <= self.filter_size <= notsoclevr.CANVAS // 2, f"from 1 to {notsoclevr.CANVAS // 2}"),
-            "square_value": (notsoclevr.valid_square_value(self.square_value), "> 0"),
-            "onehot_scale": (self.onehot_scale > 0, "> 0"),
-            "test_fraction": (0 < self.test_fraction < 1, "in (0, 1)"),
-            "train_subset": (self.train_subset >= 0, ">= 0"),
-            "test_subset": (self.test_subset >= 0, ">= 0"),
-            "eval_every": (self.eval_every >= 0, ">= 0"),
-            "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
-            "threads": (self.threads >= 0, ">= 0"),
-        }
-        validate(self, checks)
+            filter_size=(1 <= self.filter_size <= notsoclevr.CANVAS // 2, f"from 1 to {notsoclevr.CANVAS // 2}"),
+            square_value=(notsoclevr.valid_square_value(self.square_value), "> 0"),
+        )
         if self.interm_loss and (self.task, self.model) != ("rendering", "coordconv"):
             raise ValueError("interm_loss applies to the CoordConv rendering model only")
         if self.task == "rendering" and self.model == "conv" and self.filter_size < 2:

@@ -197,13 +197,13 @@ def build_gan(
     ``spectral_norm`` are the discriminator's (see :class:`Discriminator`); ``out="linear"`` leaves out the
     generator's final tanh (the caller applies it).
     """
-    d_options = {"batchnorm": batchnorm, "minibatch_std": minibatch_std, "spectral_norm": spectral_norm}
+    if model not in ("conv", "coordconv"):
+        raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+    coord = model == "coordconv"
+    generator = (CoordConvGenerator if coord else ConvGenerator)(z_dim, width, out=out)
     dw = width if d_width is None else d_width
-    if model == "conv":
-        return ConvGenerator(z_dim, width, out=out), Discriminator(dw, **d_options)
-    if model == "coordconv":
-        return CoordConvGenerator(z_dim, width, out=out), Discriminator(dw, coord=True, **d_options)
-    raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
+    options = {"batchnorm": batchnorm, "minibatch_std": minibatch_std, "spectral_norm": spectral_norm}
+    return generator, Discriminator(dw, coord=coord, **options)
 
 
 def _fans(weights: list[Tensor]) -> tuple[int, int]:

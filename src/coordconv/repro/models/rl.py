@@ -19,42 +19,27 @@ from torch import Tensor, nn
 
 from coordconv import CoordConv2d
 
-__all__ = ["PLACEMENTS", "MinAtarCNN", "NatureCNN", "Placement", "conv_layer"]
+__all__ = ["PLACEMENTS", "MinAtarCNN", "NatureCNN", "Placement"]
 
 Placement = Literal["none", "first", "all"]
 PLACEMENTS: tuple[str, ...] = ("none", "first", "all")
 
 
-def conv_layer(
-    index: int, coord: Placement, in_channels: int, out_channels: int, kernel_size: int, stride: int, *, with_r: bool
-) -> nn.Conv2d:
-    """Convolution number ``index`` (from 0) of a body with the ``coord`` placement."""
-    if coord not in PLACEMENTS:
-        raise ValueError(f"invalid coord placement {coord!r}; expected one of {PLACEMENTS}")
-    if coord == "all" or (coord == "first" and index == 0):
-        return CoordConv2d(in_channels, out_channels, kernel_size, stride, with_r=with_r)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride)
+class _Body(nn.Module):
+    """Convolutions of ``LAYERS`` (channels, kernel, stride), then a ``features``-unit layer, ReLU after each."""
 
+    LAYERS: tuple[tuple[int, int, int], ...]
 
-class NatureCNN(nn.Module):
-    """The Nature DQN body: three convolutions and a 512-unit layer, ReLU after each."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        height: int = 84,
-        width: int = 84,
-        *,
-        features: int = 512,
-        coord: Placement = "none",
-        with_r: bool = False,
-    ) -> None:
+    def __init__(self, in_channels: int, height: int, width: int, *, features: int, coord: Placement, with_r: bool):
         super().__init__()
-        layers = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
+        if coord not in PLACEMENTS:
+            raise ValueError(f"invalid coord placement {coord!r}; expected one of {PLACEMENTS}")
         convs: list[nn.Module] = []
         channels = in_channels
-        for i, (out, k, s) in enumerate(layers):
-            convs += [conv_layer(i, coord, channels, out, k, s, with_r=with_r), nn.ReLU()]
+        for i, (out, k, s) in enumerate(self.LAYERS):
+            coordinates = coord == "all" or (coord == "first" and i == 0)
+            conv = CoordConv2d(channels, out, k, s, with_r=with_r) if coordinates else nn.Conv2d(channels, out, k, s)
+            convs += [conv, nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():
@@ -66,8 +51,28 @@ class NatureCNN(nn.Module):
         return self.head(self.convs(x))  # type: ignore[no-any-return]
 
 
-class MinAtarCNN(nn.Module):
+class NatureCNN(_Body):
+    """The Nature DQN body: three convolutions and a 512-unit layer, ReLU after each."""
+
+    LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int = 84,
+        width: int = 84,
+        *,
+        features: int = 512,
+        coord: Placement = "none",
+        with_r: bool = False,
+    ) -> None:
+        super().__init__(in_channels, height, width, features=features, coord=coord, with_r=with_r)
+
+
+class MinAtarCNN(_Body):
     """MinAtar's baseline body: a 3x3 convolution with 16 channels and a 128-unit layer, ReLU after each."""
+
+    LAYERS = ((16, 3, 1),)
 
     def __init__(
         self,
@@ -79,10 +84,4 @@ class MinAtarCNN(nn.Module):
         coord: Placement = "none",
         with_r: bool = False,
     ) -> None:
-        super().__init__()
-        self.convs = nn.Sequential(conv_layer(0, coord, in_channels, 16, 3, 1, with_r=with_r), nn.ReLU(), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(16 * (height - 2) * (width - 2), features), nn.ReLU())
-        self.features = features
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.convs(x))  # type: ignore[no-any-return]
+        super().__init__(in_channels, height, width, features=features, coord=coord, with_r=with_r)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import gymnasium as gym
-import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -91,10 +90,3 @@ class ActorCoordPolicy(ActorCriticPolicy):
             kwargs = {**self.features_extractor_kwargs, "coord": "none"}
             self.vf_features_extractor = self.features_extractor_class(self.observation_space, **kwargs)
         super()._build(lr_schedule)
-
-
-def count_coordconv(module: torch.nn.Module) -> int:
-    """Number of CoordConv layers in ``module`` (for tests and reports)."""
-    from coordconv.layers import _CoordConvMixin
-
-    return sum(isinstance(m, _CoordConvMixin) for m in module.modules())
