@@ -35,8 +35,8 @@ import torch
 from coordconv.repro.experiments import toy, toy_tasks
 from coordconv.repro.experiments.toy_presets import GRIDS, SPLITS, Group
 from coordconv.repro.report.paper import PAPER
-from coordconv.repro.report.runs import COLOURS, MODELS
-from coordconv.repro.report.toy import NAMES, _fmt
+from coordconv.repro.report.runs import COLOURS, MODELS, NAMES
+from coordconv.repro.report.toy import _fmt
 from coordconv.repro.reproduce import train_one, usable_cpus
 from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import to_dict
