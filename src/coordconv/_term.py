@@ -340,8 +340,9 @@ def _pointwise(
     Only outside autograd (training keeps the batch-1 convolution, whose gradients the main job's committed runs
     were made with), on CPU, for unpadded layers, in plain eager calls (no compile, tracer, transform or dispatch
     mode), and unless ``SEPARABLE == "convolution"`` asks for the convolution everywhere. There the convolution of
-    the two- or three-channel grid costs 5 to 10 times the product, and it comes out channels_last, which a
-    contiguous output then copies: ``benchmarks/model_overhead.py`` measured both in ResNet-50 (33 such layers).
+    the two- or three-channel grid, with the copy of its channels_last result into a contiguous output's layout,
+    took 5 to 10 times the product (ResNet-50's 1x1 shapes, one thread, loaded machine); torch.profiler on
+    ``benchmarks/model_overhead.py``'s ResNet-50 found those copies to be most of its eager inference over the floor.
     """
     if SEPARABLE == "convolution" or x.device.type != "cpu" or _tracking_grad(coord_weight, bias):
         return False
