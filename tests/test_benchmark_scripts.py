@@ -66,3 +66,15 @@ def test_model_benchmark_runs_every_mode_and_reports_ratios():
         assert all(v > 0 for v in row.ratios.values())
     table = model_overhead.format_table(rows)
     assert table.count("\n| unet3d | first | eager |") == 2 and len(lines) == 2
+
+
+def test_model_profile_lists_operators_and_names_the_input_filter_copies():
+    import model_profile
+
+    weight = torch.randn(4, 5, 1, 1)  # three input channels and two coordinate channels, as CoordConv keeps them
+    times = model_profile.self_times(lambda: weight[:, :3].contiguous(), 2, {(4, 3, 1, 1)})
+    assert times[model_profile.WEIGHT_COPY][1] == 1  # one copy per call of the input filters' view
+    case = model_overhead.ModelCase("unet3d", lambda: model_overhead.UNet3d(width=2), 1, 1, (8, 8, 8))
+    lines = model_profile.profile_case(case, "train", "all", calls=1, warmup=0, top=5)
+    assert lines[0].startswith("### unet3d, all converted, eager train")
+    assert sum(line.startswith("| `") for line in lines) == 5 and "ours / floor" in lines[2]
