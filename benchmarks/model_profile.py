@@ -19,15 +19,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import timeit
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coordconv.bench import machine_description
-from model_overhead import ModelCase, _converted_names, build_variants, model_cases, step_fn
+from model_overhead import ModelCase, _converted_names, build_variants, keep_freed_memory, model_cases, step_fn
 
 WEIGHT_COPY = "aten::copy_ (input filters)"
 
@@ -46,6 +48,36 @@ def self_times(fn: object, calls: int, filter_shapes: set[tuple[int, ...]]) -> d
         ms, count = totals.get(key, (0.0, 0))
         totals[key] = (ms + event.self_cpu_time_total / 1e3 / calls, count + event.count // calls)
     return totals
+
+
+def fixed_cost_ms(layers: Sequence[nn.Module], mode: str, repeats: int = 5, number: int = 300) -> float:
+    """Milliseconds a call that ``layers`` cost beyond their plain twins whatever the data: Python and dispatch.
+
+    Each layer is rebuilt with one input and one output channel (its kernel, stride, padding, dilation, bias and
+    padding mode kept) and timed on a one-channel input of 8 pixels an axis against the plain torch layer of the
+    same arguments (best of ``repeats`` x ``number`` calls; training: forward and backward). At that size the
+    arithmetic is negligible, so the difference is what a converted layer adds per call at any size.
+    """
+    costs: dict[tuple[object, ...], float] = {}
+    total = 0.0
+    for m in layers:
+        kwargs = {
+            "kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "dilation": m.dilation,
+            "bias": m.bias is not None, "padding_mode": m.padding_mode,
+        }  # fmt: skip
+        if m.transposed:
+            kwargs["output_padding"] = m.output_padding
+        key = (type(m), *kwargs.values())
+        if key not in costs:
+            x = torch.randn(1, 1, *[8] * len(m.kernel_size))
+            pair = [type(m)._plain(1, 1, **kwargs), type(m)(1, 1, **kwargs)]  # type: ignore[operator]
+            best = []
+            for layer in pair:
+                fn = step_fn(layer, x, mode, "cpu", None)
+                best.append(min(timeit.repeat(fn, number=number, repeat=repeats)) / number)
+            costs[key] = (best[1] - best[0]) * 1e3
+        total += costs[key]
+    return total
 
 
 def profile_case(case: ModelCase, mode: str, converted: str, calls: int, warmup: int, top: int) -> list[str]:
@@ -81,7 +113,16 @@ def profile_case(case: ModelCase, mode: str, converted: str, calls: int, warmup:
         (a, na), (b, nb) = floor.get(op, (0.0, 0)), ours_t.get(op, (0.0, 0))
         lines.append(f"| `{op}` | {a:.2f} | {na} | {b:.2f} | {nb} | {b - a:+.2f} |")
     listed = sum(ours_t.get(op, (0.0, 0))[0] - floor.get(op, (0.0, 0))[0] for op in ops[:top])
-    lines += ["", f"The {min(top, len(ops))} operators listed account for {listed:+.1f} ms of the difference.", ""]
+    layers = [ours.get_submodule(name) for name in _converted_names(variants["plain"], converted)]
+    fixed = fixed_cost_ms(layers, mode)
+    lines += [
+        "",
+        f"The {min(top, len(ops))} operators listed account for {listed:+.1f} ms of the difference. Per call, the "
+        f"{len(layers)} converted layers cost {fixed:.2f} ms beyond their plain twins whatever the data "
+        f"({1e3 * fixed / len(layers):.0f} us a layer, timed alone at one channel: Python and dispatch, most of it "
+        "outside the operators' self time).",
+        "",
+    ]
     return lines
 
 
@@ -103,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.warmup}, {args.top}, {args.threads}"
         )
     torch.set_num_threads(args.threads)
-    header = f"machine: {machine_description()}; {args.calls} profiled calls per variant after {args.warmup} warm-up"
+    header = (
+        f"machine: {machine_description()}; {args.calls} profiled calls per variant after {args.warmup} warm-up; "
+        f"{keep_freed_memory()}"
+    )
     lines = [f"- {header}", ""]
     print(f"# {header}", flush=True)
     for case in [c for c in model_cases(False) if c.name in (args.model or ["resnet18", "resnet50", "unet3d"])]:

@@ -78,3 +78,11 @@ def test_model_profile_lists_operators_and_names_the_input_filter_copies():
     lines = model_profile.profile_case(case, "train", "all", calls=1, warmup=0, top=5)
     assert lines[0].startswith("### unet3d, all converted, eager train")
     assert sum(line.startswith("| `") for line in lines) == 5 and "ours / floor" in lines[2]
+
+
+def test_model_benchmark_keeps_freed_memory_where_malloc_is_glibc():
+    said = model_overhead.keep_freed_memory()
+    if sys.platform == "linux" and os.confstr("CS_GNU_LIBC_VERSION"):
+        assert said.startswith("glibc malloc keeping freed memory"), said
+    else:
+        assert "malloc" in said
