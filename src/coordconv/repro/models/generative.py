@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import torch
@@ -190,7 +191,7 @@ def build_gan(
     minibatch_std: bool = False,
     spectral_norm: bool = False,
     out: str = "tanh",
-) -> tuple[nn.Module, nn.Module]:
+) -> tuple[nn.Module, Discriminator]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
     ``d_width`` is the discriminator's width (``None``: ``width``); ``batchnorm``, ``minibatch_std`` and
@@ -206,18 +207,11 @@ def build_gan(
     return generator, Discriminator(dw, coord=coord, **options)
 
 
-def _fans(weights: list[Tensor]) -> tuple[int, int]:
-    """Fan-in and fan-out of one layer whose weight is split into ``weights`` along the input channels.
-
-    Convolutions are ``(out, in, *kernel)``, linear layers ``(out, in)``; transposed convolutions (``(in, out,
-    *kernel)``) pass through :func:`_layer_weights` with their axes swapped.
-    """
-    field = weights[0][0, 0].numel()
-    return sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
-
-
 def _layer_weights(module: nn.Module) -> list[Tensor] | None:
-    """The weights of one layer as ``(out, in, ...)`` views, the coordinate filters included; None if no layer."""
+    """The weights of one layer as ``(out, in, *kernel)`` views, the coordinate filters included; None if no layer.
+
+    Transposed convolutions (``(in, out, *kernel)``) come with their axes swapped.
+    """
     if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
         return list(module._split(module.weight))
     if isinstance(module, nn.ConvTranspose2d):
@@ -244,7 +238,7 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     layers: list[tuple[list[Tensor], bool]] = []
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
-        if isinstance(net, CoordConvDecoder):
+        if he:
             layers.append(([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]], True))
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
@@ -254,7 +248,9 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
             if weights is not None and not (he and name in ("z_in", "coord_in")):
                 layers.append((weights, he))
     for weights, he in layers:
-        fan_in, fan_out = _fans(weights)
+        # the layer's weight is split into ``weights`` along its input channels
+        field = weights[0][0, 0].numel()
+        fan_in, fan_out = sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
         for w in weights:
             if he:
                 std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
@@ -322,6 +318,7 @@ def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
 STANDING_BATCHES = 16
 
 _M = TypeVar("_M", bound=nn.Module)
+_T = TypeVar("_T")
 
 
 def _channels_last(module: _M) -> _M:
@@ -329,24 +326,16 @@ def _channels_last(module: _M) -> _M:
     return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 
-class Trainer:
-    """What a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling."""
-
-    modules: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-
-    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        raise NotImplementedError
-
-    def sample(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
-        raise NotImplementedError
-
-    def latents(self, n: int, gen: torch.Generator) -> Tensor:
-        raise NotImplementedError
+def _evaluating(module: nn.Module, fn: Callable[[Tensor], _T], x: Tensor) -> list[_T]:
+    """``fn`` of each 256-row part of ``x``, ``module`` in eval mode without gradients (in training mode after)."""
+    module.eval()
+    with torch.no_grad():
+        out = [fn(part) for part in x.split(256)]
+    module.train()
+    return out
 
 
-class GANTrainer(Trainer):
+class GANTrainer:
     """A GAN of a config's fields: generator and discriminator, their optimizers, the official step."""
 
     def __init__(self, cfg: Any) -> None:
@@ -405,16 +394,14 @@ class GANTrainer(Trainer):
         (loss_d + penalty).backward()
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
-            # the non-saturating loss: the generator maximises log D(G(z))
             if self.cfg.feature_match:
-                d = cast(Discriminator, self.d)
                 with torch.no_grad():
-                    target = d.features(real.detach())
-                features = d.features(self._fake(self.latents(n, gen)))
-                loss_g = F.binary_cross_entropy_with_logits(d.fc(features).squeeze(1), ones)
+                    target = self.d.features(real.detach())
+            # the non-saturating loss: the generator maximises log D(G(z))
+            features = self.d.features(self._fake(self.latents(n, gen)))
+            loss_g = F.binary_cross_entropy_with_logits(self.d.fc(features).squeeze(1), ones)
+            if self.cfg.feature_match:
                 loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
-            else:
-                loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
@@ -453,16 +440,13 @@ class GANTrainer(Trainer):
             m.momentum = momentum
 
     def sample(self, z: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
         if self.g_sample is not self.g:
             self._standing_statistics()
-        self.g_sample.eval()
-        with torch.no_grad():
-            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
-        self.g_sample.train()
-        return out
+        return torch.cat(_evaluating(self.g_sample, lambda part: torch.tanh(self.g_sample(part)), z)) * 0.5 + 0.5
 
 
-class VAETrainer(Trainer):
+class VAETrainer:
     """A VAE of a config's fields, its optimizer and step, and its test ELBO."""
 
     def __init__(self, cfg: Any) -> None:
@@ -492,31 +476,22 @@ class VAETrainer(Trainer):
         return {"recon": recon.mean().item(), "kl": kl.mean().item()}
 
     def sample(self, z: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            out = torch.cat([self.vae.decode(part) for part in z.split(256)])
-        self.vae.train()
-        return out
+        """Images in ``[0, 1]`` (the decoder's mean) for latents ``z`` (eval mode, no gradients)."""
+        return torch.cat(_evaluating(self.vae, self.vae.decode, z))
 
     def encode(self, images: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            mean, _ = self.vae.encoder(images.float() / 255)
-        self.vae.train()
-        return mean  # type: ignore[no-any-return]
+        """The encoder's means of ``images`` (uint8)."""
+        return torch.cat(_evaluating(self.vae, lambda x: self.vae.encoder(x.float() / 255)[0], images))
 
     def test_elbo(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        self.vae.eval()
-        recon, kl = [], []
-        with torch.no_grad():
-            for part in images.split(256):
-                x = part.float() / 255
-                r, k = self.losses(x, self.latents(len(x), gen))
-                recon.append(r)
-                kl.append(k)
-        self.vae.train()
-        mean_recon, mean_kl = torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
-        return {"test_recon": mean_recon, "test_kl": mean_kl, "test_elbo": -(mean_recon + mean_kl)}
+        """Mean reconstruction and KL terms of ``images`` (uint8; one posterior sample each), and their ELBO."""
+        parts = _evaluating(self.vae, lambda x: self.losses(x.float() / 255, self.latents(len(x), gen)), images)
+        recon, kl = (torch.cat(terms).mean().item() for terms in zip(*parts, strict=True))
+        return {"test_recon": recon, "test_kl": kl, "test_elbo": -(recon + kl)}
+
+
+#: what a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling
+Trainer = GANTrainer | VAETrainer
 
 
 def build_trainer(cfg: Any) -> Trainer:
