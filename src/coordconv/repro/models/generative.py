@@ -235,29 +235,27 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     CoordConv generator's first layer is one 1x1 convolution of ``[z, i, j]`` in the official code, so its two
     parts here share that layer's fan-in.
     """
-    layers: list[tuple[list[Tensor], bool]] = []
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
-        if he:
-            layers.append(([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]], True))
+        layers = [[net.z_in.weight, net.coord_in.weight[:, :, 0, 0]]] if he else []
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
             if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
                 bias.zero_()
             weights = _layer_weights(module)
             if weights is not None and not (he and name in ("z_in", "coord_in")):
-                layers.append((weights, he))
-    for weights, he in layers:
-        # the layer's weight is split into ``weights`` along its input channels
-        field = weights[0][0, 0].numel()
-        fan_in, fan_out = sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
-        for w in weights:
-            if he:
-                std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
-                nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
-            else:
-                bound = math.sqrt(6 / (fan_in + fan_out))
-                nn.init.uniform_(w, -bound, bound)
+                layers.append(weights)
+        for weights in layers:
+            # the layer's weight is split into ``weights`` along its input channels
+            field = weights[0][0, 0].numel()
+            fan_in, fan_out = sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
+            for w in weights:
+                if he:
+                    std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
+                    nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+                else:
+                    bound = math.sqrt(6 / (fan_in + fan_out))
+                    nn.init.uniform_(w, -bound, bound)
 
 
 class Encoder(nn.Module):
@@ -281,11 +279,10 @@ class Encoder(nn.Module):
 class VAE(nn.Module):
     """A VAE with a Bernoulli decoder: ``decoder(z)`` gives pixel logits of images in ``[0, 1]``."""
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, latent: int) -> None:
+    def __init__(self, encoder: Encoder, decoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        self.latent = latent
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(logits, mean, logvar)`` for images ``x`` in ``[0, 1]``, with one reparameterised sample."""
@@ -303,10 +300,10 @@ def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
     if model == "conv":
         # half-width decoder: the transposed convolutions would otherwise hold four times the CoordConv decoder's
         # parameters
-        return VAE(Encoder(latent, width), ConvDecoder(latent, width / 2, kernel=4, out="logits"), latent)
+        return VAE(Encoder(latent, width), ConvDecoder(latent, width / 2, kernel=4, out="logits"))
     if model == "coordconv":
         decoder = CoordConvDecoder(latent, width, pointwise=(512, 512, 256, 256, 128), spatial=(128, 64), out="logits")
-        return VAE(Encoder(latent, width, coord=True), decoder, latent)
+        return VAE(Encoder(latent, width, coord=True), decoder)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
 
 
