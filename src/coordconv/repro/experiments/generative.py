@@ -294,10 +294,9 @@ def main(
         # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
         progress_rows: list[Tensor] = list(state.get("progress", []))
         session.start_at(step)
-        # the step outputs (losses, D's accuracies) summed since the last evaluation; evaluations log their means,
-        # and checkpoints are taken right after one, so a resumed run sums exactly as an uninterrupted one
-        interval: dict[str, float] = {}
-        interval_steps = 0
+        # the step outputs (losses, D's accuracies) since the last evaluation; evaluations log their means, and
+        # checkpoints are taken right after one, so a resumed run averages exactly as an uninterrupted one
+        interval: list[dict[str, float]] = []
         while step < cfg.steps:
             gen = step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
@@ -310,13 +309,12 @@ def main(
             step += 1
             for key, value in losses.items():
                 check_finite(value, f"{key} at step {step}")
-                interval[key] = interval.get(key, 0.0) + value
-            interval_steps += 1
+            interval.append(losses)
             session.advance(1, **losses)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 metrics, *_ = evaluate(cfg, trainer, test)
-                means = {key: total / interval_steps for key, total in interval.items()}
-                interval, interval_steps = {}, 0
+                means = {key: sum(out[key] for out in interval) / len(interval) for key in interval[0]}
+                interval = []
                 progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
                 grid = torch.cat(progress_rows).float() / 255
                 save_image_grid(grid, session.path / "progress.png", nrow=PROGRESS_SAMPLES)
