@@ -237,7 +237,9 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     """
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
-        layers = [[net.z_in.weight, net.coord_in.weight[:, :, 0, 0]]] if he else []
+        layers: list[list[Tensor]] = []
+        if isinstance(net, CoordConvDecoder):
+            layers.append([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]])
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
             if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
@@ -245,11 +247,11 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
             weights = _layer_weights(module)
             if weights is not None and not (he and name in ("z_in", "coord_in")):
                 layers.append(weights)
-        for weights in layers:
-            # the layer's weight is split into ``weights`` along its input channels
-            field = weights[0][0, 0].numel()
-            fan_in, fan_out = sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
-            for w in weights:
+        for layer in layers:
+            # the layer's weight is split into the tensors of ``layer`` along its input channels
+            field = layer[0][0, 0].numel()
+            fan_in, fan_out = sum(w.shape[1] for w in layer) * field, layer[0].shape[0] * field
+            for w in layer:
                 if he:
                     std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
                     nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
