@@ -111,11 +111,10 @@ class CoordConvDecoder(nn.Module):
         layers: list[nn.Module] = [nn.ReLU()]
         for cin, cout in itertools.pairwise(point):
             layers += [nn.Conv2d(cin, cout, 1), nn.ReLU()]
-        channels = point[-1]
-        for cout in (_w(c, width) for c in spatial):
-            layers += [nn.Conv2d(channels, cout, 3, padding=1), nn.ReLU()]
-            channels = cout
-        layers.append(nn.Conv2d(channels, 3, 1))
+        chans = [point[-1], *(_w(c, width) for c in spatial)]
+        for cin, cout in itertools.pairwise(chans):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(chans[-1], 3, 1))
         self.body = nn.Sequential(*layers)
         self.out = nn.Tanh() if out == "tanh" else nn.Identity()
 
