@@ -415,32 +415,18 @@ class GANTrainer:
         }
         return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
 
-    def _standing_statistics(self) -> None:
-        """Recompute the averaged generator's BatchNorm statistics from its own activations.
-
-        The current generator's running statistics do not fit averaged weights (with them the conv GAN's averaged
-        generator drew one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES``
-        batches of fixed latents in training mode, as BigGAN's "standing statistics".
-        """
-        norms = [m for m in self.g_sample.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches below
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.g_sample.train()
-        with torch.no_grad():
-            for _ in range(STANDING_BATCHES):
-                self.g_sample(self.latents(self.cfg.batch_size, gen))
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-
     def sample(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
+        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients).
+
+        An averaged generator's BatchNorm statistics are recomputed first, from its own activations: the current
+        generator's running statistics do not fit averaged weights (with them the conv GAN's averaged generator drew
+        one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES`` batches of fixed
+        latents in training mode, as BigGAN's "standing statistics" (torch's ``update_bn``: a cumulative average).
+        """
         if self.g_sample is not self.g:
-            self._standing_statistics()
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            latents = (self.latents(self.cfg.batch_size, gen) for _ in range(STANDING_BATCHES))
+            torch.optim.swa_utils.update_bn(latents, self.g_sample)
         return torch.cat(_evaluating(self.g_sample, lambda part: torch.tanh(self.g_sample(part)), z)) * 0.5 + 0.5
 
 
