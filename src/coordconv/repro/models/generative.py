@@ -206,24 +206,6 @@ def build_gan(
     return generator, Discriminator(dw, coord=coord, **options)
 
 
-def _layer_weights(module: nn.Module) -> list[Tensor] | None:
-    """The weights of one layer as ``(out, in, *kernel)`` views, the coordinate filters included; None if no layer.
-
-    Transposed convolutions (``(in, out, *kernel)``) come with their axes swapped.
-    """
-    if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
-        return list(module._split(module.weight))
-    if isinstance(module, nn.ConvTranspose2d):
-        return [module.weight.transpose(0, 1)]
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        # a spectrally normalised layer's weight is computed; its parameter is the original
-        if nn.utils.parametrize.is_parametrized(module, "weight"):
-            parametrizations = cast(nn.ModuleDict, module.parametrizations)
-            return [cast(Tensor, parametrizations["weight"].original)]
-        return [module.weight]
-    return None
-
-
 @torch.no_grad()
 def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     """Initialise a GAN as the official code does (``model_builders.CoordConvGAN``), in place.
@@ -236,6 +218,7 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     """
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
+        # each layer's weight as (out, in, *kernel) views, split along the input channels where it is in parts
         layers: list[list[Tensor]] = []
         if isinstance(net, CoordConvDecoder):
             layers.append([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]])
@@ -243,9 +226,17 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
             bias = getattr(module, "bias", None)
             if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
                 bias.zero_()
-            weights = _layer_weights(module)
-            if weights is not None and not (he and name in ("z_in", "coord_in")):
-                layers.append(weights)
+            if he and name in ("z_in", "coord_in"):
+                continue
+            if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
+                layers.append(list(module._split(module.weight)))
+            elif isinstance(module, nn.ConvTranspose2d):  # (in, out, *kernel): the axes swapped
+                layers.append([module.weight.transpose(0, 1)])
+            elif nn.utils.parametrize.is_parametrized(module, "weight"):
+                # a spectrally normalised layer's weight is computed; its parameter is the original
+                layers.append([cast(Tensor, cast(nn.ModuleDict, module.parametrizations)["weight"].original)])
+            elif isinstance(module, (nn.Conv2d, nn.Linear)):
+                layers.append([module.weight])
         for layer in layers:
             # the layer's weight is split into the tensors of ``layer`` along its input channels
             field = layer[0][0, 0].numel()
