@@ -218,7 +218,8 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     """
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
-        # each layer's weight as (out, in, *kernel) views, split along the input channels where it is in parts
+        # each layer's weight as (out, in, *kernel) views (linear: (out, in)), in parts along the input channels
+        # where the layer is split; the parts share the layer's fans
         layers: list[list[Tensor]] = []
         if isinstance(net, CoordConvDecoder):
             layers.append([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]])
@@ -238,7 +239,6 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
             elif isinstance(module, (nn.Conv2d, nn.Linear)):
                 layers.append([module.weight])
         for layer in layers:
-            # the layer's weight is split into the tensors of ``layer`` along its input channels
             field = layer[0][0, 0].numel()
             fan_in, fan_out = sum(w.shape[1] for w in layer) * field, layer[0].shape[0] * field
             for w in layer:
