@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from coordconv.repro.data import sortofclevr
 from coordconv.repro.experiments import check
-from coordconv.repro.experiments.generative_eval import INTERP_FRAMES, evaluate, step_generator
+from coordconv.repro.experiments.generative_eval import INTERP_FRAMES, evaluate, found_metrics, step_generator
 from coordconv.repro.models import generative as models
 from coordconv.repro.runtime.config import to_dict
 from coordconv.repro.runtime.files import check_finite
@@ -199,9 +199,7 @@ def preset(name: str, **fields: Any) -> Config:
     task = fields.get("task", Config.task)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    base: dict[str, Any] = {}
-    if task == "vae":
-        base.update(z_dim=16, batch_size=32)
+    base: dict[str, Any] = {"z_dim": 16, "batch_size": 32} if task == "vae" else {}
     quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
     quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
     if name in ("cpu", "matched") and task != "gan":
@@ -296,12 +294,9 @@ def main(
         # PROGRESS_SAMPLES samples of fixed latents at each evaluation, uint8
         progress_rows: list[Tensor] = list(state.get("progress", []))
         session.start_at(step)
-        run = session
-        metrics: dict[str, Any] = {}
-        # the step outputs (losses, D's accuracies) summed since the last evaluation; evaluations log their means,
-        # and checkpoints are taken right after one, so a resumed run sums exactly as an uninterrupted one
-        interval: dict[str, float] = {}
-        interval_steps = 0
+        # the step outputs (losses, D's accuracies) since the last evaluation; evaluations log their means, and
+        # checkpoints are taken right after one, so a resumed run averages exactly as an uninterrupted one
+        interval: list[dict[str, float]] = []
         while step < cfg.steps:
             gen = step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
@@ -314,16 +309,15 @@ def main(
             step += 1
             for key, value in losses.items():
                 check_finite(value, f"{key} at step {step}")
-                interval[key] = interval.get(key, 0.0) + value
-            interval_steps += 1
+            interval.append(losses)
             session.advance(1, **losses)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 metrics, *_ = evaluate(cfg, trainer, test)
-                means = {key: total / interval_steps for key, total in interval.items()}
-                interval, interval_steps = {}, 0
+                means = {key: sum(out[key] for out in interval) / len(interval) for key in interval[0]}
+                interval = []
                 progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
                 grid = torch.cat(progress_rows).float() / 255
-                save_image_grid(grid, run.path / "progress.png", nrow=PROGRESS_SAMPLES)
+                save_image_grid(grid, session.path / "progress.png", nrow=PROGRESS_SAMPLES)
                 session.log({"step": step, "train_seconds": train_seconds, **means, **metrics})
                 ent = metrics["entropy"]
                 session.emit(
@@ -343,9 +337,10 @@ def main(
 
         metrics, samples, frames, found = evaluate(cfg, trainer, test)
         data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
-        save_image_grid(samples[:64], run.path / "samples.png")
-        save_image_grid(frames, run.path / "interpolation.png", nrow=INTERP_FRAMES)
-        run.save_with(
+        data = images[: cfg.eval_samples].float() / 255
+        save_image_grid(samples[:64], session.path / "samples.png")
+        save_image_grid(frames, session.path / "interpolation.png", nrow=INTERP_FRAMES)
+        session.save_with(
             "objects.npz",
             partial(
                 np.savez_compressed,
@@ -354,7 +349,7 @@ def main(
                 mean_image=samples.mean(0).numpy(),
                 data_red=data_found.red.numpy(),
                 data_blue=data_found.blue.numpy(),
-                data_mean_image=(images[: cfg.eval_samples].float() / 255).mean(0).numpy(),
+                data_mean_image=data.mean(0).numpy(),
             ),
         )
         summary = {
@@ -365,13 +360,7 @@ def main(
             "train_seconds": round(train_seconds, 2),
             "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in trainer.modules.items()},
             **metrics,
-            "data": {
-                "entropy": sortofclevr.entropies(data_found),
-                "one_each": data_found.one_each.float().mean().item(),
-                "two_objects": data_found.two_objects.float().mean().item(),
-                "two_separate": data_found.two_separate.float().mean().item(),
-                "sample_spread": (images[: cfg.eval_samples].float() / 255).std(dim=0).mean().item(),
-            },
+            "data": found_metrics(data_found, data),
             "config": to_dict(cfg),
         }
         session.finish(summary, nn.ModuleDict(trainer.modules))

@@ -58,7 +58,19 @@ def build_classifier(
     if weights:
         if variant == "input_layer":
             raise ValueError("weights cannot be loaded into the input_layer variant (its conv1 reads 8 channels)")
-        _load(net, Path(weights))
+        path = Path(weights)
+        if not path.exists():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{path} does not fit the network: {str(e).splitlines()[0]}") from e
     if variant == "plain":
         return net
     if variant == "coordconvify":
@@ -66,18 +78,3 @@ def build_classifier(
     # the ResNet stem, reading the 8 channels of the CoordConv layer: 7x7, stride 2, padding 3, as torchvision's
     net.conv1 = nn.Conv2d(8, cast(nn.Conv2d, net.conv1).out_channels, 7, 2, 3, bias=False)
     return nn.Sequential(CoordConv2d(3, 8, 1, with_r=with_r), net)
-
-
-def _load(net: nn.Module, path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the network: {str(e).splitlines()[0]}") from e

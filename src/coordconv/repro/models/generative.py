@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import torch
@@ -110,11 +111,10 @@ class CoordConvDecoder(nn.Module):
         layers: list[nn.Module] = [nn.ReLU()]
         for cin, cout in itertools.pairwise(point):
             layers += [nn.Conv2d(cin, cout, 1), nn.ReLU()]
-        channels = point[-1]
-        for cout in (_w(c, width) for c in spatial):
-            layers += [nn.Conv2d(channels, cout, 3, padding=1), nn.ReLU()]
-            channels = cout
-        layers.append(nn.Conv2d(channels, 3, 1))
+        chans = [point[-1], *(_w(c, width) for c in spatial)]
+        for cin, cout in itertools.pairwise(chans):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(chans[-1], 3, 1))
         self.body = nn.Sequential(*layers)
         self.out = nn.Tanh() if out == "tanh" else nn.Identity()
 
@@ -190,7 +190,7 @@ def build_gan(
     minibatch_std: bool = False,
     spectral_norm: bool = False,
     out: str = "tanh",
-) -> tuple[nn.Module, nn.Module]:
+) -> tuple[nn.Module, Discriminator]:
     """``(generator, discriminator)`` of the baseline (``"conv"``) or the CoordConv GAN (``"coordconv"``).
 
     ``d_width`` is the discriminator's width (``None``: ``width``); ``batchnorm``, ``minibatch_std`` and
@@ -206,31 +206,6 @@ def build_gan(
     return generator, Discriminator(dw, coord=coord, **options)
 
 
-def _fans(weights: list[Tensor]) -> tuple[int, int]:
-    """Fan-in and fan-out of one layer whose weight is split into ``weights`` along the input channels.
-
-    Convolutions are ``(out, in, *kernel)``, linear layers ``(out, in)``; transposed convolutions (``(in, out,
-    *kernel)``) pass through :func:`_layer_weights` with their axes swapped.
-    """
-    field = weights[0][0, 0].numel()
-    return sum(w.shape[1] for w in weights) * field, weights[0].shape[0] * field
-
-
-def _layer_weights(module: nn.Module) -> list[Tensor] | None:
-    """The weights of one layer as ``(out, in, ...)`` views, the coordinate filters included; None if no layer."""
-    if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
-        return list(module._split(module.weight))
-    if isinstance(module, nn.ConvTranspose2d):
-        return [module.weight.transpose(0, 1)]
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        # a spectrally normalised layer's weight is computed; its parameter is the original
-        if nn.utils.parametrize.is_parametrized(module, "weight"):
-            parametrizations = cast(nn.ModuleDict, module.parametrizations)
-            return [cast(Tensor, parametrizations["weight"].original)]
-        return [module.weight]
-    return None
-
-
 @torch.no_grad()
 def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     """Initialise a GAN as the official code does (``model_builders.CoordConvGAN``), in place.
@@ -241,27 +216,38 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
     CoordConv generator's first layer is one 1x1 convolution of ``[z, i, j]`` in the official code, so its two
     parts here share that layer's fan-in.
     """
-    layers: list[tuple[list[Tensor], bool]] = []
     for net in (generator, discriminator):
         he = isinstance(net, CoordConvDecoder)
+        # each layer's weight as (out, in, *kernel) views (linear: (out, in)), in parts along the input channels
+        # where the layer is split; the parts share the layer's fans
+        layers: list[list[Tensor]] = []
         if isinstance(net, CoordConvDecoder):
-            layers.append(([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]], True))
+            layers.append([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]])
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
             if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
                 bias.zero_()
-            weights = _layer_weights(module)
-            if weights is not None and not (he and name in ("z_in", "coord_in")):
-                layers.append((weights, he))
-    for weights, he in layers:
-        fan_in, fan_out = _fans(weights)
-        for w in weights:
-            if he:
-                std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
-                nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
-            else:
-                bound = math.sqrt(6 / (fan_in + fan_out))
-                nn.init.uniform_(w, -bound, bound)
+            if he and name in ("z_in", "coord_in"):
+                continue
+            if isinstance(module, CoordConv2d):  # the input filters and the coordinate filters (views of weight)
+                layers.append(list(module._split(module.weight)))
+            elif isinstance(module, nn.ConvTranspose2d):  # (in, out, *kernel): the axes swapped
+                layers.append([module.weight.transpose(0, 1)])
+            elif nn.utils.parametrize.is_parametrized(module, "weight"):
+                # a spectrally normalised layer's weight is computed; its parameter is the original
+                layers.append([cast(Tensor, cast(nn.ModuleDict, module.parametrizations)["weight"].original)])
+            elif isinstance(module, (nn.Conv2d, nn.Linear)):
+                layers.append([module.weight])
+        for layer in layers:
+            field = layer[0][0, 0].numel()
+            fan_in, fan_out = sum(w.shape[1] for w in layer) * field, layer[0].shape[0] * field
+            for w in layer:
+                if he:
+                    std = math.sqrt(2 / fan_in) / 0.87962566103423978  # the truncated normal's std correction
+                    nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+                else:
+                    bound = math.sqrt(6 / (fan_in + fan_out))
+                    nn.init.uniform_(w, -bound, bound)
 
 
 class Encoder(nn.Module):
@@ -285,11 +271,10 @@ class Encoder(nn.Module):
 class VAE(nn.Module):
     """A VAE with a Bernoulli decoder: ``decoder(z)`` gives pixel logits of images in ``[0, 1]``."""
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, latent: int) -> None:
+    def __init__(self, encoder: Encoder, decoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        self.latent = latent
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(logits, mean, logvar)`` for images ``x`` in ``[0, 1]``, with one reparameterised sample."""
@@ -307,10 +292,10 @@ def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
     if model == "conv":
         # half-width decoder: the transposed convolutions would otherwise hold four times the CoordConv decoder's
         # parameters
-        return VAE(Encoder(latent, width), ConvDecoder(latent, width / 2, kernel=4, out="logits"), latent)
+        return VAE(Encoder(latent, width), ConvDecoder(latent, width / 2, kernel=4, out="logits"))
     if model == "coordconv":
         decoder = CoordConvDecoder(latent, width, pointwise=(512, 512, 256, 256, 128), spatial=(128, 64), out="logits")
-        return VAE(Encoder(latent, width, coord=True), decoder, latent)
+        return VAE(Encoder(latent, width, coord=True), decoder)
     raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
 
 
@@ -322,6 +307,7 @@ def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
 STANDING_BATCHES = 16
 
 _M = TypeVar("_M", bound=nn.Module)
+_T = TypeVar("_T")
 
 
 def _channels_last(module: _M) -> _M:
@@ -329,24 +315,16 @@ def _channels_last(module: _M) -> _M:
     return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 
-class Trainer:
-    """What a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling."""
-
-    modules: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-
-    def step(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        raise NotImplementedError
-
-    def sample(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients)."""
-        raise NotImplementedError
-
-    def latents(self, n: int, gen: torch.Generator) -> Tensor:
-        raise NotImplementedError
+def _evaluating(module: nn.Module, fn: Callable[[Tensor], _T], x: Tensor) -> list[_T]:
+    """``fn`` of each 256-row part of ``x``, ``module`` in eval mode without gradients (in training mode after)."""
+    module.eval()
+    with torch.no_grad():
+        out = [fn(part) for part in x.split(256)]
+    module.train()
+    return out
 
 
-class GANTrainer(Trainer):
+class GANTrainer:
     """A GAN of a config's fields: generator and discriminator, their optimizers, the official step."""
 
     def __init__(self, cfg: Any) -> None:
@@ -405,16 +383,14 @@ class GANTrainer(Trainer):
         (loss_d + penalty).backward()
         self.optimizers["discriminator"].step()
         for _ in range(self.cfg.g_steps):
-            # the non-saturating loss: the generator maximises log D(G(z))
             if self.cfg.feature_match:
-                d = cast(Discriminator, self.d)
                 with torch.no_grad():
-                    target = d.features(real.detach())
-                features = d.features(self._fake(self.latents(n, gen)))
-                loss_g = F.binary_cross_entropy_with_logits(d.fc(features).squeeze(1), ones)
+                    target = self.d.features(real.detach())
+            # the non-saturating loss: the generator maximises log D(G(z))
+            features = self.d.features(self._fake(self.latents(n, gen)))
+            loss_g = F.binary_cross_entropy_with_logits(self.d.fc(features).squeeze(1), ones)
+            if self.cfg.feature_match:
                 loss_g = loss_g + self.cfg.feature_match * (features - target).abs().mean()
-            else:
-                loss_g = F.binary_cross_entropy_with_logits(self.d(self._fake(self.latents(n, gen))), ones)
             self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.optimizers["generator"].step()
@@ -430,39 +406,22 @@ class GANTrainer(Trainer):
         }
         return out | ({"r1_penalty": penalty.item()} if self.cfg.r1 > 0 else {})
 
-    def _standing_statistics(self) -> None:
-        """Recompute the averaged generator's BatchNorm statistics from its own activations.
-
-        The current generator's running statistics do not fit averaged weights (with them the conv GAN's averaged
-        generator drew one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES``
-        batches of fixed latents in training mode, as BigGAN's "standing statistics".
-        """
-        norms = [m for m in self.g_sample.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches below
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.g_sample.train()
-        with torch.no_grad():
-            for _ in range(STANDING_BATCHES):
-                self.g_sample(self.latents(self.cfg.batch_size, gen))
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-
     def sample(self, z: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` for latents ``z`` (eval mode, no gradients).
+
+        An averaged generator's BatchNorm statistics are recomputed first, from its own activations: the current
+        generator's running statistics do not fit averaged weights (with them the conv GAN's averaged generator drew
+        one image for every latent, measured), so they are re-estimated from ``STANDING_BATCHES`` batches of fixed
+        latents in training mode, as BigGAN's "standing statistics" (torch's ``update_bn``: a cumulative average).
+        """
         if self.g_sample is not self.g:
-            self._standing_statistics()
-        self.g_sample.eval()
-        with torch.no_grad():
-            out = torch.cat([torch.tanh(self.g_sample(part)) for part in z.split(256)]) * 0.5 + 0.5
-        self.g_sample.train()
-        return out
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            latents = (self.latents(self.cfg.batch_size, gen) for _ in range(STANDING_BATCHES))
+            torch.optim.swa_utils.update_bn(latents, self.g_sample)
+        return torch.cat(_evaluating(self.g_sample, lambda part: torch.tanh(self.g_sample(part)), z)) * 0.5 + 0.5
 
 
-class VAETrainer(Trainer):
+class VAETrainer:
     """A VAE of a config's fields, its optimizer and step, and its test ELBO."""
 
     def __init__(self, cfg: Any) -> None:
@@ -492,31 +451,22 @@ class VAETrainer(Trainer):
         return {"recon": recon.mean().item(), "kl": kl.mean().item()}
 
     def sample(self, z: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            out = torch.cat([self.vae.decode(part) for part in z.split(256)])
-        self.vae.train()
-        return out
+        """Images in ``[0, 1]`` (the decoder's mean) for latents ``z`` (eval mode, no gradients)."""
+        return torch.cat(_evaluating(self.vae, self.vae.decode, z))
 
     def encode(self, images: Tensor) -> Tensor:
-        self.vae.eval()
-        with torch.no_grad():
-            mean, _ = self.vae.encoder(images.float() / 255)
-        self.vae.train()
-        return mean  # type: ignore[no-any-return]
+        """The encoder's means of ``images`` (uint8)."""
+        return torch.cat(_evaluating(self.vae, lambda x: self.vae.encoder(x.float() / 255)[0], images))
 
     def test_elbo(self, images: Tensor, gen: torch.Generator) -> dict[str, float]:
-        self.vae.eval()
-        recon, kl = [], []
-        with torch.no_grad():
-            for part in images.split(256):
-                x = part.float() / 255
-                r, k = self.losses(x, self.latents(len(x), gen))
-                recon.append(r)
-                kl.append(k)
-        self.vae.train()
-        mean_recon, mean_kl = torch.cat(recon).mean().item(), torch.cat(kl).mean().item()
-        return {"test_recon": mean_recon, "test_kl": mean_kl, "test_elbo": -(mean_recon + mean_kl)}
+        """Mean reconstruction and KL terms of ``images`` (uint8; one posterior sample each), and their ELBO."""
+        parts = _evaluating(self.vae, lambda x: self.losses(x.float() / 255, self.latents(len(x), gen)), images)
+        recon, kl = (torch.cat(terms).mean().item() for terms in zip(*parts, strict=True))
+        return {"test_recon": recon, "test_kl": kl, "test_elbo": -(recon + kl)}
+
+
+#: what a run needs from a GAN or a VAE: its modules, optimizers, one training step and sampling
+Trainer = GANTrainer | VAETrainer
 
 
 def build_trainer(cfg: Any) -> Trainer:

@@ -41,8 +41,8 @@ def _working(runs: list[FinishedRun]) -> dict[str, list[FinishedRun]]:
     return by_model(r for r in runs if r.summary["one_each"] >= WORKING)
 
 
-def _stat(values: list[Any], digits: int = 2, scale: float = 1.0) -> str:
-    return mean_sd(values, digits, scale=scale, missing="none found")
+def _stat(values: list[Any], digits: int = 2) -> str:
+    return mean_sd(values, digits, missing="none found")
 
 
 def _pct(values: list[Any]) -> str:
@@ -50,11 +50,18 @@ def _pct(values: list[Any]) -> str:
     return mean_sd(values, 1, scale=100, unit="%", missing="none found")
 
 
-def _objects(group: list[FinishedRun]) -> str:
-    """The object-count cells of a table row, and the training time."""
-    keys = ("one_each", "two_objects", "interpolation_one_each", "interpolation_two_objects")
-    one_each, two, frames_one, frames_two = (_pct([r.summary[key] for r in group]) for key in keys)
-    return f"{one_each} | {two} | {frames_one} / {frames_two} | {_stat([r.summary['train_seconds'] for r in group], 0)}"
+def _entropies(summaries: list[dict[str, Any]]) -> str:
+    """The entropy cells of a table row: red centres, blue centres, differences."""
+    return " | ".join(_stat([s["entropy"][part] for s in summaries]) for part in ("red", "blue", "diff"))
+
+
+def _objects(summaries: list[dict[str, Any]], *, apart: bool = False) -> str:
+    """The object-count cells of a table row (``apart``: with one of each, apart), and the training time."""
+    cells = [_pct([s["one_each"] for s in summaries]), _pct([s["two_objects"] for s in summaries])]
+    if apart:
+        cells.append(_pct([s.get("two_separate") for s in summaries]))
+    frames = (_pct([s[key] for s in summaries]) for key in ("interpolation_one_each", "interpolation_two_objects"))
+    return " | ".join([*cells, " / ".join(frames), _stat([s["train_seconds"] for s in summaries], 0)])
 
 
 def gan_table(runs: list[FinishedRun]) -> str:
@@ -64,23 +71,19 @@ def gan_table(runs: list[FinishedRun]) -> str:
     if runs:
         # every run measures the same training images (the preset's data seed), so one run's numbers stand for all
         data = runs[0].summary["data"]
-        cells = [_stat([data["entropy"][part]]) for part in ("red", "blue", "diff")]
         lines.append(
-            f"data (Sort-of-Clevr) | - | - | {' | '.join(cells)} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
-            f"{_pct([data['one_each']])} | {_pct([data['two_objects']])} | "
-            f"{_pct([data.get('two_separate')])} | - | -"
+            f"data (Sort-of-Clevr) | - | - | {_entropies([data])} | {' / '.join(map(str, PAPER_ENTROPY['data']))} | "
+            f"{_pct([data['one_each']])} | {_pct([data['two_objects']])} | {_pct([data.get('two_separate')])} | - | -"
         )
     working = _working(runs)
     for model, group in by_model(runs).items():
-        if not group:
-            continue
-        cells = [_stat([r.summary["entropy"][part] for r in group]) for part in ("red", "blue", "diff")]
-        separate = _pct([r.summary.get("two_separate") for r in group])
-        one_each, two, rest = _objects(group).split(" | ", 2)
-        lines.append(
-            f"{NAMES['gan'][model]} | {len(group)} | {len(working[model])} of {len(group)} | {' | '.join(cells)} | "
-            f"{' / '.join(map(str, PAPER_ENTROPY[model]))} | {one_each} | {two} | {separate} | {rest}"
-        )
+        if group:
+            summaries = [r.summary for r in group]
+            lines.append(
+                f"{NAMES['gan'][model]} | {len(group)} | {len(working[model])} of {len(group)} | "
+                f"{_entropies(summaries)} | {' / '.join(map(str, PAPER_ENTROPY[model]))} | "
+                f"{_objects(summaries, apart=True)}"
+            )
     return table(
         "model | seeds | working | entropy red | blue | diff | paper red / blue / diff | one red + one blue | "
         "two objects | one of each, apart | interpolation frames: one of each / two objects | training s",
@@ -154,13 +157,12 @@ def vae_table(runs: list[FinishedRun]) -> str:
     """The VAE table: size, test ELBO, and the GAN table's measurements on prior samples and interpolations."""
     lines = []
     for model, group in by_model(runs).items():
-        if not group:
-            continue
-        cells = [_stat([r.summary["entropy"][part] for r in group]) for part in ("red", "blue", "diff")]
-        lines.append(
-            f"{NAMES['vae'][model]} | {len(group)} | {group[0].summary['parameters']['vae']:,} | "
-            f"{_stat([r.summary['test_elbo'] for r in group], 1)} | {' | '.join(cells)} | {_objects(group)}"
-        )
+        if group:
+            summaries = [r.summary for r in group]
+            lines.append(
+                f"{NAMES['vae'][model]} | {len(group)} | {summaries[0]['parameters']['vae']:,} | "
+                f"{_stat([s['test_elbo'] for s in summaries], 1)} | {_entropies(summaries)} | {_objects(summaries)}"
+            )
     return table(
         "model | seeds | parameters | test ELBO (nats) | entropy red | blue | diff | one red + one blue | "
         "two objects | interpolation frames: one of each / two objects | training s",
@@ -184,7 +186,8 @@ def finding(runs: list[FinishedRun], task: str) -> str:
     names = NAMES[task]
     ok = _working(runs)
     working = {m: len(g) for m, g in ok.items()}
-    if all(working[m] == len(g) for m, g in groups.items()):
+    every = all(working[m] == len(g) for m, g in groups.items())
+    if every:
         text = f"Both {task.upper()}s work in every seed ({CRITERION})"
     elif not any(working.values()):
         shares = " and ".join(f"{_pct([r.summary['one_each'] for r in g])} ({names[m]})" for m, g in groups.items())
@@ -210,11 +213,7 @@ def finding(runs: list[FinishedRun], task: str) -> str:
             less_collapse = compare_groups(spread["coordconv"], spread["conv"], None, side=1)
             placement = compare_groups(diff["coordconv"], diff["conv"], None, side=-1)
             assert less_collapse is not None and placement is not None  # two or more working seeds each
-            where = (
-                ""
-                if all(working[m] == len(g) for m, g in groups.items())
-                else f" (over the working seeds: {working['coordconv']} and {working['conv']})"
-            )
+            where = "" if every else f" (over the working seeds: {working['coordconv']} and {working['conv']})"
             text += (
                 f"; the paper's less mode collapse{where} (CoordConv's objects more spread over the canvas; its "
                 f"binning is not given, so only the direction is tested): {less_collapse.words(2, unit=' nats')} "
@@ -225,7 +224,7 @@ def finding(runs: list[FinishedRun], task: str) -> str:
                 f"entropy {statistics.fmean(diff['coordconv']):.2f} against {statistics.fmean(diff['conv']):.2f}, the "
                 f"data's {data['diff']:.2f}; difference {placement.interval(2)})"
             )
-        elif all(working[m] == len(g) for m, g in groups.items()):
+        elif every:
             text += "; one seed of a model is too few to compare the two for mode collapse"
         else:
             text += ", so the two cannot be compared for mode collapse yet"

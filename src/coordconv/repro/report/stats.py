@@ -71,21 +71,19 @@ def _moments(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return statistics.fmean(a) - statistics.fmean(b), se, df
 
 
-def welch_interval(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """``(difference, low, high)``: ``mean(a) - mean(b)`` and its two-sided Welch interval at ``confidence``.
+def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """``(difference, low, high)``: ``mean(a) - mean(b)`` and its two-sided Welch interval at :data:`CONFIDENCE`.
 
     Raises:
         ValueError: a group has fewer than two values.
     """
     diff, se, df = _moments(a, b)
-    half = t_quantile(0.5 + confidence / 2, df) * se
+    half = t_quantile(0.5 + CONFIDENCE / 2, df) * se
     return diff, diff - half, diff + half
 
 
-def minimum_detectable_effect(
-    a: list[float], b: list[float], *, confidence: float = CONFIDENCE, power: float = POWER
-) -> float:
-    """The smallest true difference a two-sided Welch test at ``1 - confidence`` finds with ``power``.
+def minimum_detectable_effect(a: list[float], b: list[float]) -> float:
+    """The smallest true difference a two-sided Welch test at ``1 - CONFIDENCE`` finds with :data:`POWER`.
 
     ``(t(1 - alpha/2, df) + t(power, df)) * se``, with the groups' measured standard error and degrees of freedom.
 
@@ -93,7 +91,7 @@ def minimum_detectable_effect(
         ValueError: a group has fewer than two values.
     """
     _, se, df = _moments(a, b)
-    return (t_quantile(0.5 + confidence / 2, df) + t_quantile(power, df)) * se
+    return (t_quantile(0.5 + CONFIDENCE / 2, df) + t_quantile(POWER, df)) * se
 
 
 @dataclass(frozen=True)
