@@ -23,6 +23,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -196,18 +197,6 @@ class ReproduceOptions:
 # training
 
 
-def _summary_of(episodes: list[list[float]], curve: list[float | None], final_episodes: int) -> dict[str, Any]:
-    returns = [r for _, r, _ in episodes]
-    points = [c for c in curve if c is not None]
-    last = returns[-final_episodes:]
-    return {
-        "episodes": len(returns),
-        "final_return": statistics.fmean(last) if last else None,
-        "final_return_std": statistics.pstdev(last) if len(last) > 1 else None,
-        "auc": statistics.fmean(points) if points else None,
-    }
-
-
 def _record_episodes(episodes: list[list[float]], step_locals: dict[str, Any], step_globals: dict[str, Any]) -> bool:
     """SB3's callback after each step: every episode that ended, as ``[step, return, length]`` (from its Monitor)."""
     agent = step_locals["self"]
@@ -247,12 +236,9 @@ def main(
     )
     if session.result is not None:
         return session.result
-    env = make_env(cfg)
-    try:
-        with session:
-            _learn(cfg, session, env)
-    finally:
-        env.close()
+    # the environments close after the session, whatever ends the run
+    with contextlib.closing(make_env(cfg)) as env, session:
+        _learn(cfg, session, env)
     return session.outcome()
 
 
@@ -307,13 +293,18 @@ def _learn(cfg: Config, session: Session, env: Any) -> None:
             },
             last=agent.num_timesteps >= cfg.total_steps,
         )
+    last = [r for _, r, _ in episodes[-cfg.final_episodes :]]
+    points = [c for c in curve if c is not None]
     summary = {
         "task": "rl",
         "model": cfg.model,
         "env": env_id(cfg.env),
         "seed": cfg.seed,
         "params": params,
-        **_summary_of(episodes, curve, cfg.final_episodes),
+        "episodes": len(episodes),
+        "final_return": statistics.fmean(last) if last else None,
+        "final_return_std": statistics.pstdev(last) if len(last) > 1 else None,
+        "auc": statistics.fmean(points) if points else None,
         "steps": agent.num_timesteps,
         "train_seconds": round(train_seconds, 3),
         "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
