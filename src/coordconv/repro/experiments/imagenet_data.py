@@ -72,7 +72,7 @@ def datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
             "expected the same classes in both"
         )
 
-    class VisibleImageFolder(tv_datasets.ImageFolder):
+    class VisibleImageFolder(tv_datasets.ImageFolder):  # type: ignore[misc]
         """``ImageFolder`` with :func:`_find_classes` (hidden folders are not classes)."""
 
         def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
