@@ -282,15 +282,9 @@ def _learn(cfg: Config, session: Session, env: Any) -> None:
         session.emit(
             f"{session.desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}"
         )
+        state = {"steps": agent.num_timesteps, "episodes": episodes, "curve": curve, "train_seconds": train_seconds}
         session.checkpoint(
-            {
-                "policy": agent.policy.state_dict(),
-                "optimizer": agent.policy.optimizer.state_dict(),
-                "steps": agent.num_timesteps,
-                "episodes": episodes,
-                "curve": curve,
-                "train_seconds": train_seconds,
-            },
+            {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(), **state},
             last=agent.num_timesteps >= cfg.total_steps,
         )
     last = [r for _, r, _ in episodes[-cfg.final_episodes :]]
