@@ -213,19 +213,16 @@ def evaluate(model: nn.Module, scenes: mnist_canvas.Scenes, cfg: Config, *, batc
     model.eval()
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
     props: list[Tensor] = []
-    truth: list[Tensor] = []
     with torch.no_grad():
         for start in range(0, len(scenes), batch):
             index = torch.arange(start, min(start + batch, len(scenes)))
             images = list(scenes.images[index])
-            targets = _targets(scenes, index)
             props += proposals(model, images)
-            truth += [t["boxes"] for t in targets]
-            metric.update(model(images), targets)
+            metric.update(model(images), _targets(scenes, index))
     model.train(was_training)
     result = metric.compute()
     return {
-        "proposal_iou": proposal_iou(props, truth, cfg.iou_proposals),
+        "proposal_iou": proposal_iou(props, scenes.boxes, cfg.iou_proposals),
         "map_50": float(result["map_50"]),
         "map": float(result["map"]),
     }
