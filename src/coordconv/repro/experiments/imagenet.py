@@ -189,13 +189,8 @@ def _evaluate(model: nn.Module, val_set: Any, cfg: Config, procs: Processes) -> 
 
 
 def _autocast(procs: Processes) -> Any:
-    if procs.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def _checksum(model: nn.Module) -> float:
-    return float(sum(p.detach().double().sum().item() for p in model.parameters()))
+    """bfloat16 autocast on CUDA, none elsewhere."""
+    return torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=procs.device.type == "cuda")
 
 
 def main(
@@ -287,7 +282,7 @@ def _train(session: Session, cfg: Config, procs: Processes) -> None:
         session.advance(1)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
         session.checkpoint({**state, "epoch": epoch, "train_seconds": train_seconds}, last=epoch == cfg.epochs)
-    checksums = [_checksum(model)]
+    checksums = [float(sum(p.detach().double().sum().item() for p in model.parameters()))]
     if procs.world > 1:
         gathered: list[Any] = [None] * procs.world
         dist.all_gather_object(gathered, checksums[0])

@@ -71,9 +71,16 @@ def datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
             f"{', '.join(only['train'][:5]) or 'none'}; only in val: {', '.join(only['val'][:5]) or 'none'}); "
             "expected the same classes in both"
         )
+
+    class VisibleImageFolder(tv_datasets.ImageFolder):  # type: ignore[misc]
+        """``ImageFolder`` with :func:`_find_classes` (hidden folders are not classes)."""
+
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            return _find_classes(directory)
+
     sets = []
     for split, tf in (("train", train_tf), ("val", val_tf)):
-        folder = _folder_class(tv_datasets.ImageFolder)(str(root / split), tf, loader=_load_image, allow_empty=True)
+        folder = VisibleImageFolder(str(root / split), tf, loader=_load_image, allow_empty=True)
         if len(folder) == 0:
             raise ValueError(f"{root / split} holds no image files in its class folders; expected an ImageFolder tree")
         sets.append(folder)
@@ -92,16 +99,6 @@ def _find_classes(directory: str) -> tuple[list[str], dict[str, int]]:
     if not names:
         raise FileNotFoundError(f"{directory} holds no class folders; expected an ImageFolder tree")
     return names, {name: i for i, name in enumerate(names)}
-
-
-def _folder_class(image_folder: type) -> type:
-    """``ImageFolder`` with :func:`_find_classes` (hidden folders are not classes)."""
-
-    class VisibleImageFolder(image_folder):  # type: ignore[misc]
-        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-            return _find_classes(directory)
-
-    return VisibleImageFolder
 
 
 def _load_image(path: str) -> Any:

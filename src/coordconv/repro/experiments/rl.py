@@ -23,6 +23,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -196,18 +197,6 @@ class ReproduceOptions:
 # training
 
 
-def _summary_of(episodes: list[list[float]], curve: list[float | None], final_episodes: int) -> dict[str, Any]:
-    returns = [r for _, r, _ in episodes]
-    points = [c for c in curve if c is not None]
-    last = returns[-final_episodes:]
-    return {
-        "episodes": len(returns),
-        "final_return": statistics.fmean(last) if last else None,
-        "final_return_std": statistics.pstdev(last) if len(last) > 1 else None,
-        "auc": statistics.fmean(points) if points else None,
-    }
-
-
 def _record_episodes(episodes: list[list[float]], step_locals: dict[str, Any], step_globals: dict[str, Any]) -> bool:
     """SB3's callback after each step: every episode that ended, as ``[step, return, length]`` (from its Monitor)."""
     agent = step_locals["self"]
@@ -247,76 +236,67 @@ def main(
     )
     if session.result is not None:
         return session.result
-    env = make_env(cfg)
-    try:
-        with session:
-            _learn(cfg, session, env)
-    finally:
-        env.close()
+    # the environments close after the session, whatever ends the run
+    with contextlib.closing(make_env(cfg)) as env, session:
+        agent = build_agent(cfg, env)
+        params = sum(p.numel() for p in agent.policy.parameters())
+        state = session.restore(policy=agent.policy, optimizer=agent.policy.optimizer) or {
+            "steps": 0, "episodes": [], "curve": [], "train_seconds": 0.0
+        }  # fmt: skip
+        agent.num_timesteps = int(state["steps"])
+        episodes: list[list[float]] = [list(e) for e in state["episodes"]]  # [step, return, length]
+        curve: list[float | None] = list(state["curve"])  # running mean return (last 100 episodes) at every log point
+        train_seconds = float(state["train_seconds"])
+
+        callback = functools.partial(_record_episodes, episodes)
+        session.start_at(agent.num_timesteps)
+        while agent.num_timesteps < cfg.total_steps:
+            before = agent.num_timesteps
+            chunk = min(cfg.log_every - before % cfg.log_every, cfg.total_steps - before)
+            start = time.perf_counter()
+            agent.learn(chunk, reset_num_timesteps=False, callback=callback, progress_bar=False)
+            train_seconds += time.perf_counter() - start
+            # SB3 keeps its losses to itself: a diverged update shows in the weights
+            weights = float(sum(p.detach().double().abs().sum() for p in agent.policy.parameters()))
+            check_finite(weights, f"the policy's weights after steps {before}-{agent.num_timesteps}")
+            recent = [r for _, r, _ in episodes[-100:]]
+            mean_return = statistics.fmean(recent) if recent else None
+            curve.append(mean_return)
+            session.log(
+                {
+                    "step": agent.num_timesteps,
+                    "episodes": len(episodes),
+                    "mean_return_100": mean_return,
+                    "train_seconds": round(train_seconds, 3),
+                    "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
+                }
+            )
+            session.advance(agent.num_timesteps - before, ret=mean_return)
+            shown = "none yet" if mean_return is None else f"{mean_return:.2f}"
+            session.emit(
+                f"{desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}"
+            )
+            state = {"steps": agent.num_timesteps, "episodes": episodes, "curve": curve, "train_seconds": train_seconds}
+            session.checkpoint(
+                {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(), **state},
+                last=agent.num_timesteps >= cfg.total_steps,
+            )
+        last = [r for _, r, _ in episodes[-cfg.final_episodes :]]
+        points = [c for c in curve if c is not None]
+        summary = {
+            "task": "rl",
+            "model": cfg.model,
+            "env": env_id(cfg.env),
+            "seed": cfg.seed,
+            "params": params,
+            "episodes": len(episodes),
+            "final_return": statistics.fmean(last) if last else None,
+            "final_return_std": statistics.pstdev(last) if len(last) > 1 else None,
+            "auc": statistics.fmean(points) if points else None,
+            "steps": agent.num_timesteps,
+            "train_seconds": round(train_seconds, 3),
+            "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
+            "config": to_dict(cfg),
+        }
+        session.finish(summary, agent.policy)
     return session.outcome()
-
-
-def _learn(cfg: Config, session: Session, env: Any) -> None:
-    """The A2C loop: learn for ``cfg.total_steps`` environment steps, logging and checkpointing through ``session``."""
-    agent = build_agent(cfg, env)
-    params = sum(p.numel() for p in agent.policy.parameters())
-    state = session.restore(policy=agent.policy, optimizer=agent.policy.optimizer) or {
-        "steps": 0, "episodes": [], "curve": [], "train_seconds": 0.0
-    }  # fmt: skip
-    agent.num_timesteps = int(state["steps"])
-    episodes: list[list[float]] = [list(e) for e in state["episodes"]]  # [step, return, length]
-    curve: list[float | None] = list(state["curve"])  # running mean return (last 100 episodes) at every log point
-    train_seconds = float(state["train_seconds"])
-
-    callback = functools.partial(_record_episodes, episodes)
-    session.start_at(agent.num_timesteps)
-    while agent.num_timesteps < cfg.total_steps:
-        before = agent.num_timesteps
-        chunk = min(cfg.log_every - before % cfg.log_every, cfg.total_steps - before)
-        start = time.perf_counter()
-        agent.learn(chunk, reset_num_timesteps=False, callback=callback, progress_bar=False)
-        train_seconds += time.perf_counter() - start
-        # SB3 keeps its losses to itself: a diverged update shows in the weights
-        weights = float(sum(p.detach().double().abs().sum() for p in agent.policy.parameters()))
-        check_finite(weights, f"the policy's weights after steps {before}-{agent.num_timesteps}")
-        recent = [r for _, r, _ in episodes[-100:]]
-        mean_return = statistics.fmean(recent) if recent else None
-        curve.append(mean_return)
-        session.log(
-            {
-                "step": agent.num_timesteps,
-                "episodes": len(episodes),
-                "mean_return_100": mean_return,
-                "train_seconds": round(train_seconds, 3),
-                "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
-            }
-        )
-        session.advance(agent.num_timesteps - before, ret=mean_return)
-        shown = "none yet" if mean_return is None else f"{mean_return:.2f}"
-        session.emit(
-            f"{session.desc}: {agent.num_timesteps}/{cfg.total_steps} steps, mean return (last 100 episodes) {shown}"
-        )
-        session.checkpoint(
-            {
-                "policy": agent.policy.state_dict(),
-                "optimizer": agent.policy.optimizer.state_dict(),
-                "steps": agent.num_timesteps,
-                "episodes": episodes,
-                "curve": curve,
-                "train_seconds": train_seconds,
-            },
-            last=agent.num_timesteps >= cfg.total_steps,
-        )
-    summary = {
-        "task": "rl",
-        "model": cfg.model,
-        "env": env_id(cfg.env),
-        "seed": cfg.seed,
-        "params": params,
-        **_summary_of(episodes, curve, cfg.final_episodes),
-        "steps": agent.num_timesteps,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(agent.num_timesteps / train_seconds, 1) if train_seconds else None,
-        "config": to_dict(cfg),
-    }
-    session.finish(summary, agent.policy)

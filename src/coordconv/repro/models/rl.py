@@ -26,11 +26,25 @@ PLACEMENTS: tuple[str, ...] = ("none", "first", "all")
 
 
 class _Body(nn.Module):
-    """Convolutions of ``LAYERS`` (channels, kernel, stride), then a ``features``-unit layer, ReLU after each."""
+    """Convolutions of ``LAYERS`` (channels, kernel, stride), then a ``features``-unit layer, ReLU after each.
+
+    ``height``, ``width`` and ``features`` default to the network's own (``SIZE``, ``FEATURES``).
+    """
 
     LAYERS: tuple[tuple[int, int, int], ...]
+    SIZE: int
+    FEATURES: int
 
-    def __init__(self, in_channels: int, height: int, width: int, *, features: int, coord: Placement, with_r: bool):
+    def __init__(
+        self,
+        in_channels: int,
+        height: int | None = None,
+        width: int | None = None,
+        *,
+        features: int | None = None,
+        coord: Placement = "none",
+        with_r: bool = False,
+    ) -> None:
         super().__init__()
         if coord not in PLACEMENTS:
             raise ValueError(f"invalid coord placement {coord!r}; expected one of {PLACEMENTS}")
@@ -42,46 +56,28 @@ class _Body(nn.Module):
             convs += [conv, nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*convs, nn.Flatten())
+        self.features = self.FEATURES if features is None else features
         with torch.no_grad():
-            flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
-        self.features = features
+            flat = self.convs(
+                torch.zeros(1, in_channels, *(self.SIZE if n is None else n for n in (height, width)))
+            ).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, self.features), nn.ReLU())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.convs(x))  # type: ignore[no-any-return]
 
 
 class NatureCNN(_Body):
-    """The Nature DQN body: three convolutions and a 512-unit layer, ReLU after each."""
+    """The Nature DQN body: three convolutions and a 512-unit layer, ReLU after each, on 84x84 inputs."""
 
     LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-
-    def __init__(
-        self,
-        in_channels: int,
-        height: int = 84,
-        width: int = 84,
-        *,
-        features: int = 512,
-        coord: Placement = "none",
-        with_r: bool = False,
-    ) -> None:
-        super().__init__(in_channels, height, width, features=features, coord=coord, with_r=with_r)
+    SIZE = 84
+    FEATURES = 512
 
 
 class MinAtarCNN(_Body):
-    """MinAtar's baseline body: a 3x3 convolution with 16 channels and a 128-unit layer, ReLU after each."""
+    """MinAtar's baseline body: a 3x3 convolution with 16 channels and a 128-unit layer, ReLU after each, on 10x10."""
 
     LAYERS = ((16, 3, 1),)
-
-    def __init__(
-        self,
-        in_channels: int,
-        height: int = 10,
-        width: int = 10,
-        *,
-        features: int = 128,
-        coord: Placement = "none",
-        with_r: bool = False,
-    ) -> None:
-        super().__init__(in_channels, height, width, features=features, coord=coord, with_r=with_r)
+    SIZE = 10
+    FEATURES = 128

@@ -62,10 +62,7 @@ class CNNExtractor(BaseFeaturesExtractor):
         if body not in ("nature", "minatar"):
             raise ValueError(f"invalid body {body!r}; expected 'auto', 'nature' or 'minatar'")
         net_cls = NatureCNN if body == "nature" else MinAtarCNN
-        kwargs: dict[str, Any] = {"coord": coord, "with_r": with_r}
-        if features is not None:
-            kwargs["features"] = features
-        net = net_cls(c, h, w, **kwargs)
+        net = net_cls(c, h, w, features=features, coord=coord, with_r=with_r)
         super().__init__(observation_space, net.features)
         self.net = net
         self.body = body

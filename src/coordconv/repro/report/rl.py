@@ -50,11 +50,8 @@ def verdict(coord: list[float], plain: list[float]) -> str:
 
 
 def _values(runs: list[FinishedRun], env: str, model: str, key: str) -> list[float]:
-    return [
-        float(r.summary[key])
-        for r in runs
-        if r.summary["env"] == env and r.summary["model"] == model and r.summary[key] is not None
-    ]
+    group = by_model(runs, (model,), env=env)[model]
+    return [float(r.summary[key]) for r in group if r.summary[key] is not None]
 
 
 def _finals(runs: list[FinishedRun], env: str) -> tuple[list[float], list[float]]:
