@@ -94,23 +94,18 @@ def load_data(cfg: Config, device: str | torch.device = "cpu") -> Data:
 def build_model(cfg: Config) -> nn.Module:
     """The paper's network for the task and model kind."""
     model: nn.Module
-    if cfg.task == "classification":
-        model = (
-            models.CoordConvPainter(notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
+    if cfg.model == "conv" and cfg.task != "regression":
+        model = models.DeconvPainter(cfg.multiplier, cfg.filter_size)
+    elif cfg.task == "classification":
+        model = models.CoordConvPainter(notsoclevr.CANVAS)
     elif cfg.task == "rendering":
-        model = (
-            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
+        model = models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
     elif cfg.model == "coordconv":
         model = models.CoordConvRegressor()
+    elif (cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor) == "uniform":
+        model = models.ConvRegressorUniform()
     else:
-        kind = cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor
-        model = models.ConvRegressorUniform() if kind == "uniform" else models.ConvRegressorQuadrant(cfg.multiplier)
+        model = models.ConvRegressorQuadrant(cfg.multiplier)
     return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 

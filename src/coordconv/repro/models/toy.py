@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from coordconv import CoordConv2d, tile_vector
 
+# BatchNorm: torch's default momentum 0.1 is TensorFlow's 0.9
+
 __all__ = [
     "ConvRegressorQuadrant",
     "ConvRegressorUniform",
@@ -36,11 +38,6 @@ __all__ = [
     "he_normal_",
     "l2_weights",
 ]
-
-
-def _bn(channels: int) -> nn.BatchNorm2d:
-    # TensorFlow's BatchNorm momentum 0.9 is PyTorch's 0.1
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
 
 
 def he_normal_(module: nn.Module) -> None:
@@ -96,7 +93,7 @@ class DeconvPainter(nn.Module):
         widths = [2, 64 * multiplier, 64 * multiplier, 64 * multiplier, 32 * multiplier, 32 * multiplier]
         layers: list[nn.Module] = []
         for cin, cout in itertools.pairwise(widths):
-            layers += [_same_transposed(cin, cout, filter_size), _bn(cout), nn.ReLU()]
+            layers += [_same_transposed(cin, cout, filter_size), nn.BatchNorm2d(cout), nn.ReLU()]
         layers.append(_same_transposed(widths[-1], 1, filter_size))
         self.net = nn.Sequential(*layers)
         he_normal_(self)
@@ -223,10 +220,10 @@ class ConvRegressorQuadrant(nn.Module):
 
         self.net = nn.Sequential(
             conv(1, w, 5, 2), nn.ReLU(),
-            conv(w, w, 1), nn.ReLU(), _bn(w),
+            conv(w, w, 1), nn.ReLU(), nn.BatchNorm2d(w),
             conv(w, w, 3), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),
-            conv(w, w, 3, 2), _bn(w), nn.ReLU(),
+            conv(w, w, 3, 2), nn.BatchNorm2d(w), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),
             conv(w, w, 1), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),

@@ -108,7 +108,8 @@ def _fmt(values: list[float], metric: str) -> str:
 def results_table(runs: list[FinishedRun], task: str) -> str:
     """A Markdown table of one task: our mean ± std over seeds beside the paper's claim."""
     rows = []
-    for split, groups in _groups(runs, task).items():
+    by_split = _groups(runs, task)
+    for split, groups in by_split.items():
         for model, group in groups.items():
             if not group:
                 continue
@@ -126,7 +127,7 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
             )
     metric_name, target = (runs[0].summary["metric"], runs[0].summary["target"]) if runs else ("", "")
     bound = f"below {target} px" if metric_name == "error_px" else f"at least {target}"
-    counts = sorted({len(group) for groups in _groups(runs, task).values() for group in groups.values() if group})
+    counts = sorted({len(group) for groups in by_split.values() for group in groups.values() if group})
     if counts == [1]:  # the main job's default: one seed, no spread to give
         over = (
             "one seed per model and split, so each value is that seed's (no spread; the committed tables in "
@@ -343,15 +344,15 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
                 seeds.add(len(group))
                 metric = group[0].summary["metric"]
                 values = [r.summary["test"][metric] for r in group]
-                mean = statistics.median(values)
+                median = statistics.median(values)
                 x = s_index * 3 + m_index
                 # an outline, so that a bar of (almost) zero still shows as a line on the axis
-                ax.bar(x, mean, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
+                ax.bar(x, median, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
                 ax.scatter([x] * len(values), values, color="black", s=8, zorder=3)
-                top = max(mean, *values)
+                top = max(median, *values)
                 highest = max(highest, top)
                 ax.annotate(
-                    _bar_label(mean, metric), (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
+                    _bar_label(median, metric), (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
                     va="bottom", fontsize=8,
                 )  # fmt: skip
         ax.set_xticks([0.5, 3.5], [f"{split} split" for split in SPLITS])
