@@ -180,13 +180,12 @@ class ConvRegressorUniform(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        blocks: list[nn.Module] = []
-        cin = 1
-        for _ in range(3):
-            blocks += [nn.Conv2d(cin, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            cin = 16
-        blocks += [nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten()]
-        self.features = nn.Sequential(*blocks)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        )  # fmt: skip
         self.head = nn.Sequential(nn.Linear(16 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 2))
         he_normal_(self.features)
         for m in self.head:
