@@ -271,7 +271,8 @@ def train_epoch(
 
     Stops early at a step evaluation that stops the run (``progress.stopped_early``).
     """
-    penalised = list(models.l2_weights(model))
+    # the official code's L2 penalty: on the conv kernels (a CoordConv layer's weight holds its coordinate filters)
+    penalised = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
     image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, progress.epoch)

@@ -19,7 +19,6 @@ PAPER.md sections 3-5). The parameter counts below are asserted by the tests.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +35,6 @@ __all__ = [
     "CoordConvRegressor",
     "DeconvPainter",
     "he_normal_",
-    "l2_weights",
 ]
 
 
@@ -59,13 +57,6 @@ def he_normal_(module: nn.Module) -> None:
             nn.init.trunc_normal_(kernel, 0.0, std, -2 * std, 2 * std)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-
-
-def l2_weights(module: nn.Module) -> Iterator[Tensor]:
-    """The tensors the official code puts an L2 penalty on: conv kernels (coordinate filters included)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            yield m.weight  # a CoordConv layer's weight holds its coordinate filters
 
 
 def _same_transposed(in_channels: int, out_channels: int, filter_size: int) -> nn.ConvTranspose2d:

@@ -108,8 +108,7 @@ def _fmt(values: list[float], metric: str) -> str:
 def results_table(runs: list[FinishedRun], task: str) -> str:
     """A Markdown table of one task: our mean ± std over seeds beside the paper's claim."""
     rows = []
-    by_split = _groups(runs, task)
-    for split, groups in by_split.items():
+    for split, groups in _groups(runs, task).items():
         for model, group in groups.items():
             if not group:
                 continue
@@ -127,7 +126,7 @@ def results_table(runs: list[FinishedRun], task: str) -> str:
             )
     metric_name, target = (runs[0].summary["metric"], runs[0].summary["target"]) if runs else ("", "")
     bound = f"below {target} px" if metric_name == "error_px" else f"at least {target}"
-    counts = sorted({len(group) for groups in by_split.values() for group in groups.values() if group})
+    counts = sorted({len(group) for groups in _groups(runs, task).values() for group in groups.values() if group})
     if counts == [1]:  # the main job's default: one seed, no spread to give
         over = (
             "one seed per model and split, so each value is that seed's (no spread; the committed tables in "
