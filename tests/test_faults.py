@@ -1,5 +1,6 @@
 """Runs and data under faults and bad input: the right result, or one line that names the problem (issue 13)."""
 
+import dataclasses
 import errno
 import gzip
 import json
@@ -196,7 +197,7 @@ def test_non_finite_values_are_refused_and_a_diverging_run_stops_naming_the_step
         capsys, ["train", "gan", "--preset", "smoke", "--out", tmp_path / "g", "--lr-d", "nan"], 2
     )
     with pytest.raises(ValueError, match="invalid l2: inf; expected a finite number"):
-        toy.replace(toy.preset("smoke", task="classification", model="coordconv"), l2=float("inf"))
+        dataclasses.replace(toy.preset("smoke", task="classification", model="coordconv"), l2=float("inf"))
     line = _error(capsys, [*base, "--lr", "1e30"])
     assert re.search(r"training diverged: the loss at step \d+ is (nan|inf)", line), line
     assert not (tmp_path / "x" / "summary.json").exists()
@@ -296,7 +297,7 @@ def test_bad_mnist_files_are_named(tmp_path):
 
 def test_a_checkpoint_of_another_run_or_with_other_keys_is_refused(tmp_path, monkeypatch):
     cfg = toy.preset("smoke", task="classification", model="coordconv", epochs=2)
-    other = toy.replace(cfg, task="regression")
+    other = dataclasses.replace(cfg, task="regression")
     monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")  # both runs unfinished, their checkpoints there
     toy.main(cfg, tmp_path / "a", **QUIET)
     toy.main(other, tmp_path / "b", **QUIET)
@@ -727,7 +728,7 @@ def test_a_run_made_before_a_field_existed_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv(STOP_AFTER_CHECKPOINTS, "1")
     toy.main(cfg, other, **QUIET)
     monkeypatch.delenv(STOP_AFTER_CHECKPOINTS)
-    changed = toy.replace(cfg, eval_batch_size=cfg.eval_batch_size + 1)
+    changed = dataclasses.replace(cfg, eval_batch_size=cfg.eval_batch_size + 1)
     with pytest.raises(RunError, match="config differs in eval_batch_size"):
         toy.main(changed, other, resume=True, **QUIET)
 

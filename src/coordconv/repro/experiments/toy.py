@@ -19,7 +19,6 @@ do.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ from coordconv.repro.experiments import check
 from coordconv.repro.experiments.toy_presets import PAPER, QUICK, SMOKE, SPLITS
 from coordconv.repro.experiments.toy_tasks import (
     TARGETS,
-    Data,
     Progress,
     build_model,
     evaluate,
@@ -246,35 +244,29 @@ def main(
     session = Session.open(cfg, out, desc=desc, total=cfg.epochs, resume=resume, overwrite=overwrite, log=log)
     if session.result is not None:
         return session.result
-    data = load_data(cfg)
-    if device.type != "cpu":
-        data = Data(**{f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)})
+    data = load_data(cfg, device)
     model = build_model(cfg).to(device)
-    params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=1e-8)
     metric_name, target = TARGETS[cfg.task]
     with session:
         state = session.restore(model=model, optimizer=optimizer)
         progress = Progress.from_checkpoint(state, cfg)
-        counters = progress.counters
-        session.start_at(counters.epoch)
+        session.start_at(progress.epoch)
         model.train()
-        while counters.epoch < cfg.epochs and not progress.stopped_early:
+        while progress.epoch < cfg.epochs and not progress.stopped_early:
             train_metrics = train_epoch(cfg, model, optimizer, data, progress, session)
-            counters.epoch += 1
-            counters.wall_seconds = progress.wall()
-            test_metrics = evaluate_and_log(cfg, model, data, progress, session, "epoch", train_metrics)
+            progress.epoch += 1
+            progress.wall_seconds = progress.wall()
+            test_metrics = evaluate_and_log(cfg, model, data, progress, session, train_metrics)
             session.advance(1, loss=train_metrics["loss"])
             session.emit(
-                f"{desc}: epoch {counters.epoch}/{cfg.epochs} train {metric_name} (mean over the epoch's batches) "
+                f"{desc}: epoch {progress.epoch}/{cfg.epochs} train {metric_name} (mean over the epoch's batches) "
                 f"{train_metrics[metric_name]:.4f}, test {metric_name} {test_metrics[metric_name]:.4f} "
-                f"({counters.train_seconds:.1f} s training)"
+                f"({progress.train_seconds:.1f} s training)"
             )
-            if cfg.stop_at_target and progress.reached_at is not None:
-                progress.stopped_early = True
             session.checkpoint(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **progress.state()},
-                last=progress.stopped_early or counters.epoch >= cfg.epochs,
+                last=progress.stopped_early or progress.epoch >= cfg.epochs,
             )
 
         train_final, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
@@ -293,7 +285,7 @@ def main(
             "model": cfg.model,
             "split": cfg.split,
             "seed": cfg.seed,
-            "params": params,
+            "params": sum(p.numel() for p in model.parameters()),
             "architecture": type(model).__name__,
             "train": train_final,
             "test": test_final,
@@ -303,17 +295,12 @@ def main(
             "seconds_to_target": None if reached_at is None else round(reached_at["train_seconds"], 3),
             "wall_seconds_to_target": None if reached_at is None else round(reached_at["wall_seconds"], 3),
             "steps_to_target": None if reached_at is None else reached_at["step"],
-            "train_seconds": round(counters.train_seconds, 3),
+            "train_seconds": round(progress.train_seconds, 3),
             "wall_seconds": round(progress.wall(), 3),
-            "epochs": counters.epoch,
-            "steps": counters.step,
+            "epochs": progress.epoch,
+            "steps": progress.step,
             "stopped_at_target": progress.stopped_early,
             "config": to_dict(cfg),
         }
         session.finish(summary, model)
     return session.outcome()
-
-
-def replace(cfg: Config, **changes: Any) -> Config:
-    """``cfg`` with some fields changed (validated again)."""
-    return dataclasses.replace(cfg, **changes)

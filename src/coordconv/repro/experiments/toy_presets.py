@@ -7,7 +7,6 @@ the task and the model: the official conv and CoordConv commands differ in every
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,11 +80,6 @@ class Group:
     preset: str
     axes: Mapping[str, tuple[Any, ...]]
     fixed: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        """Configurations per split and seed."""
-        return math.prod(len(values) for values in self.axes.values())
 
 
 # The grids of ``coordconv sweep``. ``paper``: the official ones (experiment_logs.sh; PAPER.md sections 3-5): 324

@@ -6,7 +6,6 @@ that ``main`` reads top to bottom.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TARGETS",
-    "Counters",
     "Data",
     "Progress",
     "batch_metrics",
@@ -35,9 +33,7 @@ __all__ = [
     "learning_rate",
     "load_data",
     "loss_fn",
-    "make_split",
     "predicted_centres",
-    "reached",
     "resolve_device",
     "train_epoch",
 ]
@@ -62,19 +58,16 @@ class Data:
     test_xy: Tensor
 
 
-def make_split(cfg: Config) -> notsoclevr.Split:
-    """The train/test split the config asks for."""
-    if cfg.official_split:
-        if cfg.split != "uniform":
-            raise ValueError("official_split applies to the uniform split only")
-        return notsoclevr.official_uniform_split()
-    return notsoclevr.make_split(cfg.split, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-
-
-def load_data(cfg: Config) -> Data:
-    """Generate Not-so-Clevr and turn it into the task's inputs and targets."""
+def load_data(cfg: Config, device: str | torch.device = "cpu") -> Data:
+    """Generate Not-so-Clevr and turn it into the task's inputs and targets, on ``device``."""
+    if cfg.official_split and cfg.split != "uniform":
+        raise ValueError("official_split applies to the uniform split only")
     xy = notsoclevr.centers()
-    split = make_split(cfg)
+    split = (
+        notsoclevr.official_uniform_split()
+        if cfg.official_split
+        else notsoclevr.make_split(cfg.split, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    )
     train_index, test_index = split.train, split.test
     subsets = torch.Generator().manual_seed(cfg.split_seed + 1)
     if cfg.train_subset:
@@ -90,10 +83,8 @@ def load_data(cfg: Config) -> Data:
             targets = xy[:, 1] * notsoclevr.CANVAS + xy[:, 0]
         else:
             targets = notsoclevr.square_images(xy, cfg.square_value).contiguous(memory_format=torch.channels_last)
-    return Data(
-        inputs[train_index], targets[train_index], inputs[test_index], targets[test_index], xy[train_index],
-        xy[test_index],
-    )  # fmt: skip
+    parts = (inputs[train_index], targets[train_index], inputs[test_index], targets[test_index])
+    return Data(*(t.to(device) for t in (*parts, xy[train_index], xy[test_index])))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -103,23 +94,18 @@ def load_data(cfg: Config) -> Data:
 def build_model(cfg: Config) -> nn.Module:
     """The paper's network for the task and model kind."""
     model: nn.Module
-    if cfg.task == "classification":
-        model = (
-            models.CoordConvPainter(notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
+    if cfg.model == "conv" and cfg.task != "regression":
+        model = models.DeconvPainter(cfg.multiplier, cfg.filter_size)
+    elif cfg.task == "classification":
+        model = models.CoordConvPainter(notsoclevr.CANVAS)
     elif cfg.task == "rendering":
-        model = (
-            models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
-            if cfg.model == "coordconv"
-            else models.DeconvPainter(cfg.multiplier, cfg.filter_size)
-        )
+        model = models.CoordConvImagePainter(cfg.multiplier, cfg.filter_size, notsoclevr.CANVAS)
     elif cfg.model == "coordconv":
         model = models.CoordConvRegressor()
+    elif (cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor) == "uniform":
+        model = models.ConvRegressorUniform()
     else:
-        kind = cfg.split if cfg.conv_regressor == "auto" else cfg.conv_regressor
-        model = models.ConvRegressorUniform() if kind == "uniform" else models.ConvRegressorQuadrant(cfg.multiplier)
+        model = models.ConvRegressorQuadrant(cfg.multiplier)
     return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return,unused-ignore]
 
 
@@ -187,12 +173,6 @@ def evaluate(
     return {k: v / len(x) for k, v in sums.items()}, torch.cat(centres), torch.cat(per_example)
 
 
-def reached(task: str, metrics: dict[str, float]) -> bool:
-    """Whether a set's metrics meet the task's target."""
-    name, target = TARGETS[task]
-    return metrics[name] < target if name == "error_px" else metrics[name] >= target
-
-
 def learning_rate(cfg: Config, epoch: int) -> float:
     """The official step policy: ``lr * ratio ** min(epoch // every, max_steps)``."""
     if cfg.lr_step_every == 0:
@@ -205,20 +185,13 @@ def learning_rate(cfg: Config, epoch: int) -> float:
 
 
 @dataclass
-class Counters:
-    """Where training stands; saved in every checkpoint."""
+class Progress:
+    """Where a run stands: its counters, when it was solved, its best test value; saved in every checkpoint."""
 
     epoch: int = 0
     step: int = 0
     train_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-
-@dataclass
-class Progress:
-    """Where a run stands between evaluations: the counters, when it was solved, its best test value."""
-
-    counters: Counters = field(default_factory=Counters)
+    wall_seconds: float = 0.0  # of the sessions before this one, until the end of an epoch updates it
     reached_at: dict[str, Any] | None = None
     best: float | None = None
     stopped_early: bool = False
@@ -226,7 +199,7 @@ class Progress:
     earlier: float = field(init=False)  # wall seconds of the sessions before this one
 
     def __post_init__(self) -> None:
-        self.earlier = self.counters.wall_seconds
+        self.earlier = self.wall_seconds
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any] | None, cfg: Config) -> Progress:
@@ -236,7 +209,7 @@ class Progress:
         reached_at = state["reached_at"]
         # checkpoints from before the flag was stored: a run that stopped at its target had reached it
         stopped_early = bool(state.get("stopped_early", cfg.stop_at_target and reached_at is not None))
-        return cls(Counters(**state["counters"]), reached_at, state["best"], stopped_early)
+        return cls(**state["counters"], reached_at=reached_at, best=state["best"], stopped_early=stopped_early)
 
     def wall(self) -> float:
         """Wall seconds of the whole run: the earlier sessions' and this one's so far."""
@@ -244,51 +217,49 @@ class Progress:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the progress."""
-        return {
-            "counters": dataclasses.asdict(self.counters),
-            "reached_at": self.reached_at,
-            "best": self.best,
-            "stopped_early": self.stopped_early,
-        }
+        counters = {"epoch": self.epoch, "step": self.step, "train_seconds": self.train_seconds,
+                    "wall_seconds": self.wall_seconds}  # fmt: skip
+        return {"counters": counters, "reached_at": self.reached_at, "best": self.best,
+                "stopped_early": self.stopped_early}  # fmt: skip
 
 
 def evaluate_and_log(
-    cfg: Config, model: nn.Module, data: Data, progress: Progress, session: Session, kind: str,
-    train_metrics: dict[str, float] | None,
+    cfg: Config, model: nn.Module, data: Data, progress: Progress, session: Session,
+    train_metrics: dict[str, float] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Evaluate the test set (and the whole training set once the test set meets the target), log one record.
 
-    Updates ``progress``: the best test value and, on the first evaluation where both sets meet the task's
-    target, when the run was solved. Returns the test metrics.
+    An epoch's record with its ``train_metrics``, a step's without. Updates ``progress``: the best test value
+    and, on the first evaluation where both sets meet the task's target, when the run was solved (and, if the
+    config says ``stop_at_target``, that it stops). Returns the test metrics.
     """
-    metric_name, _ = TARGETS[cfg.task]
-    counters = progress.counters
+    name, target = TARGETS[cfg.task]
+    lower = name == "error_px"  # the one metric where lower is better
     test_metrics, _, _ = evaluate(model, cfg.task, data.test_x, data.test_y, cfg.eval_batch_size)
-    value = test_metrics[metric_name]
-    if progress.best is None or (value < progress.best if metric_name == "error_px" else value > progress.best):
+    value = test_metrics[name]
+    if progress.best is None or (value < progress.best if lower else value > progress.best):
         progress.best = value
-    full_train: dict[str, float] | None = None
-    if progress.reached_at is None and reached(cfg.task, test_metrics):
+    full_train: dict[str, float] = {}
+    if progress.reached_at is None and (value < target if lower else value >= target):
         # solved means the target on the whole training set too, as the paper's "100% train and test"
         full_train, _, _ = evaluate(model, cfg.task, data.train_x, data.train_y, cfg.eval_batch_size)
-        if reached(cfg.task, full_train):
-            seconds = counters.train_seconds
-            progress.reached_at = {"train_seconds": seconds, "wall_seconds": progress.wall(), "step": counters.step}
-    record: dict[str, Any] = {
-        "kind": kind,
-        "epoch": counters.epoch,
-        "step": counters.step,
-        "train_seconds": round(counters.train_seconds, 4),
+        if full_train[name] < target if lower else full_train[name] >= target:
+            seconds = progress.train_seconds
+            progress.reached_at = {"train_seconds": seconds, "wall_seconds": progress.wall(), "step": progress.step}
+    if cfg.stop_at_target and progress.reached_at is not None:
+        progress.stopped_early = True
+    session.log({
+        "kind": "step" if train_metrics is None else "epoch",
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "train_seconds": round(progress.train_seconds, 4),
         "wall_seconds": round(progress.wall(), 4),
-        "lr": learning_rate(cfg, counters.epoch),
-    }
-    if train_metrics is not None:
-        record.update({f"train_{k}": v for k, v in train_metrics.items()})
-    if full_train is not None:
-        record.update({f"train_set_{k}": v for k, v in full_train.items()})
-    record.update({f"test_{k}": v for k, v in test_metrics.items()})
-    record["solved"] = progress.reached_at is not None
-    session.log(record)
+        "lr": learning_rate(cfg, progress.epoch),
+        **{f"train_{k}": v for k, v in (train_metrics or {}).items()},
+        **{f"train_set_{k}": v for k, v in full_train.items()},
+        **{f"test_{k}": v for k, v in test_metrics.items()},
+        "solved": progress.reached_at is not None,
+    })  # fmt: skip
     return test_metrics
 
 
@@ -298,16 +269,15 @@ def train_epoch(
 ) -> dict[str, float]:  # fmt: skip
     """One pass over the training set (evaluating every ``eval_every`` steps); the mean train metrics.
 
-    Stops early (``progress.stopped_early``) at a step evaluation that finds the run solved when the config says
-    ``stop_at_target``.
+    Stops early at a step evaluation that stops the run (``progress.stopped_early``).
     """
-    counters = progress.counters
-    penalised = list(models.l2_weights(model))
+    # the official code's L2 penalty: on the conv kernels (a CoordConv layer's weight holds its coordinate filters)
+    penalised = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
     image_painter = model if isinstance(model, models.CoordConvImagePainter) and cfg.interm_loss else None
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, counters.epoch)
+        group["lr"] = learning_rate(cfg, progress.epoch)
     # the batch order depends on the seed and the epoch only, so that a resumed run sees the same batches
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + counters.epoch)
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch)
     order = torch.randperm(len(data.train_x), generator=generator)
     sums: dict[str, float] = {}
     seen = 0
@@ -327,18 +297,17 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        counters.train_seconds += time.perf_counter() - start
-        counters.step += 1
+        progress.train_seconds += time.perf_counter() - start
+        progress.step += 1
         seen += len(index)
-        check_finite(total.item(), f"the loss at step {counters.step}")
+        check_finite(total.item(), f"the loss at step {progress.step}")
         with torch.no_grad():
             sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(index)
             for name, values in batch_metrics(cfg.task, output.detach(), y).items():
                 sums[name] = sums.get(name, 0.0) + values.sum().item()
-        if cfg.eval_every and counters.step % cfg.eval_every == 0:
-            evaluate_and_log(cfg, model, data, progress, session, "step", None)
-            if cfg.stop_at_target and progress.reached_at is not None:
-                progress.stopped_early = True
+        if cfg.eval_every and progress.step % cfg.eval_every == 0:
+            evaluate_and_log(cfg, model, data, progress, session)
+            if progress.stopped_early:
                 break
     return {k: v / seen for k, v in sums.items()}
 

@@ -19,12 +19,13 @@ PAPER.md sections 3-5). The parameter counts below are asserted by the tests.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from coordconv import CoordConv2d, tile_vector
+
+# BatchNorm: torch's default momentum 0.1 is TensorFlow's 0.9
 
 __all__ = [
     "ConvRegressorQuadrant",
@@ -34,13 +35,7 @@ __all__ = [
     "CoordConvRegressor",
     "DeconvPainter",
     "he_normal_",
-    "l2_weights",
 ]
-
-
-def _bn(channels: int) -> nn.BatchNorm2d:
-    # TensorFlow's BatchNorm momentum 0.9 is PyTorch's 0.1
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
 
 
 def he_normal_(module: nn.Module) -> None:
@@ -62,13 +57,6 @@ def he_normal_(module: nn.Module) -> None:
             nn.init.trunc_normal_(kernel, 0.0, std, -2 * std, 2 * std)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-
-
-def l2_weights(module: nn.Module) -> Iterator[Tensor]:
-    """The tensors the official code puts an L2 penalty on: conv kernels (coordinate filters included)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            yield m.weight  # a CoordConv layer's weight holds its coordinate filters
 
 
 def _same_transposed(in_channels: int, out_channels: int, filter_size: int) -> nn.ConvTranspose2d:
@@ -96,7 +84,7 @@ class DeconvPainter(nn.Module):
         widths = [2, 64 * multiplier, 64 * multiplier, 64 * multiplier, 32 * multiplier, 32 * multiplier]
         layers: list[nn.Module] = []
         for cin, cout in itertools.pairwise(widths):
-            layers += [_same_transposed(cin, cout, filter_size), _bn(cout), nn.ReLU()]
+            layers += [_same_transposed(cin, cout, filter_size), nn.BatchNorm2d(cout), nn.ReLU()]
         layers.append(_same_transposed(widths[-1], 1, filter_size))
         self.net = nn.Sequential(*layers)
         he_normal_(self)
@@ -183,13 +171,12 @@ class ConvRegressorUniform(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        blocks: list[nn.Module] = []
-        cin = 1
-        for _ in range(3):
-            blocks += [nn.Conv2d(cin, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            cin = 16
-        blocks += [nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten()]
-        self.features = nn.Sequential(*blocks)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        )  # fmt: skip
         self.head = nn.Sequential(nn.Linear(16 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 2))
         he_normal_(self.features)
         for m in self.head:
@@ -223,10 +210,10 @@ class ConvRegressorQuadrant(nn.Module):
 
         self.net = nn.Sequential(
             conv(1, w, 5, 2), nn.ReLU(),
-            conv(w, w, 1), nn.ReLU(), _bn(w),
+            conv(w, w, 1), nn.ReLU(), nn.BatchNorm2d(w),
             conv(w, w, 3), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),
-            conv(w, w, 3, 2), _bn(w), nn.ReLU(),
+            conv(w, w, 3, 2), nn.BatchNorm2d(w), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),
             conv(w, w, 1), nn.ReLU(),
             conv(w, w, 3, 2), nn.ReLU(),

@@ -343,15 +343,15 @@ def plot_summary(runs: list[FinishedRun], tasks: list[str], path: Path) -> None:
                 seeds.add(len(group))
                 metric = group[0].summary["metric"]
                 values = [r.summary["test"][metric] for r in group]
-                mean = statistics.median(values)
+                median = statistics.median(values)
                 x = s_index * 3 + m_index
                 # an outline, so that a bar of (almost) zero still shows as a line on the axis
-                ax.bar(x, mean, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
+                ax.bar(x, median, color=COLOURS[model], alpha=0.7, edgecolor=COLOURS[model], linewidth=1.5)
                 ax.scatter([x] * len(values), values, color="black", s=8, zorder=3)
-                top = max(mean, *values)
+                top = max(median, *values)
                 highest = max(highest, top)
                 ax.annotate(
-                    _bar_label(mean, metric), (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
+                    _bar_label(median, metric), (x, top), xytext=(0, 3), textcoords="offset points", ha="center",
                     va="bottom", fontsize=8,
                 )  # fmt: skip
         ax.set_xticks([0.5, 3.5], [f"{split} split" for split in SPLITS])
