@@ -25,8 +25,6 @@ from torch import Tensor, nn
 
 from coordconv import CoordConv2d, tile_vector
 
-# BatchNorm: torch's default momentum 0.1 is TensorFlow's 0.9
-
 __all__ = [
     "ConvRegressorQuadrant",
     "ConvRegressorUniform",
@@ -84,6 +82,7 @@ class DeconvPainter(nn.Module):
         widths = [2, 64 * multiplier, 64 * multiplier, 64 * multiplier, 32 * multiplier, 32 * multiplier]
         layers: list[nn.Module] = []
         for cin, cout in itertools.pairwise(widths):
+            # BatchNorm2d's default momentum 0.1 is the official code's TensorFlow momentum 0.9
             layers += [_same_transposed(cin, cout, filter_size), nn.BatchNorm2d(cout), nn.ReLU()]
         layers.append(_same_transposed(widths[-1], 1, filter_size))
         self.net = nn.Sequential(*layers)
