@@ -21,7 +21,7 @@ import tyro
 from coordconv.repro import reproduce, sweep
 from coordconv.repro.data import notsoclevr, sortofclevr, spatial_folder
 from coordconv.repro.experiments import inspect_run, toy
-from coordconv.repro.experiments.registry import REGISTRY, Experiment, TrainArgs
+from coordconv.repro.experiments.registry import REGISTRY, Experiment
 from coordconv.repro.runtime import extras
 
 __all__ = ["command_type", "interrupted_message", "preset_values"]
@@ -61,8 +61,18 @@ class Inspect(inspect_run.Options):
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Train(TrainArgs):
-    """``coordconv train TASK``: its ``Config`` fields and ``TrainArgs`` (see :func:`command_type`)."""
+class _Train:
+    """``coordconv train TASK``: its ``Config`` fields, ``--preset`` and these (see :func:`command_type`)."""
+
+    preset: str = "quick"  # each task's class gives it the task's presets as choices, and their settings as help
+    out: str
+    """run directory"""
+    resume: bool = False
+    """continue the run in --out from its last checkpoint"""
+    overwrite: bool = False
+    """replace a run already in --out"""
+    yes: bool = False
+    """start the paper preset (a GPU job) on a CPU without asking"""
 
     entry = None  # the task's Experiment (a class attribute of each task's class)
 

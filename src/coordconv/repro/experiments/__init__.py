@@ -23,10 +23,12 @@ Adding an experiment is one module with that surface plus one line in ``REGISTRY
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from coordconv.repro.runtime.config import validate
+from coordconv.repro.runtime.config import check_seed
 
 #: the ranges :func:`check` tests fields against, by the words of the error message (``expected an integer >= 1``)
 RANGES: dict[str, Callable[[Any], bool]] = {
@@ -41,16 +43,33 @@ RANGES: dict[str, Callable[[Any], bool]] = {
 
 
 def check(config: Any, ranges: Mapping[str, tuple[str, ...]], **special: tuple[bool, str]) -> None:
-    """Validate a config (:func:`~coordconv.repro.runtime.config.validate`), its fields in declaration order.
+    """Check a config's fields, raising on the first invalid one.
 
-    ``ranges`` names the fields under each range of :data:`RANGES` (``{">= 1": ("epochs", "batch_size")}``);
-    ``special`` checks the others (``field=(valid, allowed)``).
+    Every float field must be finite and every seed (``seed``, ``*_seed``) in ``range(SEED_LIMIT)``; then, in
+    declaration order, the fields ``ranges`` names under each range of :data:`RANGES`
+    (``{">= 1": ("epochs", "batch_size")}``) and those ``special`` checks (``field=(valid, allowed)``); then every
+    ``Literal`` field. (The thread count is checked where the run starts:
+    :func:`coordconv.repro.runtime.seeding.set_threads`.) The message reads ``invalid lr: -0.1; expected a finite
+    number > 0``.
 
     Raises:
         ValueError: naming the first invalid field, its value and what was expected.
     """
+    hints = typing.get_type_hints(type(config))
+    fields = [(f.name, getattr(config, f.name), hints[f.name]) for f in dataclasses.fields(config)]
     checks = {
         name: (RANGES[allowed](getattr(config, name)), allowed) for allowed, names in ranges.items() for name in names
-    }
-    checks |= special
-    validate(config, {f.name: checks[f.name] for f in dataclasses.fields(config) if f.name in checks})
+    } | special
+    for name, value, hint in fields:
+        if hint is float and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ValueError(f"invalid {name}: {value!r}; expected a finite number")
+        if (name == "seed" or name.endswith("_seed")) and hint is int:
+            check_seed(value, name)
+    for name, value, hint in fields:
+        ok, allowed = checks.get(name, (True, ""))
+        if not ok:
+            kind = "a finite number " if hint is float else "an integer " if hint is int else ""
+            raise ValueError(f"invalid {name}: {value!r}; expected {kind}{allowed}")
+    for name, value, hint in fields:
+        if get_origin(hint) is Literal and value not in get_args(hint):
+            raise ValueError(f"invalid {name}: {value!r}; expected one of {get_args(hint)}")

@@ -23,23 +23,7 @@ from coordconv.repro.runtime import extras
 from coordconv.repro.runtime.config import describe_work
 from coordconv.repro.runtime.files import RunError
 
-__all__ = ["REGISTRY", "Experiment", "TrainArgs", "check_paper"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainArgs:
-    """What every ``coordconv train TASK`` takes besides the task's ``Config`` fields (see :meth:`Experiment.train`)."""
-
-    preset: str = "quick"
-    """settings to start from (each task's --help lists what each preset sets)"""
-    out: str
-    """run directory"""
-    resume: bool = False
-    """continue the run in --out from its last checkpoint"""
-    overwrite: bool = False
-    """replace a run already in --out"""
-    yes: bool = False
-    """start the paper preset (a GPU job) on a CPU without asking"""
+__all__ = ["REGISTRY", "Experiment", "check_paper"]
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,9 @@ See :mod:`coordconv.repro.commands`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import typing
 from collections.abc import Mapping
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 __all__ = [
     "SEED_LIMIT",
@@ -19,7 +17,6 @@ __all__ = [
     "complete_config",
     "describe_work",
     "to_dict",
-    "validate",
 ]
 
 #: seeds are in ``range(SEED_LIMIT)``: what NumPy's legacy seeding takes, and far from torch's 64-bit limit
@@ -51,10 +48,6 @@ def check_seed(value: int, name: str) -> None:
         raise ValueError(f"invalid {name}: {value!r}; expected a seed from 0 to {SEED_LIMIT - 1}")
 
 
-def _is_seed(name: str) -> bool:
-    return name == "seed" or name.endswith("_seed")
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as a JSON-ready dict (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
@@ -70,37 +63,6 @@ def complete_config(cls: type, stored: Mapping[str, Any]) -> dict[str, Any]:
     """
     legacy = getattr(cls, "LEGACY_DEFAULTS", {})
     return {**to_dict(cls()), **{k: v for k, v in legacy.items() if k not in stored}, **stored}
-
-
-def validate(config: Any, checks: Mapping[str, bool | tuple[bool, str]]) -> None:
-    """Check a config's fields, raising on the first invalid one.
-
-    Every float field must be finite and every seed in ``range(SEED_LIMIT)``; then ``checks`` (field name ->
-    whether its value is valid, and the allowed values: ``(lr > 0, "> 0")``) and every ``Literal`` field. (The
-    thread count is also checked where the run starts: :func:`coordconv.repro.runtime.seeding.set_threads`.)
-    The message reads ``invalid lr: -0.1; expected a finite number > 0``.
-
-    Raises:
-        ValueError: naming the first invalid field, its value and what was expected.
-    """
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if hints[f.name] is float and not (isinstance(value, int | float) and math.isfinite(value)):
-            raise ValueError(f"invalid {f.name}: {value!r}; expected a finite number")
-        if _is_seed(f.name) and hints[f.name] is int:
-            check_seed(value, f.name)
-    for name, check in checks.items():
-        ok, allowed = check if isinstance(check, tuple) else (check, "")
-        if not ok:
-            hint = hints.get(name)
-            kind = "a finite number " if hint is float else "an integer " if hint is int else ""
-            expected = f"; expected {kind}{allowed}" if allowed else ""
-            raise ValueError(f"invalid {name}: {getattr(config, name)!r}{expected}")
-    for f in dataclasses.fields(config):
-        hint = hints[f.name]
-        if get_origin(hint) is Literal and getattr(config, f.name) not in get_args(hint):
-            raise ValueError(f"invalid {f.name}: {getattr(config, f.name)!r}; expected one of {get_args(hint)}")
 
 
 def describe_work(configs: list[Any]) -> str:
