@@ -70,31 +70,27 @@ SELF_KEY = "summary_sha256"  # summary.json's hash of itself (its other keys), s
 
 def git_revision() -> dict[str, Any]:
     """The commit and dirty flag of the git checkout the package runs from (``None`` outside a checkout)."""
-    cwd = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
             check=True,
             timeout=10,
-        ).stdout
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
+    # the header "# branch.oid <commit>" ("(initial)" before the first commit), then a line per changed file
+    commit = next((line.split()[2] for line in status if line.startswith("# branch.oid ")), "(initial)")
+    dirty = any(not line.startswith("#") for line in status)
+    return {"commit": None if commit == "(initial)" else commit, "dirty": dirty}
 
 
 def sha256(path: Path) -> str:
     """The SHA-256 of a file's content, as hex."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def record_files(folder: Path, but: str) -> dict[str, dict[str, Any]]:

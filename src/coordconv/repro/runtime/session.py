@@ -102,54 +102,6 @@ def _load(part: Any, state: Any) -> None:
         part.load_state_dict(state)
 
 
-class _Progress:
-    """Count steps towards ``total``: a tqdm bar (when installed) on a terminal, else a log line every ``every`` s.
-
-    Lines go to standard error; without a terminal (CI logs, files, pipes) they are plain log lines.
-    """
-
-    def __init__(self, total: int, desc: str, every: float) -> None:
-        self.total, self.desc, self.every = total, desc, every
-        self.stream = sys.stderr
-        self.n = 0
-        self.postfix: dict[str, Any] = {}
-        self._last = time.monotonic()
-        self._bar: Any = None
-        if self.stream.isatty():
-            with contextlib.suppress(ImportError):
-                from tqdm import tqdm  # type: ignore[import-untyped]
-
-                self._bar = tqdm(total=total, desc=desc, file=self.stream, dynamic_ncols=True, leave=False)
-
-    def update(self, n: int = 1, **postfix: Any) -> None:
-        """Advance by ``n`` steps and show ``postfix`` values (metrics) next to the count."""
-        self.n += n
-        self.postfix.update(postfix)
-        if self._bar is not None:
-            self._bar.update(n)
-            if postfix:
-                self._bar.set_postfix_str(self._format_postfix(), refresh=False)
-        elif time.monotonic() - self._last >= self.every:
-            self._last = time.monotonic()
-            self.write(f"{self.desc}: {self.n}/{self.total} {self._format_postfix()}".rstrip())
-
-    def write(self, line: str) -> None:
-        """Print a line without breaking the bar."""
-        if self._bar is not None:
-            self._bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def _format_postfix(self) -> str:
-        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.postfix.items())
-
-    def close(self) -> None:
-        """Remove the bar."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 class _Stop(Exception):
     """Raised after the checkpoint at which the test hook asks a session to stop."""
 
@@ -186,7 +138,10 @@ class Session:
         self.result: dict[str, Any] | None = None
         self._log: Callable[[str], None] | None = None
         self._every = 10.0
-        self._progress: _Progress | None = None
+        self._showing = False  # inside the ``with`` block with no ``log``: progress goes to standard error
+        self._bar: Any = None  # a tqdm bar (when installed) on a terminal
+        self._last = 0.0  # when the last progress line was written without a bar
+        self._postfix: dict[str, Any] = {}
         self._checkpoints = 0
         self._done = 0
         self._stop_after = stop_after_checkpoints()
@@ -395,8 +350,16 @@ class Session:
         return self.procs.main
 
     def __enter__(self) -> Session:
-        if self._log is None and self.main:
-            self._progress = _Progress(self.total, self.desc, self._every)
+        """Show progress on standard error: a tqdm bar (when installed) on a terminal, else a line every ``every`` s.
+
+        Without a terminal (CI logs, files, pipes) the lines are plain log lines.
+        """
+        self._showing, self._last = self._log is None and self.main, time.monotonic()
+        if self._showing and sys.stderr.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm  # type: ignore[import-untyped]
+
+                self._bar = tqdm(total=self.total, desc=self.desc, file=sys.stderr, dynamic_ncols=True, leave=False)
         return self
 
     def __exit__(
@@ -410,9 +373,9 @@ class Session:
                 f"{self._done:,} of {self.total:,}; resume with --resume"
             )
             self.result = {"interrupted": True, "done": self._done}
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._showing = None, False
         return stopped
 
     # -- during the run ---------------------------------------------------------------------------------------
@@ -423,16 +386,25 @@ class Session:
             return
         if self._log is not None:
             self._log(line)
-        elif self._progress is not None:
-            self._progress.write(line)
+        elif self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
         else:
-            print(line, flush=True)
+            print(line, file=sys.stderr if self._showing else sys.stdout, flush=True)
 
     def advance(self, n: int = 1, **postfix: Any) -> None:
-        """Count ``n`` units of work done and show ``postfix`` values beside the count."""
+        """Count ``n`` units of work done and show ``postfix`` values (metrics) beside the count."""
         self._done += n
-        if self._progress is not None:
-            self._progress.update(n, **postfix)
+        if not self._showing:
+            return
+        self._postfix.update(postfix)
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self._postfix.items())
+        if self._bar is not None:
+            self._bar.update(n)
+            if postfix:
+                self._bar.set_postfix_str(shown, refresh=False)
+        elif time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            self.emit(f"{self.desc}: {self._done}/{self.total} {shown}".rstrip())
 
     def start_at(self, done: int) -> None:
         """Start the count at ``done`` units (a resumed run says where it goes on from)."""
