@@ -199,25 +199,26 @@ def preset(name: str, **fields: Any) -> Config:
     task = fields.get("task", Config.task)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    base: dict[str, Any] = {"z_dim": 16, "batch_size": 32} if task == "vae" else {}
-    quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
-    quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
-    if name in ("cpu", "matched") and task != "gan":
+    gan = task == "gan"
+    if name in ("cpu", "matched") and not gan:
         raise ValueError(f"the {name} preset is the GAN's; use quick for the VAE")
-    # the official code's initialisation, DCGAN's Adam betas, the same stabilisers (R1, decay) for both models
-    cpu: dict[str, Any] = {"train_images": 10_000, "steps": 6_000, "lr_decay": 0.5, "eval_every": 250}
-    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0)
-    cpu.update(CPU_GAN.get(fields.get("model", Config.model), {}))
-    # the paper's pairing: one discriminator and the conv generator at the CoordConv GAN's width and latent size
-    matched = {**cpu, "width": CPU_GAN["coordconv"]["width"], "z_dim": CPU_GAN["coordconv"]["z_dim"]}
-    sizes: dict[str, dict[str, Any]] = {
-        "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
-        "quick": quick,
-        "cpu": cpu,
-        "matched": matched,
-        "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
-    }
-    return Config(**{**base, **sizes[name], **fields})
+    sizes: dict[str, Any] = {} if gan else {"z_dim": 16, "batch_size": 32}
+    if name == "smoke":
+        sizes |= {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16}
+    elif name == "quick":
+        sizes |= {"width": 1 / 8, "train_images": 10_000, "steps": 3_000 if gan else 1_000}
+        sizes |= {"d_batchnorm": False} if gan else {}
+    elif name == "paper":
+        sizes |= {"steps": 50 * 50_000 // 16 if gan else 50_000, "eval_every": 5_000}
+    else:  # cpu, matched
+        # the official code's initialisation, DCGAN's Adam betas, the same stabilisers (R1, decay) for both models
+        sizes |= {"train_images": 10_000, "steps": 6_000, "lr_decay": 0.5, "eval_every": 250, "d_batchnorm": False}
+        sizes |= {"init": "official", "beta1": 0.5, "beta2": 0.999, "r1": 10.0}
+        sizes |= CPU_GAN.get(fields.get("model", Config.model), {})
+        if name == "matched":
+            # the paper's pairing: one discriminator and the conv generator at the CoordConv GAN's width and latent size
+            sizes |= {key: CPU_GAN["coordconv"][key] for key in ("width", "z_dim")}
+    return Config(**{**sizes, **fields})
 
 
 def requires(cfg: Config) -> tuple[str, ...]:
