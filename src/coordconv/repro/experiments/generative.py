@@ -319,40 +319,26 @@ def main(
                 progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
                 grid = torch.cat(progress_rows).float() / 255
                 save_image_grid(grid, session.path / "progress.png", nrow=PROGRESS_SAMPLES)
-                session.log({"step": step, "train_seconds": train_seconds, **means, **metrics})
+                counters = {"step": step, "train_seconds": train_seconds}
+                session.log({**counters, **means, **metrics})
                 ent = metrics["entropy"]
                 session.emit(
                     f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
                     f"{_fmt(ent['red'])} blue {_fmt(ent['blue'])} diff {_fmt(ent['diff'])} ({train_seconds:.0f} s)"
                 )
-                session.checkpoint(
-                    {
-                        "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
-                        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-                        "step": step,
-                        "train_seconds": train_seconds,
-                        "progress": progress_rows,
-                    },
-                    last=step >= cfg.steps,
-                )
+                modules = {k: m.state_dict() for k, m in trainer.modules.items()}
+                optimizers = {k: o.state_dict() for k, o in trainer.optimizers.items()}
+                state = {"modules": modules, "optimizers": optimizers, **counters, "progress": progress_rows}
+                session.checkpoint(state, last=step >= cfg.steps)
 
         metrics, samples, frames, found = evaluate(cfg, trainer, test)
         data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
         data = images[: cfg.eval_samples].float() / 255
         save_image_grid(samples[:64], session.path / "samples.png")
         save_image_grid(frames, session.path / "interpolation.png", nrow=INTERP_FRAMES)
-        session.save_with(
-            "objects.npz",
-            partial(
-                np.savez_compressed,
-                red=found.red.numpy(),
-                blue=found.blue.numpy(),
-                mean_image=samples.mean(0).numpy(),
-                data_red=data_found.red.numpy(),
-                data_blue=data_found.blue.numpy(),
-                data_mean_image=data.mean(0).numpy(),
-            ),
-        )
+        arrays = {"red": found.red, "blue": found.blue, "mean_image": samples.mean(0)}
+        arrays |= {"data_red": data_found.red, "data_blue": data_found.blue, "data_mean_image": data.mean(0)}
+        session.save_with("objects.npz", partial(np.savez_compressed, **{k: v.numpy() for k, v in arrays.items()}))
         summary = {
             "task": cfg.task,
             "model": cfg.model,
