@@ -50,7 +50,6 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
-    "TASKS",
     "Config",
     "describe",
     "main",
@@ -61,7 +60,6 @@ __all__ = [
 ]
 
 Task = Literal["gan", "vae"]
-TASKS: tuple[str, ...] = ("gan", "vae")
 PRESETS = ("smoke", "quick", "cpu", "matched", "paper")
 #: the presets of each task (``cpu`` and ``matched`` are the GAN's)
 TASK_PRESETS = {"gan": PRESETS, "vae": ("smoke", "quick", "paper")}
@@ -197,11 +195,11 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     task = fields.get("task", Config.task)
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    gan = task == "gan"
-    if name in ("cpu", "matched") and not gan:
+    if task not in TASK_PRESETS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_PRESETS)}")
+    if name not in TASK_PRESETS[task]:
         raise ValueError(f"the {name} preset is the GAN's; use quick for the VAE")
+    gan = task == "gan"
     sizes: dict[str, Any] = {} if gan else {"z_dim": 16, "batch_size": 32}
     if name == "smoke":
         sizes |= {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16}

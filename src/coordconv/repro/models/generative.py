@@ -214,7 +214,9 @@ def official_init(generator: nn.Module, discriminator: nn.Module) -> None:
         he = isinstance(net, CoordConvDecoder)
         # each layer's weight as (out, in, *kernel) views (linear: (out, in)), in parts along the input channels
         # where the layer is split; the parts share the layer's fans
-        layers: list[list[Tensor]] = [[net.z_in.weight, net.coord_in.weight[:, :, 0, 0]]] if he else []
+        layers: list[list[Tensor]] = []
+        if isinstance(net, CoordConvDecoder):
+            layers.append([net.z_in.weight, net.coord_in.weight[:, :, 0, 0]])
         for name, module in net.named_modules():
             bias = getattr(module, "bias", None)
             if isinstance(bias, Tensor) and not isinstance(module, nn.BatchNorm2d):
