@@ -276,10 +276,6 @@ class VAE(nn.Module):
         noise = torch.randn_like(mean) if noise is None else noise
         return self.decoder(mean + noise * (0.5 * logvar).exp()), mean, logvar
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` (the decoder's mean) for latents ``z``."""
-        return torch.sigmoid(self.decoder(z))
-
 
 def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
     """The conv (``"conv"``) or the CoordConv (``"coordconv"``) VAE, of about the same size."""
@@ -366,9 +362,8 @@ class GANTrainer:
             fake = self._fake(self.latents(n, gen))
         real.requires_grad_(self.cfg.r1 > 0)
         logits_real, logits_fake = self.d(real), self.d(fake)
-        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
-            logits_fake, zeros
-        )
+        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(logits_fake, zeros)
         penalty = torch.zeros(())
         if self.cfg.r1 > 0:
             (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
@@ -445,7 +440,7 @@ class VAETrainer:
 
     def sample(self, z: Tensor) -> Tensor:
         """Images in ``[0, 1]`` (the decoder's mean) for latents ``z`` (eval mode, no gradients)."""
-        return torch.cat(_evaluating(self.vae, self.vae.decode, z))
+        return torch.cat(_evaluating(self.vae, lambda part: torch.sigmoid(self.vae.decoder(part)), z))
 
     def encode(self, images: Tensor) -> Tensor:
         """The encoder's means of ``images`` (uint8)."""
