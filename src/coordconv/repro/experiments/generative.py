@@ -300,8 +300,7 @@ def main(
             gen = step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
             torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
-            if cfg.lr_decay:
-                _decay_learning_rates(cfg, trainer, step)
+            _decay_learning_rates(cfg, trainer, step)
             start = time.perf_counter()
             losses = trainer.step(batch, gen)
             train_seconds += time.perf_counter() - start
