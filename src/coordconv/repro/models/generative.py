@@ -271,7 +271,7 @@ class VAE(nn.Module):
         self.decoder = decoder
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``(logits, mean, logvar)`` for images ``x`` in ``[0, 1]``, one sample of ``noise`` (None: drawn)."""
+        """``(logits, mean, logvar)`` of images ``x`` in ``[0, 1]``: one reparameterised sample (``noise`` or drawn)."""
         mean, logvar = self.encoder(x)
         noise = torch.randn_like(mean) if noise is None else noise
         return self.decoder(mean + noise * (0.5 * logvar).exp()), mean, logvar
