@@ -190,7 +190,7 @@ def test_spectral_norm_discriminator_has_unit_norm_layers_and_the_same_first_lay
 
 
 def test_coordconv_generator_first_layer_is_a_coordconv_of_the_tiled_latent():
-    gen = models.CoordConvGenerator(6, width=1 / 16).double()
+    gen = models.CoordConvDecoder(6, width=1 / 16).double()
     layer = CoordConv2d(6, gen.z_in.out_features, 1, dtype=torch.float64)
     with torch.no_grad():
         layer.weight[:, :6].copy_(gen.z_in.weight[:, :, None, None])

@@ -50,7 +50,6 @@ from coordconv.repro.runtime.session import Session
 __all__ = [
     "PRESETS",
     "REPORT_REQUIRES",
-    "TASKS",
     "Config",
     "describe",
     "main",
@@ -61,7 +60,6 @@ __all__ = [
 ]
 
 Task = Literal["gan", "vae"]
-TASKS: tuple[str, ...] = ("gan", "vae")
 PRESETS = ("smoke", "quick", "cpu", "matched", "paper")
 #: the presets of each task (``cpu`` and ``matched`` are the GAN's)
 TASK_PRESETS = {"gan": PRESETS, "vae": ("smoke", "quick", "paper")}
@@ -197,27 +195,28 @@ def preset(name: str, **fields: Any) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     task = fields.get("task", Config.task)
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    base: dict[str, Any] = {"z_dim": 16, "batch_size": 32} if task == "vae" else {}
-    quick: dict[str, Any] = {"width": 1 / 8, "train_images": 10_000}
-    quick.update({"steps": 3_000, "d_batchnorm": False} if task == "gan" else {"steps": 1_000})
-    if name in ("cpu", "matched") and task != "gan":
+    if task not in TASK_PRESETS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_PRESETS)}")
+    if name not in TASK_PRESETS[task]:
         raise ValueError(f"the {name} preset is the GAN's; use quick for the VAE")
-    # the official code's initialisation, DCGAN's Adam betas, the same stabilisers (R1, decay) for both models
-    cpu: dict[str, Any] = {"train_images": 10_000, "steps": 6_000, "lr_decay": 0.5, "eval_every": 250}
-    cpu.update(d_batchnorm=False, init="official", beta1=0.5, beta2=0.999, r1=10.0)
-    cpu.update(CPU_GAN.get(fields.get("model", Config.model), {}))
-    # the paper's pairing: one discriminator and the conv generator at the CoordConv GAN's width and latent size
-    matched = {**cpu, "width": CPU_GAN["coordconv"]["width"], "z_dim": CPU_GAN["coordconv"]["z_dim"]}
-    sizes: dict[str, dict[str, Any]] = {
-        "smoke": {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16},
-        "quick": quick,
-        "cpu": cpu,
-        "matched": matched,
-        "paper": {"steps": 50 * 50_000 // 16 if task == "gan" else 50_000, "eval_every": 5_000},
-    }
-    return Config(**{**base, **sizes[name], **fields})
+    gan = task == "gan"
+    sizes: dict[str, Any] = {} if gan else {"z_dim": 16, "batch_size": 32}
+    if name == "smoke":
+        sizes |= {"width": 1 / 16, "steps": 6, "train_images": 64, "eval_every": 3, "eval_samples": 16}
+    elif name == "quick":
+        sizes |= {"width": 1 / 8, "train_images": 10_000, "steps": 3_000 if gan else 1_000}
+        sizes |= {"d_batchnorm": False} if gan else {}
+    elif name == "paper":
+        sizes |= {"steps": 50 * 50_000 // 16 if gan else 50_000, "eval_every": 5_000}
+    else:  # cpu, matched
+        # the official code's initialisation, DCGAN's Adam betas, the same stabilisers (R1, decay) for both models
+        sizes |= {"train_images": 10_000, "steps": 6_000, "lr_decay": 0.5, "eval_every": 250, "d_batchnorm": False}
+        sizes |= {"init": "official", "beta1": 0.5, "beta2": 0.999, "r1": 10.0}
+        sizes |= CPU_GAN.get(fields.get("model", Config.model), {})
+        if name == "matched":
+            # the paper's pairing: one discriminator and the conv generator at the CoordConv GAN's width and latent size
+            sizes |= {key: CPU_GAN["coordconv"][key] for key in ("width", "z_dim")}
+    return Config(**{**sizes, **fields})
 
 
 def requires(cfg: Config) -> tuple[str, ...]:
@@ -301,8 +300,7 @@ def main(
             gen = step_generator(cfg, step)
             batch = images[torch.randint(len(images), (cfg.batch_size,), generator=gen)]
             torch.manual_seed(gen.initial_seed())  # anything a module draws from the global stream
-            if cfg.lr_decay:
-                _decay_learning_rates(cfg, trainer, step)
+            _decay_learning_rates(cfg, trainer, step)
             start = time.perf_counter()
             losses = trainer.step(batch, gen)
             train_seconds += time.perf_counter() - start
@@ -318,40 +316,26 @@ def main(
                 progress_rows.append((trainer.sample(progress_z) * 255).round().to(torch.uint8))
                 grid = torch.cat(progress_rows).float() / 255
                 save_image_grid(grid, session.path / "progress.png", nrow=PROGRESS_SAMPLES)
-                session.log({"step": step, "train_seconds": train_seconds, **means, **metrics})
+                counters = {"step": step, "train_seconds": train_seconds}
+                session.log({**counters, **means, **metrics})
                 ent = metrics["entropy"]
                 session.emit(
                     f"{desc}: step {step}/{cfg.steps} one red + one blue {metrics['one_each']:.2f}, entropy red "
                     f"{_fmt(ent['red'])} blue {_fmt(ent['blue'])} diff {_fmt(ent['diff'])} ({train_seconds:.0f} s)"
                 )
-                session.checkpoint(
-                    {
-                        "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
-                        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-                        "step": step,
-                        "train_seconds": train_seconds,
-                        "progress": progress_rows,
-                    },
-                    last=step >= cfg.steps,
-                )
+                modules = {k: m.state_dict() for k, m in trainer.modules.items()}
+                optimizers = {k: o.state_dict() for k, o in trainer.optimizers.items()}
+                state = {"modules": modules, "optimizers": optimizers, **counters, "progress": progress_rows}
+                session.checkpoint(state, last=step >= cfg.steps)
 
         metrics, samples, frames, found = evaluate(cfg, trainer, test)
         data_found = sortofclevr.find_objects(images[: cfg.eval_samples])
         data = images[: cfg.eval_samples].float() / 255
         save_image_grid(samples[:64], session.path / "samples.png")
         save_image_grid(frames, session.path / "interpolation.png", nrow=INTERP_FRAMES)
-        session.save_with(
-            "objects.npz",
-            partial(
-                np.savez_compressed,
-                red=found.red.numpy(),
-                blue=found.blue.numpy(),
-                mean_image=samples.mean(0).numpy(),
-                data_red=data_found.red.numpy(),
-                data_blue=data_found.blue.numpy(),
-                data_mean_image=data.mean(0).numpy(),
-            ),
-        )
+        arrays = {"red": found.red, "blue": found.blue, "mean_image": samples.mean(0)}
+        arrays |= {"data_red": data_found.red, "data_blue": data_found.blue, "data_mean_image": data.mean(0)}
+        session.save_with("objects.npz", partial(np.savez_compressed, **{k: v.numpy() for k, v in arrays.items()}))
         summary = {
             "task": cfg.task,
             "model": cfg.model,

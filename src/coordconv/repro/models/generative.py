@@ -2,12 +2,12 @@
 
 From the official code (``model_builders.CoordConvGAN``, ``train_gan.py``; Liu et al. 2018, Sec. 5.1):
 
-* :class:`ConvGenerator`: z -> linear to 4x4x512 -> BN, ReLU -> 5x5 stride-2 transposed convolutions to 256, 128,
-  64 (BN, ReLU) and 3 channels -> tanh.
+* :class:`ConvDecoder` (the generator): z -> linear to 4x4x512 -> BN, ReLU -> 5x5 stride-2 transposed convolutions
+  to 256, 128, 64 (BN, ReLU) and 3 channels -> tanh.
 * :class:`Discriminator`: 5x5 stride-2 convolutions to 64 (leaky ReLU 0.2), 128, 256, 512 (BN, leaky ReLU) ->
   linear to one logit. ``coord=True`` is the CoordConv GAN's discriminator: coordinates on its input image, that
   is, its first convolution is a :class:`~coordconv.CoordConv2d`.
-* :class:`CoordConvGenerator` (``clevr_coordconv_in_gd``): z tiled over the 64x64 canvas with the (i, j)
+* :class:`CoordConvDecoder` (the generator, ``clevr_coordconv_in_gd``): z tiled over the 64x64 canvas with the (i, j)
   channels -> 1x1 convolutions to 512, 256, 256, 128, 64 -> two 3x3 convolutions of 64 -> 1x1 to 3 -> tanh, ReLU
   after every hidden layer, no upsampling. Its first layer is computed as ``W z`` broadcast over the canvas
   plus a 1x1 convolution of the coordinate grid: equal to a 1x1 CoordConv of the tiled z (tested), without
@@ -43,9 +43,7 @@ __all__ = [
     "STANDING_BATCHES",
     "VAE",
     "ConvDecoder",
-    "ConvGenerator",
     "CoordConvDecoder",
-    "CoordConvGenerator",
     "Discriminator",
     "Encoder",
     "GANTrainer",
@@ -124,10 +122,6 @@ class CoordConvDecoder(nn.Module):
         return self.out(self.body(h))  # type: ignore[no-any-return]
 
 
-ConvGenerator = ConvDecoder
-CoordConvGenerator = CoordConvDecoder
-
-
 class Discriminator(nn.Module):
     """Four 5x5 stride-2 convolutions and a linear logit; ``coord=True`` gives the first one coordinates.
 
@@ -200,7 +194,7 @@ def build_gan(
     if model not in ("conv", "coordconv"):
         raise ValueError(f"model must be 'conv' or 'coordconv', got {model!r}")
     coord = model == "coordconv"
-    generator = (CoordConvGenerator if coord else ConvGenerator)(z_dim, width, out=out)
+    generator = (CoordConvDecoder if coord else ConvDecoder)(z_dim, width, out=out)
     dw = width if d_width is None else d_width
     options = {"batchnorm": batchnorm, "minibatch_std": minibatch_std, "spectral_norm": spectral_norm}
     return generator, Discriminator(dw, coord=coord, **options)
@@ -276,15 +270,11 @@ class VAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(logits, mean, logvar)`` for images ``x`` in ``[0, 1]``, with one reparameterised sample."""
+    def forward(self, x: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, mean, logvar)`` of images ``x`` in ``[0, 1]``: one reparameterised sample (``noise`` or drawn)."""
         mean, logvar = self.encoder(x)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        return self.decoder(z), mean, logvar
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` (the decoder's mean) for latents ``z``."""
-        return torch.sigmoid(self.decoder(z))
+        noise = torch.randn_like(mean) if noise is None else noise
+        return self.decoder(mean + noise * (0.5 * logvar).exp()), mean, logvar
 
 
 def build_vae(model: str, latent: int = 16, width: float = 1.0) -> VAE:
@@ -372,9 +362,8 @@ class GANTrainer:
             fake = self._fake(self.latents(n, gen))
         real.requires_grad_(self.cfg.r1 > 0)
         logits_real, logits_fake = self.d(real), self.d(fake)
-        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
-            logits_fake, zeros
-        )
+        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(logits_fake, zeros)
         penalty = torch.zeros(())
         if self.cfg.r1 > 0:
             (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
@@ -435,8 +424,7 @@ class VAETrainer:
 
     def losses(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         """Per-image reconstruction (Bernoulli negative log-likelihood, nats) and KL, with the given noise."""
-        mean, logvar = self.vae.encoder(x)
-        logits = self.vae.decoder(mean + noise * (0.5 * logvar).exp())
+        logits, mean, logvar = self.vae(x, noise)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         kl = -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum(1)
         return recon, kl
@@ -452,7 +440,7 @@ class VAETrainer:
 
     def sample(self, z: Tensor) -> Tensor:
         """Images in ``[0, 1]`` (the decoder's mean) for latents ``z`` (eval mode, no gradients)."""
-        return torch.cat(_evaluating(self.vae, self.vae.decode, z))
+        return torch.cat(_evaluating(self.vae, lambda part: torch.sigmoid(self.vae.decoder(part)), z))
 
     def encode(self, images: Tensor) -> Tensor:
         """The encoder's means of ``images`` (uint8)."""
