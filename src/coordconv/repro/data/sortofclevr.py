@@ -153,19 +153,13 @@ class Found:
         return self.one_each & self.two_objects
 
 
-def _as_unit(images: Tensor) -> Tensor:
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    return images.float()
-
-
 def colour_masks(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(N, H, W)`` bool masks of red, of blue and of non-white pixels in RGB images in ``[0, 1]`` (or uint8).
 
     A pixel is red when its red value is above 0.5 and its green and blue values are below 0.5; blue likewise;
     non-white when any value is below 0.5.
     """
-    x = _as_unit(images)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     ink = x.amin(dim=1) < 0.5
     return (r > 0.5) & (g < 0.5) & (b < 0.5), (b > 0.5) & (r < 0.5) & (g < 0.5), ink
