@@ -55,10 +55,9 @@ class _Body(nn.Module):
             convs += [conv, nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*convs, nn.Flatten())
+        h, w = (self.SIZE if n is None else n for n in (height, width))
         with torch.no_grad():
-            flat = self.convs(
-                torch.zeros(1, in_channels, *(self.SIZE if n is None else n for n in (height, width)))
-            ).shape[1]
+            flat = self.convs(torch.zeros(1, in_channels, h, w)).shape[1]
         self.head = nn.Sequential(nn.Linear(flat, self.FEATURES), nn.ReLU())
 
     def forward(self, x: Tensor) -> Tensor:
