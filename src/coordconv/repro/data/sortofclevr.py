@@ -76,12 +76,8 @@ def sample_scenes(count: int, seed: int = 0) -> Scenes:
     gen = torch.Generator().manual_seed(seed)
     centers = torch.randint(FIRST, LAST + 1, (count, 2, 2), generator=gen)
     # Rejection sampling of the blue centre, vectorised: redraw the pairs that are too close until none is.
-    while True:
-        close = (centers[:, 0] - centers[:, 1]).float().norm(dim=1) < MIN_DISTANCE
-        n = int(close.sum())
-        if n == 0:
-            break
-        centers[close, 1] = torch.randint(FIRST, LAST + 1, (n, 2), generator=gen)
+    while (close := (centers[:, 0] - centers[:, 1]).float().norm(dim=1) < MIN_DISTANCE).any():
+        centers[close, 1] = torch.randint(FIRST, LAST + 1, (int(close.sum()), 2), generator=gen)
     circle = torch.rand(count, 2, generator=gen) < 0.5
     return Scenes(centers, circle)
 
@@ -184,8 +180,6 @@ def find_objects(images: Tensor, *, min_area: int = MIN_AREA) -> Found:
     for k, masks in enumerate(m.numpy() for m in colour_masks(images)):
         for i in range(n):
             labels, regions = ndimage.label(masks[i])
-            if regions == 0:
-                continue
             areas = torch.bincount(torch.from_numpy(labels).flatten(), minlength=regions + 1)[1:]
             counts[k, i] = int((areas >= min_area).sum())
             if counts[k, i] == 0 or k == 2:
