@@ -76,12 +76,8 @@ def sample_scenes(count: int, seed: int = 0) -> Scenes:
     gen = torch.Generator().manual_seed(seed)
     centers = torch.randint(FIRST, LAST + 1, (count, 2, 2), generator=gen)
     # Rejection sampling of the blue centre, vectorised: redraw the pairs that are too close until none is.
-    while True:
-        close = (centers[:, 0] - centers[:, 1]).float().norm(dim=1) < MIN_DISTANCE
-        n = int(close.sum())
-        if n == 0:
-            break
-        centers[close, 1] = torch.randint(FIRST, LAST + 1, (n, 2), generator=gen)
+    while (close := (centers[:, 0] - centers[:, 1]).float().norm(dim=1) < MIN_DISTANCE).any():
+        centers[close, 1] = torch.randint(FIRST, LAST + 1, (int(close.sum()), 2), generator=gen)
     circle = torch.rand(count, 2, generator=gen) < 0.5
     return Scenes(centers, circle)
 
@@ -153,19 +149,13 @@ class Found:
         return self.one_each & self.two_objects
 
 
-def _as_unit(images: Tensor) -> Tensor:
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    return images.float()
-
-
 def colour_masks(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(N, H, W)`` bool masks of red, of blue and of non-white pixels in RGB images in ``[0, 1]`` (or uint8).
 
     A pixel is red when its red value is above 0.5 and its green and blue values are below 0.5; blue likewise;
     non-white when any value is below 0.5.
     """
-    x = _as_unit(images)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     ink = x.amin(dim=1) < 0.5
     return (r > 0.5) & (g < 0.5) & (b < 0.5), (b > 0.5) & (r < 0.5) & (g < 0.5), ink
@@ -190,8 +180,6 @@ def find_objects(images: Tensor, *, min_area: int = MIN_AREA) -> Found:
     for k, masks in enumerate(m.numpy() for m in colour_masks(images)):
         for i in range(n):
             labels, regions = ndimage.label(masks[i])
-            if regions == 0:
-                continue
             areas = torch.bincount(torch.from_numpy(labels).flatten(), minlength=regions + 1)[1:]
             counts[k, i] = int((areas >= min_area).sum())
             if counts[k, i] == 0 or k == 2:

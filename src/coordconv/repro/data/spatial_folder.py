@@ -65,11 +65,11 @@ def write(
     check_seed(seed, "seed")
     # the real target: "A/sub/.." is A, so the temporary folder sits beside it and the name checks see it
     root = Path(root).resolve()
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"{root} is a file; expected a folder for the data set")
     if root.exists():
+        if not overwrite:
+            raise FileExistsError(f"{root} exists; pass --overwrite to replace it")
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is a file; expected a folder for the data set")
         foreign = sorted(p.name for p in root.iterdir() if p.name not in SPLITS)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")

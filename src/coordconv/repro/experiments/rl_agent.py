@@ -25,14 +25,13 @@ def env_id(name: str) -> str:
     return f"ALE/{name.removeprefix('ALE/')}-v5"
 
 
-def import_rl() -> dict[str, Any]:
-    """Gymnasium and Stable-Baselines3, imported (their absence is a one-line RunError naming the extra)."""
+def import_rl() -> None:
+    """Import Gymnasium and Stable-Baselines3 (their absence is a one-line RunError naming the extra)."""
     try:
-        import gymnasium as gym
-        import stable_baselines3
+        import gymnasium  # noqa: F401
+        import stable_baselines3  # noqa: F401
     except ImportError as e:
         raise RunError(f"the RL experiments need the rl extra ({e}); pip install 'torch-coordconv[rl]'") from e
-    return {"gym": gym, "sb3": stable_baselines3}
 
 
 def register(name: str) -> None:
@@ -85,7 +84,6 @@ def make_env(cfg: Config) -> Any:
         )
     subproc = cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and not cfg.is_minatar)
     vec_cls = SubprocVecEnv if subproc and cfg.n_envs > 1 else DummyVecEnv
-    register(name)
     if cfg.is_minatar:
         return make_vec_env(partial(_make_game, name), n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
     # ALE v5 skips 4 frames itself; SB3's AtariWrapper skips (and max-pools) 4, so the env must not skip again

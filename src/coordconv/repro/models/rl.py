@@ -26,9 +26,9 @@ PLACEMENTS: tuple[str, ...] = ("none", "first", "all")
 
 
 class _Body(nn.Module):
-    """Convolutions of ``LAYERS`` (channels, kernel, stride), then a ``features``-unit layer, ReLU after each.
+    """Convolutions of ``LAYERS`` (channels, kernel, stride), then a ``FEATURES``-unit layer, ReLU after each.
 
-    ``height``, ``width`` and ``features`` default to the network's own (``SIZE``, ``FEATURES``).
+    ``height`` and ``width`` default to the network's own ``SIZE``.
     """
 
     LAYERS: tuple[tuple[int, int, int], ...]
@@ -41,7 +41,6 @@ class _Body(nn.Module):
         height: int | None = None,
         width: int | None = None,
         *,
-        features: int | None = None,
         coord: Placement = "none",
         with_r: bool = False,
     ) -> None:
@@ -56,12 +55,10 @@ class _Body(nn.Module):
             convs += [conv, nn.ReLU()]
             channels = out
         self.convs = nn.Sequential(*convs, nn.Flatten())
-        self.features = self.FEATURES if features is None else features
+        h, w = (self.SIZE if n is None else n for n in (height, width))
         with torch.no_grad():
-            flat = self.convs(
-                torch.zeros(1, in_channels, *(self.SIZE if n is None else n for n in (height, width)))
-            ).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, self.features), nn.ReLU())
+            flat = self.convs(torch.zeros(1, in_channels, h, w)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, self.FEATURES), nn.ReLU())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.convs(x))  # type: ignore[no-any-return]

@@ -29,8 +29,6 @@ from coordconv.repro.models.rl import MinAtarCNN, NatureCNN, Placement
 
 __all__ = ["ActorCoordPolicy", "CNNExtractor"]
 
-Body = Literal["auto", "nature", "minatar"]
-
 
 class CNNExtractor(BaseFeaturesExtractor):
     """The Nature CNN (Atari) or MinAtar's network as an SB3 features extractor, plain or with CoordConv.
@@ -41,16 +39,14 @@ class CNNExtractor(BaseFeaturesExtractor):
         body: ``nature``, ``minatar``, or ``auto`` (``minatar`` for boards smaller than 36x36).
         coord: CoordConv placement: ``none``, ``first`` or ``all``.
         with_r: add the radius channel.
-        features: width of the last layer (default: 512 for nature, 128 for minatar).
     """
 
     def __init__(
         self,
         observation_space: gym.Space[Any],
-        body: Body = "auto",
+        body: Literal["auto", "nature", "minatar"] = "auto",
         coord: Placement = "none",
         with_r: bool = False,
-        features: int | None = None,
     ) -> None:
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
             raise ValueError(f"CNNExtractor expects a 3D Box observation space, got {observation_space}")
@@ -61,12 +57,10 @@ class CNNExtractor(BaseFeaturesExtractor):
             body = "minatar" if min(h, w) < 36 else "nature"
         if body not in ("nature", "minatar"):
             raise ValueError(f"invalid body {body!r}; expected 'auto', 'nature' or 'minatar'")
-        net_cls = NatureCNN if body == "nature" else MinAtarCNN
-        net = net_cls(c, h, w, features=features, coord=coord, with_r=with_r)
-        super().__init__(observation_space, net.features)
+        net = (NatureCNN if body == "nature" else MinAtarCNN)(c, h, w, coord=coord, with_r=with_r)
+        super().__init__(observation_space, net.FEATURES)
         self.net = net
         self.body = body
-        self.coord = coord
 
     def forward(self, observations: Tensor) -> Tensor:
         x = observations.float()

@@ -82,7 +82,7 @@ def results_table(runs: list[FinishedRun]) -> str:
         ratio = medians[1] / medians[0] if medians[0] else math.nan
         if math.isfinite(ratio):
             ratios.append(ratio)
-        counts = "/".join(str(len(_values(runs, env, m, "final_return"))) for m in MODELS)
+        counts = f"{len(plain)}/{len(coord)}"  # MODELS' order: conv, CoordConv
         lines.append(
             f"{game_name(env)} | {' | '.join(cells)} | {compared} | {counts} | {medians[0]:.0f} | {medians[1]:.0f} "
             f"| {ratio:.3f}"
@@ -130,8 +130,8 @@ def finding(runs: list[FinishedRun]) -> str:
     )
     undetected = {env: r for env, r in compared.items() if r.verdict == "no detectable difference"}
     if undetected:
-        means = {env: statistics.fmean(_finals(runs, env)[1]) for env in undetected}  # conv's
-        shares = [r.detectable / means[env] for env, r in undetected.items() if means[env] > 0]
+        conv_means = [(r, statistics.fmean(_finals(runs, env)[1])) for env, r in undetected.items()]
+        shares = [r.detectable / mean for r, mean in conv_means if mean > 0]
         text += f", no detectable difference in {len(undetected)}"
         if shares:
             low, high = min(shares), max(shares)
@@ -160,12 +160,10 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
         for model, group in by_model(runs, env=env).items():
             if not group:
                 continue
-            steps = [m["step"] for m in group[0].metrics]
-            curves = [[m["mean_return_100"] for m in r.metrics][: len(steps)] for r in group]
-            n = min(len(c) for c in curves)
-            # the seeds with an episode finished by then
-            points = [[c[i] for c in curves if c[i] is not None] for i in range(n)]
-            xs = [steps[i] for i in range(n) if points[i]]
+            # at each log point that every seed reached, the returns of the seeds with an episode finished by then
+            curves = zip(*([m["mean_return_100"] for m in r.metrics] for r in group), strict=False)
+            points = [[c for c in column if c is not None] for column in curves]
+            xs = [m["step"] for m, p in zip(group[0].metrics, points, strict=False) if p]
             ys = [p for p in points if p]
             label = f"{NAMES[model]} ({seeds(len(group))})"
             plot_series(ax, xs, [statistics.fmean(p) for p in ys], color=COLOURS[model], label=label)
@@ -192,15 +190,13 @@ def plot_curves(runs: list[FinishedRun], path: Path) -> None:
 
 def write_report(out: Path) -> Path:
     """``out/rl/`` table.md, curves.png and report.md from the finished A2C runs."""
-    runs = load_finished(out / "rl", "*/*/summary.json", order=("env", "model", "seed"))
     folder = out / "rl"
+    runs = load_finished(folder, "*/*/summary.json", order=("env", "model", "seed"))
     plot_curves(runs, folder / "curves.png")
-    coord_in = {r.summary["config"].get("coord_in", "shared") for r in runs}
-    where = (
-        "in the actor's own body (actor and critic have separate bodies)"
-        if coord_in == {"actor"}
-        else "in the body that actor and critic share"
-    )
+    if {r.summary["config"].get("coord_in", "shared") for r in runs} == {"actor"}:
+        where = "in the actor's own body (actor and critic have separate bodies)"
+    else:
+        where = "in the body that actor and critic share"
     intro = (
         "SB3's A2C with the RL Zoo's Atari hyperparameters; conv and CoordConv bodies (CoordConv first layer, "
         f"{where})."
