@@ -20,7 +20,7 @@ def test_readme_starts_with_the_two_commands():
     commands = [line for line in block if line and not line.startswith("#")]
     assert len(commands) == 2
     assert commands[0].endswith("coordconv reproduce")
-    assert commands[1].endswith("python -m pytest")
+    assert commands[1].endswith("python -m pytest -n auto")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must call the README's test command"
     # one project, one environment: both commands pin the same torch (and torchvision) builds, so running one
