@@ -820,3 +820,27 @@ def test_no_numpy_warning_from_the_command_in_a_torch_only_install():
     check = subprocess.run([sys.executable, "-c", "import sys; sys.modules['numpy'] = None; import torch"],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert "Failed to initialize NumPy" in check.stderr  # what the command hides (torch's own warning)
+
+
+def test_git_revision_reads_the_commit_and_whether_tracked_files_changed(tmp_path, monkeypatch):
+    import subprocess
+
+    from coordconv.repro.runtime import rundir
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    monkeypatch.setattr(rundir, "__file__", str(tmp_path / "pkg" / "rundir.py"))  # the checkout it runs from
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no checkout above tmp_path counts
+    (tmp_path / "pkg").mkdir()
+    assert rundir.git_revision() == {"commit": None, "dirty": None}  # not a checkout
+    git("init", "-q")
+    assert rundir.git_revision()["commit"] is None  # no commit yet
+    (tmp_path / "pkg" / "a.txt").write_text("a")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    assert rundir.git_revision() == {"commit": git("rev-parse", "HEAD").strip(), "dirty": False}
+    (tmp_path / "pkg" / "untracked.txt").write_text("b")
+    assert rundir.git_revision()["dirty"] is False  # untracked files do not count
+    (tmp_path / "pkg" / "a.txt").write_text("changed")
+    assert rundir.git_revision()["dirty"] is True

@@ -397,14 +397,16 @@ class Session:
         if not self._showing:
             return
         self._postfix.update(postfix)
-        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self._postfix.items())
         if self._bar is not None:
             self._bar.update(n)
             if postfix:
-                self._bar.set_postfix_str(shown, refresh=False)
-        elif time.monotonic() - self._last >= self._every:
+                self._bar.set_postfix_str(self._shown_postfix(), refresh=False)
+        elif time.monotonic() - self._last >= self._every:  # formatted only when a line is written
             self._last = time.monotonic()
-            self.emit(f"{self.desc}: {self._done}/{self.total} {shown}".rstrip())
+            self.emit(f"{self.desc}: {self._done}/{self.total} {self._shown_postfix()}".rstrip())
+
+    def _shown_postfix(self) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self._postfix.items())
 
     def start_at(self, done: int) -> None:
         """Start the count at ``done`` units (a resumed run says where it goes on from)."""
