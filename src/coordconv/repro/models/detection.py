@@ -5,7 +5,7 @@ The parts follow the official region-proposal code (``train_faster_rcnn.py``, ``
 
 * backbone: 5x5 convolution to 32, ReLU, 2x2 max-pool, 5x5 convolution to 64, ReLU, 2x2 max-pool, no padding
   (a 64x64 canvas gives a 13x13 map);
-* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:func:`official_anchors`),
+* the official nine anchors, (height, width) in {15, 20, 25}^2, at every cell (:data:`OFFICIAL_ANCHORS`),
   centred as the official code centres them (``make_anchors_mnist``: on each cell's receptive field, 8 px to 56 px
   in steps of 4: :data:`OFFICIAL_ANCHOR_START`); with ``clip_boxes=True``, the project's earlier variant, on
   torchvision's grid instead (0 px to 48 px, so no anchor centres in the right and bottom 16 px);
@@ -50,7 +50,6 @@ __all__ = [
     "UnclippedRPN",
     "UnclippedRoIHeads",
     "build_detector",
-    "official_anchors",
     "proposals",
 ]
 
@@ -167,20 +166,6 @@ class UnclippedRoIHeads(RoIHeads):  # type: ignore[misc]
         return [b - UNCLIPPED_MARGIN for b in boxes], scores, labels
 
 
-def official_anchors(start: float = OFFICIAL_ANCHOR_START) -> nn.Module:
-    """The torchvision ``AnchorGenerator`` with the official nine (height, width) anchors as its cell anchors.
-
-    torchvision puts cell ``k``'s anchors at ``stride * k``; ``start`` moves every centre by that many pixels (the
-    official code's ``8``; ``0`` is torchvision's own grid).
-    """
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-
-    generator = AnchorGenerator(sizes=((15, 20, 25),), aspect_ratios=((1.0, 1.0, 1.0),))  # nine per cell
-    hw = torch.tensor(OFFICIAL_ANCHORS, dtype=torch.float32)
-    generator.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2 + start]
-    return cast(nn.Module, generator)
-
-
 def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, clip_boxes: bool = False) -> nn.Module:
     """A torchvision ``FasterRCNN`` with the official backbone and RPN, plain or with CoordConv.
 
@@ -199,13 +184,19 @@ def build_detector(model: str, *, num_classes: int = 11, box_hidden: int = 128, 
         raise ValueError(f"model must be one of {', '.join(map(repr, DETECTORS))}, got {model!r}")
     try:
         from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.ops import MultiScaleRoIAlign
     except ImportError as e:
         raise ImportError("the detection experiment needs torchvision: pip install 'torch-coordconv[detection]'") from e
     coord_backbone, coord_rpn = DETECTORS[model]
     backbone = Backbone(coord_backbone)
-    anchors = official_anchors(0.0 if clip_boxes else OFFICIAL_ANCHOR_START)
+    # the official nine (height, width) anchors as the cell anchors; torchvision puts cell k's at stride * k, so
+    # every centre moves by start (the official code's 8 px; 0 keeps torchvision's own grid)
+    anchors = AnchorGenerator(sizes=((15, 20, 25),), aspect_ratios=((1.0, 1.0, 1.0),))  # nine per cell
+    hw = torch.tensor(OFFICIAL_ANCHORS, dtype=torch.float32)
+    start = 0.0 if clip_boxes else OFFICIAL_ANCHOR_START
+    anchors.cell_anchors = [torch.stack([-hw[:, 1], -hw[:, 0], hw[:, 1], hw[:, 0]], dim=1) / 2 + start]
     detector = FasterRCNN(
         backbone,
         min_size=64,

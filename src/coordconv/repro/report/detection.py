@@ -156,16 +156,15 @@ def results_table(runs: list[FinishedRun]) -> str:
     for model, group in by_model(runs, NAMES).items():
         if not group:
             continue
-        late = [v for r in group if (v := late_change(r)) is not None]
         change, result = _versus_conv(runs, model)
         interval = "" if not change else result.interval(3) if result else "-"
         said = verdict(_iou(runs, model), _iou(runs, "conv")) if change else ""
-        lines.append(
-            f"{NAMES[model]} | {PLACES[model]} | {len(group)} | {mean_sd(_iou(runs, model), 3)} | {change} | "
-            f"{interval} | {said} | {mean_sd(late, 3) if late else '-'} | "
-            f"{mean_sd([r.summary['map_50'] for r in group], 3)} | {mean_sd([r.summary['map'] for r in group], 3)} | "
-            f"{mean_sd([r.summary['train_seconds'] for r in group], 0)}"
-        )
+        cells = [NAMES[model], PLACES[model], len(group), mean_sd(_iou(runs, model), 3), change, interval, said]
+        cells.append(mean_sd(map(late_change, group), 3))  # "-" where every run is shorter than LATE epochs
+        cells += [
+            mean_sd([r.summary[k] for r in group], d) for k, d in (("map_50", 3), ("map", 3), ("train_seconds", 0))
+        ]
+        lines.append(" | ".join(map(str, cells)))
     return table(
         f"detector | coordinates | seeds | proposal IoU (paper's metric) | vs conv (paper: {PAPER_GAIN:+.0%}) | "
         f"difference, 95% interval | verdict | IoU change over the last {LATE} epochs | mAP@0.5 | mAP@[.5:.95] | "
@@ -199,8 +198,16 @@ def finding(runs: list[FinishedRun]) -> str:
     if result is None:
         text = f"One seed of a model is too few to compare the two ({numbers})."
     else:
+        # a verdict on the clipped variant's runs covers that variant only
+        scope = (
+            "In the clipped variant only (targets and proposals clipped to the 64x64 crop, where the official code "
+            "keeps the whole box of a digit cut by the border: a difference that can decide the outcome, so this "
+            "says nothing about the paper's setting), "
+            if any(clipped(r) for r in runs)
+            else ""
+        )
         text = (
-            f"{_scope(runs)}the paper's +24% proposal IoU with CoordConv: {result.words(3)} ({numbers}; difference "
+            f"{scope}the paper's +24% proposal IoU with CoordConv: {result.words(3)} ({numbers}; difference "
             f"{result.interval(3)}, 95% interval)."
         )
         text = text[0].upper() + text[1:]
@@ -213,17 +220,6 @@ def finding(runs: list[FinishedRun]) -> str:
     if ablation:
         text += " In the placement ablation, " + "; ".join(ablation) + "."
     return text
-
-
-def _scope(runs: list[FinishedRun]) -> str:
-    """What a verdict on ``runs`` covers: the paper's setting, or only the clipped variant's (a leading clause)."""
-    if any(clipped(r) for r in runs):
-        return (
-            "In the clipped variant only (targets and proposals clipped to the 64x64 crop, where the official code "
-            "keeps the whole box of a digit cut by the border: a difference that can decide the outcome, so this "
-            "says nothing about the paper's setting), "
-        )
-    return ""
 
 
 def plot_curves(runs: list[FinishedRun], path: Path) -> None:
@@ -269,8 +265,7 @@ def draw_predictions(
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 3.0), squeeze=False)
-    axes = axes[0]
-    for i, ax in enumerate(axes):
+    for i, ax in enumerate(axes[0]):
         ax.imshow(images[i][0].numpy(), cmap="gray", vmin=0, vmax=1)
         for box, colour, width in (
             *((b, "yellow", 0.6) for b in proposals[i][:top]),
