@@ -193,17 +193,16 @@ def _run_with_ray(
         )
     if callable(on_terminate) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_terminate)
-    finished = [done_before]
+    finished = itertools.count(done_before + 1)
     started = time.perf_counter()
 
     class Report(tune.Callback):  # type: ignore[misc,name-defined]
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            finished[0] += 1
             r = trial.last_result or {}
             reached = r.get("seconds_to_target")
             when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
             print(
-                f"[{finished[0]}/{total}] {trial.config['trial']['name']}: final model on the full training set "
+                f"[{next(finished)}/{total}] {trial.config['trial']['name']}: final model on the full training set "
                 f"{r.get('train', math.nan):.4f}, on the test set {r.get('test', math.nan):.4f}, {when} "
                 f"({time.perf_counter() - started:.0f} s into the sweep)",
                 flush=True,
