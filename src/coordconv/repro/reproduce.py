@@ -98,7 +98,12 @@ def main(options: Options, argv: Sequence[str] = ()) -> Path:
     out, started = Path(options.out), time.perf_counter()
     command = shlex.join(["coordconv", "reproduce", *argv]) if argv else f"coordconv reproduce {shlex.join(tasks)}"
     try:
-        plans = [(REGISTRY[t], _plan(REGISTRY[t], preset, range(first_seed, first_seed + seeds), given)) for t in tasks]
+        plans = []  # each task's runs: its module's plan with the options it takes
+        for entry in (REGISTRY[t] for t in tasks):
+            takes = {k: v for k, v in given.items() if k in _options(entry)}
+            plans.append(
+                (entry, entry.module.plan(preset, range(first_seed, first_seed + seeds), task=entry.name, **takes))
+            )
         needs = [name for entry, plan in plans for name in entry.needs([cfg for _, cfg in plan], report=True)]
         extras.require(f"coordconv reproduce {' '.join(tasks)}", needs)
         for entry, plan in plans:
@@ -167,15 +172,6 @@ def check_request(
 def _options(entry: Experiment) -> dict[str, dataclasses.Field[Any]]:
     """The ``reproduce`` options ``entry`` takes (its module's ``ReproduceOptions`` fields), by name."""
     return {f.name: f for f in dataclasses.fields(entry.reproduce_options)} if entry.reproduce_options else {}
-
-
-def _plan(entry: Experiment, preset: str, seeds: range, options: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """``entry``'s runs: its module's ``plan`` with the ``options`` it takes."""
-    takes = _options(entry)
-    plan: list[tuple[str, Any]] = entry.module.plan(
-        preset, seeds, task=entry.name, **{k: v for k, v in options.items() if k in takes}
-    )
-    return plan
 
 
 def record_command(path: Path, command: str) -> None:

@@ -193,17 +193,16 @@ def _run_with_ray(
         )
     if callable(on_terminate) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_terminate)
-    finished = [done_before]
+    finished = itertools.count(done_before + 1)
     started = time.perf_counter()
 
     class Report(tune.Callback):  # type: ignore[misc,name-defined]
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            finished[0] += 1
             r = trial.last_result or {}
             reached = r.get("seconds_to_target")
             when = f"target after {reached:.1f} s" if isinstance(reached, int | float) else "target not reached"
             print(
-                f"[{finished[0]}/{total}] {trial.config['trial']['name']}: final model on the full training set "
+                f"[{next(finished)}/{total}] {trial.config['trial']['name']}: final model on the full training set "
                 f"{r.get('train', math.nan):.4f}, on the test set {r.get('test', math.nan):.4f}, {when} "
                 f"({time.perf_counter() - started:.0f} s into the sweep)",
                 flush=True,
@@ -313,11 +312,10 @@ def main(options: Options, *, command: str = "") -> Path:
     pending: list[tuple[Trial, Path]] = []
     for trial in trials:
         path = out / "runs" / trial.name
-        if finished_summary(path, trial.config) is not None:
-            continue
-        if (path / SUMMARY).exists():  # finished, with another config: resuming it would fail inside Ray
-            raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
-        pending.append((trial, path))
+        if finished_summary(path, trial.config) is None:
+            if (path / SUMMARY).exists():  # finished, with another config: resuming it would fail inside Ray
+                raise RunError(f"{path} holds a run with another config; remove it or choose another --out")
+            pending.append((trial, path))
     done = len(trials) - len(pending)
     concurrency = options.max_concurrent or max(1, (os.cpu_count() or 1) // trial_cpus)
     print(
@@ -351,22 +349,16 @@ class _Row(NamedTuple):
     solved: bool
 
 
-def _finished(out: Path, trials: Sequence[Trial]) -> list[_Row]:
-    """The finished ``trials``, in their order, each read as every report reads a run (:func:`read_finished`)."""
-    rows = []
-    for trial in trials:
-        if (out / "runs" / trial.name / SUMMARY).exists():
-            s = read_finished(out / "runs" / trial.name).summary
-            train, test = s["train"][s["metric"]], s["test"][s["metric"]]
-            rows.append(_Row(trial, float(train), float(test), s["seconds_to_target"] is not None))
-    return rows
-
-
 def write_report(out: Path, task: str, grid: str, trials: Sequence[Trial], *, command: str = "") -> Path:
     """``out/report.md``, ``out/table.md``, ``out/trials.csv`` and ``out/distribution.png`` from finished runs."""
     metric, target = toy_tasks.TARGETS[task]
     lower = metric == "error_px"
-    rows = _finished(out, trials)
+    rows = []  # the finished trials, in their order, each read as every report reads a run
+    for trial in trials:
+        if (out / "runs" / trial.name / SUMMARY).exists():
+            summary = read_finished(out / "runs" / trial.name).summary
+            train, test = summary["train"][summary["metric"]], summary["test"][summary["metric"]]
+            rows.append(_Row(trial, float(train), float(test), summary["seconds_to_target"] is not None))
     blocks = [(m, s) for m in MODELS for s in SPLITS]
     groups = {b: [r for r in rows if (r.trial.config.model, r.trial.config.split) == b] for b in blocks}
     lines = [

@@ -235,8 +235,7 @@ def _train(session: Session, cfg: Config, procs: Processes) -> None:
 
     train_set, val_set = datasets(cfg, data_root(cfg, session.path, procs))
     model = build_classifier(cfg.arch, cfg.variant, len(train_set.classes), weights=cfg.weights or None)
-    model = model.to(procs.device)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
+    model = model.to(procs.device, memory_format=torch.channels_last)  # type: ignore[call-overload,unused-ignore]
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     state = session.restore(model=model, optimizer=optimizer)
     epoch, train_seconds = (state["epoch"], state["train_seconds"]) if state else (0, 0.0)

@@ -60,16 +60,12 @@ def datasets(cfg: Config, root: Path) -> tuple[Any, Any]:
     else:
         train_tf = val_tf = transforms.Compose([transforms.Resize((cfg.image_size, cfg.image_size)), *normalise])
     # one list of classes for both splits: a class folder missing from one would shift the other's labels
-    classes = {split: _find_classes(str(root / split))[0] for split in ("train", "val")}
-    if classes["train"] != classes["val"]:
-        only = {
-            split: sorted(set(classes[split]) - set(classes[other]))
-            for split, other in (("train", "val"), ("val", "train"))
-        }
+    train, val = (set(_find_classes(str(root / split))[0]) for split in ("train", "val"))
+    if train != val:
         raise ValueError(
             f"{root / 'train'} and {root / 'val'} hold different class folders (only in train: "
-            f"{', '.join(only['train'][:5]) or 'none'}; only in val: {', '.join(only['val'][:5]) or 'none'}); "
-            "expected the same classes in both"
+            f"{', '.join(sorted(train - val)[:5]) or 'none'}; only in val: "
+            f"{', '.join(sorted(val - train)[:5]) or 'none'}); expected the same classes in both"
         )
 
     class VisibleImageFolder(tv_datasets.ImageFolder):  # type: ignore[misc]
